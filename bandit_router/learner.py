@@ -1,0 +1,197 @@
+"""The asynchronous learner: consumes reward events, learns each exactly once, and publishes snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from bandit_router.config import PolicyConfig
+from bandit_router.features import labelled
+from bandit_router.policy import Policy, Snapshot, SnapshotError
+from bandit_router.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def stream_position(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def decode_embedding(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(np.float32)
+
+
+def encode_embedding(vector: np.ndarray[Any, np.dtype[np.float32]]) -> str:
+    return base64.b64encode(vector.astype(np.float16).tobytes()).decode()
+
+
+class SnapshotFiles:
+    """Snapshots on disk, newest kept, written atomically (temporary file, fsync, rename)."""
+
+    def __init__(self, directory: Path, keep: int) -> None:
+        self.directory = directory
+        self.keep = keep
+
+    def write(self, data: bytes, version: int) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"policy-{version:010d}.snap"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        for old in sorted(self.directory.glob("policy-*.snap"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def newest(self) -> Snapshot | None:
+        """The newest snapshot that decodes; a corrupt or truncated file is skipped with a warning."""
+        for path in sorted(self.directory.glob("policy-*.snap"), reverse=True):
+            try:
+                return Snapshot.decode(path.read_bytes())
+            except (SnapshotError, ValueError, KeyError) as exc:
+                log.warning("skipping snapshot %s: %s", path, exc)
+        return None
+
+
+class Learner:
+    """Reads the reward stream through a consumer group and learns each event into its own policy.
+
+    An event is acknowledged only after a snapshot that contains it has been persisted, so after a
+    crash the unacknowledged events are learned again exactly when the loaded snapshot lacks them:
+    every acknowledged reward is learned once, none twice.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        config: PolicyConfig,
+        files: SnapshotFiles,
+        publish: Callable[[Policy], None],
+        rebuild: Callable[[Snapshot], Policy],
+        consumer: str = "learner-0",
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.config = config
+        self.files = files
+        self._publish = publish
+        self._rebuild = rebuild
+        self.consumer = consumer
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self._unacked: list[str] = []
+        self._last_snapshot = time.monotonic()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self.skipped = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
+
+    async def stop(self) -> None:
+        """Learns what is already in the stream, snapshots, acknowledges, and stops."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def wait_learned(self, count: int, timeout: float) -> None:
+        """Waits until the published policy has learned ``count`` events in all (tests and replays use it)."""
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(lambda: self.policy.learned >= count and not self._unacked), timeout)
+
+    async def _run(self) -> None:
+        await self.store.ensure_group()
+        # First the events delivered to this consumer before a crash, then new ones.
+        backlog = True
+        while True:
+            block = None if backlog else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
+            try:
+                reply = await self.store.client.xreadgroup(
+                    Store.GROUP,
+                    self.consumer,
+                    {self.store.events_key: "0" if backlog else ">"},
+                    count=256,
+                    block=block,
+                )
+            except aioredis.ConnectionError:
+                log.warning("learner lost Redis; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            entries = reply[0][1] if reply else []
+            if backlog and not entries:
+                backlog = False
+            for event_id, fields in entries:
+                event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
+                await self._learn(event_id, fields)
+            if backlog and entries:
+                # Read the backlog past what was just seen.
+                continue
+            due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
+            if self._unacked and (len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()):
+                await self._snapshot()
+            if self._stopping.is_set() and not entries:
+                if self._unacked:
+                    await self._snapshot()
+                return
+
+    async def _learn(self, event_id: str, fields: dict[Any, Any]) -> None:
+        raw = fields.get(b"event", fields.get("event"))
+        if stream_position(event_id) <= stream_position(self.policy.stream_id):
+            # Learned into the snapshot this learner started from; only the acknowledgement was lost.
+            self.skipped += 1
+        else:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
+            except Exception:  # one malformed event must not stop learning; it is logged and skipped
+                self.failures += 1
+                log.exception("could not learn event %s", event_id)
+            self.policy.stream_id = event_id
+        self._unacked.append(event_id)
+        if len(self._unacked) >= self.config.snapshot_every_events:
+            await self._snapshot()
+
+    def _learn_sync(self, raw: bytes | str) -> None:
+        import json
+
+        event = json.loads(raw)
+        actions = list(event["actions"])
+        index = int(event["index"])
+        actions[index] = labelled(actions[index], -float(event["reward"]), float(event["probability"]))
+        self.policy.learn_one(event["shared"], actions)
+        if event.get("embedding"):
+            self.policy.clusterer.learn_one(decode_embedding(event["embedding"]))
+
+    async def _snapshot(self) -> None:
+        loop = asyncio.get_running_loop()
+        version = self.policy.version + 1
+        snapshot = await loop.run_in_executor(self._executor, self.policy.snapshot, version, self.policy.stream_id)
+        data = snapshot.encode()
+        await loop.run_in_executor(self._executor, self.files.write, data, version)
+        await self.store.save_snapshot(data)
+        serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
+        self.policy.version = version
+        self._publish(serving)
+        # Only now is every event in this snapshot safe to acknowledge and drop from the stream.
+        await self.store.client.xack(self.store.events_key, Store.GROUP, *self._unacked)
+        await self.store.client.xtrim(self.store.events_key, minid=self.policy.stream_id)
+        self._unacked.clear()
+        self._last_snapshot = time.monotonic()
+        async with self._progress:
+            self._progress.notify_all()

@@ -1,0 +1,80 @@
+"""The scalar reward of a decision, and the cost and energy it is computed from, each with its source."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+
+from bandit_router.config import ModelSpec, RewardConfig
+
+
+class Source(StrEnum):
+    """Where a figure came from; never claim more than this."""
+
+    REPORTED = "reported"
+    MEASURED = "measured"
+    COMPUTED = "computed"
+    ESTIMATED = "estimated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    value: float
+    source: Source
+    # What it was derived from, in words a person can check.
+    basis: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    input: int
+    output: int
+    # True where the caller reported the count, False where it is an estimate.
+    input_reported: bool
+    output_reported: bool
+
+
+def resolve_tokens(model: ModelSpec, input_tokens: int, output_tokens: int, query_tokens: int) -> Tokens:
+    """Reported counts where given (> 0); else the query's word pieces and the model's typical output."""
+    return Tokens(
+        input=input_tokens if input_tokens > 0 else query_tokens,
+        output=output_tokens if output_tokens > 0 else round(model.typical_output_tokens),
+        input_reported=input_tokens > 0,
+        output_reported=output_tokens > 0,
+    )
+
+
+def _describe(tokens: Tokens) -> str:
+    i = "reported" if tokens.input_reported else "estimated from the query's word pieces"
+    o = "reported" if tokens.output_reported else "the model's typical output"
+    return f"{tokens.input} input tokens ({i}), {tokens.output} output tokens ({o})"
+
+
+def cost_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
+    """Reported > computed (reported tokens x catalog prices) > estimated (estimated tokens)."""
+    if reported is not None:
+        return Figure(reported, Source.REPORTED, "cost_usd sent with the reward")
+    value = (tokens.input * model.input_usd_per_mtok + tokens.output * model.output_usd_per_mtok) / 1e6
+    source = Source.COMPUTED if tokens.input_reported and tokens.output_reported else Source.ESTIMATED
+    basis = (
+        f"catalog prices {model.input_usd_per_mtok}/{model.output_usd_per_mtok} USD per 1M input/output tokens x "
+        + _describe(tokens)
+    )
+    return Figure(value, source, basis)
+
+
+def energy_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
+    """Reported > estimated from the catalog's energy profile (NVML measurement comes with the energy issue)."""
+    if reported is not None:
+        return Figure(reported, Source.REPORTED, "energy_joules sent with the reward")
+    value = tokens.input * model.energy_j_per_input_token + tokens.output * model.energy_j_per_output_token
+    basis = (
+        f"catalog profile {model.energy_j_per_input_token}/{model.energy_j_per_output_token} J per input/output "
+        f"token ({model.energy_profile_source}) x " + _describe(tokens)
+    )
+    return Figure(value, Source.ESTIMATED, basis)
+
+
+def scalar_reward(quality: float, energy: float, cost: float, energy_weight: float, cost_weight: float, config: RewardConfig) -> float:
+    """r = quality - w_E * energy / E_scale - w_C * cost / C_scale; the policy learns cost = -r."""
+    return quality - energy_weight * energy / config.energy_scale_joules - cost_weight * cost / config.cost_scale_usd

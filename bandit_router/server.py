@@ -1,0 +1,179 @@
+"""The gRPC edge: translates protobuf to domain calls and domain errors to status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from bandit_router import errors
+from bandit_router.config import Config, load_config
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.reward import Source
+from bandit_router.service import Decision, RouterService
+from bandit_router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+
+_STATUS: dict[type[errors.RouterError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+_SOURCE = {
+    Source.REPORTED: router_pb2.SOURCE_REPORTED,
+    Source.MEASURED: router_pb2.SOURCE_MEASURED,
+    Source.COMPUTED: router_pb2.SOURCE_COMPUTED,
+    Source.ESTIMATED: router_pb2.SOURCE_ESTIMATED,
+}
+
+T = TypeVar("T")
+
+
+async def _call(context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await work()
+    except errors.RouterError as exc:
+        await context.abort(_STATUS[type(exc)], str(exc))
+        raise  # abort raises; this line only satisfies the type checker
+
+
+def _decision_pb(d: Decision) -> router_pb2.RouteResponse:
+    return router_pb2.RouteResponse(
+        decision_id=d.decision_id,
+        model=d.model,
+        probability=d.probability,
+        pmf=[router_pb2.ActionProbability(model=m, probability=p) for m, p in d.pmf],
+        policy_version=d.policy_version,
+        task=d.task,
+        task_source=d.task_source,
+        cluster=d.cluster,
+        estimated_cost_usd=d.estimated_cost_usd,
+        estimated_energy_joules=d.estimated_energy_joules,
+        energy_weight=d.energy_weight,
+        cost_weight=d.cost_weight,
+        expires_at=d.expires_at,
+        replayed=d.replayed,
+    )
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    async def Route(self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.RouteResponse:
+        prefs = request.preferences
+        domain = RouteInput(
+            query=request.query,
+            request_id=request.request_id,
+            candidates=tuple(request.candidates),
+            energy_weight=prefs.energy_weight if prefs.HasField("energy_weight") else None,
+            cost_weight=prefs.cost_weight if prefs.HasField("cost_weight") else None,
+            task=request.task,
+            metadata=dict(request.metadata),
+        )
+        decision = await _call(context, lambda: self.service.route(domain))
+        return _decision_pb(decision)
+
+    async def Reward(self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.RewardResponse:
+        domain = RewardInput(
+            decision_id=request.decision_id,
+            quality=request.quality if request.HasField("quality") else None,
+            input_tokens=request.input_tokens,
+            output_tokens=request.output_tokens,
+            latency_ms=request.latency_ms,
+            energy_joules=request.energy_joules if request.HasField("energy_joules") else None,
+            cost_usd=request.cost_usd if request.HasField("cost_usd") else None,
+        )
+        outcome = await _call(context, lambda: self.service.reward(domain))
+        return router_pb2.RewardResponse(
+            reward=outcome.reward,
+            decision_id=outcome.decision_id,
+            model=outcome.model,
+            cost_usd=outcome.cost.value,
+            cost_source=_SOURCE[outcome.cost.source],
+            cost_basis=outcome.cost.basis,
+            energy_joules=outcome.energy.value,
+            energy_source=_SOURCE[outcome.energy.source],
+            energy_basis=outcome.energy.basis,
+        )
+
+    async def ListModels(self, request: router_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
+        return router_pb2.ListModelsResponse(
+            models=[
+                router_pb2.ModelInfo(
+                    id=m.id,
+                    input_usd_per_mtok=m.input_usd_per_mtok,
+                    output_usd_per_mtok=m.output_usd_per_mtok,
+                    parameters_b=m.parameters_b,
+                    energy_j_per_output_token=m.energy_j_per_output_token,
+                    energy_j_per_input_token=m.energy_j_per_input_token,
+                    energy_profile_source=m.energy_profile_source,
+                    typical_output_tokens=m.typical_output_tokens,
+                )
+                for m in self.service.list_models()
+                if m.enabled
+            ]
+        )
+
+
+class Server:
+    """A gRPC server around a RouterService, with health checking and reflection."""
+
+    def __init__(self, service: RouterService, listen: str) -> None:
+        self.service = service
+        # Room for the largest allowed query in 4-byte UTF-8, plus the rest of the request.
+        limit = service.config.limits.max_query_chars * 4 + (1 << 20)
+        self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), self.grpc)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
+        self.port = self.grpc.add_insecure_port(listen)
+        if self.port == 0:
+            raise OSError(f"server.listen: cannot bind {listen}")
+        host = listen.rsplit(":", 1)[0]
+        self.address = f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.grpc.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Health goes NOT_SERVING first, so balancers stop sending; in-flight calls then finish."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc.stop(grace)
+        await self.service.close()
+
+
+async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
+    service = await RouterService.open(config)
+    server = Server(service, config.server.listen)
+    await server.start()
+    log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
+    if ready is not None:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining in-flight calls and the learner")
+    await server.stop(config.server.grace_s)
+
+
+def main(config_path: str | None = None) -> None:
+    asyncio.run(serve(load_config(config_path)))

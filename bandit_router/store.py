@@ -1,0 +1,124 @@
+"""Redis store for pending decisions, the reward stream and policy snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+
+# Writes a decision unless its id is taken; answers the existing summary when it is, so a
+# retried Route gets the first decision and no second one is made.
+_PUT_DECISION = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+return false
+"""
+
+# Takes the pending decision and appends its learning event in one atomic step, so a reward is
+# either learned exactly once or not accepted at all: never taken and then lost.
+_TAKE_AND_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local done = redis.call('GET', KEYS[2])
+  if done then return {'rewarded', done} end
+  return {'gone', ''}
+end
+local id = redis.call('XADD', KEYS[3], '*', 'event', ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2], 'PX', ARGV[3])
+return {'ok', id}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class TakeResult:
+    """Outcome of taking a pending decision: ``ok`` (event appended), ``rewarded`` or ``gone``."""
+
+    status: str
+    event_id: str = ""
+    rewarded_at: float = 0.0
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class Store:
+    """All Redis state of one router, under one key prefix."""
+
+    GROUP = "learner"
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.events_key = f"{prefix}:events"
+        self.snapshot_key = f"{prefix}:snapshot"
+        self._put = client.register_script(_PUT_DECISION)
+        self._take = client.register_script(_TAKE_AND_APPEND)
+
+    def _pending(self, decision_id: str) -> str:
+        return f"{self.prefix}:pending:{decision_id}"
+
+    def _decision(self, decision_id: str) -> str:
+        return f"{self.prefix}:decision:{decision_id}"
+
+    def _rewarded(self, decision_id: str) -> str:
+        return f"{self.prefix}:rewarded:{decision_id}"
+
+    async def get_summary(self, decision_id: str) -> dict[str, Any] | None:
+        raw = await self.client.get(self._decision(decision_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    async def put_decision(
+        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], wait_s: float, retention_s: float
+    ) -> dict[str, Any] | None:
+        """Stores a new decision; returns the existing summary instead if the id was already decided."""
+        existing = await self._put(
+            keys=[self._decision(decision_id), self._pending(decision_id)],
+            args=[json.dumps(summary), json.dumps(pending), _ms(wait_s + retention_s), _ms(wait_s)],
+        )
+        return None if existing is None else dict(json.loads(existing))
+
+    async def was_rewarded(self, decision_id: str) -> bool:
+        return bool(await self.client.exists(self._rewarded(decision_id)))
+
+    async def get_pending(self, decision_id: str) -> dict[str, Any] | None:
+        raw = await self.client.get(self._pending(decision_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    async def take_and_append(self, decision_id: str, event: dict[str, Any], now: float, retention_s: float) -> TakeResult:
+        status, detail = await self._take(
+            keys=[self._pending(decision_id), self._rewarded(decision_id), self.events_key],
+            args=[json.dumps(event), repr(now), _ms(retention_s)],
+        )
+        status = status.decode() if isinstance(status, bytes) else status
+        detail = detail.decode() if isinstance(detail, bytes) else detail
+        if status == "ok":
+            return TakeResult("ok", event_id=detail)
+        if status == "rewarded":
+            event_id, at = detail.split(" ", 1)
+            return TakeResult("rewarded", event_id=event_id, rewarded_at=float(at))
+        return TakeResult("gone")
+
+    async def count_pending(self) -> int:
+        count = 0
+        async for _ in self.client.scan_iter(match=self._pending("*"), count=1000):
+            count += 1
+        return count
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.client.xgroup_create(self.events_key, self.GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def save_snapshot(self, data: bytes) -> None:
+        await self.client.set(self.snapshot_key, data)
+
+    async def load_snapshot(self) -> bytes | None:
+        raw = await self.client.get(self.snapshot_key)
+        return None if raw is None else bytes(raw)
