@@ -127,7 +127,12 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         _require(0 <= self.projection_dim <= 384, "features.projection_dim", "must be in [0, 384]", self.projection_dim)
         _require(self.max_clusters >= 1, "features.max_clusters", "must be >= 1", self.max_clusters)
-        _require(-1 <= self.cluster_threshold <= 1, "features.cluster_threshold", "must be in [-1, 1]", self.cluster_threshold)
+        _require(
+            -1 <= self.cluster_threshold <= 1,
+            "features.cluster_threshold",
+            "must be in [-1, 1]",
+            self.cluster_threshold,
+        )
 
 
 DEFAULT_VW_ARGS = (
@@ -167,8 +172,12 @@ class PolicyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require("--cb_explore_adf" in self.vw_args, "policy.vw_args", "must contain --cb_explore_adf", list(self.vw_args))
-        _require(self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events)
+        _require(
+            "--cb_explore_adf" in self.vw_args, "policy.vw_args", "must contain --cb_explore_adf", list(self.vw_args)
+        )
+        _require(
+            self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events
+        )
         _positive("policy.snapshot_interval_s", self.snapshot_interval_s)
         _require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
 
@@ -268,13 +277,23 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
         except ValueError:
             raise ConfigError(f"{key} must be a {target.__name__}, got {value!r}") from None
     if target is tuple:
-        _require(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), key, "must be a list of strings", value)
+        _require(
+            isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+            key,
+            "must be a list of strings",
+            value,
+        )
         return tuple(value)
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if target is types.UnionType:
         return value
-    _require(isinstance(value, target) and not (target is int and isinstance(value, bool)), key, f"must be a {target.__name__}", value)
+    _require(
+        isinstance(value, target) and not (target is int and isinstance(value, bool)),
+        key,
+        f"must be a {target.__name__}",
+        value,
+    )
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -60,12 +61,16 @@ class Embedder:
 
         path = config.model or bundled_model_path()
         self.device = resolve_device(config.device)
-        self._model: Any = SentenceTransformer(path, device=self.device, local_files_only=True)
-        self._tokenizer: Any = self._model.tokenizer
+        model = SentenceTransformer(path, device=self.device, local_files_only=True)
+        max_length, dimension = model.max_seq_length, model.get_embedding_dimension()
+        if max_length is None or dimension is None:
+            raise ValueError(f"embedding.model {path!r} must declare max_seq_length and an embedding dimension")
+        self._model: Any = model
+        self._tokenizer: Any = model.tokenizer
         # Two places go to the [CLS] and [SEP] markers.
-        self.budget = int(self._model.max_seq_length) - 2
+        self.budget = int(max_length) - 2
         self.head_tokens = min(config.head_tokens, self.budget)
-        self.dimension = int(self._model.get_embedding_dimension())
+        self.dimension = int(dimension)
         self.model_name = path
 
     def clip(self, text: str) -> tuple[str, int, bool]:
@@ -113,10 +118,8 @@ class BatchingEmbedder:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self._executor.shutdown(wait=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import json
 import logging
 import os
 import time
@@ -97,6 +98,8 @@ class Learner:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
+        # Events learned into the last published snapshot.
+        self.published = policy.learned
         self.skipped = 0
         self.failures = 0
 
@@ -114,7 +117,7 @@ class Learner:
     async def wait_learned(self, count: int, timeout: float) -> None:
         """Waits until the published policy has learned ``count`` events in all (tests and replays use it)."""
         async with self._progress:
-            await asyncio.wait_for(self._progress.wait_for(lambda: self.policy.learned >= count and not self._unacked), timeout)
+            await asyncio.wait_for(self._progress.wait_for(lambda: self.published >= count), timeout)
 
     async def _run(self) -> None:
         await self.store.ensure_group()
@@ -123,7 +126,7 @@ class Learner:
         while True:
             block = None if backlog else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
             try:
-                reply = await self.store.client.xreadgroup(
+                reply: Any = await self.store.client.xreadgroup(
                     Store.GROUP,
                     self.consumer,
                     {self.store.events_key: "0" if backlog else ">"},
@@ -144,7 +147,9 @@ class Learner:
                 # Read the backlog past what was just seen.
                 continue
             due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
-            if self._unacked and (len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()):
+            if self._unacked and (
+                len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()
+            ):
                 await self._snapshot()
             if self._stopping.is_set() and not entries:
                 if self._unacked:
@@ -167,9 +172,7 @@ class Learner:
         if len(self._unacked) >= self.config.snapshot_every_events:
             await self._snapshot()
 
-    def _learn_sync(self, raw: bytes | str) -> None:
-        import json
-
+    def _learn_sync(self, raw: Any) -> None:
         event = json.loads(raw)
         actions = list(event["actions"])
         index = int(event["index"])
@@ -193,5 +196,6 @@ class Learner:
         await self.store.client.xtrim(self.store.events_key, minid=self.policy.stream_id)
         self._unacked.clear()
         self._last_snapshot = time.monotonic()
+        self.published = snapshot.learned
         async with self._progress:
             self._progress.notify_all()

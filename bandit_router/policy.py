@@ -8,6 +8,7 @@ import json
 import struct
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
 
@@ -115,7 +116,7 @@ class Policy:
     def pmf(self, shared: str, actions: Sequence[str]) -> list[float]:
         """Probability of each action, in the order given."""
         examples = [self._parser.parse_line(shared), *(self._parser.parse_line(a) for a in actions)]
-        prediction = self.workspace.predict_one(examples)
+        prediction = cast(list[tuple[int, float]], self.workspace.predict_one(examples))
         probabilities = [0.0] * len(actions)
         for index, p in prediction:
             probabilities[index] = float(p)

@@ -77,7 +77,9 @@ class EmbeddedRedis:
                 except (redis.ConnectionError, redis.BusyLoadingError):
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise EmbeddedRedisError(f"redis-server did not answer within {self.start_timeout_s} s") from None
+                        raise EmbeddedRedisError(
+                            f"redis-server did not answer within {self.start_timeout_s} s"
+                        ) from None
                     time.sleep(0.02)
         finally:
             client.close()

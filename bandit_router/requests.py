@@ -45,7 +45,9 @@ class RouteInput:
         if not self.query.strip():
             raise InvalidArgument("query", "must not be empty or whitespace", self.query)
         if len(self.query) > limits.max_query_chars:
-            raise InvalidArgument("query", f"must be at most {limits.max_query_chars} characters", f"{len(self.query)} characters")
+            raise InvalidArgument(
+                "query", f"must be at most {limits.max_query_chars} characters", f"{len(self.query)} characters"
+            )
         if self.request_id:
             _check_id("request_id", self.request_id, limits)
         for name in ("energy_weight", "cost_weight"):
@@ -58,12 +60,20 @@ class RouteInput:
             if not TASK_PATTERN.match(self.task):
                 raise InvalidArgument("task", f"must match {TASK_PATTERN.pattern}", self.task)
         if len(self.metadata) > limits.max_metadata_entries:
-            raise InvalidArgument("metadata", f"must have at most {limits.max_metadata_entries} entries", f"{len(self.metadata)} entries")
+            raise InvalidArgument(
+                "metadata", f"must have at most {limits.max_metadata_entries} entries", f"{len(self.metadata)} entries"
+            )
         for key, value in self.metadata.items():
             if len(key) > limits.max_metadata_chars or len(value) > limits.max_metadata_chars:
-                raise InvalidArgument(f"metadata[{key[:32]!r}]", f"keys and values must be at most {limits.max_metadata_chars} characters", value)
+                raise InvalidArgument(
+                    f"metadata[{key[:32]!r}]",
+                    f"keys and values must be at most {limits.max_metadata_chars} characters",
+                    value,
+                )
         if len(self.candidates) > limits.max_candidates:
-            raise InvalidArgument("candidates", f"must list at most {limits.max_candidates} models", f"{len(self.candidates)} models")
+            raise InvalidArgument(
+                "candidates", f"must list at most {limits.max_candidates} models", f"{len(self.candidates)} models"
+            )
         if len(set(self.candidates)) != len(self.candidates):
             duplicated = sorted({c for c in self.candidates if self.candidates.count(c) > 1})
             raise InvalidArgument("candidates", "must not repeat a model", duplicated)
@@ -75,8 +85,7 @@ class RouteInput:
         left = [m for m in chosen if m.enabled]
         if not left:
             raise FailedPrecondition(
-                "candidates: no model left after filtering; disabled in the catalog: "
-                + ", ".join(m.id for m in chosen)
+                "candidates: no model left after filtering; disabled in the catalog: " + ", ".join(m.id for m in chosen)
             )
         return left
 

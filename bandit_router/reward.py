@@ -75,6 +75,8 @@ def energy_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figur
     return Figure(value, Source.ESTIMATED, basis)
 
 
-def scalar_reward(quality: float, energy: float, cost: float, energy_weight: float, cost_weight: float, config: RewardConfig) -> float:
+def scalar_reward(
+    quality: float, energy: float, cost: float, energy_weight: float, cost_weight: float, config: RewardConfig
+) -> float:
     """r = quality - w_E * energy / E_scale - w_C * cost / C_scale; the policy learns cost = -r."""
     return quality - energy_weight * energy / config.energy_scale_joules - cost_weight * cost / config.cost_scale_usd

@@ -68,11 +68,15 @@ def _decision_pb(d: Decision) -> router_pb2.RouteResponse:
     )
 
 
-class RouterServicer(router_pb2_grpc.RouterServicer):
+class RouterServicer:
+    """Implements every method of bandit_router.v1.Router."""
+
     def __init__(self, service: RouterService) -> None:
         self.service = service
 
-    async def Route(self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.RouteResponse:
+    async def Route(
+        self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.RouteResponse:
         prefs = request.preferences
         domain = RouteInput(
             query=request.query,
@@ -86,7 +90,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         decision = await _call(context, lambda: self.service.route(domain))
         return _decision_pb(decision)
 
-    async def Reward(self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.RewardResponse:
+    async def Reward(
+        self, request: router_pb2.RewardRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.RewardResponse:
         domain = RewardInput(
             decision_id=request.decision_id,
             quality=request.quality if request.HasField("quality") else None,
@@ -109,7 +115,9 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             energy_basis=outcome.energy.basis,
         )
 
-    async def ListModels(self, request: router_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]) -> router_pb2.ListModelsResponse:
+    async def ListModels(
+        self, request: router_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.ListModelsResponse:
         return router_pb2.ListModelsResponse(
             models=[
                 router_pb2.ModelInfo(

@@ -218,7 +218,9 @@ class RouterService:
             "metadata": dict(request.metadata),
             "created_at": now,
         }
-        existing = await self.store.put_decision(decision_id, summary, pending, defaults.wait_time_s, defaults.retention_s)
+        existing = await self.store.put_decision(
+            decision_id, summary, pending, defaults.wait_time_s, defaults.retention_s
+        )
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return Decision(**{**existing, "replayed": True})
@@ -242,7 +244,10 @@ class RouterService:
                 f"decision_id {decision_id!r} expired at {expired} "
                 f"(rewards are accepted for {self.config.reward.wait_time_s:g} s after Route)"
             )
-        return NotFound(f"decision_id {decision_id!r} is unknown: no Route made it, or it expired over {self.config.reward.retention_s:g} s ago")
+        retention = self.config.reward.retention_s
+        return NotFound(
+            f"decision_id {decision_id!r} is unknown: no Route made it, or it expired over {retention:g} s ago"
+        )
 
     async def _reward(self, request: RewardInput, quality: float) -> RewardOutcome:
         pending = await self.store.get_pending(request.decision_id)
@@ -252,10 +257,29 @@ class RouterService:
         tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, int(pending["query_tokens"]))
         cost = cost_of(model, request.cost_usd, tokens)
         energy = energy_of(model, request.energy_joules, tokens)
-        value = scalar_reward(quality, energy.value, cost.value, pending["energy_weight"], pending["cost_weight"], self.config.reward)
+        value = scalar_reward(
+            quality, energy.value, cost.value, pending["energy_weight"], pending["cost_weight"], self.config.reward
+        )
         now = self._clock()
         event = {
-            **{k: pending[k] for k in ("decision_id", "model", "index", "probability", "shared", "actions", "embedding", "policy_version", "task", "cluster", "energy_weight", "cost_weight", "created_at")},
+            **{
+                k: pending[k]
+                for k in (
+                    "decision_id",
+                    "model",
+                    "index",
+                    "probability",
+                    "shared",
+                    "actions",
+                    "embedding",
+                    "policy_version",
+                    "task",
+                    "cluster",
+                    "energy_weight",
+                    "cost_weight",
+                    "created_at",
+                )
+            },
             "reward": value,
             "quality": quality,
             "input_tokens": tokens.input,

@@ -89,7 +89,9 @@ class Store:
         raw = await self.client.get(self._pending(decision_id))
         return None if raw is None else dict(json.loads(raw))
 
-    async def take_and_append(self, decision_id: str, event: dict[str, Any], now: float, retention_s: float) -> TakeResult:
+    async def take_and_append(
+        self, decision_id: str, event: dict[str, Any], now: float, retention_s: float
+    ) -> TakeResult:
         status, detail = await self._take(
             keys=[self._pending(decision_id), self._rewarded(decision_id), self.events_key],
             args=[json.dumps(event), repr(now), _ms(retention_s)],
@@ -121,4 +123,4 @@ class Store:
 
     async def load_snapshot(self) -> bytes | None:
         raw = await self.client.get(self.snapshot_key)
-        return None if raw is None else bytes(raw)
+        return None if raw is None else raw if isinstance(raw, bytes) else raw.encode()

@@ -26,11 +26,27 @@ ROUTE_CASES: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
     ({"query": " \t\n "}, INVALID, r"query must not be empty or whitespace"),
     ({"query": "x" * 100_001}, INVALID, r"query must be at most 100000 characters, got '100001 characters'"),
     ({"query": "hi", "candidates": ["gpt-9"]}, INVALID, r"candidates must be catalog model ids .*got \['gpt-9'\]"),
-    ({"query": "hi", "candidates": ["gemma-2-9b-it", "gemma-2-9b-it"]}, INVALID, r"candidates must not repeat a model, got \['gemma-2-9b-it'\]"),
-    ({"query": "hi", "preferences": {"energy_weight": -0.5}}, INVALID, r"preferences.energy_weight must be >= 0, got -0.5"),
+    (
+        {"query": "hi", "candidates": ["gemma-2-9b-it", "gemma-2-9b-it"]},
+        INVALID,
+        r"candidates must not repeat a model, got \['gemma-2-9b-it'\]",
+    ),
+    (
+        {"query": "hi", "preferences": {"energy_weight": -0.5}},
+        INVALID,
+        r"preferences.energy_weight must be >= 0, got -0.5",
+    ),
     ({"query": "hi", "preferences": {"cost_weight": -1}}, INVALID, r"preferences.cost_weight must be >= 0, got -1.0"),
-    ({"query": "hi", "preferences": {"energy_weight": math.nan}}, INVALID, r"preferences.energy_weight must be a finite number, got nan"),
-    ({"query": "hi", "preferences": {"cost_weight": math.inf}}, INVALID, r"preferences.cost_weight must be a finite number, got inf"),
+    (
+        {"query": "hi", "preferences": {"energy_weight": math.nan}},
+        INVALID,
+        r"preferences.energy_weight must be a finite number, got nan",
+    ),
+    (
+        {"query": "hi", "preferences": {"cost_weight": math.inf}},
+        INVALID,
+        r"preferences.cost_weight must be a finite number, got inf",
+    ),
     ({"query": "hi", "request_id": "has space"}, INVALID, r"request_id must match .*got 'has space'"),
     ({"query": "hi", "request_id": "a" * 129}, INVALID, r"request_id must be at most 128 characters"),
     ({"query": "hi", "request_id": "../etc"}, INVALID, r"request_id must match"),
@@ -73,7 +89,9 @@ async def _assert_still_pending(service: RouterService, decision_id: str) -> Non
 
 
 @pytest.mark.parametrize(("fields", "code", "match"), ROUTE_CASES)
-async def test_bad_route_is_rejected(stub: router_pb2_grpc.RouterStub, service: RouterService, fields: dict[str, Any], code: grpc.StatusCode, match: str) -> None:
+async def test_bad_route_is_rejected(
+    stub: router_pb2_grpc.RouterStub, service: RouterService, fields: dict[str, Any], code: grpc.StatusCode, match: str
+) -> None:
     bystander = await stub.Route(pb.RouteRequest(query="An unrelated query that stays pending"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _route(stub, dict(fields))
@@ -96,11 +114,15 @@ async def test_bad_reward_is_rejected_and_the_decision_stays_pending(
     assert re.search(match, caught.value.details() or ""), caught.value.details()
     # The rejected reward took nothing: the right one is still accepted.
     await _assert_still_pending(service, decision.decision_id)
-    assert (await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=0.5))).decision_id == decision.decision_id
+    assert (
+        await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=0.5))
+    ).decision_id == decision.decision_id
 
 
 @pytest.mark.parametrize(("decision_id", "code", "match"), BAD_IDS)
-async def test_bad_decision_id_is_rejected(stub: router_pb2_grpc.RouterStub, service: RouterService, decision_id: str, code: grpc.StatusCode, match: str) -> None:
+async def test_bad_decision_id_is_rejected(
+    stub: router_pb2_grpc.RouterStub, service: RouterService, decision_id: str, code: grpc.StatusCode, match: str
+) -> None:
     bystander = await stub.Route(pb.RouteRequest(query="Another query that stays pending"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Reward(pb.RewardRequest(decision_id=decision_id, quality=1.0))
@@ -119,7 +141,9 @@ async def test_second_reward_gets_already_exists_and_the_first_counts(stub: rout
     assert first.reward > 0.8
 
 
-async def test_concurrent_rewards_for_one_decision_are_learned_once(stub: router_pb2_grpc.RouterStub, service: RouterService) -> None:
+async def test_concurrent_rewards_for_one_decision_are_learned_once(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
     decision = await stub.Route(pb.RouteRequest(query="Summarize the plot of Hamlet"))
     results = await asyncio.gather(
         *(stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0)) for _ in range(8)),
@@ -134,7 +158,9 @@ async def test_concurrent_rewards_for_one_decision_are_learned_once(stub: router
     assert service.learner.policy.learned == 1
 
 
-async def test_nothing_left_after_filtering_is_failed_precondition(embedder: Embedder, redis_url: str, tmp_path: Path) -> None:
+async def test_nothing_left_after_filtering_is_failed_precondition(
+    embedder: Embedder, redis_url: str, tmp_path: Path
+) -> None:
     base = make_config(tmp_path, redis_url)
     models = tuple(m if m.id != "gemma-2-9b-it" else type(m)(**{**m.__dict__, "enabled": False}) for m in base.models)
     service = await RouterService.open(base.replace(models=models), embedder=embedder)
@@ -146,7 +172,9 @@ async def test_nothing_left_after_filtering_is_failed_precondition(embedder: Emb
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Route(pb.RouteRequest(query="hello", candidates=["gemma-2-9b-it"]))
             assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "no model left after filtering; disabled in the catalog: gemma-2-9b-it" in (caught.value.details() or "")
+            assert "no model left after filtering; disabled in the catalog: gemma-2-9b-it" in (
+                caught.value.details() or ""
+            )
             listed = await stub.ListModels(pb.ListModelsRequest())
             assert "gemma-2-9b-it" not in [m.id for m in listed.models]
             decision = await stub.Route(pb.RouteRequest(query="hello"))
@@ -156,7 +184,9 @@ async def test_nothing_left_after_filtering_is_failed_precondition(embedder: Emb
         await server.stop(0)
 
 
-async def test_expired_decision_gets_not_found_naming_the_expiry(embedder: Embedder, redis_url: str, tmp_path: Path) -> None:
+async def test_expired_decision_gets_not_found_naming_the_expiry(
+    embedder: Embedder, redis_url: str, tmp_path: Path
+) -> None:
     config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.3})
     service = await RouterService.open(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")

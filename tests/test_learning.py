@@ -12,15 +12,34 @@ from conftest import make_config
 from bandit_router.embedding import Embedder
 from bandit_router.policy import sample_index
 from bandit_router.requests import RouteInput
-
 from bandit_router.service import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 ARITHMETIC = ("What is {a} plus {b}?", "Compute {a} * {b}.", "Calculate {a} minus {b}.", "What is {a} divided by {b}?")
-POEMS = ("Write a poem about {t}.", "Compose a short verse about {t}.", "Write a haiku on {t}.", "Write a sonnet about {t}.")
-TOPICS = ("the sea", "autumn", "a lost cat", "the moon", "winter mornings", "a lighthouse", "old friends", "rain",
-          "the desert", "a city at night", "spring flowers", "the mountains", "a river", "childhood", "the stars")
+POEMS = (
+    "Write a poem about {t}.",
+    "Compose a short verse about {t}.",
+    "Write a haiku on {t}.",
+    "Write a sonnet about {t}.",
+)
+TOPICS = (
+    "the sea",
+    "autumn",
+    "a lost cat",
+    "the moon",
+    "winter mornings",
+    "a lighthouse",
+    "old friends",
+    "rain",
+    "the desert",
+    "a city at night",
+    "spring flowers",
+    "the mountains",
+    "a river",
+    "childhood",
+    "the stars",
+)
 MATH_MODEL = "llama-3.2-3b-instruct"
 POEM_MODEL = "mixtral-8x7b-instruct-v0.1"
 
@@ -45,7 +64,9 @@ async def play(stub: router_pb2_grpc.RouterStub, rng: random.Random, rounds: int
         await asyncio.gather(*(one(k, make_query(rng, k, topics)) for k in kinds))
 
 
-async def test_policy_learns_which_model_suits_which_queries(stub: router_pb2_grpc.RouterStub, service: RouterService) -> None:
+async def test_policy_learns_which_model_suits_which_queries(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
     rng = random.Random(11)
     train_topics, fresh_topics = TOPICS[:10], TOPICS[10:]
     rounds = 600
@@ -60,7 +81,9 @@ async def test_policy_learns_which_model_suits_which_queries(stub: router_pb2_gr
         picked = sampled = 0
         for _ in range(fresh):
             query = make_query(rng, kind, fresh_topics)
-            decision = await stub.Route(pb.RouteRequest(query=query, preferences=pb.Preferences(energy_weight=0, cost_weight=0)))
+            decision = await stub.Route(
+                pb.RouteRequest(query=query, preferences=pb.Preferences(energy_weight=0, cost_weight=0))
+            )
             picked += max(decision.pmf, key=lambda a: a.probability).model == right
             sampled += decision.model == right
         assert picked >= 0.9 * fresh, (kind, picked, sampled)

@@ -20,7 +20,9 @@ from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 
-async def test_retried_route_with_a_request_id_returns_the_same_decision(stub: router_pb2_grpc.RouterStub, service: RouterService) -> None:
+async def test_retried_route_with_a_request_id_returns_the_same_decision(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
     first = await stub.Route(pb.RouteRequest(query="Translate 'cat' to German", request_id="req-42"))
     again = await stub.Route(pb.RouteRequest(query="Translate 'cat' to German", request_id="req-42"))
     assert first.decision_id == again.decision_id == "req-42"
@@ -28,7 +30,9 @@ async def test_retried_route_with_a_request_id_returns_the_same_decision(stub: r
     assert not first.replayed
     await stub.Reward(pb.RewardRequest(decision_id="req-42", quality=1.0))
     # Still the same decision after its reward, and still only one reward.
-    assert (await stub.Route(pb.RouteRequest(query="Translate 'cat' to German", request_id="req-42"))).model == first.model
+    assert (
+        await stub.Route(pb.RouteRequest(query="Translate 'cat' to German", request_id="req-42"))
+    ).model == first.model
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Reward(pb.RewardRequest(decision_id="req-42", quality=1.0))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -55,22 +59,36 @@ async def test_route_response_describes_the_decision(stub: router_pb2_grpc.Route
 
 
 async def test_reward_reports_sources(stub: router_pb2_grpc.RouterStub) -> None:
-    decision = await stub.Route(pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"]))
+    decision = await stub.Route(
+        pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"])
+    )
     estimated = await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
     assert (estimated.cost_source, estimated.energy_source) == (pb.SOURCE_ESTIMATED, pb.SOURCE_ESTIMATED)
     assert "ML.ENERGY" in estimated.energy_basis
 
-    decision = await stub.Route(pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"]))
-    computed = await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0, input_tokens=1000, output_tokens=1000))
+    decision = await stub.Route(
+        pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"])
+    )
+    computed = await stub.Reward(
+        pb.RewardRequest(decision_id=decision.decision_id, quality=1.0, input_tokens=1000, output_tokens=1000)
+    )
     assert computed.cost_source == pb.SOURCE_COMPUTED
     assert computed.cost_usd == pytest.approx(2000 * 0.2 / 1e6)
     assert computed.energy_joules == pytest.approx(1000 * 0.1186 + 1000 * 0.00624)
 
-    decision = await stub.Route(pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"]))
-    reported = await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=0.5, energy_joules=400.0, cost_usd=0.002))
+    decision = await stub.Route(
+        pb.RouteRequest(query="Who painted the Mona Lisa?", candidates=["llama-3.1-8b-instruct"])
+    )
+    reported = await stub.Reward(
+        pb.RewardRequest(decision_id=decision.decision_id, quality=0.5, energy_joules=400.0, cost_usd=0.002)
+    )
     assert (reported.cost_source, reported.energy_source) == (pb.SOURCE_REPORTED, pb.SOURCE_REPORTED)
     defaults = load_config(env={}).reward
-    expected = 0.5 - defaults.energy_weight * 400 / defaults.energy_scale_joules - defaults.cost_weight * 0.002 / defaults.cost_scale_usd
+    expected = (
+        0.5
+        - defaults.energy_weight * 400 / defaults.energy_scale_joules
+        - defaults.cost_weight * 0.002 / defaults.cost_scale_usd
+    )
     assert reported.reward == pytest.approx(expected)
 
 
@@ -81,7 +99,9 @@ async def test_health_reflection_and_catalog(server: Server, stub: router_pb2_gr
             reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
-        async for answer in reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+        async for answer in reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        ):
             names = {s.name for s in answer.list_services_response.service}
             assert {"bandit_router.v1.Router", "grpc.health.v1.Health"} <= names
     listed = await stub.ListModels(pb.ListModelsRequest())
@@ -95,11 +115,17 @@ async def test_restart_brings_back_the_policy_and_pending_decisions(embedder: Em
     config = make_config(tmp_path, redis_url="")
     service = await RouterService.open(config, embedder=embedder)
     for i in range(40):
-        decision = await service.route(RouteInput(query=f"What is {i} plus {i + 3}?", candidates=("gemma-2-9b-it", "llama-3.2-3b-instruct")))
-        await service.reward(RewardInput(decision_id=decision.decision_id, quality=float(decision.model == "llama-3.2-3b-instruct")))
+        decision = await service.route(
+            RouteInput(query=f"What is {i} plus {i + 3}?", candidates=("gemma-2-9b-it", "llama-3.2-3b-instruct"))
+        )
+        await service.reward(
+            RewardInput(decision_id=decision.decision_id, quality=float(decision.model == "llama-3.2-3b-instruct"))
+        )
     assert service.learner is not None
     await service.learner.wait_learned(40, timeout=30)
-    probe = RouteInput(query="What is 5 plus 9?", candidates=("gemma-2-9b-it", "llama-3.2-3b-instruct"), request_id="probe-before")
+    probe = RouteInput(
+        query="What is 5 plus 9?", candidates=("gemma-2-9b-it", "llama-3.2-3b-instruct"), request_id="probe-before"
+    )
     before = await service.route(probe)
     waiting = await service.route(RouteInput(query="A decision rewarded only after the restart"))
     await service.close()
@@ -107,7 +133,9 @@ async def test_restart_brings_back_the_policy_and_pending_decisions(embedder: Em
     service = await RouterService.open(config, embedder=embedder)
     try:
         assert service.policy_version == before.policy_version != "v0"
-        after = await service.route(RouteInput(query=probe.query, candidates=probe.candidates, request_id="probe-after"))
+        after = await service.route(
+            RouteInput(query=probe.query, candidates=probe.candidates, request_id="probe-after")
+        )
         # Same policy, so the same pmf for the same context.
         assert after.pmf == before.pmf
         outcome = await service.reward(RewardInput(decision_id=waiting.decision_id, quality=1.0))

@@ -1,0 +1,152 @@
+"""Benchmark: Route latency and throughput through a real gRPC server, against the embedding alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bandit_router.config import EmbeddingConfig
+from bandit_router.embedding import BatchingEmbedder, Embedder
+
+TEMPLATES = (
+    "What is {a} plus {b}?",
+    "Write a short poem about {t}.",
+    "Explain how {t} works to a ten-year-old, with an example.",
+    "Which of the following best describes {t}? A) a place B) an idea C) a person D) a process",
+    "Translate 'I would like to learn about {t}' into French.",
+    "Summarize the history of {t} in three sentences, covering its origins, its golden age and today.",
+)
+TOPICS = ("the sea", "photosynthesis", "the Roman empire", "neural networks", "jazz", "volcanoes", "tax law")
+
+
+def queries(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        rng.choice(TEMPLATES).format(a=rng.randint(1, 999), b=rng.randint(1, 999), t=rng.choice(TOPICS))
+        for _ in range(n)
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _measure(call: Callable[[str], Awaitable[Any]], texts: list[str], concurrency: int) -> dict[str, float]:
+    """Runs every text through ``call`` with ``concurrency`` workers; returns latency percentiles and throughput."""
+    latencies: list[float] = []
+    pending = iter(texts)
+
+    async def worker() -> None:
+        for text in pending:
+            start = time.perf_counter()
+            await call(text)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "per_s": len(latencies) / elapsed,
+    }
+
+
+async def _wait_serving(target: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"router at {target} did not report SERVING within {timeout} s")
+            await asyncio.sleep(0.2)
+
+
+async def run_bench(levels: list[int], requests: int, device: str, json_path: str | None) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+    from bandit_router.v1 import router_pb2_grpc
+
+    texts = queries(requests)
+    warmup = queries(64, seed=1)
+    results: dict[str, Any] = {"requests_per_level": requests, "levels": {}}
+    with tempfile.TemporaryDirectory(prefix="br-bench-") as data_dir:
+        target = f"127.0.0.1:{_free_port()}"
+        env = {
+            **os.environ,
+            "BANDIT_ROUTER_SERVER_LISTEN": target,
+            "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
+            "BANDIT_ROUTER_EMBEDDING_DEVICE": device,
+        }
+        log_path = Path(data_dir) / "server.log"
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "bandit_router", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            await _wait_serving(target, timeout=120)
+            async with grpc.aio.insecure_channel(target) as channel:
+                stub = router_pb2_grpc.RouterStub(channel)
+
+                async def route(text: str) -> None:
+                    await stub.Route(pb.RouteRequest(query=text))
+
+                await _measure(route, warmup, 8)
+                for level in levels:
+                    results["levels"].setdefault(str(level), {})["route"] = await _measure(route, texts, level)
+        except Exception:
+            print(log_path.read_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+    # The embedding alone, in this process, through the same batching at the same concurrency.
+    embedder = Embedder(EmbeddingConfig(device=device))
+    batcher = BatchingEmbedder(embedder, EmbeddingConfig(device=device))
+    results["device"] = embedder.device
+    await _measure(batcher.embed, warmup, 8)
+    for level in levels:
+        results["levels"][str(level)]["embedding"] = await _measure(batcher.embed, texts, level)
+    await batcher.close()
+
+    print(
+        f"bandit-router bench: {requests} Route calls per level, embedding on {embedder.device}, {os.cpu_count()} CPUs"
+    )
+    route_head = f"{'Route p50':>9} {'p99':>8} {'per s':>8}"
+    embed_head = f"{'embed p50':>9} {'p99':>8} {'per s':>8}"
+    print(f"{'concurrency':>11} | {route_head} | {embed_head} | {'p50 over':>8} {'tput ratio':>10}")
+    for level, figures in results["levels"].items():
+        r, e = figures["route"], figures["embedding"]
+        figures["p50_overhead_ms"] = r["p50_ms"] - e["p50_ms"]
+        figures["throughput_ratio"] = r["per_s"] / e["per_s"]
+        print(
+            f"{level:>11} | {r['p50_ms']:8.2f}ms {r['p99_ms']:6.2f}ms {r['per_s']:8.1f} | "
+            f"{e['p50_ms']:8.2f}ms {e['p99_ms']:6.2f}ms {e['per_s']:8.1f} | "
+            f"{figures['p50_overhead_ms']:6.2f}ms {figures['throughput_ratio']:10.2f}"
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,125 @@
+"""The ``bandit-router`` command: serve, the route/reward/models clients, and the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _client_call(target: str, method: str, request: Any) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        reply = getattr(stub, method)(request, timeout=30)
+    return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _route(args: argparse.Namespace) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+
+    request = pb.RouteRequest(query=args.text, request_id=args.request_id, candidates=args.candidates, task=args.task)
+    if args.energy_weight is not None:
+        request.preferences.energy_weight = args.energy_weight
+    if args.cost_weight is not None:
+        request.preferences.cost_weight = args.cost_weight
+    return _client_call(args.target, "Route", request)
+
+
+def _reward(args: argparse.Namespace) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+
+    request = pb.RewardRequest(
+        decision_id=args.decision_id,
+        quality=args.quality,
+        input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens,
+        latency_ms=args.latency_ms,
+    )
+    if args.energy_joules is not None:
+        request.energy_joules = args.energy_joules
+    if args.cost_usd is not None:
+        request.cost_usd = args.cost_usd
+    return _client_call(args.target, "Reward", request)
+
+
+def _models(args: argparse.Namespace) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+
+    return _client_call(args.target, "ListModels", pb.ListModelsRequest())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the router (embedded Redis unless REDIS_URL is set)")
+    serve.add_argument("--config", help="TOML configuration file (default: the shipped defaults)")
+
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument("--target", default=DEFAULT_TARGET, help="router address (default: %(default)s)")
+
+    route = commands.add_parser("route", parents=[target], help="route one query and print the decision as JSON")
+    route.add_argument("text")
+    route.add_argument("--task", default="")
+    route.add_argument("--request-id", default="")
+    route.add_argument("--candidates", nargs="*", default=[])
+    route.add_argument("--energy-weight", type=float)
+    route.add_argument("--cost-weight", type=float)
+
+    reward = commands.add_parser(
+        "reward", parents=[target], help="send the reward of a decision and print the reply as JSON"
+    )
+    reward.add_argument("decision_id")
+    reward.add_argument("quality", type=float)
+    reward.add_argument("--input-tokens", type=int, default=0)
+    reward.add_argument("--output-tokens", type=int, default=0)
+    reward.add_argument("--latency-ms", type=float, default=0.0)
+    reward.add_argument("--energy-joules", type=float)
+    reward.add_argument("--cost-usd", type=float)
+
+    commands.add_parser("models", parents=[target], help="print the catalog the router chooses from")
+
+    bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
+    bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
+    bench.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
+    bench.add_argument("--json", help="also write the figures to this file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from bandit_router.server import main as serve_main
+
+        serve_main(args.config)
+        return 0
+    if args.command == "bench":
+        from bandit_router.bench import run_bench
+
+        asyncio.run(run_bench(args.concurrency, args.requests, args.device, args.json))
+        return 0
+    handler = {"route": _route, "reward": _reward, "models": _models}[args.command]
+    try:
+        print(json.dumps(handler(args), indent=2))
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Configuration: shipped defaults, TOML, environment overrides, and errors naming key, rule and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bandit_router.config import ConfigError, load_config
+
+MODEL = (
+    "[[models]]\nid={id!r}\ninput_usd_per_mtok=1\noutput_usd_per_mtok=1\nparameters_b=1\nenergy_j_per_input_token=0\n"
+)
+
+
+def test_defaults_load_with_the_shipped_catalog() -> None:
+    config = load_config(env={})
+    assert len(config.models) == 8
+    assert config.redis.url == ""
+    assert "--cb_explore_adf" in config.policy.vw_args and "--squarecb" in config.policy.vw_args
+    assert all(m.energy_profile_source for m in config.models)
+
+
+def test_toml_and_environment_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(
+        """
+[reward]
+wait_time_s = 60
+energy_weight = 0.5
+
+[[models]]
+id = "small"
+input_usd_per_mtok = 0.1
+output_usd_per_mtok = 0.2
+parameters_b = 3
+energy_j_per_output_token = 0.07
+energy_j_per_input_token = 0.004
+"""
+    )
+    env = {
+        "BANDIT_ROUTER_REWARD_WAIT_TIME_S": "120",
+        "REDIS_URL": "redis://example:6379/0",
+        "BANDIT_ROUTER_POLICY_VW_ARGS": "--cb_explore_adf --epsilon 0.1",
+    }
+    config = load_config(path, env=env)
+    assert config.reward.wait_time_s == 120.0
+    assert config.reward.energy_weight == 0.5
+    assert config.redis.url == "redis://example:6379/0"
+    assert config.policy.vw_args == ("--cb_explore_adf", "--epsilon", "0.1")
+    assert [m.id for m in config.models] == ["small"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "match"),
+    [
+        ("[reward]\nwait_time_s = -1\n", {}, r"reward.wait_time_s must be a finite number > 0, got -1.0"),
+        ("[reward]\nenergy_weight = nan\n", {}, r"reward.energy_weight must be a finite number >= 0, got nan"),
+        ("[reward]\nwait_tiem_s = 5\n", {}, r"reward has unknown keys .*got \['wait_tiem_s'\]"),
+        ("[nonsense]\n", {}, r"config has unknown sections .*got \['nonsense'\]"),
+        ("", {"BANDIT_ROUTER_LIMITS_MAX_QUERY_CHARS": "lots"}, r"limits.max_query_chars must be a int, got 'lots'"),
+        ("", {"BANDIT_ROUTER_NOPE_X": "1"}, r"BANDIT_ROUTER_NOPE_X must name a section"),
+        ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must contain --cb_explore_adf"),
+        ("[embedding]\ndevice = 'gpu'\n", {}, r"embedding.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+        (
+            MODEL.format(id="a") + "energy_j_per_output_token=-1\n",
+            {},
+            r"models\[a\].energy_j_per_output_token must be a finite number >= 0, got -1.0",
+        ),
+        (
+            MODEL.format(id="a b") + "energy_j_per_output_token=1\n",
+            {},
+            r"models.id must match .*got 'a b'",
+        ),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path: Path, toml: str, env: dict[str, str], match: str) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path, env=env)

@@ -1,0 +1,65 @@
+"""Context features: task inference, complexity, online clusters and the VW lines they make."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandit_router.config import FeaturesConfig, load_config
+from bandit_router.embedding import Embedder
+from bandit_router.features import Clusterer, Complexity, Context, TaskInferrer, action_line, labelled
+
+
+@pytest.fixture(scope="module")
+def inferrer(embedder: Embedder) -> TaskInferrer:
+    return TaskInferrer(embedder.embed)
+
+
+@pytest.mark.parametrize(
+    ("query", "task"),
+    [
+        ("What is 348 multiplied by 12?", "math"),
+        ("Write a poem about a quiet harbour at dawn.", "creative_writing"),
+        ("Write a Python function that checks whether a string is a palindrome.", "code"),
+        ("Translate 'where is the station' into Spanish.", "translation"),
+        ("Who was the first president of the United States?", "factual_qa"),
+    ],
+)
+def test_task_is_inferred_from_the_query(embedder: Embedder, inferrer: TaskInferrer, query: str, task: str) -> None:
+    assert inferrer.infer(embedder.embed([query])[0].vector) == task
+
+
+def test_complexity_tells_plain_prose_from_dense_text() -> None:
+    easy = Complexity.of("The cat sat on the mat. It was happy.", tokens=11)
+    hard = Complexity.of(
+        "Characterize the thermodynamical irreversibility of quasi-static magnetohydrodynamic processes.", tokens=20
+    )
+    assert easy.reading_ease > hard.reading_ease
+    assert Complexity.of("12 + 34 = ?", tokens=6).digit_fraction > 0.3
+
+
+def test_clusters_open_join_and_round_trip() -> None:
+    clusterer = Clusterer(FeaturesConfig(max_clusters=2, cluster_threshold=0.9), dimension=3)
+    a, b, c = np.eye(3, dtype=np.float32)
+    assert clusterer.assign(a) == -1
+    assert clusterer.learn_one(a) == 0
+    assert clusterer.learn_one(b) == 1
+    # Full: the third direction joins its nearest cluster instead of opening one.
+    assert clusterer.learn_one(c) in (0, 1) and len(clusterer.centroids) == 2
+    assert np.allclose(np.linalg.norm(clusterer.centroids, axis=1), 1.0)
+    copy = Clusterer(FeaturesConfig(), dimension=3)
+    copy.load_bytes(clusterer.to_bytes())
+    assert np.array_equal(copy.centroids, clusterer.centroids) and list(copy.counts) == list(clusterer.counts)
+    with pytest.raises(ValueError, match="snapshot clusters have dimension 3, the embedder has 4"):
+        Clusterer(FeaturesConfig(), dimension=4).load_bytes(clusterer.to_bytes())
+
+
+def test_vw_lines_hold_every_namespace() -> None:
+    context = Context("math", 3, Complexity.of("What is 2+2?", 6), 0.5, 0.0, "e0:0.1000 e1:-0.2000")
+    line = context.shared_line()
+    assert line.startswith("shared |T math |K c3 |E e0:0.1000")
+    assert "|P energy:0.5 cost:0 const" in line and "|X chars:" in line
+    model = load_config(env={}).models[0]
+    action = action_line(model)
+    assert action.startswith(f"|A {model.id} |M price:")
+    assert labelled(action, -0.75, 0.25).startswith("0:-0.75:0.25 |A ")
