@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit_router.config import EmbeddingConfig
+from bandit_router.config import load_config
 from bandit_router.embedding import BatchingEmbedder, Embedder
 
 TEMPLATES = (
@@ -124,9 +125,12 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
             server.wait(timeout=60)
 
     # The embedding alone, in this process, through the same batching at the same concurrency.
-    embedder = Embedder(EmbeddingConfig(device=device))
-    batcher = BatchingEmbedder(embedder, EmbeddingConfig(device=device))
+    # The same embedding settings the server read (file and environment), on the same device.
+    config = dataclasses.replace(load_config().embedding, device=device)
+    embedder = Embedder(config)
+    batcher = BatchingEmbedder(embedder, config)
     results["device"] = embedder.device
+    results["embedding_model"] = embedder.model_name
     await _measure(batcher.embed, warmup, 8)
     for level in levels:
         results["levels"][str(level)]["embedding"] = await _measure(batcher.embed, texts, level)
