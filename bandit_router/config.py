@@ -51,7 +51,9 @@ class ModelSpec:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        _require(bool(MODEL_ID_PATTERN.match(self.id)), "models.id", f"must match {MODEL_ID_PATTERN.pattern}", self.id)
+        _require(
+            bool(MODEL_ID_PATTERN.fullmatch(self.id)), "models.id", f"must match {MODEL_ID_PATTERN.pattern}", self.id
+        )
         for name in (
             "input_usd_per_mtok",
             "output_usd_per_mtok",
@@ -86,7 +88,7 @@ class RedisConfig:
 
     def __post_init__(self) -> None:
         _require(
-            bool(re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.key_prefix)),
+            bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.key_prefix)),
             "redis.key_prefix",
             "must be 1-64 characters of [A-Za-z0-9_.-]",
             self.key_prefix,
@@ -109,7 +111,7 @@ class EmbeddingConfig:
         _require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
         _finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
         _require(
-            self.device == "auto" or bool(re.match(r"^(cpu|cuda(:\d+)?|mps)$", self.device)),
+            self.device == "auto" or bool(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device)),
             "embedding.device",
             "must be auto, cpu, cuda, cuda:N or mps",
             self.device,

@@ -18,7 +18,7 @@ MAX_TOKENS = 10**9
 def _check_id(field: str, value: str, limits: LimitsConfig) -> None:
     if len(value) > limits.max_request_id_chars:
         raise InvalidArgument(field, f"must be at most {limits.max_request_id_chars} characters", value)
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidArgument(field, f"must match {ID_PATTERN.pattern}", value)
 
 
@@ -57,7 +57,7 @@ class RouteInput:
         if self.task:
             if len(self.task) > limits.max_task_chars:
                 raise InvalidArgument("task", f"must be at most {limits.max_task_chars} characters", self.task)
-            if not TASK_PATTERN.match(self.task):
+            if not TASK_PATTERN.fullmatch(self.task):
                 raise InvalidArgument("task", f"must match {TASK_PATTERN.pattern}", self.task)
         if len(self.metadata) > limits.max_metadata_entries:
             raise InvalidArgument(

@@ -50,6 +50,8 @@ ROUTE_CASES: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
     ({"query": "hi", "request_id": "has space"}, INVALID, r"request_id must match .*got 'has space'"),
     ({"query": "hi", "request_id": "a" * 129}, INVALID, r"request_id must be at most 128 characters"),
     ({"query": "hi", "request_id": "../etc"}, INVALID, r"request_id must match"),
+    ({"query": "hi", "request_id": "abc\n"}, INVALID, r"request_id must match"),
+    ({"query": "hi", "task": "math\n"}, INVALID, r"task must match"),
     ({"query": "hi", "task": "math problems!"}, INVALID, r"task must match .*got 'math problems!'"),
 ]
 
@@ -72,6 +74,7 @@ BAD_IDS: list[tuple[str, grpc.StatusCode, str]] = [
     ("", INVALID, r"decision_id is required, got ''"),
     ("not a valid id", INVALID, r"decision_id must match .*got 'not a valid id'"),
     ("x" * 200, INVALID, r"decision_id must be at most 128 characters"),
+    ("trailing-newline\n", INVALID, r"decision_id must match .*got 'trailing-newline\\n'"),
     ("never-made-0001", grpc.StatusCode.NOT_FOUND, r"decision_id 'never-made-0001' is unknown"),
 ]
 
