@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -49,23 +50,16 @@ async def _call(context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], 
         raise  # abort raises; this line only satisfies the type checker
 
 
+def _same_named(obj: object, message: Any) -> dict[str, Any]:
+    """The dataclass fields of ``obj`` that the protobuf message type has a field of the same name for."""
+    names = message.DESCRIPTOR.fields_by_name
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name in names}  # type: ignore[arg-type]
+
+
 def _decision_pb(d: Decision) -> router_pb2.RouteResponse:
-    return router_pb2.RouteResponse(
-        decision_id=d.decision_id,
-        model=d.model,
-        probability=d.probability,
-        pmf=[router_pb2.ActionProbability(model=m, probability=p) for m, p in d.pmf],
-        policy_version=d.policy_version,
-        task=d.task,
-        task_source=d.task_source,
-        cluster=d.cluster,
-        estimated_cost_usd=d.estimated_cost_usd,
-        estimated_energy_joules=d.estimated_energy_joules,
-        energy_weight=d.energy_weight,
-        cost_weight=d.cost_weight,
-        expires_at=d.expires_at,
-        replayed=d.replayed,
-    )
+    fields = _same_named(d, router_pb2.RouteResponse)
+    fields["pmf"] = [router_pb2.ActionProbability(model=m, probability=p) for m, p in d.pmf]
+    return router_pb2.RouteResponse(**fields)
 
 
 class RouterServicer:
@@ -120,16 +114,7 @@ class RouterServicer:
     ) -> router_pb2.ListModelsResponse:
         return router_pb2.ListModelsResponse(
             models=[
-                router_pb2.ModelInfo(
-                    id=m.id,
-                    input_usd_per_mtok=m.input_usd_per_mtok,
-                    output_usd_per_mtok=m.output_usd_per_mtok,
-                    parameters_b=m.parameters_b,
-                    energy_j_per_output_token=m.energy_j_per_output_token,
-                    energy_j_per_input_token=m.energy_j_per_input_token,
-                    energy_profile_source=m.energy_profile_source,
-                    typical_output_tokens=m.typical_output_tokens,
-                )
+                router_pb2.ModelInfo(**_same_named(m, router_pb2.ModelInfo))
                 for m in self.service.list_models()
                 if m.enabled
             ]

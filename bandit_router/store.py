@@ -105,12 +105,6 @@ class Store:
             return TakeResult("rewarded", event_id=event_id, rewarded_at=float(at))
         return TakeResult("gone")
 
-    async def count_pending(self) -> int:
-        count = 0
-        async for _ in self.client.scan_iter(match=self._pending("*"), count=1000):
-            count += 1
-        return count
-
     async def ensure_group(self) -> None:
         try:
             await self.client.xgroup_create(self.events_key, self.GROUP, id="0", mkstream=True)
