@@ -7,7 +7,6 @@ import math
 import os
 import re
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from importlib import resources
@@ -49,6 +48,10 @@ class ModelSpec:
     typical_output_tokens: float = 150.0
     # A disabled model stays in the catalog (and keeps its learned weights) but is never chosen.
     enabled: bool = True
+    # Where the model runs, for measured energy: the GPU indices on ``node`` (empty: this router's
+    # node). No GPUs means its energy is estimated from the profile above.
+    node: str = ""
+    gpus: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _require(
@@ -63,6 +66,10 @@ class ModelSpec:
             _finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
         _positive(f"models[{self.id}].parameters_b", self.parameters_b)
         _positive(f"models[{self.id}].typical_output_tokens", self.typical_output_tokens)
+        _require(all(g >= 0 for g in self.gpus), f"models[{self.id}].gpus", "must be GPU indices >= 0", list(self.gpus))
+        _require(
+            len(set(self.gpus)) == len(self.gpus), f"models[{self.id}].gpus", "must not repeat a GPU", list(self.gpus)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +214,37 @@ class RewardConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnergyConfig:
+    """Measured energy (see bandit_router.energy for how it is attributed) and running estimates."""
+
+    # This router's node name, matched against the catalog's ``node``; empty means the host name.
+    node: str = ""
+    # Run an energy agent for this node's GPUs that the catalog (or the embedder) uses.
+    measure: bool = True
+    sample_interval_s: float = 0.1
+    # How far past the newest sample power may be extrapolated before a GPU counts as missing.
+    max_sample_age_s: float = 1.0
+    # Charge decisions the GPUs' whole draw while they are in flight, idle power included.
+    charge_idle: bool = True
+    # Subtracted per GPU before sharing when charge_idle is false.
+    idle_watts: float = 0.0
+    # Weight of the newest observation in the running per-model cost, energy and latency used by budgets.
+    ewma_alpha: float = 0.1
+
+    def __post_init__(self) -> None:
+        _positive("energy.sample_interval_s", self.sample_interval_s)
+        _positive("energy.max_sample_age_s", self.max_sample_age_s)
+        _finite_nonneg("energy.idle_watts", self.idle_watts)
+        _require(0 < self.ewma_alpha <= 1, "energy.ewma_alpha", "must be in (0, 1]", self.ewma_alpha)
+
+    @property
+    def node_name(self) -> str:
+        import socket
+
+        return self.node or socket.gethostname()
+
+
+@dataclasses.dataclass(frozen=True)
 class LimitsConfig:
     max_query_chars: int = 100_000
     max_candidates: int = 64
@@ -229,6 +267,7 @@ class Config:
     features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     models: tuple[ModelSpec, ...] = ()
 
@@ -260,6 +299,7 @@ _SECTIONS: dict[str, type] = {
     "features": FeaturesConfig,
     "policy": PolicyConfig,
     "reward": RewardConfig,
+    "energy": EnergyConfig,
     "limits": LimitsConfig,
 }
 
@@ -267,10 +307,17 @@ _SECTIONS: dict[str, type] = {
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
     """Converts a TOML or environment value to the field's declared type, or says why not."""
     target = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
+    if target is tuple:
+        # Lists come from TOML arrays, or space-separated from the environment.
+        item = typing.get_args(annotation)[0]
+        items = value.split() if isinstance(value, str) else value
+        _require(isinstance(items, (list, tuple)), key, f"must be a list of {item.__name__}", value)
+        try:
+            return tuple(v if isinstance(v, item) and not isinstance(v, bool) else item(v) for v in items)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a list of {item.__name__}, got {value!r}") from None
     if isinstance(value, str) and target is not str:
         # Environment values arrive as text.
-        if target is tuple:
-            return tuple(value.split())
         if target is bool:
             _require(value.lower() in ("1", "0", "true", "false"), key, "must be true or false", value)
             return value.lower() in ("1", "true")
@@ -278,18 +325,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
             value = int(value) if target is int else float(value)
         except ValueError:
             raise ConfigError(f"{key} must be a {target.__name__}, got {value!r}") from None
-    if target is tuple:
-        _require(
-            isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
-            key,
-            "must be a list of strings",
-            value,
-        )
-        return tuple(value)
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if target is types.UnionType:
-        return value
     _require(
         isinstance(value, target) and not (target is int and isinstance(value, bool)),
         key,

@@ -8,7 +8,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,8 +102,12 @@ class BatchingEmbedder:
     """Gathers concurrent embedding requests into one batch (up to ``max_batch_size``, waiting at most
     ``max_wait_ms`` after the first) and runs it on a worker thread, so the event loop never blocks."""
 
-    def __init__(self, embedder: Embedder, config: EmbeddingConfig) -> None:
+    def __init__(
+        self, embedder: Embedder, config: EmbeddingConfig, on_batch: Callable[[float, float, int], None] | None = None
+    ) -> None:
         self.embedder = embedder
+        # Told the wall-clock start and end of every batch, and its size (the router's energy accounting).
+        self.on_batch = on_batch
         self._max_batch = config.max_batch_size
         self._max_wait = config.max_wait_ms / 1000.0
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Embedded]]] = asyncio.Queue()
@@ -145,6 +150,7 @@ class BatchingEmbedder:
             live = [(t, f) for t, f in batch if not f.done()]
             if not live:
                 continue
+            started = time.time()
             try:
                 results = await loop.run_in_executor(self._executor, self.embedder.embed, [t for t, _ in live])
             except Exception as exc:  # a failed batch fails its callers, never the batcher
@@ -155,6 +161,8 @@ class BatchingEmbedder:
                 continue
             self.batches += 1
             self.items += len(live)
+            if self.on_batch is not None:
+                self.on_batch(started, time.time(), len(live))
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)

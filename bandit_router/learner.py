@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from bandit_router.config import PolicyConfig
 from bandit_router.features import labelled
 from bandit_router.policy import Policy, Snapshot, SnapshotError
+from bandit_router.reward import RunningEstimate
 from bandit_router.store import Store
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,10 @@ class Learner:
         files: SnapshotFiles,
         publish: Callable[[Policy], None],
         rebuild: Callable[[Snapshot], Policy],
+        ewma_alpha: float = 0.1,
         consumer: str = "learner-0",
     ) -> None:
+        self.ewma_alpha = ewma_alpha
         self.store = store
         self.policy = policy
         self.config = config
@@ -180,6 +183,10 @@ class Learner:
         self.policy.learn_one(event["shared"], actions)
         if event.get("embedding"):
             self.policy.clusterer.learn_one(decode_embedding(event["embedding"]))
+        estimate = self.policy.estimates.setdefault(event["model"], RunningEstimate())
+        estimate.observe(
+            self.ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
+        )
 
     async def _snapshot(self) -> None:
         loop = asyncio.get_running_loop()

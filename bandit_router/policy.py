@@ -8,12 +8,13 @@ import json
 import struct
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
 
 from bandit_router.config import FeaturesConfig
 from bandit_router.features import Clusterer
+from bandit_router.reward import RunningEstimate
 
 SNAPSHOT_MAGIC = b"BRSNAP1\n"
 
@@ -33,6 +34,8 @@ class Snapshot:
     vw_model: bytes
     clusters: bytes
     created_at: float
+    # Running per-model estimates of observed cost, energy and latency (for budgets).
+    estimates: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def encode(self) -> bytes:
         header = {
@@ -42,6 +45,7 @@ class Snapshot:
             "created_at": self.created_at,
             "vw_len": len(self.vw_model),
             "clusters_len": len(self.clusters),
+            "estimates": self.estimates,
         }
         payload = json.dumps(header).encode() + b"\n" + self.vw_model + self.clusters
         digest = hashlib.sha256(payload).digest()
@@ -70,6 +74,7 @@ class Snapshot:
             vw_model=body[:vw_len],
             clusters=body[vw_len:],
             created_at=float(header["created_at"]),
+            estimates=dict(header.get("estimates", {})),
         )
 
 
@@ -98,6 +103,7 @@ class Policy:
         snapshot: Snapshot | None = None,
     ) -> None:
         self.clusterer = Clusterer(features, dimension)
+        self.estimates: dict[str, RunningEstimate] = {}
         if snapshot is None:
             self.workspace = Workspace(list(vw_args))
             self.version = 0
@@ -111,6 +117,7 @@ class Policy:
             self.version = snapshot.version
             self.learned = snapshot.learned
             self.stream_id = snapshot.stream_id
+            self.estimates = {m: RunningEstimate(**e) for m, e in snapshot.estimates.items()}
         self._parser = TextFormatParser(self.workspace)
 
     def pmf(self, shared: str, actions: Sequence[str]) -> list[float]:
@@ -135,4 +142,5 @@ class Policy:
             vw_model=self.workspace.serialize(),
             clusters=self.clusterer.to_bytes(),
             created_at=time.time(),
+            estimates={m: dataclasses.asdict(e) for m, e in self.estimates.items()},
         )

@@ -13,6 +13,7 @@ from bandit_router.errors import FailedPrecondition, InvalidArgument
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_TOKENS = 10**9
+BUDGETS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
 
 
 def _check_id(field: str, value: str, limits: LimitsConfig) -> None:
@@ -39,6 +40,9 @@ class RouteInput:
     cost_weight: float | None = None
     task: str = ""
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_cost_usd: float | None = None
+    max_energy_joules: float | None = None
+    max_latency_ms: float | None = None
 
     def validate(self, limits: LimitsConfig, catalog: Sequence[ModelSpec]) -> list[ModelSpec]:
         """Checks every field; returns the models the policy may choose from, in catalog order."""
@@ -54,6 +58,10 @@ class RouteInput:
             value = getattr(self, name)
             if value is not None:
                 _check_number(f"preferences.{name}", value, 0.0)
+        for name in BUDGETS:
+            value = getattr(self, name)
+            if value is not None:
+                _check_number(f"budget.{name}", value, 0.0)
         if self.task:
             if len(self.task) > limits.max_task_chars:
                 raise InvalidArgument("task", f"must be at most {limits.max_task_chars} characters", self.task)

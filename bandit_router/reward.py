@@ -63,16 +63,47 @@ def cost_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
     return Figure(value, source, basis)
 
 
-def energy_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
-    """Reported > estimated from the catalog's energy profile (NVML measurement comes with the energy issue)."""
+def energy_of(
+    model: ModelSpec, reported: float | None, tokens: Tokens, measured: Figure | None = None, unmeasured: str = ""
+) -> Figure:
+    """Reported > measured (NVML, attributed) > estimated from the catalog's energy profile.
+
+    ``unmeasured`` says why there is no measurement, and goes into an estimate's basis.
+    """
     if reported is not None:
         return Figure(reported, Source.REPORTED, "energy_joules sent with the reward")
+    if measured is not None:
+        return measured
     value = tokens.input * model.energy_j_per_input_token + tokens.output * model.energy_j_per_output_token
     basis = (
         f"catalog profile {model.energy_j_per_input_token}/{model.energy_j_per_output_token} J per input/output "
         f"token ({model.energy_profile_source}) x " + _describe(tokens)
     )
+    if unmeasured:
+        basis += f"; not measured: {unmeasured}"
     return Figure(value, Source.ESTIMATED, basis)
+
+
+@dataclasses.dataclass
+class RunningEstimate:
+    """Exponentially weighted means of one model's observed cost, energy and latency per request."""
+
+    cost_usd: float = 0.0
+    energy_joules: float = 0.0
+    latency_ms: float = 0.0
+    observations: int = 0
+    latency_observations: int = 0
+
+    def observe(self, alpha: float, cost_usd: float, energy_joules: float, latency_ms: float) -> None:
+        # The first observation is taken whole, so an early mean is not pulled towards zero.
+        a = 1.0 if self.observations == 0 else alpha
+        self.cost_usd += a * (cost_usd - self.cost_usd)
+        self.energy_joules += a * (energy_joules - self.energy_joules)
+        self.observations += 1
+        if latency_ms > 0:
+            b = 1.0 if self.latency_observations == 0 else alpha
+            self.latency_ms += b * (latency_ms - self.latency_ms)
+            self.latency_observations += 1
 
 
 def scalar_reward(

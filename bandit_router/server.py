@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from bandit_router import errors
 from bandit_router.config import Config, load_config
-from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.reward import Source
 from bandit_router.service import Decision, RouterService
 from bandit_router.v1 import router_pb2, router_pb2_grpc
@@ -80,6 +80,7 @@ class RouterServicer:
             cost_weight=prefs.cost_weight if prefs.HasField("cost_weight") else None,
             task=request.task,
             metadata=dict(request.metadata),
+            **{name: getattr(request.budget, name) for name in BUDGETS if request.budget.HasField(name)},
         )
         decision = await _call(context, lambda: self.service.route(domain))
         return _decision_pb(decision)
@@ -118,6 +119,27 @@ class RouterServicer:
                 for m in self.service.list_models()
                 if m.enabled
             ]
+        )
+
+    async def GetStats(
+        self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.StatsResponse:
+        stats = self.service.stats()
+        energy = stats.embedding_energy
+        return router_pb2.StatsResponse(
+            policy_version=stats.policy_version,
+            events_learned=stats.events_learned,
+            estimates=[
+                router_pb2.ModelEstimate(model=model, **_same_named(estimate, router_pb2.ModelEstimate))
+                for model, estimate in sorted(stats.estimates.items())
+            ],
+            embedding_device=stats.embedding_device,
+            queries_embedded=stats.queries_embedded,
+            embedding_energy_joules=energy.value,
+            embedding_energy_source=_SOURCE[energy.source]
+            if stats.embedding_energy_source
+            else router_pb2.SOURCE_UNSPECIFIED,
+            embedding_energy_basis=energy.basis,
         )
 
 

@@ -17,13 +17,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.embedding import BatchingEmbedder, Embedder
-from bandit_router.errors import AlreadyExists, NotFound, Unavailable
+from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
+from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bandit_router.features import Complexity, Context, Projector, TaskInferrer, action_line
 from bandit_router.learner import Learner, SnapshotFiles, encode_embedding
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.redis_server import EmbeddedRedis
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.reward import Figure, cost_of, energy_of, resolve_tokens, scalar_reward
+from bandit_router.requests import BUDGETS, RewardInput, RouteInput
+from bandit_router.reward import Figure, RunningEstimate, Source, cost_of, energy_of, resolve_tokens, scalar_reward
 from bandit_router.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,20 @@ class Decision:
     energy_weight: float
     cost_weight: float
     expires_at: float
+    excluded: list[str] = dataclasses.field(default_factory=list)
     replayed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    policy_version: str
+    events_learned: int
+    estimates: dict[str, RunningEstimate]
+    embedding_device: str
+    queries_embedded: int
+    embedding_energy: Figure
+    # None when the router's energy is not measured (CPU, or no NVML).
+    embedding_energy_source: Source | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +94,7 @@ class RouterService:
         self.config = config
         self.store = store
         self.embedder = embedder
-        self.batcher = BatchingEmbedder(embedder, config.embedding)
+        self.batcher = BatchingEmbedder(embedder, config.embedding, on_batch=self._on_batch)
         self.inferrer = TaskInferrer(embedder.embed)
         self.projector = Projector(config.features, embedder.dimension)
         self.models = config.model_by_id
@@ -93,6 +107,18 @@ class RouterService:
         self.serving: Policy = self._new_policy(None)
         self.learner: Learner | None = None
         self._embedded: EmbeddedRedis | None = None
+        self.node = config.energy.node_name
+        self.energy = DecisionEnergy(
+            store.client, config.redis.key_prefix, self.node, config.reward.wait_time_s, config.energy
+        )
+        self.agent: EnergyAgent | None = None
+        self._agent_stop = asyncio.Event()
+        self._agent_task: asyncio.Task[None] | None = None
+        self._nvml: NvmlSource | None = None
+        # The router's own embedding energy, when it embeds on a GPU.
+        self.embedding_energy: BusyWindows | None = None
+        if embedder.device.startswith("cuda"):
+            self.embedding_energy = BusyWindows(int(embedder.device.partition(":")[2] or 0))
 
     @classmethod
     async def open(cls, config: Config, embedder: Embedder | None = None, **kwargs: Any) -> RouterService:
@@ -132,9 +158,52 @@ class RouterService:
             log.info("loaded policy %s (%d events learned)", _version_name(snapshot.version), snapshot.learned)
         self.serving = await asyncio.to_thread(self._new_policy, snapshot)
         learning = await asyncio.to_thread(self._new_policy, snapshot)
-        self.learner = Learner(self.store, learning, self.config.policy, self.files, self._install, self._new_policy)
+        self.learner = Learner(
+            self.store,
+            learning,
+            self.config.policy,
+            self.files,
+            self._install,
+            self._new_policy,
+            ewma_alpha=self.config.energy.ewma_alpha,
+        )
         self.learner.start()
         self.batcher.start()
+        await self._start_agent()
+
+    def local_gpus(self) -> list[int]:
+        """GPUs of this node that the catalog places models on, or that embed queries."""
+        gpus = {g for m in self.config.models if (m.node or self.node) == self.node for g in m.gpus}
+        if self.embedding_energy is not None:
+            gpus.add(self.embedding_energy.gpu)
+        return sorted(gpus)
+
+    async def _start_agent(self) -> None:
+        gpus = self.local_gpus()
+        if not self.config.energy.measure or not gpus:
+            return
+        self._nvml = await asyncio.to_thread(NvmlSource.open, gpus)
+        if self._nvml is None:
+            return
+        self.agent = EnergyAgent(
+            self._nvml,
+            self.store.client,
+            self.config.redis.key_prefix,
+            self.node,
+            self.config.energy.sample_interval_s,
+            retention_s=self.config.reward.wait_time_s + 60,
+            wrap_joules=NvmlSource.WRAP_JOULES,
+            on_sample=self._on_sample,
+        )
+        self._agent_task = asyncio.get_running_loop().create_task(self.agent.run(self._agent_stop), name="energy-agent")
+
+    def _on_batch(self, start: float, end: float, items: int) -> None:
+        if self.embedding_energy is not None:
+            self.embedding_energy.add_window(start, end, items)
+
+    def _on_sample(self, t: float, totals: dict[int, float]) -> None:
+        if self.embedding_energy is not None and self.embedding_energy.gpu in totals:
+            self.embedding_energy.add_sample(t, totals[self.embedding_energy.gpu])
 
     def _install(self, policy: Policy) -> None:
         # A reference swap: a Route already predicting keeps the policy it started with.
@@ -145,6 +214,11 @@ class RouterService:
         return _version_name(self.serving.version)
 
     async def close(self) -> None:
+        if self._agent_task is not None:
+            self._agent_stop.set()
+            await self._agent_task
+        if self._nvml is not None:
+            self._nvml.close()
         if self.learner is not None:
             await self.learner.stop()
         await self.batcher.close()
@@ -155,6 +229,33 @@ class RouterService:
 
     def list_models(self) -> list[ModelSpec]:
         return list(self.config.models)
+
+    def stats(self) -> Stats:
+        policy = self.serving
+        if self.embedding_energy is None:
+            energy = Figure(0.0, Source.ESTIMATED, f"not measured: the router embeds on {self.embedder.device}")
+            energy_source = None
+        elif self.agent is None:
+            energy = Figure(0.0, Source.ESTIMATED, "not measured: NVML is unavailable on this host")
+            energy_source = None
+        else:
+            meter = self.embedding_energy
+            energy = Figure(
+                meter.joules,
+                Source.MEASURED,
+                f"NVML energy of GPU {meter.gpu} over the embedding batches of {meter.items} queries, idle power "
+                f"included; {meter.unmeasured_items} more queries not yet or not covered by samples",
+            )
+            energy_source = Source.MEASURED
+        return Stats(
+            policy_version=_version_name(policy.version),
+            events_learned=policy.learned,
+            estimates=dict(policy.estimates),
+            embedding_device=self.embedder.device,
+            queries_embedded=self.batcher.items,
+            embedding_energy=energy,
+            embedding_energy_source=energy_source,
+        )
 
     async def route(self, request: RouteInput) -> Decision:
         candidates = request.validate(self.config.limits, self.config.models)
@@ -171,6 +272,7 @@ class RouterService:
         decision_id = request.request_id or self._new_id()
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
+        candidates, excluded = self._within_budget(request, candidates, policy, embedded.token_count)
         defaults = self.config.reward
         energy_weight = defaults.energy_weight if request.energy_weight is None else request.energy_weight
         cost_weight = defaults.cost_weight if request.cost_weight is None else request.cost_weight
@@ -204,6 +306,7 @@ class RouterService:
             energy_weight=energy_weight,
             cost_weight=cost_weight,
             expires_at=now + defaults.wait_time_s,
+            excluded=excluded,
         )
         summary = dataclasses.asdict(decision)
         del summary["replayed"]
@@ -224,7 +327,48 @@ class RouterService:
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return Decision(**{**existing, "replayed": True})
+        await self.energy.take_off(decision_id, model, now)
         return decision
+
+    def _within_budget(
+        self, request: RouteInput, candidates: list[ModelSpec], policy: Policy, query_tokens: int
+    ) -> tuple[list[ModelSpec], list[str]]:
+        """Drops the candidates whose running estimate (or, before any observation, catalog estimate)
+        breaks a budget. A model with no observed latency is kept: it could never be observed otherwise."""
+        limits = {name: getattr(request, name) for name in BUDGETS if getattr(request, name) is not None}
+        if not limits:
+            return candidates, []
+        kept: list[ModelSpec] = []
+        excluded: list[str] = []
+        by_budget: dict[str, list[str]] = {name: [] for name in limits}
+        for model in candidates:
+            seen = policy.estimates.get(model.id)
+            tokens = resolve_tokens(model, 0, 0, query_tokens)
+            figures = {
+                "max_cost_usd": (seen.cost_usd, "observed")
+                if seen
+                else (cost_of(model, None, tokens).value, "catalog"),
+                "max_energy_joules": (
+                    (seen.energy_joules, "observed") if seen else (energy_of(model, None, tokens).value, "catalog")
+                ),
+                "max_latency_ms": (seen.latency_ms, "observed") if seen and seen.latency_observations else None,
+            }
+            broken = []
+            for name, limit in limits.items():
+                figure = figures[name]
+                if figure is not None and figure[0] > limit:
+                    broken.append(f"{name}={limit:g} ({figure[1]} {figure[0]:.6g})")
+                    by_budget[name].append(f"{model.id} ({figure[0]:.6g})")
+            if broken:
+                excluded.append(f"{model.id}: " + ", ".join(broken))
+            else:
+                kept.append(model)
+        if not kept:
+            reasons = "; ".join(
+                f"{name}={limits[name]:g} excludes {', '.join(ids)}" for name, ids in by_budget.items() if ids
+            )
+            raise FailedPrecondition(f"budget: no candidate fits: {reasons}")
+        return kept, excluded
 
     async def reward(self, request: RewardInput) -> RewardOutcome:
         quality = request.validate(self.config.limits)
@@ -256,11 +400,18 @@ class RouterService:
         model = self.models.get(pending["model"]) or ModelSpec(**pending["model_spec"])
         tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, int(pending["query_tokens"]))
         cost = cost_of(model, request.cost_usd, tokens)
-        energy = energy_of(model, request.energy_joules, tokens)
+        now = self._clock()
+        measured: Figure | None = None
+        unmeasured = ""
+        try:
+            landed = await self.energy.land(request.decision_id, model, float(pending["created_at"]), now)
+            measured = Figure(landed.joules, Source.MEASURED, landed.basis)
+        except NotCovered as exc:
+            unmeasured = str(exc)
+        energy = energy_of(model, request.energy_joules, tokens, measured, unmeasured)
         value = scalar_reward(
             quality, energy.value, cost.value, pending["energy_weight"], pending["cost_weight"], self.config.reward
         )
-        now = self._clock()
         event = {
             **{
                 k: pending[k]

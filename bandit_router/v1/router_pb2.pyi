@@ -28,8 +28,18 @@ class Preferences(_message.Message):
     cost_weight: float
     def __init__(self, energy_weight: _Optional[float] = ..., cost_weight: _Optional[float] = ...) -> None: ...
 
+class Budget(_message.Message):
+    __slots__ = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENERGY_JOULES_FIELD_NUMBER: _ClassVar[int]
+    MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    max_cost_usd: float
+    max_energy_joules: float
+    max_latency_ms: float
+    def __init__(self, max_cost_usd: _Optional[float] = ..., max_energy_joules: _Optional[float] = ..., max_latency_ms: _Optional[float] = ...) -> None: ...
+
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "request_id", "candidates", "preferences", "task", "metadata")
+    __slots__ = ("query", "request_id", "candidates", "preferences", "task", "metadata", "budget")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,13 +53,15 @@ class RouteRequest(_message.Message):
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     query: str
     request_id: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
     preferences: Preferences
     task: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, query: _Optional[str] = ..., request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., task: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    budget: Budget
+    def __init__(self, query: _Optional[str] = ..., request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., task: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
 
 class ActionProbability(_message.Message):
     __slots__ = ("model", "probability")
@@ -60,7 +72,7 @@ class ActionProbability(_message.Message):
     def __init__(self, model: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("decision_id", "model", "probability", "pmf", "policy_version", "task", "task_source", "cluster", "estimated_cost_usd", "estimated_energy_joules", "energy_weight", "cost_weight", "expires_at", "replayed")
+    __slots__ = ("decision_id", "model", "probability", "pmf", "policy_version", "task", "task_source", "cluster", "estimated_cost_usd", "estimated_energy_joules", "energy_weight", "cost_weight", "expires_at", "replayed", "excluded")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +87,7 @@ class RouteResponse(_message.Message):
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     probability: float
@@ -89,7 +102,8 @@ class RouteResponse(_message.Message):
     cost_weight: float
     expires_at: float
     replayed: bool
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., probability: _Optional[float] = ..., pmf: _Optional[_Iterable[_Union[ActionProbability, _Mapping]]] = ..., policy_version: _Optional[str] = ..., task: _Optional[str] = ..., task_source: _Optional[str] = ..., cluster: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_energy_joules: _Optional[float] = ..., energy_weight: _Optional[float] = ..., cost_weight: _Optional[float] = ..., expires_at: _Optional[float] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    excluded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., probability: _Optional[float] = ..., pmf: _Optional[_Iterable[_Union[ActionProbability, _Mapping]]] = ..., policy_version: _Optional[str] = ..., task: _Optional[str] = ..., task_source: _Optional[str] = ..., cluster: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_energy_joules: _Optional[float] = ..., energy_weight: _Optional[float] = ..., cost_weight: _Optional[float] = ..., expires_at: _Optional[float] = ..., replayed: _Optional[bool] = ..., excluded: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
     __slots__ = ("decision_id", "quality", "input_tokens", "output_tokens", "latency_ms", "energy_joules", "cost_usd")
@@ -160,3 +174,43 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelEstimate(_message.Message):
+    __slots__ = ("model", "cost_usd", "energy_joules", "latency_ms", "observations", "latency_observations")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_JOULES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    cost_usd: float
+    energy_joules: float
+    latency_ms: float
+    observations: int
+    latency_observations: int
+    def __init__(self, model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., energy_joules: _Optional[float] = ..., latency_ms: _Optional[float] = ..., observations: _Optional[int] = ..., latency_observations: _Optional[int] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("policy_version", "events_learned", "estimates", "embedding_device", "queries_embedded", "embedding_energy_joules", "embedding_energy_source", "embedding_energy_basis")
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_LEARNED_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_ENERGY_JOULES_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_ENERGY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_ENERGY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    policy_version: str
+    events_learned: int
+    estimates: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
+    embedding_device: str
+    queries_embedded: int
+    embedding_energy_joules: float
+    embedding_energy_source: Source
+    embedding_energy_basis: str
+    def __init__(self, policy_version: _Optional[str] = ..., events_learned: _Optional[int] = ..., estimates: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., embedding_device: _Optional[str] = ..., queries_embedded: _Optional[int] = ..., embedding_energy_joules: _Optional[float] = ..., embedding_energy_source: _Optional[_Union[Source, str]] = ..., embedding_energy_basis: _Optional[str] = ...) -> None: ...

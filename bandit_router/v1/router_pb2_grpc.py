@@ -49,6 +49,11 @@ class RouterStub:
                 request_serializer=bandit__router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=bandit__router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/bandit_router.v1.Router/GetStats',
+                request_serializer=bandit__router_dot_v1_dot_router__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=bandit__router_dot_v1_dot_router__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -75,6 +80,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """The policy's state, the running per-model estimates, and the router's own energy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=bandit__router_dot_v1_dot_router__pb2.ListModelsRequest.FromString,
                     response_serializer=bandit__router_dot_v1_dot_router__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=bandit__router_dot_v1_dot_router__pb2.GetStatsRequest.FromString,
+                    response_serializer=bandit__router_dot_v1_dot_router__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class Router:
             '/bandit_router.v1.Router/ListModels',
             bandit__router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
             bandit__router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bandit_router.v1.Router/GetStats',
+            bandit__router_dot_v1_dot_router__pb2.GetStatsRequest.SerializeToString,
+            bandit__router_dot_v1_dot_router__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,379 @@
+"""GPU energy: NVML counters, per-GPU cumulative samples in Redis, and attribution of energy to decisions.
+
+How a decision's energy is measured
+-----------------------------------
+An energy agent (``bandit-router energy-agent`` on a GPU node, or the one the router runs for its own
+GPUs) reads each GPU's cumulative energy counter at a fixed interval and appends ``(time, joules)`` to
+Redis. The catalog says which node and GPUs serve each model. At Reward, the decision's energy is the
+energy of its model's GPUs over ``[route time, reward time]``, split **by time** among the decisions in
+flight on that GPU: every stretch of time between two breakpoints (a sample, or a decision starting or
+ending) is shared equally by the decisions in flight during it. Tokens would be a finer key, but the
+tokens of an overlapping decision are unknown until it is rewarded itself, and a reward must be priced
+when it arrives. Power is taken as constant between two samples (their energy difference over their
+time difference); after the newest sample it is extrapolated from the last interval, for at most
+``max_sample_age_s``. With ``charge_idle`` false, ``idle_watts`` per GPU is subtracted first, so a
+decision pays only the energy above idle; with it true (the default) the whole draw of the GPUs while
+decisions are in flight is charged to them. Energy while no decision is in flight is charged to none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import contextlib
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class NotCovered(Exception):
+    """The samples do not cover the window: the GPU is missing, or its agent is silent."""
+
+
+class CounterSource(Protocol):
+    """Raw cumulative energy per GPU index, in joules; a GPU that cannot be read is left out."""
+
+    def read(self) -> dict[int, float]: ...
+
+
+class Cumulative:
+    """Turns raw counter readings into monotone cumulative joules.
+
+    A reading below the previous one means the counter wrapped (at ``wrap_joules``, when known) or was
+    reset (a driver reload): the energy since then is counted, never a negative step.
+    """
+
+    def __init__(self, wrap_joules: float | None = None) -> None:
+        self.wrap_joules = wrap_joules
+        self._last: dict[int, float] = {}
+        self.total: dict[int, float] = {}
+
+    def update(self, readings: dict[int, float]) -> dict[int, float]:
+        for gpu, raw in readings.items():
+            last = self._last.get(gpu)
+            if last is None:
+                delta = 0.0
+            elif raw >= last:
+                delta = raw - last
+            elif self.wrap_joules is not None:
+                delta = raw + self.wrap_joules - last
+            else:
+                delta = raw
+            self._last[gpu] = raw
+            self.total[gpu] = self.total.get(gpu, 0.0) + delta
+        return {gpu: self.total[gpu] for gpu in readings}
+
+
+class NvmlSource:
+    """Cumulative energy of the local NVIDIA GPUs through NVML.
+
+    Uses the driver's energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver
+    loaded) where the GPU has one; otherwise a background thread integrates ``nvmlDeviceGetPowerUsage``
+    (mW) every ``power_interval_s``. A GPU whose reads fail is left out of the reading.
+    """
+
+    # NVML's counter is an unsigned 64-bit count of millijoules.
+    WRAP_JOULES = 2**64 / 1000
+
+    def __init__(self, nvml: Any, handles: dict[int, Any], power_interval_s: float = 0.05) -> None:
+        self._nvml = nvml
+        self._handles = handles
+        self._integrated: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        unsupported = [i for i, h in handles.items() if not self._has_counter(h)]
+        if unsupported:
+            log.info("GPUs %s have no energy counter; integrating their sampled power", unsupported)
+            self._integrated = {i: 0.0 for i in unsupported}
+            self._thread = threading.Thread(
+                target=self._integrate, args=(power_interval_s,), daemon=True, name="nvml-power"
+            )
+            self._thread.start()
+
+    @classmethod
+    def open(cls, indices: Iterable[int] | None = None) -> NvmlSource | None:
+        """The local GPUs (all, or ``indices``), or None with one log line when NVML is absent."""
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+        except Exception as exc:  # no library, no driver, no GPU: the service runs on unmeasured
+            log.warning("NVML unavailable (%s): GPU energy will not be measured on this host", exc)
+            return None
+        wanted = range(count) if indices is None else [i for i in indices if 0 <= i < count]
+        return cls(pynvml, {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in wanted})
+
+    def _has_counter(self, handle: Any) -> bool:
+        try:
+            self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            return True
+        except self._nvml.NVMLError:
+            return False
+
+    def _integrate(self, interval: float) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            for gpu in list(self._integrated):
+                try:
+                    watts = self._nvml.nvmlDeviceGetPowerUsage(self._handles[gpu]) / 1000.0
+                except self._nvml.NVMLError:
+                    continue
+                self._integrated[gpu] += watts * (now - last)
+            last = now
+
+    def read(self) -> dict[int, float]:
+        readings: dict[int, float] = {}
+        for gpu, handle in self._handles.items():
+            if gpu in self._integrated:
+                readings[gpu] = self._integrated[gpu]
+                continue
+            try:
+                readings[gpu] = self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
+            except self._nvml.NVMLError as exc:
+                log.warning("GPU %d cannot be read (%s); leaving it out", gpu, exc)
+        return readings
+
+    def power_watts(self, gpu: int) -> float:
+        return float(self._nvml.nvmlDeviceGetPowerUsage(self._handles[gpu])) / 1000.0
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclasses.dataclass(frozen=True)
+class Flight:
+    """A decision in flight on a GPU: from its Route to its Reward (or, unrewarded, to its expiry)."""
+
+    start: float
+    end: float
+
+
+def attribute(
+    samples: Sequence[tuple[float, float]],
+    flights: Sequence[Flight],
+    window: Flight,
+    *,
+    idle_watts: float = 0.0,
+    charge_idle: bool = True,
+    max_sample_age_s: float = 2.0,
+) -> float:
+    """Joules of one GPU charged to the decision in flight over ``window`` (one of ``flights``).
+
+    ``samples`` are ``(time, cumulative joules)`` in time order. Raises NotCovered when they do not
+    reach back to the window's start, or end more than ``max_sample_age_s`` before its end.
+    """
+    if len(samples) < 2 or samples[0][0] > window.start or samples[-1][0] < window.end - max_sample_age_s:
+        raise NotCovered("samples do not cover the decision's window")
+    times = [t for t, _ in samples]
+    cuts = {window.start, window.end}
+    cuts.update(t for t in times if window.start < t < window.end)
+    for f in flights:
+        cuts.update(x for x in (f.start, f.end) if window.start < x < window.end)
+    edges = sorted(cuts)
+    total = 0.0
+    for a, b in itertools.pairwise(edges):
+        middle = (a + b) / 2
+        # The sample interval holding this stretch, or the last one past the newest sample.
+        i = min(max(bisect.bisect_right(times, middle), 1), len(samples) - 1)
+        (t0, e0), (t1, e1) = samples[i - 1], samples[i]
+        watts = (e1 - e0) / (t1 - t0) if t1 > t0 else 0.0
+        if not charge_idle:
+            watts = max(watts - idle_watts, 0.0)
+        sharing = sum(1 for f in flights if f.start <= middle <= f.end)
+        total += watts * (b - a) / max(sharing, 1)
+    return total
+
+
+class EnergyAgent:
+    """Publishes every GPU's cumulative energy to Redis at a fixed interval, for the routers to attribute.
+
+    Keys: ``{prefix}:energy:{node}:{gpu}``, a sorted set of ``"time joules"`` scored by time, trimmed
+    to ``retention_s``.
+    """
+
+    def __init__(
+        self,
+        source: CounterSource,
+        client: Any,
+        prefix: str,
+        node: str,
+        interval_s: float,
+        retention_s: float,
+        clock: Callable[[], float] = time.time,
+        wrap_joules: float | None = None,
+        on_sample: Callable[[float, dict[int, float]], None] | None = None,
+    ) -> None:
+        self._on_sample = on_sample
+        self.source = source
+        self.client = client
+        self.prefix = prefix
+        self.node = node
+        self.interval_s = interval_s
+        self.retention_s = retention_s
+        self._clock = clock
+        self._cumulative = Cumulative(wrap_joules)
+
+    async def publish_once(self) -> dict[int, float]:
+        readings = await asyncio.to_thread(self.source.read)
+        now = self._clock()
+        totals = self._cumulative.update(readings)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for gpu, joules in totals.items():
+                key = sample_key(self.prefix, self.node, gpu)
+                pipe.zadd(key, {f"{now!r} {joules!r}": now})
+                pipe.zremrangebyscore(key, "-inf", now - self.retention_s)
+            await pipe.execute()
+        if self._on_sample is not None:
+            self._on_sample(now, totals)
+        return totals
+
+    async def run(self, stop: Any) -> None:
+        """Publishes until ``stop`` (an asyncio.Event) is set; a failed round is logged and retried."""
+        while not stop.is_set():
+            try:
+                await self.publish_once()
+            except Exception:  # Redis away for a moment: the next round tries again
+                log.exception("energy agent %s could not publish", self.node)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+
+
+def sample_key(prefix: str, node: str, gpu: int) -> str:
+    return f"{prefix}:energy:{node}:{gpu}"
+
+
+def parse_samples(members: Iterable[bytes | str]) -> list[tuple[float, float]]:
+    pairs = []
+    for member in members:
+        text = member.decode() if isinstance(member, bytes) else member
+        t, joules = text.split(" ")
+        pairs.append((float(t), float(joules)))
+    pairs.sort()
+    return pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    joules: float
+    basis: str
+
+
+class DecisionEnergy:
+    """Records which decisions are in flight on which GPUs, and measures a decision's energy at Reward.
+
+    Keys per GPU: ``{prefix}:flight:{node}:{gpu}`` (decision id scored by its Route time) and
+    ``{prefix}:landed:{node}:{gpu}`` (decision id scored by its Reward time). An unrewarded decision
+    counts as in flight until it expires.
+    """
+
+    def __init__(self, client: Any, prefix: str, node: str, wait_time_s: float, config: Any) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.node = node
+        self.wait_time_s = wait_time_s
+        self.config = config
+
+    def _keys(self, node: str, gpu: int) -> tuple[str, str]:
+        return f"{self.prefix}:flight:{node}:{gpu}", f"{self.prefix}:landed:{node}:{gpu}"
+
+    def placement(self, model: Any) -> tuple[str, tuple[int, ...]]:
+        return (model.node or self.node), tuple(model.gpus)
+
+    async def take_off(self, decision_id: str, model: Any, start: float) -> None:
+        node, gpus = self.placement(model)
+        if not gpus:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for gpu in gpus:
+                pipe.zadd(self._keys(node, gpu)[0], {decision_id: start})
+            await pipe.execute()
+
+    async def land(self, decision_id: str, model: Any, start: float, end: float) -> Measurement:
+        """Marks the decision rewarded and returns its measured energy; raises NotCovered if it cannot be measured."""
+        node, gpus = self.placement(model)
+        if not gpus:
+            raise NotCovered(f"{model.id} has no GPUs in the catalog")
+        horizon = start - self.wait_time_s
+        async with self.client.pipeline(transaction=False) as pipe:
+            for gpu in gpus:
+                flight, landed = self._keys(node, gpu)
+                samples = sample_key(self.prefix, node, gpu)
+                pipe.zadd(landed, {decision_id: end}, nx=True)
+                pipe.zrangebyscore(flight, horizon, end, withscores=True)
+                # The newest sample at or before the start, then every one after it.
+                pipe.zrevrangebyscore(samples, start, "-inf", start=0, num=1)
+                pipe.zrangebyscore(samples, f"({start}", "+inf")
+                # Nothing still needed ends before the oldest decision that can still be rewarded.
+                pipe.zremrangebyscore(flight, "-inf", end - 2 * self.wait_time_s)
+                pipe.zremrangebyscore(landed, "-inf", end - 2 * self.wait_time_s)
+            replies = await pipe.execute()
+        total = 0.0
+        most_sharing = 1
+        for n, gpu in enumerate(gpus):
+            _, flown, before, after, _, _ = replies[6 * n : 6 * n + 6]
+            ids = [m.decode() if isinstance(m, bytes) else m for m, _ in flown]
+            landed_at = await self.client.zmscore(self._keys(node, gpu)[1], ids) if ids else []
+            flights = [
+                Flight(float(s), float(e) if e is not None else min(float(s) + self.wait_time_s, end))
+                for (_, s), e in zip(flown, landed_at, strict=True)
+            ]
+            own = Flight(start, end)
+            if not any(f == own for f in flights):
+                flights.append(own)
+            try:
+                total += attribute(
+                    parse_samples([*before, *after]),
+                    flights,
+                    own,
+                    idle_watts=self.config.idle_watts,
+                    charge_idle=self.config.charge_idle,
+                    max_sample_age_s=self.config.max_sample_age_s,
+                )
+            except NotCovered:
+                raise NotCovered(f"no energy samples of GPU {gpu} on node {node!r} cover the decision") from None
+            most_sharing = max(most_sharing, sum(1 for f in flights if f.start < end and f.end > start))
+        idle = "idle power charged" if self.config.charge_idle else f"above {self.config.idle_watts:g} W idle per GPU"
+        basis = (
+            f"NVML energy of GPUs {list(gpus)} on node {node!r} over {end - start:.3f} s from Route to Reward, "
+            f"shared by time with up to {most_sharing} decisions in flight, {idle}"
+        )
+        return Measurement(total, basis)
+
+
+class BusyWindows:
+    """Energy one GPU drew during a series of busy windows (the router's own embedding batches),
+    from that GPU's samples; each window is settled once samples reach past its end."""
+
+    def __init__(self, gpu: int, keep_samples: int = 1200) -> None:
+        self.gpu = gpu
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=keep_samples)
+        self._windows: collections.deque[tuple[float, float, int]] = collections.deque()
+        self.joules = 0.0
+        self.items = 0
+        self.unmeasured_items = 0
+
+    def add_window(self, start: float, end: float, items: int) -> None:
+        self._windows.append((start, end, items))
+
+    def add_sample(self, t: float, joules: float) -> None:
+        self._samples.append((t, joules))
+        samples = list(self._samples)
+        while self._windows and self._windows[0][1] <= t:
+            start, end, items = self._windows.popleft()
+            window = Flight(start, end)
+            try:
+                self.joules += attribute(samples, [window], window)
+                self.items += items
+            except NotCovered:
+                self.unmeasured_items += items
