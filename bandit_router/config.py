@@ -179,6 +179,10 @@ class PolicyConfig:
     keep_snapshots: int = 5
     # Seed of the per-decision sampling RNG (the decision id is the other half of the seed).
     seed: int = 0
+    # VW learns cost = cost_offset - reward. Any offset ranks models the same as -reward, but VW starts
+    # every prediction at cost 0: with offset 1 an untried model looks like a perfect answer until it
+    # is observed (an optimistic start), so squarecb does not starve the models it did not try first.
+    cost_offset: float = 1.0
 
     def __post_init__(self) -> None:
         _require(
@@ -189,6 +193,7 @@ class PolicyConfig:
         )
         _positive("policy.snapshot_interval_s", self.snapshot_interval_s)
         _require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
+        _require(math.isfinite(self.cost_offset), "policy.cost_offset", "must be a finite number", self.cost_offset)
 
 
 @dataclasses.dataclass(frozen=True)

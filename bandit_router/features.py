@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import io
 import math
@@ -205,6 +206,17 @@ class Projector:
         return " ".join(f"e{i}:{v:.4f}" for i, v in enumerate(vector @ self.matrix))
 
 
+# Upper bounds of the preference levels; a weight above the last is level len(PREFERENCE_LEVELS).
+PREFERENCE_LEVELS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+def preference_level(weight: float) -> int:
+    """The level of a trade-off weight, so that each level (crossed with the action) keeps its own
+    routing memory, the way each task does: the continuous weight alone gives one slope per model,
+    which mixed traffic learns slowly."""
+    return bisect.bisect_left(PREFERENCE_LEVELS, weight)
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     """Everything about a query and its request that the policy conditions on."""
@@ -223,7 +235,8 @@ class Context:
             f"|{NS_TASK} {vw_token(self.task)}",
             f"|{NS_CLUSTER} {cluster}",
             f"|{NS_COMPLEXITY} {self.complexity.vw_features()}",
-            f"|{NS_PREFERENCES} energy:{self.energy_weight:.6g} cost:{self.cost_weight:.6g} const",
+            f"|{NS_PREFERENCES} energy:{self.energy_weight:.6g} cost:{self.cost_weight:.6g} const "
+            f"energy={preference_level(self.energy_weight)} cost={preference_level(self.cost_weight)}",
         ]
         if self.projection:
             parts.insert(3, f"|{NS_EMBEDDING} {self.projection}")

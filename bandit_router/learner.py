@@ -179,7 +179,8 @@ class Learner:
         event = json.loads(raw)
         actions = list(event["actions"])
         index = int(event["index"])
-        actions[index] = labelled(actions[index], -float(event["reward"]), float(event["probability"]))
+        cost = self.config.cost_offset - float(event["reward"])
+        actions[index] = labelled(actions[index], cost, float(event["probability"]))
         self.policy.learn_one(event["shared"], actions)
         if event.get("embedding"):
             self.policy.clusterer.learn_one(decode_embedding(event["embedding"]))

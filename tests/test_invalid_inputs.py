@@ -135,7 +135,9 @@ async def test_bad_decision_id_is_rejected(
 
 
 async def test_second_reward_gets_already_exists_and_the_first_counts(stub: router_pb2_grpc.RouterStub) -> None:
-    decision = await stub.Route(pb.RouteRequest(query="Write a limerick about a cat"))
+    decision = await stub.Route(
+        pb.RouteRequest(query="Write a limerick about a cat", candidates=["llama-3.2-3b-instruct"])
+    )
     first = await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=0.9))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=0.1))

@@ -1,0 +1,115 @@
+"""Per-request budgets filter candidates by running estimates; one policy learns a choice per preference."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import grpc
+import pytest
+
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.service import RouterService
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+BIG, SMALL = "llama-3.3-70b-instruct", "llama-3.2-3b-instruct"
+
+
+async def test_energy_budget_excludes_the_big_models(stub: router_pb2_grpc.RouterStub) -> None:
+    # Catalog estimates for a short query: the 70B model ~140 J, Mixtral 8x22B ~460 J, the 3B model ~9 J.
+    decision = await stub.Route(pb.RouteRequest(query="What is 2 + 2?", budget=pb.Budget(max_energy_joules=50)))
+    offered = {a.model for a in decision.pmf}
+    assert BIG not in offered and "mixtral-8x22b-instruct-v0.1" not in offered and SMALL in offered
+    assert any(e.startswith(f"{BIG}: max_energy_joules=50 (catalog ") for e in decision.excluded)
+
+
+async def test_nothing_within_budget_is_failed_precondition_naming_budgets_and_models(
+    stub: router_pb2_grpc.RouterStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Route(
+            pb.RouteRequest(
+                query="What is 2 + 2?",
+                candidates=[BIG, SMALL],
+                budget=pb.Budget(max_energy_joules=1, max_cost_usd=1e-5),
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = caught.value.details() or ""
+    assert details.startswith("budget: no candidate fits: ")
+    assert re.search(rf"max_energy_joules=1 excludes {SMALL} \([0-9.]+\), {BIG} \([0-9.]+\)", details), details
+    # The small model is cheap enough; only the big one breaks the cost budget.
+    assert re.search(rf"max_cost_usd=1e-05 excludes {BIG} \([0-9.e-]+\);", details), details
+
+
+@pytest.mark.parametrize(
+    ("budget", "match"),
+    [
+        ({"max_energy_joules": -1.0}, r"budget.max_energy_joules must be >= 0, got -1.0"),
+        ({"max_latency_ms": float("nan")}, r"budget.max_latency_ms must be a finite number, got nan"),
+        ({"max_cost_usd": float("inf")}, r"budget.max_cost_usd must be a finite number, got inf"),
+    ],
+)
+async def test_bad_budget_is_invalid_argument(
+    stub: router_pb2_grpc.RouterStub, budget: dict[str, float], match: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Route(pb.RouteRequest(query="hi", budget=pb.Budget(**budget)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert re.search(match, caught.value.details() or "")
+
+
+async def test_observed_latency_and_energy_replace_the_catalog_estimate(service: RouterService) -> None:
+    # SMALL turns out slow and, as reported, hungry; BIG fast and frugal.
+    for i in range(6):
+        for model, latency, energy in ((SMALL, 900.0, 400.0), (BIG, 100.0, 5.0)):
+            d = await service.route(RouteInput(query=f"question {i}", candidates=(model,)))
+            await service.reward(
+                RewardInput(decision_id=d.decision_id, quality=1.0, latency_ms=latency, energy_joules=energy)
+            )
+    assert service.learner is not None
+    await service.learner.wait_learned(12, timeout=20)
+    decision = await service.route(
+        RouteInput(query="question", candidates=(BIG, SMALL), max_latency_ms=500, max_energy_joules=50)
+    )
+    assert [m for m, _ in decision.pmf] == [BIG]
+    assert decision.excluded == [f"{SMALL}: max_energy_joules=50 (observed 400), max_latency_ms=500 (observed 900)"]
+    stats = service.stats()
+    assert stats.estimates[SMALL].latency_ms == pytest.approx(900.0) and stats.estimates[BIG].observations == 6
+
+
+async def test_one_policy_learns_a_different_choice_for_each_energy_preference(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
+    """The big model is more accurate, the small one far more frugal: with energy weight 0 the big one
+    wins, with energy weight 2 the small one does (catalog energies for typical answers: ~150 J vs ~9 J)."""
+    rng = random.Random(3)
+    quality = {BIG: 0.9, SMALL: 0.6}
+    topics = ["rivers", "taxes", "the moon", "bridges", "tea", "volcanoes", "chess", "owls"]
+    rounds = 500
+    for _ in range(rounds):
+        weight = rng.choice((0.0, 2.0))
+        query = f"Explain {rng.choice(topics)} briefly."
+        d = await stub.Route(
+            pb.RouteRequest(
+                query=query, candidates=[BIG, SMALL], preferences=pb.Preferences(energy_weight=weight, cost_weight=0)
+            )
+        )
+        await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=quality[d.model]))
+    assert service.learner is not None
+    await service.learner.wait_learned(rounds, timeout=60)
+    # A policy that ignored the preference would be wrong on every query of one setting.
+    fresh = ("glaciers", "poetry", "trains", "bees", "copper", "storms", "jazz", "deserts")
+    for weight, expected in ((0.0, BIG), (2.0, SMALL)):
+        picks = []
+        for topic in fresh:
+            d = await stub.Route(
+                pb.RouteRequest(
+                    query=f"Explain {topic} briefly.",
+                    candidates=[BIG, SMALL],
+                    preferences=pb.Preferences(energy_weight=weight, cost_weight=0),
+                )
+            )
+            picks.append(max(d.pmf, key=lambda a: a.probability).model)
+        assert picks.count(expected) >= 7, (weight, picks)
