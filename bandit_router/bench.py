@@ -111,12 +111,23 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
             async with grpc.aio.insecure_channel(target) as channel:
                 stub = router_pb2_grpc.RouterStub(channel)
 
+                inference_joules: list[float] = []
+
                 async def route(text: str) -> None:
-                    await stub.Route(pb.RouteRequest(query=text))
+                    decision = await stub.Route(pb.RouteRequest(query=text))
+                    inference_joules.append(decision.estimated_energy_joules)
 
                 await _measure(route, warmup, 8)
                 for level in levels:
                     results["levels"].setdefault(str(level), {})["route"] = await _measure(route, texts, level)
+                stats = await stub.GetStats(pb.GetStatsRequest())
+                results["router_energy"] = {
+                    "queries_embedded": stats.queries_embedded,
+                    "embedding_energy_joules": stats.embedding_energy_joules,
+                    "source": pb.Source.Name(stats.embedding_energy_source),
+                    "basis": stats.embedding_energy_basis,
+                    "mean_estimated_inference_joules": statistics.fmean(inference_joules),
+                }
         except Exception:
             print(log_path.read_text()[-4000:], file=sys.stderr)
             raise
@@ -151,6 +162,18 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
             f"{e['p50_ms']:8.2f}ms {e['p99_ms']:6.2f}ms {e['per_s']:8.1f} | "
             f"{figures['p50_overhead_ms']:6.2f}ms {figures['throughput_ratio']:10.2f}"
         )
+    energy = results["router_energy"]
+    if energy["source"] == "SOURCE_MEASURED" and energy["queries_embedded"]:
+        per_query = energy["embedding_energy_joules"] / energy["queries_embedded"]
+        inference = energy["mean_estimated_inference_joules"]
+        energy["embedding_joules_per_query"] = per_query
+        print(f"router's own embedding energy: {per_query:.4f} J per query, measured ({energy['basis']})")
+        print(
+            f"inference energy of the routed models: {inference:.1f} J per query, estimated from the catalog's "
+            f"ML.ENERGY profiles; routing adds {100 * per_query / inference:.3f}% to it"
+        )
+    else:
+        print(f"router's own embedding energy: not measured ({energy['basis']})")
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
     return results

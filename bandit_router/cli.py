@@ -53,6 +53,12 @@ def _reward(args: argparse.Namespace) -> dict[str, Any]:
     return _client_call(args.target, "Reward", request)
 
 
+def _stats(args: argparse.Namespace) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+
+    return _client_call(args.target, "GetStats", pb.GetStatsRequest())
+
+
 def _models(args: argparse.Namespace) -> dict[str, Any]:
     from bandit_router.v1 import router_pb2 as pb
 
@@ -90,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("--cost-usd", type=float)
 
     commands.add_parser("models", parents=[target], help="print the catalog the router chooses from")
+    commands.add_parser(
+        "stats", parents=[target], help="print the policy's state, running estimates and the router's energy"
+    )
+
+    agent = commands.add_parser(
+        "energy-agent", help="publish this node's GPU energy counters to the routers' Redis (REDIS_URL)"
+    )
+    agent.add_argument("--config", help="TOML configuration file (energy and redis sections are read)")
+    agent.add_argument(
+        "--node", help="node name the catalog uses for this host (default: energy.node, else the host name)"
+    )
+    agent.add_argument("--gpus", type=int, nargs="*", help="GPU indices (default: all)")
+    agent.add_argument("--interval", type=float, help="seconds between samples (default: energy.sample_interval_s)")
 
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
@@ -112,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(run_bench(args.concurrency, args.requests, args.device, args.json))
         return 0
-    handler = {"route": _route, "reward": _reward, "models": _models}[args.command]
+    if args.command == "energy-agent":
+        from bandit_router.agent import run_agent
+
+        return asyncio.run(run_agent(args.config, args.node, args.gpus, args.interval))
+    handler = {"route": _route, "reward": _reward, "models": _models, "stats": _stats}[args.command]
     try:
         print(json.dumps(handler(args), indent=2))
     except grpc.RpcError as exc:

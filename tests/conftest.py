@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bandit_router.config import Config, EmbeddingConfig, load_config
+from bandit_router.config import Config, load_config
 from bandit_router.embedding import Embedder
 from bandit_router.redis_server import EmbeddedRedis
 from bandit_router.server import Server
@@ -25,7 +26,8 @@ _prefixes = itertools.count()
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    return Embedder(EmbeddingConfig(device="cpu"))
+    # The configured model (BANDIT_ROUTER_EMBEDDING_MODEL may name another local one), on the CPU.
+    return Embedder(dataclasses.replace(load_config().embedding, device="cpu"))
 
 
 @pytest.fixture(scope="session")
