@@ -173,7 +173,7 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
             f"ML.ENERGY profiles; routing adds {100 * per_query / inference:.3f}% to it"
         )
     else:
-        print(f"router's own embedding energy: not measured ({energy['basis']})")
+        print(f"router's own embedding energy: {energy['basis']}")
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
     return results
