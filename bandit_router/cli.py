@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,51 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
     return _client_call(args.target, "ListModels", pb.ListModelsRequest())
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from bandit_router.replay.convert import from_llmrouter, from_routeprofile
+    from bandit_router.replay.traffic import write_traffic
+
+    records = from_llmrouter(args.data, args.split) if args.dataset == "llmrouter" else from_routeprofile(args.data)
+    count = write_traffic(records, args.out)
+    print(f"wrote {count} records to {args.out}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from bandit_router.config import load_config
+    from bandit_router.replay import report
+    from bandit_router.replay.run import ReplaySettings, replay
+    from bandit_router.replay.traffic import TrafficError, read_traffic
+
+    if args.command == "demo":
+        source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
+        with resources.as_file(source) as path:
+            records = read_traffic(path)
+        settings, config, title = ReplaySettings(), load_config(), "bandit-router demo: RouteProfile sample"
+    else:
+        try:
+            records = read_traffic(args.traffic, args.limit)
+        except (OSError, TrafficError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.shuffle:
+            random.Random(args.seed).shuffle(records)
+        settings = ReplaySettings(
+            args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint
+        )
+        config, title = load_config(args.config), f"Replay of {args.traffic}"
+    result = asyncio.run(replay(records, config, settings))
+    written = report.write(result, args.out, title)
+    print()
+    print("\n".join(report.table_rows(result)))
+    print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
@@ -110,6 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--gpus", type=int, nargs="*", help="GPU indices (default: all)")
     agent.add_argument("--interval", type=float, help="seconds between samples (default: energy.sample_interval_s)")
 
+    convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
+    convert.add_argument("dataset", choices=["llmrouter", "routeprofile"])
+    convert.add_argument("--data", required=True, help="the dataset's folder (e.g. ../shared/data/llmrouter)")
+    convert.add_argument("--split", default="test", help="llmrouter only: train or test (default: %(default)s)")
+    convert.add_argument("--out", required=True, help="traffic file to write (JSON Lines)")
+
+    replay = commands.add_parser("replay", help="replay a traffic file through the router and the baselines")
+    replay.add_argument("traffic")
+    replay.add_argument("--out", required=True, help="folder for report.json, report.md and the plots")
+    replay.add_argument("--config", help="TOML configuration (catalog, VW arguments, reward scales)")
+    replay.add_argument("--energy-weight", type=float)
+    replay.add_argument("--cost-weight", type=float)
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--limit", type=int, help="replay only the first N records")
+    replay.add_argument("--concurrency", type=int, default=8, help="Route calls in flight (default: %(default)s)")
+    replay.add_argument("--no-task-hint", action="store_true", help="let the router infer each query's task")
+    replay.add_argument("--shuffle", action="store_true", help="replay the records in an order shuffled with --seed")
+
+    demo = commands.add_parser("demo", help="replay the bundled sample of real traffic and print the results")
+    demo.add_argument(
+        "--out", default="bandit-router-demo", help="folder for the report and plots (default: %(default)s)"
+    )
+
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
@@ -131,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(run_bench(args.concurrency, args.requests, args.device, args.json))
         return 0
+    if args.command == "convert":
+        return _convert(args)
+    if args.command in ("replay", "demo"):
+        return _replay(args)
     if args.command == "energy-agent":
         from bandit_router.agent import run_agent
 

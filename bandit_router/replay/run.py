@@ -1,0 +1,323 @@
+"""Replays traffic through a real router (in-process gRPC server, embedded Redis) and the baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+import grpc
+import numpy as np
+
+from bandit_router.config import Config, FeaturesConfig
+from bandit_router.embedding import Embedder
+from bandit_router.features import Clusterer, Complexity
+from bandit_router.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
+from bandit_router.replay.traffic import Record, arm_catalog, batched
+from bandit_router.reward import cost_of, energy_of, resolve_tokens, scalar_reward
+from bandit_router.server import Server
+from bandit_router.service import RouterService
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+BANDIT = "bandit-router"
+FORMULA = "quality - energy_weight * energy_joules / energy_scale_joules - cost_weight * cost_usd / cost_scale_usd"
+ENERGY_BASIS = (
+    "where the traffic has no energy: the catalog's profiles from ML.ENERGY (Chung et al., NeurIPS 2025 D&B), "
+    "J per input and output token by model size on H100, times the record's tokens (or estimated tokens)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+    energy_weight: float | None = None
+    cost_weight: float | None = None
+    seed: int = 0
+    concurrency: int = 8
+    # Give the router each record's task as a hint; without it the router infers the task.
+    task_hint: bool = True
+
+
+@dataclasses.dataclass
+class Trace:
+    """What one policy did on the stream, step by step."""
+
+    arms: list[int] = dataclasses.field(default_factory=list)
+    rewards: list[float] = dataclasses.field(default_factory=list)
+    qualities: list[float] = dataclasses.field(default_factory=list)
+    costs: list[float] = dataclasses.field(default_factory=list)
+    energies: list[float] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class OutcomeTable:
+    """Every model's quality, cost, energy and reward on every record, priced as the service prices them."""
+
+    arms: list[str]
+    quality: np.ndarray[Any, np.dtype[np.float64]]
+    cost: np.ndarray[Any, np.dtype[np.float64]]
+    energy: np.ndarray[Any, np.dtype[np.float64]]
+    reward: np.ndarray[Any, np.dtype[np.float64]]
+    energy_sources: Counter[str]
+
+    def step(self, trace: Trace, i: int, arm: int) -> None:
+        trace.arms.append(arm)
+        trace.rewards.append(float(self.reward[i, arm]))
+        trace.qualities.append(float(self.quality[i, arm]))
+        trace.costs.append(float(self.cost[i, arm]))
+        trace.energies.append(float(self.energy[i, arm]))
+
+
+def build_table(records: list[Record], config: Config, query_tokens: list[int]) -> OutcomeTable:
+    models = config.model_by_id
+    arms = [m.id for m in config.models]
+    shape = (len(records), len(arms))
+    table = OutcomeTable(arms, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.full(shape, -np.inf), Counter())
+    weights = config.reward
+    for i, record in enumerate(records):
+        for j, arm in enumerate(arms):
+            outcome = record.outcomes.get(arm)
+            if outcome is None:
+                continue
+            tokens = resolve_tokens(models[arm], outcome.input_tokens or 0, outcome.output_tokens or 0, query_tokens[i])
+            cost = cost_of(models[arm], outcome.cost_usd, tokens)
+            energy = energy_of(models[arm], outcome.energy_joules, tokens)
+            table.energy_sources[energy.source.value] += 1
+            table.quality[i, j], table.cost[i, j], table.energy[i, j] = outcome.quality, cost.value, energy.value
+            table.reward[i, j] = scalar_reward(
+                outcome.quality, energy.value, cost.value, weights.energy_weight, weights.cost_weight, weights
+            )
+    return table
+
+
+def baseline_features(
+    records: list[Record], vectors: list[np.ndarray[Any, Any]], tokens: list[int], tasks: list[str]
+) -> list[np.ndarray[Any, Any]]:
+    """GreenServ's context: task one-hot, semantic cluster one-hot (online), complexity; plus a bias."""
+    clusters = Clusterer(FeaturesConfig(max_clusters=16), dimension=len(vectors[0]))
+    width = 1 + len(tasks) + 16 + 3
+    rows = []
+    for record, vector, count in zip(records, vectors, tokens, strict=True):
+        x = np.zeros(width)
+        x[0] = 1.0
+        if record.task in tasks:
+            x[1 + tasks.index(record.task)] = 1.0
+        cluster = clusters.learn_one(vector)
+        x[1 + len(tasks) + cluster] = 1.0
+        complexity = Complexity.of(record.query, count)
+        x[-3:] = (np.log1p(count) / 8, min(max(complexity.reading_ease, -100), 120) / 100, complexity.digit_fraction)
+        rows.append(x)
+    return rows
+
+
+def _request_id(record: Record, step: int) -> str:
+    return f"{step}-" + re.sub(r"[^A-Za-z0-9._:-]", "_", record.id)[:100]
+
+
+async def _replay_bandit(
+    stub: router_pb2_grpc.RouterStub,
+    records: list[Record],
+    table: OutcomeTable,
+    settings: ReplaySettings,
+    progress: Any,
+) -> tuple[Trace, Counter[str], Counter[str]]:
+    trace = Trace()
+    energy_sources: Counter[str] = Counter()
+    cost_sources: Counter[str] = Counter()
+    arm_index = {a: j for j, a in enumerate(table.arms)}
+    preferences = pb.Preferences()
+    if settings.energy_weight is not None:
+        preferences.energy_weight = settings.energy_weight
+    if settings.cost_weight is not None:
+        preferences.cost_weight = settings.cost_weight
+    steps = list(enumerate(records))
+    for window in batched(steps, settings.concurrency):
+        decisions = await asyncio.gather(
+            *(
+                stub.Route(
+                    pb.RouteRequest(
+                        query=r.query,
+                        request_id=_request_id(r, i),
+                        candidates=list(r.outcomes),
+                        task=r.task if settings.task_hint else "",
+                        preferences=preferences,
+                    )
+                )
+                for i, r in window
+            )
+        )
+        for (_, record), decision in zip(window, decisions, strict=True):
+            # Bandit feedback: only the chosen model's logged outcome goes back.
+            outcome = record.outcomes[decision.model]
+            request = pb.RewardRequest(
+                decision_id=decision.decision_id,
+                quality=outcome.quality,
+                input_tokens=outcome.input_tokens or 0,
+                output_tokens=outcome.output_tokens or 0,
+                latency_ms=outcome.latency_ms or 0.0,
+            )
+            if outcome.energy_joules is not None:
+                request.energy_joules = outcome.energy_joules
+            if outcome.cost_usd is not None:
+                request.cost_usd = outcome.cost_usd
+            reply = await stub.Reward(request)
+            j = arm_index[decision.model]
+            trace.arms.append(j)
+            trace.rewards.append(reply.reward)
+            trace.qualities.append(outcome.quality)
+            trace.costs.append(reply.cost_usd)
+            trace.energies.append(reply.energy_joules)
+            energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
+            cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
+            progress.update(1)
+    return trace, energy_sources, cost_sources
+
+
+def replay_baselines(
+    records: list[Record], table: OutcomeTable, features: list[Any], tasks: list[str], seed: int
+) -> dict[str, Trace]:
+    arms = len(table.arms)
+    dimension = len(features[0])
+    learners: list[Baseline] = [
+        RandomRouter(arms, seed),
+        EpsilonGreedy(arms, seed),
+        LinUCB(arms, dimension),
+        FullInformation(arms, dimension),
+    ]
+    traces = {b.name: Trace() for b in learners}
+    fixed = {f"always {a}": Trace() for a in table.arms}
+    oracle = Trace()
+    for i, record in enumerate(records):
+        x = features[i]
+        rewards = table.reward[i]
+        for learner in learners:
+            arm = learner.choose(x, record.task)
+            table.step(traces[learner.name], i, arm)
+            if learner.full_information:
+                learner.learn_all(x, record.task, list(rewards))
+            else:
+                learner.learn_one(x, record.task, arm, float(rewards[arm]))
+        for j, name in enumerate(fixed):
+            table.step(fixed[name], i, j)
+        table.step(oracle, i, int(np.argmax(rewards)))
+    best = max(fixed, key=lambda n: sum(fixed[n].rewards))
+    return {
+        **traces,
+        **fixed,
+        f"best single model in hindsight ({best.removeprefix('always ')})": fixed[best],
+        "oracle (per query)": oracle,
+    }
+
+
+async def replay(
+    records: list[Record],
+    base: Config,
+    settings: ReplaySettings,
+    embedder: Embedder | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Runs the bandit through a real service and the baselines on the same stream; returns the report."""
+    from tqdm import tqdm
+
+    with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
+        reward = {
+            k: v
+            for k, v in (("energy_weight", settings.energy_weight), ("cost_weight", settings.cost_weight))
+            if v is not None
+        }
+        config = base.replace(
+            models=arm_catalog(records, base.models),
+            server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
+            redis={"url": ""},
+            policy={"seed": settings.seed},
+            reward=reward,
+            energy={"measure": False},
+        )
+        service = await RouterService.open(config, embedder=embedder)
+        server = Server(service, "127.0.0.1:0")
+        await server.start()
+        try:
+            embedded = []
+            for chunk in batched([r.query for r in records], 64):
+                embedded.extend(await asyncio.to_thread(service.embedder.embed, list(chunk)))
+            tokens = [e.token_count for e in embedded]
+            table = build_table(records, config, tokens)
+            started = time.perf_counter()
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stub = router_pb2_grpc.RouterStub(channel)
+                with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
+                    bandit, energy_sources, cost_sources = await _replay_bandit(
+                        stub, records, table, settings, progress
+                    )
+            elapsed = time.perf_counter() - started
+            if service.learner is not None:
+                await service.learner.wait_learned(len(records), timeout=120)
+            policy_version = service.policy_version
+        finally:
+            await server.stop(1.0)
+    tasks = sorted({r.task for r in records if r.task})
+    traces = {
+        BANDIT: bandit,
+        **replay_baselines(
+            records,
+            table,
+            baseline_features(records, [e.vector for e in embedded], tokens, tasks),
+            tasks,
+            settings.seed,
+        ),
+    }
+    return make_report(traces, table, config, settings, elapsed, energy_sources, cost_sources, policy_version)
+
+
+def make_report(
+    traces: dict[str, Trace],
+    table: OutcomeTable,
+    config: Config,
+    settings: ReplaySettings,
+    elapsed: float,
+    energy_sources: Counter[str],
+    cost_sources: Counter[str],
+    policy_version: str,
+) -> dict[str, Any]:
+    oracle = np.array(next(t.rewards for n, t in traces.items() if n.startswith("oracle")))
+    policies = {}
+    for name, trace in traces.items():
+        regret = np.cumsum(oracle - np.array(trace.rewards))
+        shares = Counter(table.arms[a] for a in trace.arms)
+        policies[name] = {
+            "mean_quality": float(np.mean(trace.qualities)),
+            "mean_cost_usd": float(np.mean(trace.costs)),
+            "mean_energy_joules": float(np.mean(trace.energies)),
+            "mean_reward": float(np.mean(trace.rewards)),
+            "cumulative_regret": float(regret[-1]),
+            "regret_curve": [float(v) for v in regret],
+            "arms": [table.arms[a] for a in trace.arms],
+            "share": {a: shares[a] / len(trace.arms) for a in table.arms},
+        }
+    weights = config.reward
+    estimated = energy_sources.get("estimated", 0)
+    return {
+        "records": len(table.quality),
+        "models": table.arms,
+        "reward": {
+            "formula": FORMULA,
+            "energy_weight": weights.energy_weight,
+            "cost_weight": weights.cost_weight,
+            "energy_scale_joules": weights.energy_scale_joules,
+            "cost_scale_usd": weights.cost_scale_usd,
+        },
+        "energy_source": "estimated" if estimated == sum(energy_sources.values()) else dict(energy_sources),
+        "energy_basis": ENERGY_BASIS,
+        "bandit_energy_sources": dict(energy_sources),
+        "bandit_cost_sources": dict(cost_sources),
+        "bandit_policy_version": policy_version,
+        "seed": settings.seed,
+        "task_hint": settings.task_hint,
+        "replay_seconds": elapsed,
+        "replay_queries_per_second": len(table.quality) / elapsed,
+        "policies": policies,
+    }

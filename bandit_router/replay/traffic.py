@@ -1,0 +1,151 @@
+"""The traffic format replays read: JSON Lines of queries with every model's logged outcome.
+
+One record per line::
+
+    {"id": str, "query": str, "task": str (optional),
+     "outcomes": {MODEL_ID: {"quality": float in [0, 1], "cost_usd": float, "input_tokens": int,
+                             "output_tokens": int, "latency_ms": float, "energy_joules": float}}}
+
+Every outcome field but ``quality`` is optional. The arm set is the models present in the outcomes;
+the serving catalog, then the reference profiles shipped in ``known_models.toml``, supply prices and
+energy profiles for what a record lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bandit_router.config import ModelSpec
+
+OPTIONAL_FIELDS = {
+    "cost_usd": float,
+    "input_tokens": int,
+    "output_tokens": int,
+    "latency_ms": float,
+    "energy_joules": float,
+}
+
+
+class TrafficError(ValueError):
+    """A traffic line breaks the format; the message names the line, the field, the rule and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    quality: float
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    energy_joules: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    id: str
+    query: str
+    task: str
+    outcomes: dict[str, Outcome]
+
+    def to_json(self) -> str:
+        outcomes = {
+            m: {k: v for k, v in dataclasses.asdict(o).items() if v is not None} for m, o in self.outcomes.items()
+        }
+        body: dict[str, Any] = {"id": self.id, "query": self.query}
+        if self.task:
+            body["task"] = self.task
+        body["outcomes"] = outcomes
+        return json.dumps(body, ensure_ascii=False)
+
+
+def _number(where: str, field: str, value: Any, kind: type, low: float = 0.0, high: float = math.inf) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not float(value).is_integer())
+    ):
+        raise TrafficError(f"{where}: {field} must be a {kind.__name__}, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise TrafficError(f"{where}: {field} must be in [{low:g}, {high:g}], got {value!r}")
+    return kind(value)
+
+
+def parse_record(line: str, where: str) -> Record:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TrafficError(f"{where}: not a JSON object ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise TrafficError(f"{where}: must be a JSON object, got {type(raw).__name__}")
+    for field in ("id", "query"):
+        if not isinstance(raw.get(field), str) or not raw[field].strip():
+            raise TrafficError(f"{where}: {field} must be a non-empty string, got {raw.get(field)!r}")
+    task = raw.get("task", "")
+    if not isinstance(task, str):
+        raise TrafficError(f"{where}: task must be a string, got {task!r}")
+    outcomes_raw = raw.get("outcomes")
+    if not isinstance(outcomes_raw, dict) or not outcomes_raw:
+        raise TrafficError(f"{where}: outcomes must be a non-empty object, got {outcomes_raw!r}")
+    outcomes = {}
+    for model, fields in outcomes_raw.items():
+        at = f"{where}: outcomes[{model!r}]"
+        if not isinstance(fields, dict) or "quality" not in fields:
+            raise TrafficError(f"{at} must be an object with a quality, got {fields!r}")
+        unknown = sorted(set(fields) - set(OPTIONAL_FIELDS) - {"quality"})
+        if unknown:
+            raise TrafficError(f"{at} has unknown fields {unknown}")
+        values = {k: _number(at, k, v, OPTIONAL_FIELDS[k]) for k, v in fields.items() if k != "quality"}
+        outcomes[model] = Outcome(quality=_number(at, "quality", fields["quality"], float, 0.0, 1.0), **values)
+    return Record(raw["id"], raw["query"], re.sub(r"[^A-Za-z0-9_.-]", "_", task)[:64], outcomes)
+
+
+def read_traffic(path: str | Path, limit: int | None = None) -> list[Record]:
+    records: list[Record] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                records.append(parse_record(line, f"{path}:{number}"))
+                if limit is not None and len(records) >= limit:
+                    break
+    if not records:
+        raise TrafficError(f"{path}: holds no records")
+    return records
+
+
+def write_traffic(records: Iterable[Record], path: str | Path) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(record.to_json() + "\n")
+            count += 1
+    return count
+
+
+def reference_models() -> dict[str, ModelSpec]:
+    text = resources.files("bandit_router.data").joinpath("known_models.toml").read_text(encoding="utf-8")
+    return {m["id"]: ModelSpec(**m) for m in tomllib.loads(text)["models"]}
+
+
+def arm_catalog(records: Sequence[Record], serving: Sequence[ModelSpec]) -> tuple[ModelSpec, ...]:
+    """A catalog entry for every model in the traffic: the serving one, else the reference one."""
+    known = {**reference_models(), **{m.id: m for m in serving}}
+    arms = sorted({model for r in records for model in r.outcomes})
+    missing = [a for a in arms if a not in known]
+    if missing:
+        raise TrafficError(
+            f"models {missing} are in neither the catalog nor the reference profiles: add them to a catalog (--config)"
+        )
+    return tuple(dataclasses.replace(known[a], enabled=True, gpus=(), node="") for a in arms)
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,86 @@
+"""The traffic format: parsing, errors naming line, field, rule and value, and the arm catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bandit_router.config import load_config
+from bandit_router.replay.convert import from_llmrouter, from_routeprofile
+from bandit_router.replay.traffic import (
+    Outcome,
+    Record,
+    TrafficError,
+    arm_catalog,
+    parse_record,
+    read_traffic,
+    write_traffic,
+)
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+GOOD = {"id": "q1", "query": "What is 2+2?", "task": "math", "outcomes": {"a": {"quality": 1, "output_tokens": 3}}}
+
+
+def with_(**changes: object) -> str:
+    return json.dumps({**GOOD, **changes})
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        ("{nope", r"f:3: not a JSON object"),
+        ("[1]", r"f:3: must be a JSON object, got list"),
+        (with_(query=" "), r"f:3: query must be a non-empty string, got ' '"),
+        (with_(id=7), r"f:3: id must be a non-empty string, got 7"),
+        (with_(outcomes={}), r"f:3: outcomes must be a non-empty object"),
+        (with_(outcomes={"a": {"cost_usd": 1}}), r"f:3: outcomes\['a'\] must be an object with a quality"),
+        (with_(outcomes={"a": {"quality": 1.5}}), r"f:3: outcomes\['a'\]: quality must be in \[0, 1\], got 1.5"),
+        (with_(outcomes={"a": {"quality": 1, "output_tokens": 2.5}}), r"output_tokens must be a int, got 2.5"),
+        (with_(outcomes={"a": {"quality": 1, "energy_joules": -1}}), r"energy_joules must be in \[0, inf\], got -1"),
+        (with_(outcomes={"a": {"quality": 1, "tokens": 5}}), r"outcomes\['a'\] has unknown fields \['tokens'\]"),
+    ],
+)
+def test_bad_lines_are_named(line: str, match: str) -> None:
+    with pytest.raises(TrafficError, match=match):
+        parse_record(line, "f:3")
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    record = parse_record(json.dumps(GOOD), "f:1")
+    assert record.outcomes["a"] == Outcome(quality=1.0, output_tokens=3)
+    write_traffic([record, record], tmp_path / "t.jsonl")
+    assert read_traffic(tmp_path / "t.jsonl") == [record, record]
+    assert read_traffic(tmp_path / "t.jsonl", limit=1) == [record]
+
+
+def test_arm_catalog_takes_serving_then_reference_profiles() -> None:
+    serving = load_config(env={}).models
+    records = [Record("1", "q", "", {"gemma-2-9b-it": Outcome(1.0), "codegemma-7b": Outcome(0.0)})]
+    catalog = {m.id: m for m in arm_catalog(records, serving)}
+    assert catalog["gemma-2-9b-it"] == next(m for m in serving if m.id == "gemma-2-9b-it")
+    assert catalog["codegemma-7b"].parameters_b == 7.0 and "dense fit" in catalog["codegemma-7b"].energy_profile_source
+    with pytest.raises(TrafficError, match=r"models \['mystery-1b'\] are in neither the catalog nor the reference"):
+        arm_catalog([Record("1", "q", "", {"mystery-1b": Outcome(1.0)})], serving)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data")
+def test_converters_read_the_public_datasets() -> None:
+    llmrouter = list(from_llmrouter(SHARED / "llmrouter", "test"))
+    assert len(llmrouter) == 500 and all(r.task for r in llmrouter)
+    assert all(len(r.outcomes) == 9 and all(o.cost_usd is None for o in r.outcomes.values()) for r in llmrouter)
+    routeprofile = list(from_routeprofile(SHARED / "routeprofile"))
+    assert len(routeprofile) == 600 and len({r.task for r in routeprofile}) == 12
+    outcome = routeprofile[0].outcomes["gemma-2-9b-it"]
+    assert outcome.input_tokens and outcome.output_tokens
+    assert outcome.cost_usd == pytest.approx((outcome.input_tokens + outcome.output_tokens) * 0.1 / 1e6)
+
+
+def test_the_bundled_sample_is_valid_traffic() -> None:
+    from importlib import resources
+
+    with resources.as_file(resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")) as path:
+        records = read_traffic(path)
+    assert len(records) == 300 and len({r.task for r in records}) == 12
+    assert arm_catalog(records, load_config(env={}).models)
