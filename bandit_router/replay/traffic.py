@@ -137,7 +137,15 @@ def reference_models() -> dict[str, ModelSpec]:
 def arm_catalog(records: Sequence[Record], serving: Sequence[ModelSpec]) -> tuple[ModelSpec, ...]:
     """A catalog entry for every model in the traffic: the serving one, else the reference one."""
     known = {**reference_models(), **{m.id: m for m in serving}}
-    arms = sorted({model for r in records for model in r.outcomes})
+    arms = sorted(records[0].outcomes)
+    for record in records:
+        if sorted(record.outcomes) != arms:
+            # Baselines and regret compare every policy on every model; a record without some model's
+            # outcome would leave them undefined.
+            raise TrafficError(
+                f"record {record.id!r} has outcomes for {sorted(record.outcomes)}, the first record for {arms}: "
+                "every record must have an outcome for the same models"
+            )
     missing = [a for a in arms if a not in known]
     if missing:
         raise TrafficError(

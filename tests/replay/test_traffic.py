@@ -63,6 +63,9 @@ def test_arm_catalog_takes_serving_then_reference_profiles() -> None:
     assert catalog["codegemma-7b"].parameters_b == 7.0 and "dense fit" in catalog["codegemma-7b"].energy_profile_source
     with pytest.raises(TrafficError, match=r"models \['mystery-1b'\] are in neither the catalog nor the reference"):
         arm_catalog([Record("1", "q", "", {"mystery-1b": Outcome(1.0)})], serving)
+    uneven = [records[0], Record("2", "q", "", {"gemma-2-9b-it": Outcome(1.0)})]
+    with pytest.raises(TrafficError, match=r"record '2' has outcomes for \['gemma-2-9b-it'\], the first record for"):
+        arm_catalog(uneven, serving)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data")
