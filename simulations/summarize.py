@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def main(folder: str) -> None:
-    print("| replay | bandit | best single | LinUCB | full info | bandit / best | bandit / LinUCB | bandit / full | q/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    columns = ("replay", "bandit", "best single", "LinUCB", "full info", "/ best", "/ LinUCB", "/ full", "q/s")
+    print("| " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * (len(columns) - 1))
     for path in sorted(Path(folder).glob("*/report.json")):
         report = json.loads(path.read_text())
         p = report["policies"]
