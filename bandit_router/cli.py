@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--gpus", type=int, nargs="*", help="GPU indices (default: all)")
     agent.add_argument("--interval", type=float, help="seconds between samples (default: energy.sample_interval_s)")
 
+    export = commands.add_parser("export-log", help="write the decisions the learner has learned as DSJSON")
+    export.add_argument("--config", help="TOML configuration file (its server.data_dir holds the log)")
+    export.add_argument("--out", required=True, help="DSJSON file to write")
+
     convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
     convert.add_argument("dataset", choices=["llmrouter", "routeprofile"])
     convert.add_argument("--data", required=True, help="the dataset's folder (e.g. ../shared/data/llmrouter)")
@@ -202,6 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "convert":
         return _convert(args)
+    if args.command == "export-log":
+        from pathlib import Path
+
+        from bandit_router.config import load_config
+        from bandit_router.dsjson import export
+
+        log_dir = load_config(args.config).server.data_path / "decisions"
+        count = export(log_dir, Path(args.out))
+        print(f"wrote {count} decisions from {log_dir} to {args.out}")
+        return 0
     if args.command in ("replay", "demo"):
         return _replay(args)
     if args.command == "energy-agent":

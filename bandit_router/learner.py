@@ -86,7 +86,11 @@ class Learner:
         rebuild: Callable[[Snapshot], Policy],
         ewma_alpha: float = 0.1,
         consumer: str = "learner-0",
+        log_dir: Path | None = None,
     ) -> None:
+        # Learned events, appended to the decision log before the snapshot that contains them.
+        self.log_dir = log_dir
+        self._log_buffer: list[str] = []
         self.ewma_alpha = ewma_alpha
         self.store = store
         self.policy = policy
@@ -160,13 +164,15 @@ class Learner:
                 return
 
     async def _learn(self, event_id: str, fields: dict[Any, Any]) -> None:
-        raw = fields.get(b"event", fields.get("event"))
+        raw: Any = fields.get(b"event", fields.get("event"))
         if stream_position(event_id) <= stream_position(self.policy.stream_id):
             # Learned into the snapshot this learner started from; only the acknowledgement was lost.
             self.skipped += 1
         else:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
+                if self.log_dir is not None:
+                    self._log_buffer.append(json.dumps({"event_id": event_id, **json.loads(raw)}))
             except Exception:  # one malformed event must not stop learning; it is logged and skipped
                 self.failures += 1
                 log.exception("could not learn event %s", event_id)
@@ -189,8 +195,22 @@ class Learner:
             self.ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
         )
 
+    def _write_log(self, lines: list[str]) -> None:
+        """Appends to today's log file. Written before the snapshot, so a crash can log an event twice
+        (export drops the repeat) but never lose it."""
+        assert self.log_dir is not None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / time.strftime("decisions-%Y%m%d.jsonl", time.gmtime())
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
     async def _snapshot(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._log_buffer:
+            lines, self._log_buffer = self._log_buffer, []
+            await loop.run_in_executor(self._executor, self._write_log, lines)
         version = self.policy.version + 1
         snapshot = await loop.run_in_executor(self._executor, self.policy.snapshot, version, self.policy.stream_id)
         data = snapshot.encode()

@@ -166,6 +166,7 @@ class RouterService:
             self._install,
             self._new_policy,
             ewma_alpha=self.config.energy.ewma_alpha,
+            log_dir=self.config.server.data_path / "decisions",
         )
         self.learner.start()
         self.batcher.start()
@@ -420,6 +421,7 @@ class RouterService:
                     "model",
                     "index",
                     "probability",
+                    "pmf",
                     "shared",
                     "actions",
                     "embedding",

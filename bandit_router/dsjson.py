@@ -1,0 +1,80 @@
+"""Decisions joined with their rewards, written as DSJSON (the log format VW and Personalizer tools read)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def vw_line_to_namespaces(line: str) -> dict[str, dict[str, float]]:
+    """``"shared |T math |E e0:0.5"`` -> ``{"T": {"math": 1.0}, "E": {"e0": 0.5}}``; a label before the first
+    namespace and the ``shared`` marker are dropped."""
+    namespaces: dict[str, dict[str, float]] = {}
+    for chunk in line.split("|")[1:]:
+        name, *features = chunk.split()
+        group = namespaces.setdefault(name, {})
+        for feature in features:
+            key, _, value = feature.partition(":")
+            group[key] = float(value) if value else 1.0
+    return namespaces
+
+
+def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
+    """One learned event as a DSJSON object: cost = -reward, actions 1-based with the chosen one first."""
+    index = int(event["index"])
+    pmf = [p for _, p in event["pmf"]]
+    order = [index, *(i for i in range(len(pmf)) if i != index)]
+    return {
+        "_label_cost": -float(event["reward"]),
+        "_label_probability": float(event["probability"]),
+        "_label_Action": index + 1,
+        "_labelIndex": index,
+        "a": [i + 1 for i in order],
+        "c": {**vw_line_to_namespaces(event["shared"]), "_multi": [vw_line_to_namespaces(a) for a in event["actions"]]},
+        "p": [pmf[i] for i in order],
+        "EventId": event["decision_id"],
+        "Timestamp": datetime.fromtimestamp(float(event["created_at"]), UTC).isoformat().replace("+00:00", "Z"),
+        # Everything else the reward was made of, for evaluating other trade-offs offline.
+        "_bandit_router": {
+            "models": [m for m, _ in event["pmf"]],
+            **{
+                k: event[k]
+                for k in (
+                    "task",
+                    "quality",
+                    "cost_usd",
+                    "cost_source",
+                    "energy_joules",
+                    "energy_source",
+                    "energy_weight",
+                    "cost_weight",
+                    "policy_version",
+                )
+            },
+        },
+    }
+
+
+def read_log(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Learned events from the decision log files, each once (a crash can log an event twice)."""
+    seen: set[str] = set()
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                event = json.loads(line)
+                if event["event_id"] not in seen:
+                    seen.add(event["event_id"])
+                    yield event
+
+
+def export(log_dir: Path, out: Path) -> int:
+    paths = sorted(log_dir.glob("decisions-*.jsonl"))
+    count = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for event in read_log(paths):
+            f.write(json.dumps(to_dsjson(event)) + "\n")
+            count += 1
+    return count
