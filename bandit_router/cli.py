@@ -160,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", help="TOML configuration file (its server.data_dir holds the log)")
     export.add_argument("--out", required=True, help="DSJSON file to write")
 
+    evaluate = commands.add_parser("evaluate", help="off-policy estimates of candidate policies from a DSJSON log")
+    evaluate.add_argument("log", help="DSJSON written by export-log")
+    evaluate.add_argument(
+        "--vw", action="append", default=[], help="a candidate VW policy's arguments, quoted; may be repeated"
+    )
+    evaluate.add_argument(
+        "--z", type=float, default=1.96, help="interval half-width in standard errors (default: %(default)s)"
+    )
+    evaluate.add_argument("--json", help="also write the estimates to this file")
+
     convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
     convert.add_argument("dataset", choices=["llmrouter", "routeprofile"])
     convert.add_argument("--data", required=True, help="the dataset's folder (e.g. ../shared/data/llmrouter)")
@@ -206,6 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "convert":
         return _convert(args)
+    if args.command == "evaluate":
+        import dataclasses
+
+        from bandit_router.evaluate import evaluate, read_dsjson, table
+
+        results = evaluate(read_dsjson(args.log), [v.split() for v in args.vw], z=args.z)
+        print(table(results))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(
+                    {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in results.items()}, f, indent=1
+                )
+        return 0
     if args.command == "export-log":
         from pathlib import Path
 
