@@ -82,6 +82,7 @@ def _replay(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
     from bandit_router.replay import report
     from bandit_router.replay.run import ReplaySettings, replay
+    from bandit_router.replay.scenario import Scenario, ScenarioError, load_scenario
     from bandit_router.replay.traffic import TrafficError, read_traffic
 
     if args.command == "demo":
@@ -92,13 +93,14 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         try:
             records = read_traffic(args.traffic, args.limit)
-        except (OSError, TrafficError) as exc:
+            if args.shuffle:
+                random.Random(args.seed).shuffle(records)
+            scenario = load_scenario(args.scenario, records) if args.scenario else Scenario()
+        except (OSError, TrafficError, ScenarioError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if args.shuffle:
-            random.Random(args.seed).shuffle(records)
         settings = ReplaySettings(
-            args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint
+            args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint, scenario
         )
         config, title = load_config(args.config), f"Replay of {args.traffic}"
     result = asyncio.run(replay(records, config, settings))
@@ -187,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--concurrency", type=int, default=8, help="Route calls in flight (default: %(default)s)")
     replay.add_argument("--no-task-hint", action="store_true", help="let the router infer each query's task")
     replay.add_argument("--shuffle", action="store_true", help="replay the records in an order shuffled with --seed")
+    replay.add_argument(
+        "--scenario", help="YAML drift scenario: price changes, degradation, models added or removed, lost rewards"
+    )
 
     demo = commands.add_parser("demo", help="replay the bundled sample of real traffic and print the results")
     demo.add_argument(

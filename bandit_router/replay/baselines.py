@@ -1,6 +1,7 @@
 """Baseline routers replayed on the same stream and reward as the bandit.
 
-Each sees a feature vector per query and, except where said, only the reward of the model it chose.
+Each sees a feature vector per query and the models it may choose from (a scenario can add or remove
+models mid-stream) and, except where said, only the reward of the model it chose.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class Baseline:
     # True for learners that are shown every model's reward (a ceiling, not a deployable router).
     full_information = False
 
-    def choose(self, x: Vector, task: str) -> int:
+    def choose(self, x: Vector, task: str, arms: Sequence[int]) -> int:
+        """One of ``arms``, the indices of the models available for this query."""
         raise NotImplementedError
 
     def learn_one(self, x: Vector, task: str, arm: int, reward: float) -> None:
@@ -39,8 +41,8 @@ class RandomRouter(Baseline):
         self.arms = arms
         self.rng = random.Random(seed)
 
-    def choose(self, x: Vector, task: str) -> int:
-        return self.rng.randrange(self.arms)
+    def choose(self, x: Vector, task: str, arms: Sequence[int]) -> int:
+        return arms[self.rng.randrange(len(arms))]
 
 
 class EpsilonGreedy(Baseline):
@@ -54,15 +56,15 @@ class EpsilonGreedy(Baseline):
         self.task_to_sums: dict[str, list[float]] = {}
         self.task_to_counts: dict[str, list[int]] = {}
 
-    def choose(self, x: Vector, task: str) -> int:
+    def choose(self, x: Vector, task: str, arms: Sequence[int]) -> int:
         counts = self.task_to_counts.get(task)
         if counts is None or self.rng.random() < self.epsilon:
-            return self.rng.randrange(self.arms)
-        untried = [a for a in range(self.arms) if counts[a] == 0]
+            return arms[self.rng.randrange(len(arms))]
+        untried = [a for a in arms if counts[a] == 0]
         if untried:
             return untried[0]
         sums = self.task_to_sums[task]
-        return max(range(self.arms), key=lambda a: sums[a] / counts[a])
+        return max(arms, key=lambda a: sums[a] / counts[a])
 
     def learn_one(self, x: Vector, task: str, arm: int, reward: float) -> None:
         self.task_to_sums.setdefault(task, [0.0] * self.arms)[arm] += reward
@@ -85,8 +87,8 @@ class LinUCB(Baseline):
         mean = float(theta @ x)
         return mean + self.alpha * math.sqrt(max(float(x @ inverse @ x), 0.0)) if bonus else mean
 
-    def choose(self, x: Vector, task: str) -> int:
-        return max(range(len(self.arm_to_b)), key=lambda a: self._score(a, x, bonus=True))
+    def choose(self, x: Vector, task: str, arms: Sequence[int]) -> int:
+        return max(arms, key=lambda a: self._score(a, x, bonus=True))
 
     def learn_one(self, x: Vector, task: str, arm: int, reward: float) -> None:
         inverse = self.arm_to_inverse[arm]
@@ -106,12 +108,13 @@ class FullInformation(LinUCB):
         super().__init__(arms, dimension, alpha=0.0)
         self.name = "full information (ridge, every outcome seen)"
 
-    def choose(self, x: Vector, task: str) -> int:
-        return max(range(len(self.arm_to_b)), key=lambda a: self._score(a, x, bonus=False))
+    def choose(self, x: Vector, task: str, arms: Sequence[int]) -> int:
+        return max(arms, key=lambda a: self._score(a, x, bonus=False))
 
     def learn_one(self, x: Vector, task: str, arm: int, reward: float) -> None:
         """Learns in learn_all, from every model."""
 
     def learn_all(self, x: Vector, task: str, rewards: Sequence[float]) -> None:
         for arm, reward in enumerate(rewards):
-            LinUCB.learn_one(self, x, task, arm, reward)
+            if math.isfinite(reward):  # a model unavailable for the query has no reward
+                LinUCB.learn_one(self, x, task, arm, reward)

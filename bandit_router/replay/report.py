@@ -26,6 +26,22 @@ def table_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def scenario_lines(report: dict[str, Any]) -> list[str]:
+    scenario = report.get("scenario") or {}
+    if not scenario.get("events") and not scenario.get("reward_delay") and not scenario.get("reward_drop"):
+        return []
+    lines = [f"Scenario {scenario['name']}:"]
+    lines += [f"- step {e['at']}: {e['label']}" for e in scenario["events"]]
+    if scenario["reward_delay"]:
+        lines.append(f"- every reward sent {scenario['reward_delay']} queries after its Route")
+    if scenario["reward_drop"]:
+        lines.append(
+            f"- {scenario['reward_drop']:.0%} of rewards never sent ({report['rewards_never_sent']} of "
+            f"{report['records']}); the router never learns them, and neither do the baselines"
+        )
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any], title: str) -> str:
     r = report["reward"]
     energy = report["energy_source"]
@@ -41,10 +57,26 @@ def markdown(report: dict[str, Any], title: str) -> str:
             f"Replay: {report['replay_queries_per_second']:.1f} queries/s through gRPC; the bandit ended at policy "
             f"{report['bandit_policy_version']}. Regret is to the per-query oracle.",
             "",
+            *scenario_lines(report),
             *table_rows(report),
             "",
         ]
     )
+
+
+def mark_events(ax: Any, report: dict[str, Any]) -> None:
+    """A dashed line and a label at each scenario event's step."""
+    for event in (report.get("scenario") or {}).get("events", []):
+        ax.axvline(event["at"], color="black", linestyle="--", linewidth=0.8)
+        ax.annotate(
+            event["label"],
+            (event["at"], 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            fontsize=7,
+            ha="right",
+            va="top",
+        )
 
 
 def plot(report: dict[str, Any], out: Path) -> list[Path]:
@@ -60,6 +92,7 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
             continue
         ax.plot(p["regret_curve"], label=name, linewidth=2.5 if name == BANDIT else 1.2)
     ax.set(xlabel="query", ylabel="cumulative regret to the per-query oracle", title="Cumulative regret")
+    mark_events(ax, report)
     ax.legend(fontsize=8)
     fig.tight_layout()
     written.append(out / "regret.png")
@@ -80,6 +113,7 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
         title="bandit-router: action share over time",
         ylim=(0, 1),
     )
+    mark_events(ax, report)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     written.append(out / "action_share.png")

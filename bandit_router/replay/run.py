@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,6 +19,7 @@ from bandit_router.config import Config, FeaturesConfig
 from bandit_router.embedding import Embedder
 from bandit_router.features import Clusterer, Complexity
 from bandit_router.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
+from bandit_router.replay.scenario import Scenario
 from bandit_router.replay.traffic import Record, arm_catalog, batched
 from bandit_router.reward import cost_of, energy_of, resolve_tokens, scalar_reward
 from bandit_router.server import Server
@@ -40,6 +43,7 @@ class ReplaySettings:
     concurrency: int = 8
     # Give the router each record's task as a hint; without it the router infers the task.
     task_hint: bool = True
+    scenario: Scenario = dataclasses.field(default_factory=Scenario)
 
 
 @dataclasses.dataclass
@@ -55,7 +59,8 @@ class Trace:
 
 @dataclasses.dataclass
 class OutcomeTable:
-    """Every model's quality, cost, energy and reward on every record, priced as the service prices them."""
+    """Every model's quality, cost, energy and reward on every record as the scenario changes them,
+    priced as the service prices them; an unavailable model's reward is -inf."""
 
     arms: list[str]
     quality: np.ndarray[Any, np.dtype[np.float64]]
@@ -63,6 +68,9 @@ class OutcomeTable:
     energy: np.ndarray[Any, np.dtype[np.float64]]
     reward: np.ndarray[Any, np.dtype[np.float64]]
     energy_sources: Counter[str]
+
+    def available(self, i: int) -> list[int]:
+        return [j for j in range(len(self.arms)) if np.isfinite(self.reward[i, j])]
 
     def step(self, trace: Trace, i: int, arm: int) -> None:
         trace.arms.append(arm)
@@ -72,7 +80,10 @@ class OutcomeTable:
         trace.energies.append(float(self.energy[i, arm]))
 
 
-def build_table(records: list[Record], config: Config, query_tokens: list[int]) -> OutcomeTable:
+def build_table(
+    records: list[Record], config: Config, query_tokens: list[int], scenario: Scenario | None = None
+) -> OutcomeTable:
+    scenario = scenario or Scenario()
     models = config.model_by_id
     arms = [m.id for m in config.models]
     shape = (len(records), len(arms))
@@ -81,15 +92,16 @@ def build_table(records: list[Record], config: Config, query_tokens: list[int]) 
     for i, record in enumerate(records):
         for j, arm in enumerate(arms):
             outcome = record.outcomes.get(arm)
-            if outcome is None:
+            if outcome is None or not scenario.available(i, arm):
                 continue
             tokens = resolve_tokens(models[arm], outcome.input_tokens or 0, outcome.output_tokens or 0, query_tokens[i])
-            cost = cost_of(models[arm], outcome.cost_usd, tokens)
+            cost = cost_of(models[arm], outcome.cost_usd, tokens).value * scenario.price_factor(i, arm)
             energy = energy_of(models[arm], outcome.energy_joules, tokens)
+            quality = outcome.quality * scenario.quality_factor(i, arm)
             table.energy_sources[energy.source.value] += 1
-            table.quality[i, j], table.cost[i, j], table.energy[i, j] = outcome.quality, cost.value, energy.value
+            table.quality[i, j], table.cost[i, j], table.energy[i, j] = quality, cost, energy.value
             table.reward[i, j] = scalar_reward(
-                outcome.quality, energy.value, cost.value, weights.energy_weight, weights.cost_weight, weights
+                quality, energy.value, cost, weights.energy_weight, weights.cost_weight, weights
             )
     return table
 
@@ -123,17 +135,42 @@ async def _replay_bandit(
     records: list[Record],
     table: OutcomeTable,
     settings: ReplaySettings,
+    dropped: list[bool],
     progress: Any,
 ) -> tuple[Trace, Counter[str], Counter[str]]:
     trace = Trace()
     energy_sources: Counter[str] = Counter()
     cost_sources: Counter[str] = Counter()
     arm_index = {a: j for j, a in enumerate(table.arms)}
+    scenario = settings.scenario
     preferences = pb.Preferences()
     if settings.energy_weight is not None:
         preferences.energy_weight = settings.energy_weight
     if settings.cost_weight is not None:
         preferences.cost_weight = settings.cost_weight
+    # Decisions whose reward is still to be sent: (step, decision id, model index).
+    owed: deque[tuple[int, str, int]] = deque()
+
+    async def pay(step: int, decision_id: str, j: int) -> None:
+        # Bandit feedback: only the chosen model's logged outcome goes back.
+        outcome = records[step].outcomes[table.arms[j]]
+        request = pb.RewardRequest(
+            decision_id=decision_id,
+            quality=float(table.quality[step, j]),
+            input_tokens=outcome.input_tokens or 0,
+            output_tokens=outcome.output_tokens or 0,
+            latency_ms=outcome.latency_ms or 0.0,
+        )
+        if outcome.energy_joules is not None:
+            request.energy_joules = outcome.energy_joules
+        if outcome.cost_usd is not None or scenario.price_factor(step, table.arms[j]) != 1.0:
+            # After a price change the client reports what it was billed.
+            request.cost_usd = float(table.cost[step, j])
+        reply = await stub.Reward(request)
+        trace.rewards[step], trace.costs[step], trace.energies[step] = reply.reward, reply.cost_usd, reply.energy_joules
+        energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
+        cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
+
     steps = list(enumerate(records))
     for window in batched(steps, settings.concurrency):
         decisions = await asyncio.gather(
@@ -142,7 +179,7 @@ async def _replay_bandit(
                     pb.RouteRequest(
                         query=r.query,
                         request_id=_request_id(r, i),
-                        candidates=list(r.outcomes),
+                        candidates=[m for m in r.outcomes if scenario.available(i, m)],
                         task=r.task if settings.task_hint else "",
                         preferences=preferences,
                     )
@@ -150,35 +187,29 @@ async def _replay_bandit(
                 for i, r in window
             )
         )
-        for (_, record), decision in zip(window, decisions, strict=True):
-            # Bandit feedback: only the chosen model's logged outcome goes back.
-            outcome = record.outcomes[decision.model]
-            request = pb.RewardRequest(
-                decision_id=decision.decision_id,
-                quality=outcome.quality,
-                input_tokens=outcome.input_tokens or 0,
-                output_tokens=outcome.output_tokens or 0,
-                latency_ms=outcome.latency_ms or 0.0,
-            )
-            if outcome.energy_joules is not None:
-                request.energy_joules = outcome.energy_joules
-            if outcome.cost_usd is not None:
-                request.cost_usd = outcome.cost_usd
-            reply = await stub.Reward(request)
+        for (i, _), decision in zip(window, decisions, strict=True):
             j = arm_index[decision.model]
-            trace.arms.append(j)
-            trace.rewards.append(reply.reward)
-            trace.qualities.append(outcome.quality)
-            trace.costs.append(reply.cost_usd)
-            trace.energies.append(reply.energy_joules)
-            energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
-            cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
+            # What the application got; a reward that is sent replaces the figures with the service's.
+            table.step(trace, i, j)
+            if not dropped[i]:
+                owed.append((i, decision.decision_id, j))
             progress.update(1)
+        last = window[-1][0]
+        while owed and owed[0][0] <= last - scenario.reward_delay:
+            await pay(*owed.popleft())
+    while owed:
+        await pay(*owed.popleft())
     return trace, energy_sources, cost_sources
 
 
 def replay_baselines(
-    records: list[Record], table: OutcomeTable, features: list[Any], tasks: list[str], seed: int
+    records: list[Record],
+    table: OutcomeTable,
+    features: list[Any],
+    tasks: list[str],
+    seed: int,
+    delay: int = 0,
+    dropped: list[bool] | None = None,
 ) -> dict[str, Trace]:
     arms = len(table.arms)
     dimension = len(features[0])
@@ -189,28 +220,38 @@ def replay_baselines(
         FullInformation(arms, dimension),
     ]
     traces = {b.name: Trace() for b in learners}
-    fixed = {f"always {a}": Trace() for a in table.arms}
+    # A single-model baseline only for models available on every query.
+    always = [j for j in range(arms) if np.isfinite(table.reward[:, j]).all()]
+    fixed = {f"always {table.arms[j]}": (j, Trace()) for j in always}
     oracle = Trace()
+    # Feedback the baselines get ``delay`` queries late, as the bandit does: (due step, learn).
+    owed: deque[tuple[int, Callable[[], None]]] = deque()
     for i, record in enumerate(records):
+        while owed and owed[0][0] <= i:
+            owed.popleft()[1]()
         x = features[i]
         rewards = table.reward[i]
+        available = table.available(i)
         for learner in learners:
-            arm = learner.choose(x, record.task)
+            arm = learner.choose(x, record.task, available)
             table.step(traces[learner.name], i, arm)
-            if learner.full_information:
-                learner.learn_all(x, record.task, list(rewards))
-            else:
-                learner.learn_one(x, record.task, arm, float(rewards[arm]))
-        for j, name in enumerate(fixed):
-            table.step(fixed[name], i, j)
+            if dropped is not None and dropped[i]:
+                continue
+            learn = (
+                functools.partial(learner.learn_all, x, record.task, list(rewards))
+                if learner.full_information
+                else functools.partial(learner.learn_one, x, record.task, arm, float(rewards[arm]))
+            )
+            owed.append((i + delay, learn))
+        for j, trace in fixed.values():
+            table.step(trace, i, j)
         table.step(oracle, i, int(np.argmax(rewards)))
-    best = max(fixed, key=lambda n: sum(fixed[n].rewards))
-    return {
-        **traces,
-        **fixed,
-        f"best single model in hindsight ({best.removeprefix('always ')})": fixed[best],
-        "oracle (per query)": oracle,
-    }
+    result = {**traces, **{name: trace for name, (_, trace) in fixed.items()}}
+    if fixed:
+        best = max(fixed, key=lambda n: sum(fixed[n][1].rewards))
+        result[f"best single model in hindsight ({best.removeprefix('always ')})"] = fixed[best][1]
+    result["oracle (per query)"] = oracle
+    return result
 
 
 async def replay(
@@ -222,6 +263,10 @@ async def replay(
 ) -> dict[str, Any]:
     """Runs the bandit through a real service and the baselines on the same stream; returns the report."""
     from tqdm import tqdm
+
+    scenario = settings.scenario
+    records = scenario.stream(records, settings.seed)
+    dropped = scenario.dropped(len(records), settings.seed)
 
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         reward = {
@@ -245,17 +290,17 @@ async def replay(
             for chunk in batched([r.query for r in records], 64):
                 embedded.extend(await asyncio.to_thread(service.embedder.embed, list(chunk)))
             tokens = [e.token_count for e in embedded]
-            table = build_table(records, config, tokens)
+            table = build_table(records, config, tokens, scenario)
             started = time.perf_counter()
             async with grpc.aio.insecure_channel(server.address) as channel:
                 stub = router_pb2_grpc.RouterStub(channel)
                 with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
                     bandit, energy_sources, cost_sources = await _replay_bandit(
-                        stub, records, table, settings, progress
+                        stub, records, table, settings, dropped, progress
                     )
             elapsed = time.perf_counter() - started
             if service.learner is not None:
-                await service.learner.wait_learned(len(records), timeout=120)
+                await service.learner.wait_learned(len(records) - sum(dropped), timeout=120)
             policy_version = service.policy_version
         finally:
             await server.stop(1.0)
@@ -268,6 +313,8 @@ async def replay(
             baseline_features(records, [e.vector for e in embedded], tokens, tasks),
             tasks,
             settings.seed,
+            scenario.reward_delay,
+            dropped,
         ),
     }
     return make_report(traces, table, config, settings, elapsed, energy_sources, cost_sources, policy_version)
@@ -317,6 +364,9 @@ def make_report(
         "bandit_policy_version": policy_version,
         "seed": settings.seed,
         "task_hint": settings.task_hint,
+        "scenario": settings.scenario.to_json(),
+        # Every sent reward is priced once, so the sources count the rewards the service received.
+        "rewards_never_sent": len(table.quality) - sum(energy_sources.values()),
         "replay_seconds": elapsed,
         "replay_queries_per_second": len(table.quality) / elapsed,
         "policies": policies,
