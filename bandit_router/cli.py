@@ -77,11 +77,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import dataclasses
     from importlib import resources
 
     from bandit_router.config import load_config
+    from bandit_router.embedding import Embedder
     from bandit_router.replay import report
-    from bandit_router.replay.run import ReplaySettings, replay
+    from bandit_router.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
     from bandit_router.replay.scenario import Scenario, ScenarioError, load_scenario
     from bandit_router.replay.traffic import TrafficError, read_traffic
 
@@ -103,13 +105,58 @@ def _replay(args: argparse.Namespace) -> int:
             args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint, scenario
         )
         config, title = load_config(args.config), f"Replay of {args.traffic}"
-    result = asyncio.run(replay(records, config, settings))
+    sweep = getattr(args, "sweep", False)
+
+    async def run() -> tuple[dict[str, Any], dict[float, dict[str, Any]]]:
+        # One embedding model for every replay of a sweep.
+        embedder = await asyncio.to_thread(Embedder, config.embedding)
+        main = await replay(records, config, settings, embedder)
+        swept = {}
+        for weight in SWEEP_WEIGHTS if sweep else ():
+            print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
+            at = dataclasses.replace(settings, energy_weight=weight, cost_weight=weight)
+            swept[weight] = await replay(records, config, at, embedder)
+        return main, swept
+
+    result, swept = asyncio.run(run())
     written = report.write(result, args.out, title)
+    if swept:
+        written += report.write_sweep(swept, args.out, title)
     print()
     print("\n".join(report.table_rows(result)))
     print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
     for path in written:
         print(f"  {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bandit_router.config import load_config
+    from bandit_router.evaluate import evaluate, read_dsjson, reweighted, table
+
+    decisions = read_dsjson(args.log)
+    trade_offs: dict[str, list[Any]] = {"as logged": decisions}
+    for text in args.weights:
+        try:
+            energy, cost = (float(v) for v in text.split(","))
+            if not (energy >= 0 and cost >= 0):
+                raise ValueError
+        except ValueError:
+            print(f"error: --weights must be two numbers >= 0 as ENERGY,COST, got {text!r}", file=sys.stderr)
+            return 2
+        scales = load_config(args.config).reward
+        trade_offs[f"energy weight {energy:g}, cost weight {cost:g}"] = reweighted(decisions, energy, cost, scales)
+    estimates = {}
+    for label, logged in trade_offs.items():
+        results = evaluate(logged, [v.split() for v in args.vw], z=args.z)
+        estimates[label] = {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in results.items()}
+        print(f"\nReward {label}:\n" if len(trade_offs) > 1 else "", end="")
+        print(table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(estimates, f, indent=1)
     return 0
 
 
@@ -170,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--z", type=float, default=1.96, help="interval half-width in standard errors (default: %(default)s)"
     )
+    evaluate.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="ENERGY,COST",
+        help="also estimate every candidate under these reward weights (e.g. 0,0 or 1,1); may be repeated",
+    )
+    evaluate.add_argument("--config", help="TOML configuration whose reward scales --weights uses")
     evaluate.add_argument("--json", help="also write the estimates to this file")
 
     convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
@@ -189,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--concurrency", type=int, default=8, help="Route calls in flight (default: %(default)s)")
     replay.add_argument("--no-task-hint", action="store_true", help="let the router infer each query's task")
     replay.add_argument("--shuffle", action="store_true", help="replay the records in an order shuffled with --seed")
+    replay.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also replay at energy weight = cost weight in 0, 0.1, 0.3, 1, 3 and plot quality against cost "
+        "and energy (pareto.png, sweep.md)",
+    )
     replay.add_argument(
         "--scenario", help="YAML drift scenario: price changes, degradation, models added or removed, lost rewards"
     )
@@ -222,18 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "convert":
         return _convert(args)
     if args.command == "evaluate":
-        import dataclasses
-
-        from bandit_router.evaluate import evaluate, read_dsjson, table
-
-        results = evaluate(read_dsjson(args.log), [v.split() for v in args.vw], z=args.z)
-        print(table(results))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(
-                    {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in results.items()}, f, indent=1
-                )
-        return 0
+        return _evaluate(args)
     if args.command == "export-log":
         from pathlib import Path
 

@@ -188,6 +188,15 @@ class PolicyConfig:
     # every prediction at cost 0: with offset 1 an untried model looks like a perfect answer until it
     # is observed (an optimistic start), so squarecb does not starve the models it did not try first.
     cost_offset: float = 1.0
+    # Quality gate (AMRO-S): a new snapshot is served only if its off-policy (SNIPS) estimate on the
+    # last ``gate_window`` learned events is at most ``gate_tolerance`` below the serving policy's.
+    # 0 serves every snapshot. Until the window holds ``gate_min_events`` events every snapshot is served.
+    # The gate holds back any change that lasts less than about half a window, a burst of bad rewards
+    # or real drift alike; real drift gets through once the window is mostly after it. A tolerance
+    # above 0 lets a run of candidates, each a little worse than the last, through one by one.
+    gate_window: int = 512
+    gate_min_events: int = 128
+    gate_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         _require(
@@ -199,6 +208,9 @@ class PolicyConfig:
         _positive("policy.snapshot_interval_s", self.snapshot_interval_s)
         _require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
         _require(math.isfinite(self.cost_offset), "policy.cost_offset", "must be a finite number", self.cost_offset)
+        _require(self.gate_window >= 0, "policy.gate_window", "must be >= 0 (0 turns the gate off)", self.gate_window)
+        _require(self.gate_min_events >= 1, "policy.gate_min_events", "must be >= 1", self.gate_min_events)
+        _finite_nonneg("policy.gate_tolerance", self.gate_tolerance)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,10 @@ Candidates: the logged policy itself, uniform random, each single model, and VW 
 arguments trained progressively on the log (each decision is predicted before it is learned, so no policy
 is scored on what it has already seen). The doubly robust reward model is the running mean reward of each
 (task, model) over the decisions before the one being scored.
+
+The log keeps each decision's quality, cost and energy, so every candidate can also be scored under other
+reward weights than the ones it was logged with (:func:`reweighted`): the trade-off to deploy, chosen
+offline.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any, cast
 import numpy as np
 from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
+from bandit_router.config import RewardConfig
 from bandit_router.ope import Estimate, doubly_robust, ips, snips
+from bandit_router.reward import scalar_reward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +36,9 @@ class LoggedDecision:
     reward: float
     pmf: list[float]
     line: str
+    quality: float
+    cost_usd: float
+    energy_joules: float
 
 
 def read_dsjson(path: str | Path) -> list[LoggedDecision]:
@@ -54,11 +63,28 @@ def read_dsjson(path: str | Path) -> list[LoggedDecision]:
                     -float(row["_label_cost"]),
                     pmf,
                     text,
+                    float(row["_bandit_router"]["quality"]),
+                    float(row["_bandit_router"]["cost_usd"]),
+                    float(row["_bandit_router"]["energy_joules"]),
                 )
             )
     if not decisions:
         raise ValueError(f"{path}: holds no decisions")
     return decisions
+
+
+def reweighted(
+    decisions: Sequence[LoggedDecision], energy_weight: float, cost_weight: float, scales: RewardConfig
+) -> list[LoggedDecision]:
+    """The decisions with the reward they would have had under other weights (same quality, cost and
+    energy), their DSJSON label changed to match, so progressive VW candidates learn that reward."""
+    result = []
+    for d in decisions:
+        reward = scalar_reward(d.quality, d.energy_joules, d.cost_usd, energy_weight, cost_weight, scales)
+        row = json.loads(d.line)
+        row["_label_cost"] = -reward
+        result.append(dataclasses.replace(d, reward=reward, line=json.dumps(row)))
+    return result
 
 
 def reward_model(decisions: Sequence[LoggedDecision]) -> list[list[float]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import concurrent.futures
 import json
 import logging
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 
 from bandit_router.config import PolicyConfig
 from bandit_router.features import labelled
+from bandit_router.gate import Gate, Logged, Verdict
 from bandit_router.policy import Policy, Snapshot, SnapshotError
 from bandit_router.reward import RunningEstimate
 from bandit_router.store import Store
@@ -45,15 +47,32 @@ class SnapshotFiles:
         self.directory = directory
         self.keep = keep
 
-    def write(self, data: bytes, version: int) -> Path:
+    def write_served(self, data: bytes) -> Path:
+        """The snapshot the quality gate last promoted, kept apart from the rotating checkpoints."""
+        return self._write_atomic(self.directory / "served.snap", data)
+
+    def served(self) -> Snapshot | None:
+        path = self.directory / "served.snap"
+        try:
+            return Snapshot.decode(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (SnapshotError, ValueError, KeyError) as exc:
+            log.warning("skipping served snapshot %s: %s", path, exc)
+            return None
+
+    def _write_atomic(self, path: Path, data: bytes) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"policy-{version:010d}.snap"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        return path
+
+    def write(self, data: bytes, version: int) -> Path:
+        path = self._write_atomic(self.directory / f"policy-{version:010d}.snap", data)
         for old in sorted(self.directory.glob("policy-*.snap"))[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
@@ -73,7 +92,8 @@ class Learner:
 
     An event is acknowledged only after a snapshot that contains it has been persisted, so after a
     crash the unacknowledged events are learned again exactly when the loaded snapshot lacks them:
-    every acknowledged reward is learned once, none twice.
+    every acknowledged reward is learned once, none twice. Each persisted snapshot then goes to the
+    quality gate, which decides whether Route serves it.
     """
 
     def __init__(
@@ -87,6 +107,7 @@ class Learner:
         ewma_alpha: float = 0.1,
         consumer: str = "learner-0",
         log_dir: Path | None = None,
+        serving: Policy | None = None,
     ) -> None:
         # Learned events, appended to the decision log before the snapshot that contains them.
         self.log_dir = log_dir
@@ -105,10 +126,17 @@ class Learner:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
-        # Events learned into the last published snapshot.
+        # Events learned into the last persisted snapshot, served or not.
         self.published = policy.learned
         self.skipped = 0
         self.failures = 0
+        self.gate = Gate(config)
+        # The learner's own copy of the serving policy, for the gate (VW workspaces are not thread-safe,
+        # and predicting changes a workspace's counters, so neither the service's nor the learning one).
+        self._serving = serving
+        self.verdicts: collections.deque[Verdict] = collections.deque(maxlen=100)
+        self.promotions = 0
+        self.rejections = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
@@ -186,6 +214,9 @@ class Learner:
         actions = list(event["actions"])
         index = int(event["index"])
         cost = self.config.cost_offset - float(event["reward"])
+        self.gate.observe(
+            Logged(event["shared"], tuple(actions), index, float(event["probability"]), float(event["reward"]))
+        )
         actions[index] = labelled(actions[index], cost, float(event["probability"]))
         self.policy.learn_one(event["shared"], actions)
         if event.get("embedding"):
@@ -195,13 +226,39 @@ class Learner:
             self.ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
         )
 
+    async def _judge(self, snapshot: Snapshot, data: bytes) -> None:
+        """Serves the snapshot if the quality gate promotes it; logs the verdict either way."""
+        loop = asyncio.get_running_loop()
+        candidate = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
+        if self._serving is None:
+            verdict = Verdict(snapshot.version, True, "nothing served yet", 0)
+        else:
+            verdict = await loop.run_in_executor(
+                self._executor, self.gate.judge, snapshot.version, candidate, self._serving
+            )
+        self.verdicts.append(verdict)
+        if verdict.promoted:
+            await loop.run_in_executor(self._executor, self.files.write_served, data)
+            await self.store.save_served(data)
+            self._publish(candidate)
+            self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
+            self.promotions += 1
+            log.debug("serving policy v%d: %s", snapshot.version, verdict.reason)
+        else:
+            self.rejections += 1
+            log.warning("quality gate held back policy v%d: %s", snapshot.version, verdict.reason)
+        if self.log_dir is not None:
+            await loop.run_in_executor(self._executor, self._append, "gate.jsonl", [json.dumps(verdict.to_json())])
+
     def _write_log(self, lines: list[str]) -> None:
         """Appends to today's log file. Written before the snapshot, so a crash can log an event twice
         (export drops the repeat) but never lose it."""
+        self._append(time.strftime("decisions-%Y%m%d.jsonl", time.gmtime()), lines)
+
+    def _append(self, name: str, lines: list[str]) -> None:
         assert self.log_dir is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        path = self.log_dir / time.strftime("decisions-%Y%m%d.jsonl", time.gmtime())
-        with open(path, "a", encoding="utf-8") as f:
+        with open(self.log_dir / name, "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -216,9 +273,8 @@ class Learner:
         data = snapshot.encode()
         await loop.run_in_executor(self._executor, self.files.write, data, version)
         await self.store.save_snapshot(data)
-        serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
         self.policy.version = version
-        self._publish(serving)
+        await self._judge(snapshot, data)
         # Only now is every event in this snapshot safe to acknowledge and drop from the stream.
         await self.store.client.xack(self.store.events_key, Store.GROUP, *self._unacked)
         await self.store.client.xtrim(self.store.events_key, minid=self.policy.stream_id)

@@ -138,25 +138,33 @@ class RouterService:
     def _new_policy(self, snapshot: Snapshot | None) -> Policy:
         return Policy(self.config.policy.vw_args, self.config.features, self.embedder.dimension, snapshot)
 
-    async def _load_snapshot(self) -> Snapshot | None:
-        """The newer of Redis's and the disk's snapshots; a corrupt one is skipped."""
+    async def _load_snapshot(self, served: bool = False) -> Snapshot | None:
+        """The newer of Redis's and the disk's snapshots (the learner's checkpoint, or with ``served`` the
+        one the quality gate last promoted); a corrupt one is skipped."""
         candidates: list[Snapshot] = []
-        raw = await self.store.load_snapshot()
+        raw = await (self.store.load_served() if served else self.store.load_snapshot())
         if raw is not None:
             try:
                 candidates.append(Snapshot.decode(raw))
             except SnapshotError as exc:
                 log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
-        on_disk = await asyncio.to_thread(self.files.newest)
+        on_disk = await asyncio.to_thread(self.files.served if served else self.files.newest)
         if on_disk is not None:
             candidates.append(on_disk)
         return max(candidates, key=lambda s: s.version, default=None)
 
     async def start(self) -> None:
         snapshot = await self._load_snapshot()
-        if snapshot is not None:
-            log.info("loaded policy %s (%d events learned)", _version_name(snapshot.version), snapshot.learned)
-        self.serving = await asyncio.to_thread(self._new_policy, snapshot)
+        # A store written before the gate existed has no served snapshot: serve the checkpoint.
+        served = await self._load_snapshot(served=True) or snapshot
+        if snapshot is not None and served is not None:
+            log.info(
+                "loaded policy %s (%d events learned); serving %s",
+                _version_name(snapshot.version),
+                snapshot.learned,
+                _version_name(served.version),
+            )
+        self.serving = await asyncio.to_thread(self._new_policy, served)
         learning = await asyncio.to_thread(self._new_policy, snapshot)
         self.learner = Learner(
             self.store,
@@ -167,6 +175,7 @@ class RouterService:
             self._new_policy,
             ewma_alpha=self.config.energy.ewma_alpha,
             log_dir=self.config.server.data_path / "decisions",
+            serving=await asyncio.to_thread(self._new_policy, served),
         )
         self.learner.start()
         self.batcher.start()

@@ -56,6 +56,7 @@ class Store:
         self.prefix = prefix
         self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
+        self.served_key = f"{prefix}:served"
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
 
@@ -116,5 +117,16 @@ class Store:
         await self.client.set(self.snapshot_key, data)
 
     async def load_snapshot(self) -> bytes | None:
-        raw = await self.client.get(self.snapshot_key)
+        """The learner's newest checkpoint."""
+        return await self._get_bytes(self.snapshot_key)
+
+    async def save_served(self, data: bytes) -> None:
+        await self.client.set(self.served_key, data)
+
+    async def load_served(self) -> bytes | None:
+        """The snapshot the quality gate last promoted: what Route serves."""
+        return await self._get_bytes(self.served_key)
+
+    async def _get_bytes(self, key: str) -> bytes | None:
+        raw = await self.client.get(key)
         return None if raw is None else raw if isinstance(raw, bytes) else raw.encode()

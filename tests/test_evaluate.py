@@ -10,7 +10,7 @@ import pytest
 from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.dsjson import export
-from bandit_router.evaluate import evaluate, read_dsjson
+from bandit_router.evaluate import evaluate, read_dsjson, reweighted
 from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.service import RouterService
 
@@ -49,4 +49,28 @@ async def test_estimates_cover_the_known_values_of_candidates(
     )
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].startswith("| policy | IPS [95% CI]") and f"| always {GOOD} |" in printed
-    assert set(json.loads((tmp_path / "e.json").read_text())[f"always {GOOD}"]) == {"ips", "snips", "dr"}
+    assert set(json.loads((tmp_path / "e.json").read_text())["as logged"][f"always {GOOD}"]) == {"ips", "snips", "dr"}
+
+    # Under other weights, each decision's reward is rebuilt from its logged quality, energy and cost.
+    frugal = reweighted(decisions, 1.0, 2.0, config.reward)
+    for d, f in zip(decisions, frugal, strict=True):
+        row = json.loads(d.line)["_bandit_router"]
+        expected = (
+            row["quality"]
+            - row["energy_joules"] / config.reward.energy_scale_joules
+            - 2.0 * row["cost_usd"] / config.reward.cost_scale_usd
+        )
+        assert f.reward == pytest.approx(expected) and json.loads(f.line)["_label_cost"] == pytest.approx(-expected)
+        assert f.reward < d.reward  # every model costs energy and money
+    # A deterministic policy's SNIPS is the mean reward of the logged decisions that took its action.
+    taken = [f.reward for f in frugal if f.models[f.action] == GOOD]
+    assert evaluate(frugal)[f"always {GOOD}"]["snips"].value == pytest.approx(sum(taken) / len(taken))
+    assert main(["evaluate", str(log), "--weights", "1,2", "--json", str(tmp_path / "w.json")]) == 0
+    assert "Reward energy weight 1, cost weight 2:" in capsys.readouterr().out
+    both = json.loads((tmp_path / "w.json").read_text())
+    assert set(both) == {"as logged", "energy weight 1, cost weight 2"}
+    assert both["energy weight 1, cost weight 2"][f"always {GOOD}"]["snips"]["value"] == pytest.approx(
+        sum(taken) / len(taken)
+    )
+    assert main(["evaluate", str(log), "--weights", "1;2"]) == 2
+    assert "--weights must be two numbers >= 0 as ENERGY,COST, got '1;2'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Writes a replay's report: report.json, report.md, and PNG plots of regret and action share."""
+"""Writes a replay's report: report.json, report.md, PNG plots of regret and action share, and a sweep's
+quality against cost and energy (sweep.json, sweep.md, pareto.png)."""
 
 from __future__ import annotations
 
@@ -128,3 +129,94 @@ def write(report: dict[str, Any], out: str | Path, title: str) -> list[Path]:
     (folder / "report.json").write_text(json.dumps(report, indent=1))
     (folder / "report.md").write_text(markdown(report, title))
     return [folder / "report.json", folder / "report.md", *plot(report, folder)]
+
+
+def sweep_summary(reports: dict[float, dict[str, Any]]) -> dict[str, Any]:
+    """Each policy's means at each swept weight (energy weight = cost weight = w)."""
+    policies: dict[str, list[dict[str, float]]] = {}
+    for weight, result in sorted(reports.items()):
+        for name, p in result["policies"].items():
+            if name.startswith("best single model"):
+                continue  # one of the "always" policies, under another name at each weight
+            policies.setdefault(name, []).append(
+                {
+                    "weight": weight,
+                    **{k: p[k] for k in ("mean_quality", "mean_cost_usd", "mean_energy_joules", "mean_reward")},
+                }
+            )
+    first = next(iter(reports.values()))
+    return {
+        "weights": sorted(reports),
+        "formula": first["reward"]["formula"],
+        "energy_source": first["energy_source"],
+        "policies": policies,
+    }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both counts (lower x, higher quality), by x."""
+    front = [
+        i
+        for i, (x, q) in enumerate(points)
+        if not any((x2 <= x and q2 >= q) and (x2 < x or q2 > q) for x2, q2 in points)
+    ]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def sweep_markdown(summary: dict[str, Any], title: str) -> str:
+    rows = [
+        f"# {title}: sweep of reward weights",
+        "",
+        f"Energy weight = cost weight = w for w in {summary['weights']}; reward `{summary['formula']}`; energy "
+        f"{summary['energy_source']}. Each cell: mean quality / mean cost (USD) / mean energy (J).",
+        "",
+        "| policy | " + " | ".join(f"w = {w:g}" for w in summary["weights"]) + " |",
+        "| --- |" + " --- |" * len(summary["weights"]),
+    ]
+    for name, points in summary["policies"].items():
+        cells = [f"{p['mean_quality']:.3f} / {p['mean_cost_usd']:.3g} / {p['mean_energy_joules']:.1f}" for p in points]
+        rows.append(f"| {f'**{name}**' if name == BANDIT else name} | " + " | ".join(cells) + " |")
+    return "\n".join([*rows, ""])
+
+
+def sweep_plot(summary: dict[str, Any], out: Path) -> Path:
+    """Quality against cost and against energy for every policy and weight; each learning policy's
+    Pareto front drawn as a line, the single models (the same at every weight) as grey crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, key, label in (
+        (axes[0], "mean_cost_usd", "mean cost per query (USD)"),
+        (axes[1], "mean_energy_joules", "mean energy per query (J)"),
+    ):
+        for name, points in summary["policies"].items():
+            xy = [(p[key], p["mean_quality"]) for p in points]
+            if name.startswith("always "):
+                ax.scatter(*xy[0], marker="x", color="grey")
+                ax.annotate(name.removeprefix("always "), xy[0], fontsize=6, color="grey")
+                continue
+            front = pareto_front(xy)
+            style = {"linewidth": 2.5, "color": "black"} if name == BANDIT else {"linewidth": 1.0}
+            (line,) = ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], marker="o", label=name, **style)
+            ax.scatter([x for x, _ in xy], [q for _, q in xy], color=line.get_color(), s=10)
+        ax.set(xlabel=label, ylabel="mean quality", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Quality against cost and energy, energy weight = cost weight in {summary['weights']}")
+    fig.tight_layout()
+    path = out / "pareto.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_sweep(reports: dict[float, dict[str, Any]], out: str | Path, title: str) -> list[Path]:
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = sweep_summary(reports)
+    (folder / "sweep.json").write_text(json.dumps(summary, indent=1))
+    (folder / "sweep.md").write_text(sweep_markdown(summary, title))
+    return [folder / "sweep.json", folder / "sweep.md", sweep_plot(summary, folder)]

@@ -28,6 +28,8 @@ from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 BANDIT = "bandit-router"
+# Energy weight = cost weight at each point of a --sweep.
+SWEEP_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0)
 FORMULA = "quality - energy_weight * energy_joules / energy_scale_joules - cost_weight * cost_usd / cost_scale_usd"
 ENERGY_BASIS = (
     "where the traffic has no energy: the catalog's profiles from ML.ENERGY (Chung et al., NeurIPS 2025 D&B), "
@@ -68,6 +70,8 @@ class OutcomeTable:
     energy: np.ndarray[Any, np.dtype[np.float64]]
     reward: np.ndarray[Any, np.dtype[np.float64]]
     energy_sources: Counter[str]
+    # The reward a router is told: ``reward`` except where the scenario corrupts the quality sent.
+    feedback: np.ndarray[Any, np.dtype[np.float64]]
 
     def available(self, i: int) -> list[int]:
         return [j for j in range(len(self.arms)) if np.isfinite(self.reward[i, j])]
@@ -87,7 +91,15 @@ def build_table(
     models = config.model_by_id
     arms = [m.id for m in config.models]
     shape = (len(records), len(arms))
-    table = OutcomeTable(arms, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.full(shape, -np.inf), Counter())
+    table = OutcomeTable(
+        arms,
+        np.zeros(shape),
+        np.zeros(shape),
+        np.zeros(shape),
+        np.full(shape, -np.inf),
+        Counter(),
+        np.full(shape, -np.inf),
+    )
     weights = config.reward
     for i, record in enumerate(records):
         for j, arm in enumerate(arms):
@@ -100,8 +112,9 @@ def build_table(
             quality = outcome.quality * scenario.quality_factor(i, arm)
             table.energy_sources[energy.source.value] += 1
             table.quality[i, j], table.cost[i, j], table.energy[i, j] = quality, cost, energy.value
-            table.reward[i, j] = scalar_reward(
-                quality, energy.value, cost, weights.energy_weight, weights.cost_weight, weights
+            table.reward[i, j], table.feedback[i, j] = (
+                scalar_reward(q, energy.value, cost, weights.energy_weight, weights.cost_weight, weights)
+                for q in (quality, 1.0 - quality if scenario.corrupted(i) else quality)
             )
     return table
 
@@ -156,7 +169,7 @@ async def _replay_bandit(
         outcome = records[step].outcomes[table.arms[j]]
         request = pb.RewardRequest(
             decision_id=decision_id,
-            quality=float(table.quality[step, j]),
+            quality=float(1.0 - table.quality[step, j] if scenario.corrupted(step) else table.quality[step, j]),
             input_tokens=outcome.input_tokens or 0,
             output_tokens=outcome.output_tokens or 0,
             latency_ms=outcome.latency_ms or 0.0,
@@ -167,7 +180,6 @@ async def _replay_bandit(
             # After a price change the client reports what it was billed.
             request.cost_usd = float(table.cost[step, j])
         reply = await stub.Reward(request)
-        trace.rewards[step], trace.costs[step], trace.energies[step] = reply.reward, reply.cost_usd, reply.energy_joules
         energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
         cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
 
@@ -189,7 +201,7 @@ async def _replay_bandit(
         )
         for (i, _), decision in zip(window, decisions, strict=True):
             j = arm_index[decision.model]
-            # What the application got; a reward that is sent replaces the figures with the service's.
+            # What the application got, whatever reward it then sends.
             table.step(trace, i, j)
             if not dropped[i]:
                 owed.append((i, decision.decision_id, j))
@@ -230,7 +242,7 @@ def replay_baselines(
         while owed and owed[0][0] <= i:
             owed.popleft()[1]()
         x = features[i]
-        rewards = table.reward[i]
+        rewards = table.feedback[i]
         available = table.available(i)
         for learner in learners:
             arm = learner.choose(x, record.task, available)
@@ -245,7 +257,7 @@ def replay_baselines(
             owed.append((i + delay, learn))
         for j, trace in fixed.values():
             table.step(trace, i, j)
-        table.step(oracle, i, int(np.argmax(rewards)))
+        table.step(oracle, i, int(np.argmax(table.reward[i])))
     result = {**traces, **{name: trace for name, (_, trace) in fixed.items()}}
     if fixed:
         best = max(fixed, key=lambda n: sum(fixed[n][1].rewards))

@@ -8,12 +8,14 @@ A scenario is a small YAML file::
       - {at: 100, kind: add, model: mixtral-8x7b-instruct}     # unavailable before step 100
       - {at: 400, kind: remove, model: llama-3.2-3b-instruct}  # unavailable from step 400
       - {at: 300, kind: mix, tasks: [math, code], share: 0.8}  # from step 300, 80% of queries are these tasks
+      - {at: 500, kind: corrupt, until: 560}   # a broken judge: rewards of queries 500-559 report 1 - quality
     rewards:
       delay: 20    # each reward is sent 20 queries after its Route
       drop: 0.1    # a tenth of the rewards are never sent (seeded)
 
 ``at`` is a step (0-based query index) or a percentage of the stream. Every policy, the bandit and the
-baselines alike, sees the same changed stream, the same delays and the same lost rewards.
+baselines alike, sees the same changed stream, the same delays, the same lost and corrupted rewards; the
+report scores every policy on the true outcomes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from bandit_router.replay.traffic import Record
 
-KINDS = ("price", "degrade", "add", "remove", "mix")
+KINDS = ("price", "degrade", "add", "remove", "mix", "corrupt")
 # Fields each kind takes beside ``at`` and ``kind``, and whether they are required.
 KIND_FIELDS: dict[str, dict[str, bool]] = {
     "price": {"model": True, "factor": True},
@@ -34,6 +36,7 @@ KIND_FIELDS: dict[str, dict[str, bool]] = {
     "add": {"model": True},
     "remove": {"model": True},
     "mix": {"tasks": True, "share": True},
+    "corrupt": {"until": True},
 }
 
 
@@ -50,6 +53,7 @@ class Event:
     quality_factor: float = 1.0
     tasks: tuple[str, ...] = ()
     share: float = 0.0
+    until: int = 0
 
     def label(self) -> str:
         if self.kind == "price":
@@ -58,6 +62,8 @@ class Event:
             return f"{self.model} quality x{self.quality_factor:g}"
         if self.kind == "mix":
             return f"mix: {self.share:.0%} {'/'.join(self.tasks)}"
+        if self.kind == "corrupt":
+            return f"rewards corrupted until {self.until}"
         return f"{self.model} {'added' if self.kind == 'add' else 'removed'}"
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +115,10 @@ class Scenario:
                 factor = event.quality_factor
         return factor
 
+    def corrupted(self, step: int) -> bool:
+        """Whether the reward sent for this step reports 1 - quality (a broken quality judge)."""
+        return any(e.kind == "corrupt" and e.at <= step < e.until for e in self.events)
+
     def dropped(self, steps: int, seed: int) -> list[bool]:
         """Which steps' rewards are never sent: the same seeded draw for every policy."""
         rng = random.Random(f"drop:{seed}")
@@ -138,19 +148,22 @@ def _shift(segment: list[Record], split: int, event: Event, rng: random.Random) 
     return head + tail
 
 
-def _step(where: str, value: Any, steps: int) -> int:
+def _step(where: str, field: str, value: Any, steps: int) -> int:
+    """A step of the stream from a query index or a percentage. ``at`` is a query in [0, steps - 1];
+    ``until`` (exclusive) may also be the stream's end, ``steps``."""
+    last = steps if field == "until" else steps - 1
     if isinstance(value, str) and value.endswith("%"):
         try:
             percent = float(value[:-1])
         except ValueError:
-            raise ScenarioError(f"{where}: at must be a step or a percentage like '40%', got {value!r}") from None
+            raise ScenarioError(f"{where}: {field} must be a step or a percentage like '40%', got {value!r}") from None
         if not 0 <= percent <= 100:
-            raise ScenarioError(f"{where}: at must be a percentage in [0%, 100%], got {value!r}")
-        return min(steps - 1, int(steps * percent / 100))
+            raise ScenarioError(f"{where}: {field} must be a percentage in [0%, 100%], got {value!r}")
+        return min(last, int(steps * percent / 100))
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(f"{where}: at must be a step or a percentage like '40%', got {value!r}")
-    if not 0 <= value < steps:
-        raise ScenarioError(f"{where}: at must be a step in [0, {steps - 1}] (the stream has {steps}), got {value}")
+        raise ScenarioError(f"{where}: {field} must be a step or a percentage like '40%', got {value!r}")
+    if not 0 <= value <= last:
+        raise ScenarioError(f"{where}: {field} must be a step in [0, {last}] (the stream has {steps}), got {value}")
     return value
 
 
@@ -190,7 +203,7 @@ def parse_scenario(raw: Any, records: Sequence[Record], name: str = "scenario") 
         missing = [f for f, required in fields.items() if required and f not in item] + ([] if "at" in item else ["at"])
         if missing:
             raise ScenarioError(f"{where}: a {kind} event needs {', '.join(missing)}")
-        values: dict[str, Any] = {"at": _step(where, item["at"], len(records)), "kind": kind}
+        values: dict[str, Any] = {"at": _step(where, "at", item["at"], len(records)), "kind": kind}
         if "model" in fields:
             if item["model"] not in models:
                 raise ScenarioError(
@@ -201,6 +214,11 @@ def parse_scenario(raw: Any, records: Sequence[Record], name: str = "scenario") 
             values["factor"] = _positive(where, "factor", item["factor"])
         if kind == "degrade":
             values["quality_factor"] = _positive(where, "quality_factor", item["quality_factor"], 1.0)
+        if kind == "corrupt":
+            until = _step(where, "until", item["until"], len(records))
+            if until <= values["at"]:
+                raise ScenarioError(f"{where}: until must be after at ({values['at']}), got {item['until']!r}")
+            values["until"] = until
         if kind == "mix":
             chosen = item["tasks"]
             if not isinstance(chosen, list) or not chosen or any(t not in tasks for t in chosen):

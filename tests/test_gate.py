@@ -1,0 +1,99 @@
+"""The quality gate: which snapshots it serves, what it logs, and that a restart serves what it promoted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import make_config
+
+from bandit_router.config import Config, PolicyConfig, load_config
+from bandit_router.embedding import Embedder
+from bandit_router.features import labelled
+from bandit_router.gate import Gate, Logged
+from bandit_router.learner import SnapshotFiles
+from bandit_router.policy import Policy
+from bandit_router.service import RouterService
+from bandit_router.store import Store
+
+SHARED = "shared |s query"
+ACTIONS = ("|a model_a", "|a model_b")
+
+
+def trained(good: int, events: int = 200) -> Policy:
+    """A policy that has learned action ``good`` earns reward 1 and the other 0."""
+    config = load_config(env={})
+    policy = Policy(config.policy.vw_args, config.features, 8)
+    for i in range(events):
+        index = i % 2
+        actions = list(ACTIONS)
+        actions[index] = labelled(actions[index], 1.0 - float(index == good), 0.5)
+        policy.learn_one(SHARED, actions)
+    return policy
+
+
+def window(good: int, events: int = 200) -> list[Logged]:
+    """Logged uniformly at random: action ``good`` got reward 1, the other 0."""
+    return [Logged(SHARED, ACTIONS, i % 2, 0.5, float(i % 2 == good)) for i in range(events)]
+
+
+@pytest.mark.parametrize(
+    ("settings", "events", "promoted", "reason"),
+    [
+        ({"gate_window": 0}, 200, True, "gate off"),
+        ({"gate_min_events": 300}, 200, True, "window holds 200 < 300 events"),
+        ({}, 200, False, "candidate SNIPS 0.0.* vs serving 0.9.*: beyond tolerance 0$"),
+        ({"gate_tolerance": 1.0}, 200, True, "within tolerance 1"),
+    ],
+)
+def test_gate_verdicts(settings: dict[str, float], events: int, promoted: bool, reason: str) -> None:
+    gate = Gate(PolicyConfig(**settings))  # type: ignore[arg-type]
+    for logged in window(good=0, events=events):
+        gate.observe(logged)
+    # The candidate learned that b is the good model; the window says a is.
+    verdict = gate.judge(7, trained(good=1), trained(good=0))
+    assert verdict.promoted is promoted
+    assert verdict.version == 7
+    assert re.search(reason, verdict.reason), verdict.reason
+    if verdict.candidate is not None:
+        assert verdict.to_json()["candidate"]["snips"] == verdict.candidate.value
+
+
+def test_gate_promotes_the_better_candidate() -> None:
+    gate = Gate(PolicyConfig())
+    for logged in window(good=1):
+        gate.observe(logged)
+    verdict = gate.judge(2, trained(good=1), trained(good=0))
+    assert verdict.promoted and verdict.candidate is not None and verdict.serving is not None
+    assert verdict.candidate.value > 0.9 > 0.1 > verdict.serving.value
+
+
+async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    config: Config = make_config(tmp_path, redis_url)
+    dimension = embedder.dimension
+    served = Policy(config.policy.vw_args, config.features, dimension).snapshot(3, "5-0")
+    checkpoint = Policy(config.policy.vw_args, config.features, dimension).snapshot(9, "12-0")
+    files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+    files.write(checkpoint.encode(), checkpoint.version)
+    files.write_served(served.encode())
+    service = await RouterService.open(config, embedder=embedder)
+    try:
+        assert service.policy_version == "v3"
+        assert service.learner is not None and service.learner.policy.version == 9
+        # Redis alone is enough too: the disk copy is a fallback.
+        store = Store(service.store.client, config.redis.key_prefix)
+        await store.save_served(served.encode())
+        await store.save_snapshot(checkpoint.encode())
+    finally:
+        await service.close()
+    for path in (config.server.data_path / "snapshots").iterdir():
+        path.unlink()
+    service = await RouterService.open(config, embedder=embedder)
+    try:
+        assert service.policy_version == "v3"
+        assert service.learner is not None and service.learner.policy.version == 9
+    finally:
+        await service.close()
