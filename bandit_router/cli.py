@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -110,7 +111,20 @@ def _replay(args: argparse.Namespace) -> int:
     async def run() -> tuple[dict[str, Any], dict[float, dict[str, Any]]]:
         # One embedding model for every replay of a sweep.
         embedder = await asyncio.to_thread(Embedder, config.embedding)
-        main = await replay(records, config, settings, embedder)
+
+        async def hold(result: dict[str, Any]) -> None:
+            _show(report, result, args.out, title)
+            print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+        keep = hold if getattr(args, "hold", False) and not sweep else None
+        main = await replay(records, config, settings, embedder, on_start=_announce, hold=keep)
         swept = {}
         for weight in SWEEP_WEIGHTS if sweep else ():
             print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
@@ -119,15 +133,28 @@ def _replay(args: argparse.Namespace) -> int:
         return main, swept
 
     result, swept = asyncio.run(run())
-    written = report.write(result, args.out, title)
+    if getattr(args, "hold", False) and not sweep:
+        return 0  # shown before holding
+    _show(report, result, args.out, title, swept)
+    if config.dashboard.listen:
+        print("The dashboard ran while the replay did; `bandit-router demo --hold` keeps it up afterwards.")
+    return 0
+
+
+def _announce(server: Any) -> None:
+    if server.dashboard is not None:
+        print(f"dashboard: {server.dashboard.url} (metrics: {server.dashboard.url}metrics)", file=sys.stderr)
+
+
+def _show(report: Any, result: dict[str, Any], out: str, title: str, swept: dict[float, Any] | None = None) -> None:
+    written = report.write(result, out, title)
     if swept:
-        written += report.write_sweep(swept, args.out, title)
+        written += report.write_sweep(swept, out, title)
     print()
     print("\n".join(report.table_rows(result)))
     print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
     for path in written:
         print(f"  {path}")
-    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -258,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", default="bandit-router-demo", help="folder for the report and plots (default: %(default)s)"
     )
+    for parser_ in (replay, demo):
+        parser_.add_argument(
+            "--hold", action="store_true", help="after the replay, keep the router and its dashboard up until Ctrl-C"
+        )
 
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])

@@ -282,6 +282,34 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DashboardConfig:
+    """The read-only web dashboard and /metrics, served by the router itself."""
+
+    # HOST:PORT; empty turns the dashboard and /metrics off; port 0 picks a free one.
+    listen: str = "127.0.0.1:8080"
+    # Recent decisions and rewards kept in memory for the charts.
+    history: int = 20_000
+    # Recent Route contexts every new policy is compared on (the drift probe set).
+    probe_size: int = 64
+    # Alert when a new policy's total variation from the previous one on the probes exceeds this...
+    drift_alert_tv: float = 0.25
+    # ...or when the mean reward of the last ``shift_window`` rewards moves this far from the window before.
+    reward_shift_alert: float = 0.1
+    shift_window: int = 200
+    # How long an alert stays up after the change that raised it.
+    alert_hold_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _require(self.listen == "" or ":" in self.listen, "dashboard.listen", "must be HOST:PORT or empty", self.listen)
+        _require(self.history >= 100, "dashboard.history", "must be >= 100", self.history)
+        _require(self.probe_size >= 1, "dashboard.probe_size", "must be >= 1", self.probe_size)
+        _require(0 < self.drift_alert_tv <= 1, "dashboard.drift_alert_tv", "must be in (0, 1]", self.drift_alert_tv)
+        _positive("dashboard.reward_shift_alert", self.reward_shift_alert)
+        _require(self.shift_window >= 10, "dashboard.shift_window", "must be >= 10", self.shift_window)
+        _positive("dashboard.alert_hold_s", self.alert_hold_s)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
@@ -291,6 +319,7 @@ class Config:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     models: tuple[ModelSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -323,6 +352,7 @@ _SECTIONS: dict[str, type] = {
     "reward": RewardConfig,
     "energy": EnergyConfig,
     "limits": LimitsConfig,
+    "dashboard": DashboardConfig,
 }
 
 

@@ -62,7 +62,11 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C at the terminal reaches the router, which drains the learner into
+        # Redis and then stops it, not Redis directly.
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + self.start_timeout_s
         client = redis.Redis(unix_socket_path=socket)
         try:

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from bandit_router import errors
 from bandit_router.config import Config, load_config
+from bandit_router.dashboard.web import Dashboard
 from bandit_router.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.reward import Source
 from bandit_router.service import Decision, RouterService
@@ -160,9 +161,14 @@ class Server:
             raise OSError(f"server.listen: cannot bind {listen}")
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
+        self.dashboard: Dashboard | None = None
 
     async def start(self) -> None:
         await self.grpc.start()
+        listen = self.service.config.dashboard.listen
+        if listen:
+            self.dashboard = Dashboard(self.service, listen)
+            await self.dashboard.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -171,6 +177,8 @@ class Server:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.stop(grace)
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         await self.service.close()
 
 

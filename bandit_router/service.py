@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bandit_router.config import Config, ModelSpec
+from bandit_router.dashboard.monitor import Monitor
 from bandit_router.embedding import BatchingEmbedder, Embedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
 from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
@@ -72,6 +73,11 @@ class RewardOutcome:
     energy: Figure
 
 
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if future.exception() is not None:
+        log.error("measuring the served policy's drift failed: %r", future.exception())
+
+
 def _version_name(version: int) -> str:
     return f"v{version}"
 
@@ -100,6 +106,7 @@ class RouterService:
         self.models = config.model_by_id
         self._clock = clock
         self._new_id = new_id
+        self.monitor = Monitor(config.dashboard, clock)
         # VW calls of the serving policy run on one thread: the workspace is not thread-safe, and
         # the event loop must never wait on it.
         self._vw = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
@@ -178,6 +185,7 @@ class RouterService:
             serving=await asyncio.to_thread(self._new_policy, served),
         )
         self.learner.start()
+        self._watch(self.serving)
         self.batcher.start()
         await self._start_agent()
 
@@ -218,6 +226,33 @@ class RouterService:
     def _install(self, policy: Policy) -> None:
         # A reference swap: a Route already predicting keeps the policy it started with.
         self.serving = policy
+        self._watch(policy)
+
+    def _watch(self, policy: Policy) -> None:
+        """Measures the served policy's drift on the policy thread, which owns the serving policies."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._vw, self.monitor.on_policy, policy, _version_name(policy.version)
+        )
+        future.add_done_callback(_log_failure)
+
+    async def learner_lag(self) -> int:
+        """Reward events in the stream not yet in a persisted snapshot (the learner trims the rest)."""
+        try:
+            return int(await self.store.client.xlen(self.store.events_key))
+        except REDIS_ERRORS:
+            return -1
+
+    async def refresh_metrics(self) -> None:
+        """Brings the gauges up to date before a scrape."""
+        m = self.monitor.metrics
+        self.monitor.expire(self.config.reward.wait_time_s)
+        m.learner_lag.set(await self.learner_lag())
+        m.pending.set(len(self.monitor.outstanding))
+        m.expired.set(self.monitor.expired)
+        m.policy_version.set(self.serving.version)
+        if self.learner is not None:
+            m.promotions.set(self.learner.promotions)
+            m.rejections.set(self.learner.rejections)
 
     @property
     def policy_version(self) -> str:
@@ -270,11 +305,12 @@ class RouterService:
     async def route(self, request: RouteInput) -> Decision:
         candidates = request.validate(self.config.limits, self.config.models)
         try:
-            if request.request_id:
-                summary = await self.store.get_summary(request.request_id)
-                if summary is not None:
-                    return Decision(**{**summary, "replayed": True})
-            return await self._decide(request, candidates)
+            with self.monitor.metrics.route_latency.time():
+                if request.request_id:
+                    summary = await self.store.get_summary(request.request_id)
+                    if summary is not None:
+                        return Decision(**{**summary, "replayed": True})
+                return await self._decide(request, candidates)
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis is unreachable, retry: {exc}") from exc
 
@@ -338,6 +374,7 @@ class RouterService:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return Decision(**{**existing, "replayed": True})
         await self.energy.take_off(decision_id, model, now)
+        self.monitor.on_route(decision_id, model.id, task, decision.pmf, pmf[index], shared, actions)
         return decision
 
     def _within_budget(
@@ -383,7 +420,8 @@ class RouterService:
     async def reward(self, request: RewardInput) -> RewardOutcome:
         quality = request.validate(self.config.limits)
         try:
-            return await self._reward(request, quality)
+            with self.monitor.metrics.reward_latency.time():
+                return await self._reward(request, quality)
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis is unreachable, retry: {exc}") from exc
 
@@ -458,4 +496,5 @@ class RouterService:
             raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
         if taken.status == "gone":
             raise await self._missing(request.decision_id)
+        self.monitor.on_reward(request.decision_id, event)
         return RewardOutcome(request.decision_id, model.id, value, cost, energy)

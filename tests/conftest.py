@@ -44,6 +44,7 @@ def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
         redis={"url": redis_url, "key_prefix": f"test{next(_prefixes)}"},
         embedding={"device": "cpu"},
         policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 32},
+        dashboard={"listen": "127.0.0.1:0"},
     )
     return base.replace(**sections) if sections else base
 

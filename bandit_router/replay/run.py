@@ -9,7 +9,7 @@ import re
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -272,8 +272,13 @@ async def replay(
     settings: ReplaySettings,
     embedder: Embedder | None = None,
     show_progress: bool = True,
+    on_start: Callable[[Server], None] | None = None,
+    hold: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
-    """Runs the bandit through a real service and the baselines on the same stream; returns the report."""
+    """Runs the bandit through a real service and the baselines on the same stream; returns the report.
+
+    ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited with the report,
+    keeps the service and its dashboard up until it returns."""
     from tqdm import tqdm
 
     scenario = settings.scenario
@@ -297,6 +302,8 @@ async def replay(
         service = await RouterService.open(config, embedder=embedder)
         server = Server(service, "127.0.0.1:0")
         await server.start()
+        if on_start is not None:
+            on_start(server)
         try:
             embedded = []
             for chunk in batched([r.query for r in records], 64):
@@ -313,23 +320,27 @@ async def replay(
             elapsed = time.perf_counter() - started
             if service.learner is not None:
                 await service.learner.wait_learned(len(records) - sum(dropped), timeout=120)
-            policy_version = service.policy_version
+            tasks = sorted({r.task for r in records if r.task})
+            traces = {
+                BANDIT: bandit,
+                **replay_baselines(
+                    records,
+                    table,
+                    baseline_features(records, [e.vector for e in embedded], tokens, tasks),
+                    tasks,
+                    settings.seed,
+                    scenario.reward_delay,
+                    dropped,
+                ),
+            }
+            result = make_report(
+                traces, table, config, settings, elapsed, energy_sources, cost_sources, service.policy_version
+            )
+            if hold is not None:
+                await hold(result)
         finally:
             await server.stop(1.0)
-    tasks = sorted({r.task for r in records if r.task})
-    traces = {
-        BANDIT: bandit,
-        **replay_baselines(
-            records,
-            table,
-            baseline_features(records, [e.vector for e in embedded], tokens, tasks),
-            tasks,
-            settings.seed,
-            scenario.reward_delay,
-            dropped,
-        ),
-    }
-    return make_report(traces, table, config, settings, elapsed, energy_sources, cost_sources, policy_version)
+    return result
 
 
 def make_report(

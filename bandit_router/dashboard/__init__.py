@@ -1,0 +1,1 @@
+"""The live dashboard and Prometheus metrics, served by the router itself."""

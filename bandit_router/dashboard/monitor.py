@@ -1,0 +1,361 @@
+"""What the dashboard and /metrics show: recent decisions and rewards, exploration, and policy drift.
+
+The service tells the monitor of every decision, reward and newly served policy. Drift is measured on a
+probe set, the last ``probe_size`` Route contexts: when a policy is swapped in, its pmfs on the probes are
+compared with the previous policy's and with the first one's (total variation and KL divergence). Views
+are computed on demand over a time window, in buckets, for the charts.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from bandit_router.config import DashboardConfig
+from bandit_router.ope import ips, snips
+from bandit_router.policy import Policy
+
+BUCKETS = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteSample:
+    t: float
+    model: str
+    task: str
+    probability: float
+    entropy: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardSample:
+    t: float
+    model: str
+    task: str
+    reward: float
+    quality: float
+    cost_usd: float
+    energy_joules: float
+    energy_source: str
+    delay_s: float
+    models: tuple[str, ...]
+    index: int
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftSample:
+    t: float
+    version: str
+    tv_previous: float
+    kl_previous: float
+    tv_first: float
+    kl_first: float
+    # Events the policy had learned.
+    learned: int
+    # Each model's mean probability over the probes under this policy.
+    model_mass: dict[str, float]
+
+
+def entropy(pmf: Sequence[float]) -> float:
+    return -sum(p * math.log(p) for p in pmf if p > 0)
+
+
+def divergence(p: Sequence[Sequence[float]], q: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """Mean total variation and mean KL(p || q) over probes; q is floored at 1e-6 so KL stays finite."""
+    tvs, kls = [], []
+    for a, b in zip(p, q, strict=True):
+        x, y = np.asarray(a), np.maximum(np.asarray(b), 1e-6)
+        tvs.append(0.5 * float(np.abs(x - np.asarray(b)).sum()))
+        kls.append(float(np.sum(np.where(x > 0, x * np.log(np.maximum(x, 1e-12) / y), 0.0))))
+    return float(np.mean(tvs)), float(np.mean(kls))
+
+
+class Metrics:
+    """The Prometheus series, in a registry of this router's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.route_latency = Histogram("bandit_router_route_seconds", "Route latency", registry=r)
+        self.reward_latency = Histogram("bandit_router_reward_seconds", "Reward latency", registry=r)
+        self.decisions = Counter("bandit_router_decisions", "Decisions by model", ["model"], registry=r)
+        self.rewards = Counter("bandit_router_rewards", "Rewards received by model", ["model"], registry=r)
+        self.reward = Summary("bandit_router_reward", "Scalar reward of rewarded decisions", ["model"], registry=r)
+        self.quality = Summary("bandit_router_quality", "Quality of rewarded decisions", ["model"], registry=r)
+        self.energy = Counter(
+            "bandit_router_energy_joules", "Energy of rewarded decisions", ["model", "source"], registry=r
+        )
+        self.cost = Counter("bandit_router_cost_usd", "Cost of rewarded decisions", ["model", "source"], registry=r)
+        self.learner_lag = Gauge("bandit_router_learner_lag_events", "Reward events not yet learned", registry=r)
+        self.pending = Gauge("bandit_router_pending_decisions", "Decisions waiting for a reward", registry=r)
+        self.expired = Gauge("bandit_router_expired_decisions", "Decisions that expired unrewarded", registry=r)
+        self.policy_version = Gauge("bandit_router_policy_version", "Version of the served policy", registry=r)
+        self.drift = Gauge("bandit_router_policy_drift_tv", "TV distance of the last swap on the probes", registry=r)
+        self.promotions = Gauge("bandit_router_gate_promotions", "Snapshots the quality gate served", registry=r)
+        self.rejections = Gauge("bandit_router_gate_rejections", "Snapshots the quality gate held back", registry=r)
+
+
+class Monitor:
+    """Recent history of one router. Not thread-safe except :meth:`on_policy`, which only reads the probes."""
+
+    def __init__(self, config: DashboardConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.routes: collections.deque[RouteSample] = collections.deque(maxlen=config.history)
+        self.rewards: collections.deque[RewardSample] = collections.deque(maxlen=config.history)
+        self.drift: collections.deque[DriftSample] = collections.deque(maxlen=config.history)
+        self.probes: collections.deque[tuple[str, tuple[str, ...], tuple[str, ...]]] = collections.deque(
+            maxlen=config.probe_size
+        )
+        # decision id -> Route time, until rewarded or expired
+        self.outstanding: dict[str, float] = {}
+        self.expired = 0
+        self.metrics = Metrics()
+        self._first: Policy | None = None
+        self._previous: Policy | None = None
+
+    def on_route(
+        self,
+        decision_id: str,
+        model: str,
+        task: str,
+        pmf: Sequence[tuple[str, float]],
+        probability: float,
+        shared: str,
+        actions: Sequence[str],
+    ) -> None:
+        now = self.clock()
+        self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf])))
+        self.probes.append((shared, tuple(actions), tuple(m for m, _ in pmf)))
+        self.outstanding[decision_id] = now
+        self.metrics.decisions.labels(model).inc()
+
+    def on_reward(
+        self,
+        decision_id: str,
+        event: dict[str, Any],
+    ) -> None:
+        now = self.clock()
+        self.outstanding.pop(decision_id, None)
+        sample = RewardSample(
+            now,
+            event["model"],
+            event["task"],
+            float(event["reward"]),
+            float(event["quality"]),
+            float(event["cost_usd"]),
+            float(event["energy_joules"]),
+            str(event["energy_source"]),
+            now - float(event["created_at"]),
+            tuple(m for m, _ in event["pmf"]),
+            int(event["index"]),
+            float(event["probability"]),
+        )
+        self.rewards.append(sample)
+        m = self.metrics
+        m.rewards.labels(sample.model).inc()
+        m.reward.labels(sample.model).observe(sample.reward)
+        m.quality.labels(sample.model).observe(sample.quality)
+        m.energy.labels(sample.model, sample.energy_source).inc(sample.energy_joules)
+        m.cost.labels(sample.model, str(event["cost_source"])).inc(sample.cost_usd)
+
+    def expire(self, wait_time_s: float) -> None:
+        """Counts the decisions whose reward wait ran out."""
+        cutoff = self.clock() - wait_time_s
+        gone = [d for d, t in self.outstanding.items() if t < cutoff]
+        for d in gone:
+            del self.outstanding[d]
+        self.expired += len(gone)
+
+    def on_policy(self, policy: Policy, version: str) -> None:
+        """Measures a newly served policy's drift from the one it replaces and from the first one seen, on
+        today's probes. Calls VW on all three: run it on the thread that owns the serving policies."""
+        probes = list(self.probes)
+        first, previous = self._first or policy, self._previous or policy
+        self._first = first
+        self._previous = policy
+        if not probes:
+            return
+        pmfs = [policy.pmf(shared, actions) for shared, actions, _ in probes]
+        tv_prev, kl_prev = divergence(pmfs, [previous.pmf(s, a) for s, a, _ in probes])
+        tv_first, kl_first = divergence(pmfs, [first.pmf(s, a) for s, a, _ in probes])
+        mass: dict[str, list[float]] = {}
+        for (_, _, models), pmf in zip(probes, pmfs, strict=True):
+            for model, p in zip(models, pmf, strict=True):
+                mass.setdefault(model, []).append(p)
+        self.drift.append(
+            DriftSample(
+                self.clock(),
+                version,
+                tv_prev,
+                kl_prev,
+                tv_first,
+                kl_first,
+                policy.learned,
+                {m: float(np.mean(v)) for m, v in mass.items()},
+            )
+        )
+        self.metrics.drift.set(tv_prev)
+
+    # Views for the dashboard's JSON endpoints. ``window_s`` 0 means everything kept.
+
+    def _since(self, window_s: float) -> float:
+        return self.clock() - window_s if window_s > 0 else -math.inf
+
+    def _edges(self, start: float, samples: Sequence[Any]) -> np.ndarray[Any, Any]:
+        begin = max(start, samples[0].t) if samples else self.clock()
+        return np.linspace(begin, self.clock() + 1e-9, BUCKETS + 1)
+
+    def shares(self, window_s: float, task: str = "") -> dict[str, Any]:
+        """Share of decisions per model in each time bucket (overall, or of one task)."""
+        start = self._since(window_s)
+        samples = [r for r in self.routes if r.t >= start and (not task or r.task == task)]
+        edges = self._edges(start, samples)
+        models = sorted({r.model for r in samples})
+        counts = np.zeros((len(models), BUCKETS))
+        for r in samples:
+            b = min(BUCKETS - 1, int(np.searchsorted(edges, r.t, side="right")) - 1)
+            counts[models.index(r.model), b] += 1
+        totals = counts.sum(axis=0)
+        share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        return {
+            "t": [float(t) for t in edges[1:]],
+            "decisions": [int(x) for x in totals],
+            "share": {m: [float(x) for x in share[i]] for i, m in enumerate(models)},
+            "tasks": sorted({r.task for r in self.routes}),
+            "task": task,
+        }
+
+    def rewards_view(self, window_s: float) -> dict[str, Any]:
+        """Mean reward, quality, cost and energy per bucket, and energy split by its source."""
+        start = self._since(window_s)
+        samples = [r for r in self.rewards if r.t >= start]
+        edges = self._edges(start, samples)
+        buckets: list[list[RewardSample]] = [[] for _ in range(BUCKETS)]
+        for r in samples:
+            buckets[min(BUCKETS - 1, int(np.searchsorted(edges, r.t, side="right")) - 1)].append(r)
+
+        def mean(field: str) -> list[float | None]:
+            return [float(np.mean([getattr(r, field) for r in b])) if b else None for b in buckets]
+
+        sources = sorted({r.energy_source for r in samples} | {"measured", "reported", "estimated"})
+        return {
+            "t": [float(t) for t in edges[1:]],
+            "rewards": [len(b) for b in buckets],
+            "mean_reward": mean("reward"),
+            "mean_quality": mean("quality"),
+            "mean_cost_usd": mean("cost_usd"),
+            "mean_energy_joules": mean("energy_joules"),
+            "energy_joules_by_source": {
+                s: [float(sum(r.energy_joules for r in b if r.energy_source == s)) for b in buckets] for s in sources
+            },
+            "per_model_mean_reward": {
+                m: [
+                    float(np.mean([r.reward for r in b if r.model == m])) if any(r.model == m for r in b) else None
+                    for b in buckets
+                ]
+                for m in sorted({r.model for r in samples})
+            },
+        }
+
+    def exploration(self, window_s: float) -> dict[str, Any]:
+        """Mean pmf entropy and mean probability of the chosen action per bucket."""
+        start = self._since(window_s)
+        samples = [r for r in self.routes if r.t >= start]
+        edges = self._edges(start, samples)
+        buckets: list[list[RouteSample]] = [[] for _ in range(BUCKETS)]
+        for r in samples:
+            buckets[min(BUCKETS - 1, int(np.searchsorted(edges, r.t, side="right")) - 1)].append(r)
+        return {
+            "t": [float(t) for t in edges[1:]],
+            "mean_entropy": [float(np.mean([r.entropy for r in b])) if b else None for b in buckets],
+            "mean_chosen_probability": [float(np.mean([r.probability for r in b])) if b else None for b in buckets],
+        }
+
+    def drift_view(self, window_s: float) -> dict[str, Any]:
+        start = self._since(window_s)
+        samples = [d for d in self.drift if d.t >= start]
+        return {
+            "t": [d.t for d in samples],
+            "version": [d.version for d in samples],
+            "tv_previous": [d.tv_previous for d in samples],
+            "kl_previous": [d.kl_previous for d in samples],
+            "tv_first": [d.tv_first for d in samples],
+            "kl_first": [d.kl_first for d in samples],
+            "model_mass": {
+                m: [d.model_mass.get(m, 0.0) for d in samples]
+                for m in sorted({k for d in samples for k in d.model_mass})
+            },
+            "probes": len(self.probes),
+        }
+
+    def ope(self, window_s: float, z: float = 1.96) -> dict[str, Any]:
+        """Off-policy estimates, on the window's rewarded decisions, of the live (logging) policy, uniform
+        random and each single model: IPS and SNIPS with intervals of ``z`` standard errors."""
+        start = self._since(window_s)
+        samples = [r for r in self.rewards if r.t >= start]
+        if not samples:
+            return {"n": 0, "policies": {}}
+        models = sorted({m for r in samples for m in r.models})
+        actions = [0] * len(samples)
+        propensities = [r.probability for r in samples]
+        rewards = [r.reward for r in samples]
+        targets: dict[str, list[list[float]]] = {
+            # The logging policy gave the logged action its logged probability: every weight is 1.
+            "live policy": [[r.probability] for r in samples],
+            "uniform random": [[1.0 / len(r.models)] for r in samples],
+        }
+        for m in models:
+            targets[f"always {m}"] = [[float(r.models[r.index] == m)] for r in samples]
+        result: dict[str, Any] = {}
+        for name, target in targets.items():
+            entry = {"ips": dataclasses.asdict(ips(target, actions, propensities, rewards, z=z))}
+            if any(t[0] > 0 for t in target):
+                entry["snips"] = dataclasses.asdict(snips(target, actions, propensities, rewards, z=z, resamples=200))
+            result[name] = entry
+        return {"n": len(samples), "z": z, "policies": result}
+
+    def alerts(self) -> list[str]:
+        """Drift alerts: a served policy that moved beyond the threshold within the last ``alert_hold_s``,
+        and a shift of the mean reward between the last two ``shift_window`` rewards. A young policy moves
+        a lot as it learns; its swaps raise no alert before it has learned ``shift_window`` events."""
+        found = []
+        since = self.clock() - self.config.alert_hold_s
+        for d in self.drift:
+            if d.t >= since and d.learned >= self.config.shift_window and d.tv_previous > self.config.drift_alert_tv:
+                found.append(
+                    f"policy {d.version} moved {d.tv_previous:.2f} in total variation from the one before it on "
+                    f"the probes (alert above {self.config.drift_alert_tv:g})"
+                )
+        n = self.config.shift_window
+        recent = [r.reward for r in self.rewards][-2 * n :]
+        if len(recent) == 2 * n:
+            before, after = float(np.mean(recent[:n])), float(np.mean(recent[n:]))
+            if abs(after - before) > self.config.reward_shift_alert:
+                found.append(
+                    f"mean reward of the last {n} rewards is {after:.3f}, {before:.3f} the {n} before "
+                    f"(alert beyond {self.config.reward_shift_alert:g})"
+                )
+        return found
+
+    def health(self, learner_lag: int) -> dict[str, Any]:
+        delays = [r.delay_s for r in self.rewards][-1000:]
+        return {
+            "pending": len(self.outstanding),
+            "expired": self.expired,
+            "learner_lag_events": learner_lag,
+            "reward_delay_s": {
+                "p50": float(np.percentile(delays, 50)) if delays else None,
+                "p95": float(np.percentile(delays, 95)) if delays else None,
+            },
+            "decisions": len(self.routes),
+            "rewards": len(self.rewards),
+        }

@@ -1,0 +1,165 @@
+"""The dashboard's HTTP server: the page, its vendored chart library, JSON endpoints and /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from bandit_router.service import RouterService
+
+log = logging.getLogger(__name__)
+
+STATIC = {
+    "dashboard.js": "application/javascript",
+    "dashboard.css": "text/css",
+    "vendor/chart.umd.min.js": "application/javascript",
+}
+# What each JSON endpoint answers (the README documents the same).
+ENDPOINTS = {
+    "/api/summary": "policy versions, learning and gate counters, models, tasks, alerts",
+    "/api/shares": "share of decisions per model per time bucket (?task= for one task)",
+    "/api/rewards": "mean reward, quality, cost and energy per bucket; energy by source; reward per model",
+    "/api/drift": "TV and KL of each served policy from the previous and the first on the probe set; "
+    "each model's mean probability on the probes; the quality gate's verdicts",
+    "/api/exploration": "mean pmf entropy and chosen-action probability per bucket",
+    "/api/ope": "IPS and SNIPS, with intervals, of the live policy, uniform random and each single model",
+    "/api/health": "pending and expired decisions, reward delay, learner lag",
+}
+
+
+def _window(request: web.Request) -> float:
+    text = request.query.get("window", "0")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise web.HTTPBadRequest(text=f"window must be a number of seconds >= 0 (0: everything), got {text!r}")
+    return value
+
+
+def _json(body: Any) -> web.Response:
+    # NaN is not JSON: a value that could not be computed is null.
+    return web.Response(text=json.dumps(body, allow_nan=False, default=str), content_type="application/json")
+
+
+def build_app(service: RouterService) -> web.Application:
+    monitor = service.monitor
+    page = resources.files("bandit_router.dashboard").joinpath("static")
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page.joinpath("index.html").read_text(encoding="utf-8"), content_type="text/html")
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC:
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return web.Response(body=page.joinpath(name).read_bytes(), content_type=STATIC[name])
+
+    async def summary(request: web.Request) -> web.Response:
+        stats = service.stats()
+        learner = service.learner
+        return _json(
+            {
+                "policy_version": stats.policy_version,
+                "events_learned": stats.events_learned,
+                "learner_version": f"v{learner.policy.version}" if learner else None,
+                "gate_promotions": learner.promotions if learner else 0,
+                "gate_rejections": learner.rejections if learner else 0,
+                "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts else None,
+                "models": [m.id for m in service.list_models()],
+                "tasks": sorted({r.task for r in monitor.routes}),
+                "alerts": monitor.alerts(),
+                "endpoints": ENDPOINTS,
+            }
+        )
+
+    async def shares(request: web.Request) -> web.Response:
+        return _json(monitor.shares(_window(request), request.query.get("task", "")))
+
+    async def rewards(request: web.Request) -> web.Response:
+        return _json(_nulls(monitor.rewards_view(_window(request))))
+
+    async def drift(request: web.Request) -> web.Response:
+        window = _window(request)
+        view = monitor.drift_view(window)
+        since = monitor.clock() - window if window > 0 else float("-inf")
+        verdicts = service.learner.verdicts if service.learner else []
+        view["gate"] = [
+            {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, "reason": v.reason}
+            for v in verdicts
+            if v.at >= since
+        ]
+        return _json(_nulls(view))
+
+    async def exploration(request: web.Request) -> web.Response:
+        return _json(monitor.exploration(_window(request)))
+
+    async def ope(request: web.Request) -> web.Response:
+        return _json(_nulls(monitor.ope(_window(request))))
+
+    async def health(request: web.Request) -> web.Response:
+        return _json(_nulls(monitor.health(await service.learner_lag())))
+
+    async def metrics(request: web.Request) -> web.Response:
+        await service.refresh_metrics()
+        return web.Response(
+            body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/static/{name:.+}", static),
+            web.get("/api/summary", summary),
+            web.get("/api/shares", shares),
+            web.get("/api/rewards", rewards),
+            web.get("/api/drift", drift),
+            web.get("/api/exploration", exploration),
+            web.get("/api/ope", ope),
+            web.get("/api/health", health),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app
+
+
+def _nulls(value: Any) -> Any:
+    """Non-finite floats (an interval over one sample, a divergence not yet defined) become null."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    return value
+
+
+class Dashboard:
+    """The dashboard's HTTP server, started and stopped with the gRPC server."""
+
+    def __init__(self, service: RouterService, listen: str) -> None:
+        self.service = service
+        self.listen = listen
+        self.runner = web.AppRunner(build_app(service), access_log=None)
+        self.url = ""
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        host, _, port = self.listen.rpartition(":")
+        site = web.TCPSite(self.runner, host, int(port))
+        await site.start()
+        # The bound port, which differs from the configured one when that was 0.
+        port = self.runner.addresses[0][1] if self.runner.addresses else port
+        self.url = f"http://{host}:{port}/"
+        log.info("dashboard on %s (metrics at %smetrics)", self.url, self.url)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()

@@ -1,0 +1,111 @@
+"""The dashboard's JSON endpoints and /metrics, after real traffic through the gRPC server."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bandit_router.server import Server
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+ROUNDS = 80
+
+
+async def traffic(stub: router_pb2_grpc.RouterStub, server: Server) -> list[pb.RewardResponse]:
+    replies = []
+    for i in range(ROUNDS):
+        task = "math" if i % 2 else "poetry"
+        decision = await stub.Route(pb.RouteRequest(query=f"Question {i}: {task} please", task=task))
+        quality = 0.9 if decision.model.startswith("gemma") else 0.4
+        replies.append(await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=quality)))
+    assert server.service.learner is not None
+    await server.service.learner.wait_learned(ROUNDS, timeout=30)
+    return replies
+
+
+async def get(session: aiohttp.ClientSession, server: Server, path: str) -> Any:
+    assert server.dashboard is not None
+    async with session.get(server.dashboard.url.rstrip("/") + path) as response:
+        assert response.status == 200, await response.text()
+        return await response.json() if path.startswith("/api") else await response.text()
+
+
+async def test_every_endpoint_reports_the_traffic(server: Server, stub: router_pb2_grpc.RouterStub) -> None:
+    replies = await traffic(stub, server)
+    rewards = [r.reward for r in replies]
+    async with aiohttp.ClientSession() as session:
+        summary = await get(session, server, "/api/summary")
+        assert summary["models"] == [m.id for m in server.service.list_models()]
+        assert summary["events_learned"] == ROUNDS and summary["tasks"] == ["math", "poetry"]
+        assert summary["gate_promotions"] >= 1 and set(summary["endpoints"]) >= {"/api/drift", "/api/ope"}
+
+        shares = await get(session, server, "/api/shares")
+        assert sum(shares["decisions"]) == ROUNDS
+        for i, n in enumerate(shares["decisions"]):
+            total = sum(s[i] for s in shares["share"].values())
+            assert total == pytest.approx(1.0 if n else 0.0)
+        math_only = await get(session, server, "/api/shares?task=math")
+        assert sum(math_only["decisions"]) == ROUNDS // 2
+
+        view = await get(session, server, "/api/rewards")
+        assert sum(view["rewards"]) == ROUNDS
+        energy = sum(sum(v) for v in view["energy_joules_by_source"].values())
+        assert energy == pytest.approx(sum(r.energy_joules for r in replies))
+        assert sum(view["energy_joules_by_source"]["measured"]) == 0  # a CPU host measures nothing
+
+        drift = await get(session, server, "/api/drift")
+        assert drift["probes"] == 64 and drift["t"], drift
+        assert all(0 <= v <= 1 for v in drift["tv_first"] if v is not None)
+        for masses in zip(*drift["model_mass"].values(), strict=True):
+            assert sum(masses) == pytest.approx(1.0)
+
+        exploration = await get(session, server, "/api/exploration")
+        values = [v for v in exploration["mean_entropy"] if v is not None]
+        assert values and all(0 <= v <= math.log(len(summary["models"])) + 1e-9 for v in values)
+
+        ope = await get(session, server, "/api/ope")
+        assert ope["n"] == ROUNDS
+        # On-policy, the live policy's IPS is the mean logged reward.
+        assert ope["policies"]["live policy"]["ips"]["value"] == pytest.approx(sum(rewards) / ROUNDS)
+
+        health = await get(session, server, "/api/health")
+        assert health["pending"] == 0 and health["rewards"] == ROUNDS and health["learner_lag_events"] >= 0
+
+        metrics = await get(session, server, "/metrics")
+        decided = re.findall(r'^bandit_router_decisions_total\{model="[^"]+"\} (\S+)$', metrics, flags=re.M)
+        assert sum(float(v) for v in decided) == ROUNDS
+        assert re.search(rf"^bandit_router_route_seconds_count {ROUNDS}\.0$", metrics, flags=re.M)
+        assert "bandit_router_learner_lag_events" in metrics and "bandit_router_policy_drift_tv" in metrics
+
+        assert server.dashboard is not None
+        async with session.get(server.dashboard.url + "api/rewards?window=-3") as response:
+            assert response.status == 400
+            assert "window must be a number of seconds >= 0 (0: everything), got '-3'" in await response.text()
+        page = await get(session, server, "/")
+        assert '<script src="/static/vendor/chart.umd.min.js">' in page
+        script = await get(session, server, "/static/vendor/chart.umd.min.js")
+        assert "Chart.js v4" in script[:200]
+
+
+async def test_grafana_board_queries_only_metrics_the_router_exports(
+    server: Server, stub: router_pb2_grpc.RouterStub
+) -> None:
+    board = json.loads(
+        (Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "bandit-router.json").read_text()
+    )
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 8
+    queried = {m for p in board["panels"] for t in p["targets"] for m in re.findall(r"bandit_router_\w+", t["expr"])}
+    decision = await stub.Route(pb.RouteRequest(query="What is 2 + 2?"))
+    await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
+    async with aiohttp.ClientSession() as session:
+        metrics = await get(session, server, "/metrics")
+    exported = set(re.findall(r"^(bandit_router_\w+?)(?:\{| )", metrics, flags=re.M))
+    assert queried <= exported, sorted(queried - exported)

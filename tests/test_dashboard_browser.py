@@ -1,0 +1,115 @@
+"""The dashboard in a real headless browser (Debian's chromium, driven by Playwright) during a replay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import async_playwright
+from replay.test_scenario import FLAT, stream
+
+from bandit_router.config import Config
+from bandit_router.embedding import Embedder
+from bandit_router.replay.run import ReplaySettings, replay
+from bandit_router.replay.scenario import parse_scenario
+from bandit_router.server import Server
+
+ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")
+# What the machine's closed network needs: no background connections, no sandbox as root.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("Debian's chromium is not installed: run scripts/browser.sh (scripts/test.sh does)")
+    return path
+
+
+async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
+    config: Config, embedder: Embedder
+) -> None:
+    records = stream(300, 2, FLAT)
+    scenario = parse_scenario(
+        {"events": [{"at": 120, "kind": "degrade", "model": "gemma-2-9b-it", "quality_factor": 0.3}]}, records
+    )
+    started: list[Server] = []
+    done = asyncio.Event()
+    browser_done = asyncio.Event()
+
+    async def hold(result: dict[str, Any]) -> None:
+        done.set()
+        await browser_done.wait()
+
+    task = asyncio.create_task(
+        replay(
+            records,
+            # Drift alerts from the 50th learned event on (the degradation comes at the 120th).
+            config.replace(policy={"gate_window": 0}, dashboard={"shift_window": 50}),
+            ReplaySettings(energy_weight=0.0, cost_weight=0.0, seed=3, scenario=scenario),
+            embedder,
+            show_progress=False,
+            on_start=started.append,
+            hold=hold,
+        )
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            while not started:
+                await asyncio.sleep(0.05)
+            dashboard = started[0].dashboard
+            assert dashboard is not None
+            # The page works while the replay runs...
+            await page.goto(dashboard.url)
+            await page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+            await asyncio.wait_for(done.wait(), timeout=180)
+            # ...and after it: one more refresh sees all of it.
+            seen = int(await page.evaluate("Number(document.body.dataset.refreshed)"))
+            await page.wait_for_function(f"Number(document.body.dataset.refreshed) > {seen}", timeout=10_000)
+            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            states = {panel: await page.get_attribute(f'[data-panel="{panel}"]', "data-ready") for panel in PANELS}
+            assert states == dict.fromkeys(PANELS, "data"), states
+            tiles = await page.inner_text("#tiles")
+            assert "served policy" in tiles and "learner lag" in tiles
+            # The drift panel moved: gemma's share of the probes' probability fell after it degraded.
+            mass = await page.evaluate(
+                """() => { const c = Chart.getChart('mass-chart');
+                   const i = c.data.datasets.findIndex(d => d.label === 'gemma-2-9b-it');
+                   return c.data.datasets[i].data.map(p => p.y); }"""
+            )
+            assert max(mass) >= 0.6 and mass[-1] <= 0.2, mass
+            tv = await page.evaluate("() => Chart.getChart('drift-chart').data.datasets[2].data.map(p => p.y)")
+            assert max(v for v in tv if v is not None) >= 0.4, tv
+            # The swap that left gemma moved the policy beyond the alert threshold, and the banner says so.
+            assert "in total variation from the one before it" in await page.inner_text("#alerts")
+            # Another window and a task filter still draw.
+            await page.select_option("#window", "300")
+            await page.select_option("#task", "general")
+            seen = int(await page.evaluate("Number(document.body.dataset.refreshed)"))
+            await page.wait_for_function(f"Number(document.body.dataset.refreshed) > {seen}", timeout=10_000)
+            assert await page.get_attribute('[data-panel="shares"]', "data-ready") == "data"
+            await browser.close()
+    finally:
+        browser_done.set()
+        await task
+    assert errors == []
