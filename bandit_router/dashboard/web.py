@@ -105,6 +105,7 @@ def build_app(service: RouterService) -> web.Application:
         return _json(_nulls(monitor.ope(_window(request))))
 
     async def health(request: web.Request) -> web.Response:
+        monitor.expire(service.config.reward.wait_time_s)
         return _json(_nulls(monitor.health(await service.learner_lag())))
 
     async def metrics(request: web.Request) -> web.Response:

@@ -74,8 +74,12 @@ async function rewards() {
     ],
   }, {});
   draw("cost-chart", "line", {
-    labels, datasets: [{ label: "mean cost (USD)", data: d.mean_cost_usd, borderColor: color(1), spanGaps: true }],
-  }, {});
+    labels,
+    datasets: [
+      { label: "mean cost (USD)", data: d.mean_cost_usd, borderColor: color(1), spanGaps: true, yAxisID: "y" },
+      { label: "mean energy (J)", data: d.mean_energy_joules, borderColor: color(6), spanGaps: true, yAxisID: "y1" },
+    ],
+  }, { scales: { y: { position: "left" }, y1: { position: "right", grid: { drawOnChartArea: false } } } });
   const models = Object.keys(d.per_model_mean_reward);
   draw("model-reward-chart", "line", {
     labels,
