@@ -42,7 +42,7 @@ def queries(n: int, seed: int = 0) -> list[str]:
     ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -70,7 +70,7 @@ async def _measure(call: Callable[[str], Awaitable[Any]], texts: list[str], conc
     }
 
 
-async def _wait_serving(target: str, timeout: float) -> None:
+async def wait_serving(target: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     async with grpc.aio.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -94,12 +94,13 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
     warmup = queries(64, seed=1)
     results: dict[str, Any] = {"requests_per_level": requests, "levels": {}}
     with tempfile.TemporaryDirectory(prefix="br-bench-") as data_dir:
-        target = f"127.0.0.1:{_free_port()}"
+        target = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,
             "BANDIT_ROUTER_SERVER_LISTEN": target,
             "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
             "BANDIT_ROUTER_EMBEDDING_DEVICE": device,
+            "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
         }
         log_path = Path(data_dir) / "server.log"
         with open(log_path, "w") as log:
@@ -107,7 +108,7 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
                 [sys.executable, "-m", "bandit_router", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            await _wait_serving(target, timeout=120)
+            await wait_serving(target, timeout=120)
             async with grpc.aio.insecure_channel(target) as channel:
                 stub = router_pb2_grpc.RouterStub(channel)
 

@@ -277,7 +277,9 @@ class Learner:
         await self._judge(snapshot, data)
         # Only now is every event in this snapshot safe to acknowledge and drop from the stream.
         await self.store.client.xack(self.store.events_key, Store.GROUP, *self._unacked)
-        await self.store.client.xtrim(self.store.events_key, minid=self.policy.stream_id)
+        # MINID keeps ids >= the threshold: trim from just past the last learned event.
+        ms, seq = stream_position(self.policy.stream_id)
+        await self.store.client.xtrim(self.store.events_key, minid=f"{ms}-{seq + 1}")
         self._unacked.clear()
         self._last_snapshot = time.monotonic()
         self.published = snapshot.learned

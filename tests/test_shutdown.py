@@ -1,0 +1,61 @@
+"""SIGTERM: health goes NOT_SERVING, in-flight calls finish, the learner drains and snapshots, then exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from routerprocess import load, start
+
+from bandit_router.bench import free_port, wait_serving
+from bandit_router.policy import Snapshot
+
+
+async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:
+    target, prefix = f"127.0.0.1:{free_port()}", f"term{os.getpid()}"
+    process = start(target, tmp_path, redis_url, prefix)
+    statuses: list[int] = []
+    acknowledged: list[str] = []
+    try:
+        await wait_serving(target, timeout=120)
+
+        async def watch() -> None:
+            async with grpc.aio.insecure_channel(target) as channel:
+                stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+                try:
+                    async for reply in stream:
+                        statuses.append(reply.status)
+                except grpc.aio.AioRpcError:
+                    pass  # the server closed the stream as it stopped
+
+        watcher = asyncio.create_task(watch())
+        traffic = asyncio.create_task(load(target, acknowledged, asyncio.Event(), workers=16))
+        while len(acknowledged) < 200:
+            await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 60)
+        await asyncio.wait_for(traffic, timeout=30)
+        await asyncio.wait_for(watcher, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0
+    assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses, statuses
+    # Every reward acknowledged before or during the shutdown is in the last snapshot, and none is left over.
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        snapshot = Snapshot.decode(await client.get(f"{prefix}:snapshot"))
+        assert await client.xlen(f"{prefix}:events") == 0
+        pending = await client.xpending(f"{prefix}:events", "learner")
+    finally:
+        await client.aclose()
+    assert snapshot.learned == len(acknowledged), (snapshot.learned, len(acknowledged))
+    assert pending["pending"] == 0
+    log = (tmp_path / "server.log").read_text()
+    assert "stopping: draining in-flight calls and the learner" in log
