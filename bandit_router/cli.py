@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -18,12 +19,20 @@ from google.protobuf.json_format import MessageToDict
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
-def _client_call(target: str, method: str, request: Any) -> dict[str, Any]:
+def _client_call(args: argparse.Namespace, method: str, request: Any) -> dict[str, Any]:
+    from pathlib import Path
+
     from bandit_router.v1 import router_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    if args.ca_cert:
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(args.ca_cert).read_bytes())
+        channel = grpc.secure_channel(args.target, credentials)
+    else:
+        channel = grpc.insecure_channel(args.target)
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
+    with channel:
         stub = router_pb2_grpc.RouterStub(channel)
-        reply = getattr(stub, method)(request, timeout=30)
+        reply = getattr(stub, method)(request, timeout=30, metadata=metadata)
     return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
@@ -35,7 +44,7 @@ def _route(args: argparse.Namespace) -> dict[str, Any]:
         request.preferences.energy_weight = args.energy_weight
     if args.cost_weight is not None:
         request.preferences.cost_weight = args.cost_weight
-    return _client_call(args.target, "Route", request)
+    return _client_call(args, "Route", request)
 
 
 def _reward(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,19 +61,19 @@ def _reward(args: argparse.Namespace) -> dict[str, Any]:
         request.energy_joules = args.energy_joules
     if args.cost_usd is not None:
         request.cost_usd = args.cost_usd
-    return _client_call(args.target, "Reward", request)
+    return _client_call(args, "Reward", request)
 
 
 def _stats(args: argparse.Namespace) -> dict[str, Any]:
     from bandit_router.v1 import router_pb2 as pb
 
-    return _client_call(args.target, "GetStats", pb.GetStatsRequest())
+    return _client_call(args, "GetStats", pb.GetStatsRequest())
 
 
 def _models(args: argparse.Namespace) -> dict[str, Any]:
     from bandit_router.v1 import router_pb2 as pb
 
-    return _client_call(args.target, "ListModels", pb.ListModelsRequest())
+    return _client_call(args, "ListModels", pb.ListModelsRequest())
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -197,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--target", default=DEFAULT_TARGET, help="router address (default: %(default)s)")
+    target.add_argument(
+        "--token",
+        default=os.environ.get("BANDIT_ROUTER_TOKEN", ""),
+        help="bearer token, when the router asks for one (default: $BANDIT_ROUTER_TOKEN)",
+    )
+    target.add_argument("--ca-cert", help="PEM certificate to trust: connect with TLS")
 
     route = commands.add_parser("route", parents=[target], help="route one query and print the decision as JSON")
     route.add_argument("text")
@@ -290,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--hold", action="store_true", help="after the replay, keep the router and its dashboard up until Ctrl-C"
         )
 
+    soak = commands.add_parser(
+        "soak", help="Route + Reward against a router process for a bounded time; checks errors, memory, learning"
+    )
+    soak.add_argument("--duration", type=float, default=300.0, help="seconds of load (default: %(default)s)")
+    soak.add_argument("--concurrency", type=int, default=32, help="clients (default: %(default)s)")
+    soak.add_argument("--json", help="also write the figures to this file")
+
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
@@ -306,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve_main(args.config)
         return 0
+    if args.command == "soak":
+        from bandit_router.soak import run_soak
+
+        result = asyncio.run(run_soak(args.duration, args.concurrency, args.json))
+        return 0 if all(result["checks"].values()) else 1
     if args.command == "bench":
         from bandit_router.bench import run_bench
 

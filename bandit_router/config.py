@@ -77,9 +77,18 @@ class ServerConfig:
     listen: str = "127.0.0.1:50051"
     data_dir: str = "~/.local/share/bandit-router"
     grace_s: float = 5.0
+    # PEM files: with both, gRPC and the dashboard serve TLS only.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     def __post_init__(self) -> None:
         _require(":" in self.listen, "server.listen", "must be HOST:PORT", self.listen)
+        _require(
+            bool(self.tls_cert_file) == bool(self.tls_key_file),
+            "server.tls_cert_file and tls_key_file",
+            "must be given together",
+            (self.tls_cert_file, self.tls_key_file),
+        )
         _finite_nonneg("server.grace_s", self.grace_s)
 
     @property
@@ -92,8 +101,11 @@ class RedisConfig:
     # Empty means: start an embedded Redis server under the data directory.
     url: str = ""
     key_prefix: str = "br"
+    # Decisions Route keeps in memory while Redis is unreachable, written once it is back (then rewardable).
+    outage_buffer: int = 10_000
 
     def __post_init__(self) -> None:
+        _require(self.outage_buffer >= 0, "redis.outage_buffer", "must be >= 0", self.outage_buffer)
         _require(
             bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.key_prefix)),
             "redis.key_prefix",
@@ -225,6 +237,12 @@ class RewardConfig:
     wait_time_s: float = 3600.0
     # How long an expired or rewarded decision id is remembered, to say which it was.
     retention_s: float = 86400.0
+    # What happens to a decision never rewarded within wait_time_s (as Personalizer's "default reward"):
+    # "drop" forgets it; "default" learns it with quality ``default_quality`` and estimated energy and cost.
+    on_expiry: str = "drop"
+    default_quality: float = 0.0
+    # How often expired decisions are looked for.
+    expiry_sweep_s: float = 1.0
 
     def __post_init__(self) -> None:
         _finite_nonneg("reward.energy_weight", self.energy_weight)
@@ -233,6 +251,9 @@ class RewardConfig:
         _positive("reward.cost_scale_usd", self.cost_scale_usd)
         _positive("reward.wait_time_s", self.wait_time_s)
         _finite_nonneg("reward.retention_s", self.retention_s)
+        _require(self.on_expiry in ("drop", "default"), "reward.on_expiry", "must be drop or default", self.on_expiry)
+        _require(0 <= self.default_quality <= 1, "reward.default_quality", "must be in [0, 1]", self.default_quality)
+        _positive("reward.expiry_sweep_s", self.expiry_sweep_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +302,41 @@ class LimitsConfig:
             _require(value >= 1, f"limits.{field.name}", "must be >= 1", value)
 
 
+TENANT_TOKEN = re.compile(r"([a-z0-9][a-z0-9_-]{0,31}):(\S{16,})")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """Bearer tokens, each naming its tenant. No tokens: no authentication, and one tenant."""
+
+    # "tenant:token" entries (tokens of 16 or more characters; a tenant may have several). A caller is the
+    # tenant of the token it presents, and sees and rewards only that tenant's decisions.
+    tokens: tuple[str, ...] = ()
+    # The token the dashboard and /metrics ask for; empty leaves them open (they show aggregates only).
+    dashboard_token: str = ""
+
+    def __post_init__(self) -> None:
+        for entry in self.tokens:
+            _require(
+                TENANT_TOKEN.fullmatch(entry) is not None,
+                "auth.tokens",
+                "entries must be TENANT:TOKEN (tenant [a-z0-9_-], up to 32; token 16+ non-space characters)",
+                entry.split(":", 1)[0] + ":...",
+            )
+        secrets = [e.split(":", 1)[1] for e in self.tokens]
+        _require(len(secrets) == len(set(secrets)), "auth.tokens", "must not repeat a token", len(secrets))
+        _require(
+            self.dashboard_token == "" or len(self.dashboard_token) >= 16,
+            "auth.dashboard_token",
+            "must be empty or 16+ characters",
+            f"{len(self.dashboard_token)} characters",
+        )
+
+    @property
+    def tenant_by_token(self) -> dict[str, str]:
+        return {token: tenant for tenant, _, token in (e.partition(":") for e in self.tokens)}
+
+
 @dataclasses.dataclass(frozen=True)
 class DashboardConfig:
     """The read-only web dashboard and /metrics, served by the router itself."""
@@ -320,6 +376,7 @@ class Config:
     energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     models: tuple[ModelSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -353,6 +410,7 @@ _SECTIONS: dict[str, type] = {
     "energy": EnergyConfig,
     "limits": LimitsConfig,
     "dashboard": DashboardConfig,
+    "auth": AuthConfig,
 }
 
 

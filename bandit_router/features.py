@@ -235,7 +235,7 @@ class Context:
             f"|{NS_TASK} {vw_token(self.task)}",
             f"|{NS_CLUSTER} {cluster}",
             f"|{NS_COMPLEXITY} {self.complexity.vw_features()}",
-            f"|{NS_PREFERENCES} energy:{self.energy_weight:.6g} cost:{self.cost_weight:.6g} const "
+            f"|{NS_PREFERENCES} energy:{vw_number(self.energy_weight)} cost:{vw_number(self.cost_weight)} const "
             f"energy={preference_level(self.energy_weight)} cost={preference_level(self.cost_weight)}",
         ]
         if self.projection:
@@ -254,6 +254,16 @@ def action_line(model: ModelSpec) -> str:
     )
 
 
+def vw_number(value: float, bound: float = 1e6) -> str:
+    """A number as VW's text parser reads it right: VW parses float32, so a value beyond its range
+    becomes inf or NaN (and a NaN pmf); magnitudes are clamped to ``bound`` and those under 1e-9 are 0."""
+    if not math.isfinite(value):
+        value = math.copysign(bound, value) if math.isinf(value) else 0.0
+    clamped = max(-bound, min(bound, value))
+    return "0" if abs(clamped) < 1e-9 else f"{clamped:.6g}"
+
+
 def labelled(line: str, cost: float, probability: float) -> str:
-    """An action line carrying the cb label of the action that was taken."""
-    return f"0:{cost:.6g}:{probability:.6g} {line}"
+    """An action line carrying the cb label of the action that was taken. A reward huge in magnitude
+    (a huge reported energy or cost) is learned as the bound: the worst there is."""
+    return f"0:{vw_number(cost)}:{probability:.6g} {line}"

@@ -26,6 +26,8 @@ from bandit_router.store import Store
 
 log = logging.getLogger(__name__)
 
+REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
+
 
 def stream_position(event_id: str) -> tuple[int, int]:
     ms, _, seq = event_id.partition("-")
@@ -137,6 +139,8 @@ class Learner:
         self.verdicts: collections.deque[Verdict] = collections.deque(maxlen=100)
         self.promotions = 0
         self.rejections = 0
+        self._backlog = True
+        self._group_ready = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
@@ -155,41 +159,66 @@ class Learner:
             await asyncio.wait_for(self._progress.wait_for(lambda: self.published >= count), timeout)
 
     async def _run(self) -> None:
-        await self.store.ensure_group()
         # First the events delivered to this consumer before a crash, then new ones.
-        backlog = True
+        self._backlog = True
         while True:
-            block = None if backlog else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
             try:
-                reply: Any = await self.store.client.xreadgroup(
-                    Store.GROUP,
-                    self.consumer,
-                    {self.store.events_key: "0" if backlog else ">"},
-                    count=256,
-                    block=block,
-                )
-            except aioredis.ConnectionError:
-                log.warning("learner lost Redis; retrying in 1 s")
+                if await self._step():
+                    return
+            except REDIS_ERRORS as exc:
+                if self._stopping.is_set():
+                    # Unacknowledged events stay in the stream: the next start learns them.
+                    log.error(
+                        "stopping without Redis (%s): %d learned events not snapshotted; the next start relearns "
+                        "them from the stream",
+                        exc,
+                        len(self._unacked),
+                    )
+                    return
+                log.warning("learner lost Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1.0)
-                continue
-            entries = reply[0][1] if reply else []
-            if backlog and not entries:
-                backlog = False
-            for event_id, fields in entries:
-                event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
-                await self._learn(event_id, fields)
-            if backlog and entries:
-                # Read the backlog past what was just seen.
-                continue
-            due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
-            if self._unacked and (
-                len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()
-            ):
+
+    async def _step(self) -> bool:
+        """Reads, learns and maybe snapshots one batch; True when stopping and done."""
+        if not self._group_ready:
+            await self.store.ensure_group()
+            self._group_ready = True
+        backlog = self._backlog
+        block = None if backlog else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
+        try:
+            reply: Any = await self.store.client.xreadgroup(
+                Store.GROUP,
+                self.consumer,
+                {self.store.events_key: "0" if backlog else ">"},
+                count=256,
+                block=block,
+            )
+        except aioredis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis came back without its data: make the group again.
+            log.warning("the reward stream's consumer group is gone (%s); creating it again", exc)
+            self._group_ready = False
+            return False
+        entries = reply[0][1] if reply else []
+        if backlog and not entries:
+            self._backlog = False
+        for event_id, fields in entries:
+            event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
+            await self._learn(event_id, fields)
+        if backlog and entries:
+            # Read the backlog past what was just seen.
+            return False
+        due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
+        if self._unacked and (
+            len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()
+        ):
+            await self._snapshot()
+        if self._stopping.is_set() and not entries:
+            if self._unacked:
                 await self._snapshot()
-            if self._stopping.is_set() and not entries:
-                if self._unacked:
-                    await self._snapshot()
-                return
+            return True
+        return False
 
     async def _learn(self, event_id: str, fields: dict[Any, Any]) -> None:
         raw: Any = fields.get(b"event", fields.get("event"))

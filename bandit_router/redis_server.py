@@ -41,12 +41,16 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         if self._socket_dir is None:
-            raise EmbeddedRedisError("embedded Redis is not running")
+            raise EmbeddedRedisError("embedded Redis has not been started")
         return f"unix://{self._socket_dir}/redis.sock"
 
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._socket_dir = tempfile.mkdtemp(prefix="br-redis-")
+        if self._socket_dir is None:
+            self._socket_dir = tempfile.mkdtemp(prefix="br-redis-")
+        else:
+            # A restart of the same instance listens where its clients already point.
+            Path(self._socket_dir).mkdir(mode=0o700, exist_ok=True)
         socket = f"{self._socket_dir}/redis.sock"
         command = [
             redis_executable(),
@@ -102,5 +106,5 @@ class EmbeddedRedis:
                 process.kill()
                 process.wait()
         if self._socket_dir is not None:
+            # The path is kept for a restart; the folder goes.
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None

@@ -14,11 +14,18 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_TOKENS = 10**9
 BUDGETS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
+# A weight this large already means "nothing but energy (or cost) matters"; far larger ones overflow rewards.
+MAX_WEIGHT = 1000.0
 
 
-def _check_id(field: str, value: str, limits: LimitsConfig) -> None:
-    if len(value) > limits.max_request_id_chars:
-        raise InvalidArgument(field, f"must be at most {limits.max_request_id_chars} characters", value)
+# A tenant's decision ids are "TENANT." + the id: up to 33 characters more than a request id.
+TENANT_PREFIX_CHARS = 33
+
+
+def _check_id(field: str, value: str, limits: LimitsConfig, extra: int = 0) -> None:
+    longest = limits.max_request_id_chars + extra
+    if len(value) > longest:
+        raise InvalidArgument(field, f"must be at most {longest} characters", value)
     if not ID_PATTERN.fullmatch(value):
         raise InvalidArgument(field, f"must match {ID_PATTERN.pattern}", value)
 
@@ -43,6 +50,8 @@ class RouteInput:
     max_cost_usd: float | None = None
     max_energy_joules: float | None = None
     max_latency_ms: float | None = None
+    # The authenticated caller's tenant ("" without authentication); set by the server, not the client.
+    tenant: str = ""
 
     def validate(self, limits: LimitsConfig, catalog: Sequence[ModelSpec]) -> list[ModelSpec]:
         """Checks every field; returns the models the policy may choose from, in catalog order."""
@@ -57,7 +66,7 @@ class RouteInput:
         for name in ("energy_weight", "cost_weight"):
             value = getattr(self, name)
             if value is not None:
-                _check_number(f"preferences.{name}", value, 0.0)
+                _check_number(f"preferences.{name}", value, 0.0, MAX_WEIGHT)
         for name in BUDGETS:
             value = getattr(self, name)
             if value is not None:
@@ -107,12 +116,13 @@ class RewardInput:
     latency_ms: float = 0.0
     energy_joules: float | None = None
     cost_usd: float | None = None
+    tenant: str = ""
 
     def validate(self, limits: LimitsConfig) -> float:
         """Checks every field; returns the quality."""
         if not self.decision_id:
             raise InvalidArgument("decision_id", "is required", self.decision_id)
-        _check_id("decision_id", self.decision_id, limits)
+        _check_id("decision_id", self.decision_id, limits, TENANT_PREFIX_CHARS)
         if self.quality is None:
             raise InvalidArgument("quality", "is required", None)
         _check_number("quality", self.quality, 0.0, 1.0)

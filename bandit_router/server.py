@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -63,11 +64,57 @@ def _decision_pb(d: Decision) -> router_pb2.RouteResponse:
     return router_pb2.RouteResponse(**fields)
 
 
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value.removeprefix("Bearer ")
+    return ""
+
+
+class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses calls without a known bearer token (UNAUTHENTICATED); health checks stay open for probes."""
+
+    def __init__(self, tenant_by_token: dict[str, str]) -> None:
+        self.tenant_by_token = tenant_by_token
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if method.startswith("/grpc.health.v1.Health/") or handler is None:
+            return handler
+        token = _bearer(handler_call_details.invocation_metadata)
+        if token in self.tenant_by_token:
+            return handler
+        why = "a bearer token is required (metadata authorization: Bearer TOKEN)" if not token else "unknown token"
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"authorization: {why}")
+
+        if handler.request_streaming or handler.response_streaming:
+
+            async def deny_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"authorization: {why}")
+
+            return grpc.stream_stream_rpc_method_handler(
+                deny_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+
+
 class RouterServicer:
     """Implements every method of bandit_router.v1.Router."""
 
     def __init__(self, service: RouterService) -> None:
         self.service = service
+        self.tenant_by_token = service.config.auth.tenant_by_token
+
+    def tenant(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The caller's tenant (the interceptor has already refused unknown tokens); "" without auth."""
+        return self.tenant_by_token.get(_bearer(context.invocation_metadata()), "") if self.tenant_by_token else ""
 
     async def Route(
         self, request: router_pb2.RouteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -82,6 +129,7 @@ class RouterServicer:
             task=request.task,
             metadata=dict(request.metadata),
             **{name: getattr(request.budget, name) for name in BUDGETS if request.budget.HasField(name)},
+            tenant=self.tenant(context),
         )
         decision = await _call(context, lambda: self.service.route(domain))
         return _decision_pb(decision)
@@ -97,6 +145,7 @@ class RouterServicer:
             latency_ms=request.latency_ms,
             energy_joules=request.energy_joules if request.HasField("energy_joules") else None,
             cost_usd=request.cost_usd if request.HasField("cost_usd") else None,
+            tenant=self.tenant(context),
         )
         outcome = await _call(context, lambda: self.service.reward(domain))
         return router_pb2.RewardResponse(
@@ -151,12 +200,23 @@ class Server:
         self.service = service
         # Room for the largest allowed query in 4-byte UTF-8, plus the rest of the request.
         limit = service.config.limits.max_query_chars * 4 + (1 << 20)
-        self.grpc = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        tokens = service.config.auth.tenant_by_token
+        self.grpc = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", limit)],
+            interceptors=[BearerAuth(tokens)] if tokens else None,
+        )
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), self.grpc)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
-        self.port = self.grpc.add_insecure_port(listen)
+        tls = service.config.server
+        if tls.tls_cert_file:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(tls.tls_key_file).read_bytes(), Path(tls.tls_cert_file).read_bytes())]
+            )
+            self.port = self.grpc.add_secure_port(listen, credentials)
+        else:
+            self.port = self.grpc.add_insecure_port(listen)
         if self.port == 0:
             raise OSError(f"server.listen: cannot bind {listen}")
         host = listen.rsplit(":", 1)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,7 +26,16 @@ from bandit_router.learner import Learner, SnapshotFiles, encode_embedding
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.redis_server import EmbeddedRedis
 from bandit_router.requests import BUDGETS, RewardInput, RouteInput
-from bandit_router.reward import Figure, RunningEstimate, Source, cost_of, energy_of, resolve_tokens, scalar_reward
+from bandit_router.reward import (
+    Figure,
+    RunningEstimate,
+    Source,
+    Tokens,
+    cost_of,
+    energy_of,
+    resolve_tokens,
+    scalar_reward,
+)
 from bandit_router.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +81,12 @@ class RewardOutcome:
     reward: float
     cost: Figure
     energy: Figure
+
+
+def scoped_id(tenant: str, decision_id: str) -> str:
+    """A tenant's decision ids carry its name, so tenants' ids never collide and a Reward from another
+    tenant is refused without a lookup."""
+    return f"{tenant}.{decision_id}" if tenant else decision_id
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -119,6 +135,11 @@ class RouterService:
             store.client, config.redis.key_prefix, self.node, config.reward.wait_time_s, config.energy
         )
         self.agent: EnergyAgent | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        # Decisions made while Redis was unreachable, in order: id -> (summary, pending, time).
+        self._unsaved: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
+        self.unsaved_dropped = 0
+        self._flushing = asyncio.Lock()
         self._agent_stop = asyncio.Event()
         self._agent_task: asyncio.Task[None] | None = None
         self._nvml: NvmlSource | None = None
@@ -185,6 +206,7 @@ class RouterService:
             serving=await asyncio.to_thread(self._new_policy, served),
         )
         self.learner.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="expiry-sweep")
         self._watch(self.serving)
         self.batcher.start()
         await self._start_agent()
@@ -242,13 +264,19 @@ class RouterService:
         except REDIS_ERRORS:
             return -1
 
+    async def expired_count(self) -> int:
+        """Decisions expired unrewarded, over every replica sharing the store."""
+        try:
+            return await self.store.expired_count()
+        except REDIS_ERRORS:
+            return -1
+
     async def refresh_metrics(self) -> None:
         """Brings the gauges up to date before a scrape."""
         m = self.monitor.metrics
-        self.monitor.expire(self.config.reward.wait_time_s)
         m.learner_lag.set(await self.learner_lag())
         m.pending.set(len(self.monitor.outstanding))
-        m.expired.set(self.monitor.expired)
+        m.expired.set(await self.expired_count())
         m.policy_version.set(self.serving.version)
         if self.learner is not None:
             m.promotions.set(self.learner.promotions)
@@ -259,6 +287,15 @@ class RouterService:
         return _version_name(self.serving.version)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._unsaved:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.flush_unsaved()
+            if self._unsaved:
+                log.error("Redis still unreachable: %d decisions made meanwhile are lost", len(self._unsaved))
         if self._agent_task is not None:
             self._agent_stop.set()
             await self._agent_task
@@ -303,19 +340,23 @@ class RouterService:
         )
 
     async def route(self, request: RouteInput) -> Decision:
+        """Decides from the loaded policy. Redis is not needed to answer: while it is unreachable, the
+        decision is kept in memory and written once Redis is back (a retried request_id then cannot be
+        recognised, and gets a decision of its own)."""
         candidates = request.validate(self.config.limits, self.config.models)
-        try:
-            with self.monitor.metrics.route_latency.time():
-                if request.request_id:
-                    summary = await self.store.get_summary(request.request_id)
-                    if summary is not None:
-                        return Decision(**{**summary, "replayed": True})
-                return await self._decide(request, candidates)
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis is unreachable, retry: {exc}") from exc
+        with self.monitor.metrics.route_latency.time():
+            if request.request_id:
+                scoped = scoped_id(request.tenant, request.request_id)
+                try:
+                    summary = await self.store.get_summary(scoped)
+                except REDIS_ERRORS:
+                    summary = self._unsaved.get(scoped, (None, None, 0.0))[0]
+                if summary is not None:
+                    return Decision(**{**summary, "replayed": True})
+            return await self._decide(request, candidates)
 
     async def _decide(self, request: RouteInput, candidates: list[ModelSpec]) -> Decision:
-        decision_id = request.request_id or self._new_id()
+        decision_id = scoped_id(request.tenant, request.request_id or self._new_id())
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
         candidates, excluded = self._within_budget(request, candidates, policy, embedded.token_count)
@@ -367,15 +408,62 @@ class RouterService:
             "metadata": dict(request.metadata),
             "created_at": now,
         }
-        existing = await self.store.put_decision(
-            decision_id, summary, pending, defaults.wait_time_s, defaults.retention_s
-        )
+        try:
+            existing = await self._put(decision_id, summary, pending, now)
+        except REDIS_ERRORS as exc:
+            self._keep_unsaved(decision_id, summary, pending, now, exc)
+            self.monitor.on_route(decision_id, model.id, task, decision.pmf, pmf[index], shared, actions)
+            return decision
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return Decision(**{**existing, "replayed": True})
-        await self.energy.take_off(decision_id, model, now)
+        try:
+            await self.energy.take_off(decision_id, model, now)
+        except REDIS_ERRORS as exc:  # its energy will be estimated
+            log.warning("could not record the energy flight of %s: %s", decision_id, exc)
         self.monitor.on_route(decision_id, model.id, task, decision.pmf, pmf[index], shared, actions)
         return decision
+
+    async def _put(
+        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float
+    ) -> dict[str, Any] | None:
+        defaults = self.config.reward
+        return await self.store.put_decision(
+            decision_id,
+            summary,
+            pending,
+            defaults.wait_time_s,
+            defaults.retention_s,
+            now,
+            grace_s=max(60.0, 10 * defaults.expiry_sweep_s),
+        )
+
+    def _keep_unsaved(
+        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float, exc: Exception
+    ) -> None:
+        if not self._unsaved:
+            log.warning("Redis is unreachable (%s): keeping decisions in memory until it is back", exc)
+        if len(self._unsaved) >= self.config.redis.outage_buffer:
+            oldest = next(iter(self._unsaved))
+            del self._unsaved[oldest]
+            self.unsaved_dropped += 1
+            log.error("outage buffer full: decision %s dropped; its reward will be NOT_FOUND", oldest)
+        if self.config.redis.outage_buffer > 0:
+            self._unsaved[decision_id] = (summary, pending, now)
+
+    async def flush_unsaved(self) -> int:
+        """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
+        written = 0
+        # One flush at a time (the sweep and a Reward may both start one); the write is idempotent anyway.
+        async with self._flushing:
+            while self._unsaved:
+                decision_id, (summary, pending, now) = next(iter(self._unsaved.items()))
+                await self._put(decision_id, summary, pending, now)
+                self._unsaved.pop(decision_id, None)
+                written += 1
+        if written:
+            log.info("Redis is back: wrote %d decisions kept in memory", written)
+        return written
 
     def _within_budget(
         self, request: RouteInput, candidates: list[ModelSpec], policy: Policy, query_tokens: int
@@ -436,12 +524,21 @@ class RouterService:
                 f"decision_id {decision_id!r} expired at {expired} "
                 f"(rewards are accepted for {self.config.reward.wait_time_s:g} s after Route)"
             )
+        return self._unknown(decision_id)
+
+    def _unknown(self, decision_id: str) -> NotFound:
         retention = self.config.reward.retention_s
         return NotFound(
             f"decision_id {decision_id!r} is unknown: no Route made it, or it expired over {retention:g} s ago"
         )
 
     async def _reward(self, request: RewardInput, quality: float) -> RewardOutcome:
+        if request.tenant and not request.decision_id.startswith(request.tenant + "."):
+            # Another tenant's decision, or none: the same answer either way, so nothing is revealed.
+            raise self._unknown(request.decision_id)
+        if request.decision_id in self._unsaved:
+            # Made while Redis was down; write it (and those before it) first, or answer UNAVAILABLE.
+            await self.flush_unsaved()
         pending = await self.store.get_pending(request.decision_id)
         if pending is None:
             raise await self._missing(request.decision_id)
@@ -457,10 +554,30 @@ class RouterService:
         except NotCovered as exc:
             unmeasured = str(exc)
         energy = energy_of(model, request.energy_joules, tokens, measured, unmeasured)
+        event = self._event(pending, quality, tokens, request.latency_ms, cost, energy, now)
+        taken = await self.store.take_and_append(request.decision_id, event, now, self.config.reward.retention_s)
+        if taken.status == "rewarded":
+            raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
+        if taken.status == "gone":
+            raise await self._missing(request.decision_id)
+        self.monitor.on_reward(request.decision_id, event)
+        return RewardOutcome(request.decision_id, model.id, float(event["reward"]), cost, energy)
+
+    def _event(
+        self,
+        pending: dict[str, Any],
+        quality: float,
+        tokens: Tokens,
+        latency_ms: float,
+        cost: Figure,
+        energy: Figure,
+        now: float,
+    ) -> dict[str, Any]:
+        """The learning event of a decision: its context and the reward made of quality, cost and energy."""
         value = scalar_reward(
             quality, energy.value, cost.value, pending["energy_weight"], pending["cost_weight"], self.config.reward
         )
-        event = {
+        return {
             **{
                 k: pending[k]
                 for k in (
@@ -484,17 +601,48 @@ class RouterService:
             "quality": quality,
             "input_tokens": tokens.input,
             "output_tokens": tokens.output,
-            "latency_ms": request.latency_ms,
+            "latency_ms": latency_ms,
             "cost_usd": cost.value,
             "cost_source": cost.source.value,
             "energy_joules": energy.value,
             "energy_source": energy.source.value,
             "rewarded_at": now,
         }
-        taken = await self.store.take_and_append(request.decision_id, event, now, self.config.reward.retention_s)
-        if taken.status == "rewarded":
-            raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
-        if taken.status == "gone":
-            raise await self._missing(request.decision_id)
-        self.monitor.on_reward(request.decision_id, event)
-        return RewardOutcome(request.decision_id, model.id, value, cost, energy)
+
+    async def sweep_expired(self) -> int:
+        """Expires the decisions whose reward wait has run out: learns each with the default reward or
+        drops it (``reward.on_expiry``). Atomic against Reward: a decision is rewarded or expired, not both.
+        Any replica may sweep; each decision expires once. Returns how many expired."""
+        now = self._clock()
+        defaults = self.config.reward
+        expired = 0
+        for decision_id in await self.store.due(now):
+            event = None
+            pending = await self.store.get_pending(decision_id)
+            if pending is not None and defaults.on_expiry == "default":
+                model = self.models.get(pending["model"]) or ModelSpec(**pending["model_spec"])
+                tokens = resolve_tokens(model, 0, 0, int(pending["query_tokens"]))
+                why = f"never rewarded within {defaults.wait_time_s:g} s: default reward"
+                event = self._event(
+                    pending,
+                    defaults.default_quality,
+                    tokens,
+                    0.0,
+                    cost_of(model, None, tokens),
+                    energy_of(model, None, tokens, None, why),
+                    now,
+                )
+                event["expired"] = True
+            if await self.store.expire(decision_id, now, event) is not None:
+                expired += 1
+                self.monitor.on_expired(decision_id)
+        return expired
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reward.expiry_sweep_s)
+            try:
+                await self.flush_unsaved()
+                await self.sweep_expired()
+            except REDIS_ERRORS as exc:
+                log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)

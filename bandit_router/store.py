@@ -15,6 +15,7 @@ local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
 return false
 """
 
@@ -26,10 +27,26 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if done then return {'rewarded', done} end
   return {'gone', ''}
 end
+local deadline = redis.call('ZSCORE', KEYS[4], ARGV[4])
+if deadline and tonumber(deadline) < tonumber(ARGV[2]) then return {'gone', ''} end
 local id = redis.call('XADD', KEYS[3], '*', 'event', ARGV[1])
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[4])
 redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return {'ok', id}
+"""
+
+# Expires one decision whose deadline has passed, appending its default-reward event if one is given;
+# atomic with the take above, so a decision is either rewarded or expired, never both.
+_EXPIRE = """
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not deadline or tonumber(deadline) >= tonumber(ARGV[2]) then return false end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[4])
+if ARGV[3] ~= '' then return redis.call('XADD', KEYS[3], '*', 'event', ARGV[3]) end
+return 'dropped'
 """
 
 
@@ -57,8 +74,12 @@ class Store:
         self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
         self.served_key = f"{prefix}:served"
+        # Pending decisions by reward deadline, for the expiry sweep.
+        self.deadlines_key = f"{prefix}:deadlines"
+        self.expired_key = f"{prefix}:expired"
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
+        self._expire = client.register_script(_EXPIRE)
 
     def _pending(self, decision_id: str) -> str:
         return f"{self.prefix}:pending:{decision_id}"
@@ -74,12 +95,28 @@ class Store:
         return None if raw is None else dict(json.loads(raw))
 
     async def put_decision(
-        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], wait_s: float, retention_s: float
+        self,
+        decision_id: str,
+        summary: dict[str, Any],
+        pending: dict[str, Any],
+        wait_s: float,
+        retention_s: float,
+        now: float,
+        grace_s: float,
     ) -> dict[str, Any] | None:
-        """Stores a new decision; returns the existing summary instead if the id was already decided."""
+        """Stores a new decision, due for a reward by ``now + wait_s``; returns the existing summary instead
+        if the id was already decided. The pending entry outlives its deadline by ``grace_s``, so the expiry
+        sweep still finds it to learn a default reward."""
         existing = await self._put(
-            keys=[self._decision(decision_id), self._pending(decision_id)],
-            args=[json.dumps(summary), json.dumps(pending), _ms(wait_s + retention_s), _ms(wait_s)],
+            keys=[self._decision(decision_id), self._pending(decision_id), self.deadlines_key],
+            args=[
+                json.dumps(summary),
+                json.dumps(pending),
+                _ms(wait_s + retention_s),
+                _ms(wait_s + grace_s),
+                repr(now + wait_s),
+                decision_id,
+            ],
         )
         return None if existing is None else dict(json.loads(existing))
 
@@ -94,8 +131,8 @@ class Store:
         self, decision_id: str, event: dict[str, Any], now: float, retention_s: float
     ) -> TakeResult:
         status, detail = await self._take(
-            keys=[self._pending(decision_id), self._rewarded(decision_id), self.events_key],
-            args=[json.dumps(event), repr(now), _ms(retention_s)],
+            keys=[self._pending(decision_id), self._rewarded(decision_id), self.events_key, self.deadlines_key],
+            args=[json.dumps(event), repr(now), _ms(retention_s), decision_id],
         )
         status = status.decode() if isinstance(status, bytes) else status
         detail = detail.decode() if isinstance(detail, bytes) else detail
@@ -105,6 +142,23 @@ class Store:
             event_id, at = detail.split(" ", 1)
             return TakeResult("rewarded", event_id=event_id, rewarded_at=float(at))
         return TakeResult("gone")
+
+    async def due(self, now: float, limit: int = 256) -> list[str]:
+        """Decisions whose reward deadline has passed."""
+        ids = await self.client.zrangebyscore(self.deadlines_key, "-inf", repr(now), start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def expire(self, decision_id: str, now: float, event: dict[str, Any] | None) -> str | None:
+        """Expires a due decision: appends ``event`` (its default reward) or drops it. None if it was
+        rewarded or expired meanwhile; else the event id, or "dropped"."""
+        result = await self._expire(
+            keys=[self._pending(decision_id), self.deadlines_key, self.events_key, self.expired_key],
+            args=[decision_id, repr(now), json.dumps(event) if event is not None else ""],
+        )
+        return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
+
+    async def expired_count(self) -> int:
+        return int(await self.client.get(self.expired_key) or 0)
 
     async def ensure_group(self) -> None:
         try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from bandit_router.config import FeaturesConfig, load_config
 from bandit_router.embedding import Embedder
-from bandit_router.features import Clusterer, Complexity, Context, TaskInferrer, action_line, labelled
+from bandit_router.features import Clusterer, Complexity, Context, TaskInferrer, action_line, labelled, vw_number
+from bandit_router.policy import Policy
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,23 @@ def test_vw_lines_hold_every_namespace() -> None:
     action = action_line(model)
     assert action.startswith(f"|A {model.id} |M price:")
     assert labelled(action, -0.75, 0.25).startswith("0:-0.75:0.25 |A ")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.25, "0.25"), (2.9e-213, "0"), (1e300, "1e+06"), (-1e300, "-1e+06"), (math.inf, "1e+06"), (math.nan, "0")],
+)
+def test_vw_numbers_stay_in_float32_range(value: float, text: str) -> None:
+    assert vw_number(value) == text
+
+
+@pytest.mark.parametrize("weight", [2.9358829429182146e-213, 1000.0])
+def test_extreme_preferences_give_a_proper_pmf(weight: float) -> None:
+    # Found by the RPC fuzzer: VW read energy:2.93588e-213 as a float32 it cannot hold, and the pmf was NaN.
+    config = load_config(env={})
+    policy = Policy(config.policy.vw_args, config.features, 8)
+    context = Context("t", 0, Complexity.of("0", 1), weight, 0.1, "")
+    pmf = policy.pmf(context.shared_line(), ["|A a0", "|A a1"])
+    assert all(math.isfinite(p) for p in pmf) and sum(pmf) == pytest.approx(1.0)
+    policy.learn_one(context.shared_line(), [labelled("|A a0", 1e300, 0.5), "|A a1"])
+    assert all(math.isfinite(p) for p in policy.pmf(context.shared_line(), ["|A a0", "|A a1"]))

@@ -34,9 +34,18 @@ ROUTE_CASES: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
     (
         {"query": "hi", "preferences": {"energy_weight": -0.5}},
         INVALID,
-        r"preferences.energy_weight must be >= 0, got -0.5",
+        r"preferences.energy_weight must be in \[0, 1000\], got -0.5",
     ),
-    ({"query": "hi", "preferences": {"cost_weight": -1}}, INVALID, r"preferences.cost_weight must be >= 0, got -1.0"),
+    (
+        {"query": "hi", "preferences": {"cost_weight": -1}},
+        INVALID,
+        r"preferences.cost_weight must be in \[0, 1000\], got -1.0",
+    ),
+    (
+        {"query": "hi", "preferences": {"cost_weight": 1e300}},
+        INVALID,
+        r"preferences.cost_weight must be in \[0, 1000\], got 1e\+300",
+    ),
     (
         {"query": "hi", "preferences": {"energy_weight": math.nan}},
         INVALID,
@@ -73,7 +82,7 @@ REWARD_CASES: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
 BAD_IDS: list[tuple[str, grpc.StatusCode, str]] = [
     ("", INVALID, r"decision_id is required, got ''"),
     ("not a valid id", INVALID, r"decision_id must match .*got 'not a valid id'"),
-    ("x" * 200, INVALID, r"decision_id must be at most 128 characters"),
+    ("x" * 200, INVALID, r"decision_id must be at most 161 characters"),  # 128 + a tenant prefix
     ("trailing-newline\n", INVALID, r"decision_id must match .*got 'trailing-newline\\n'"),
     ("never-made-0001", grpc.StatusCode.NOT_FOUND, r"decision_id 'never-made-0001' is unknown"),
 ]

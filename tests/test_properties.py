@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bandit_router.config import LimitsConfig, load_config
 from bandit_router.errors import InvalidArgument
 from bandit_router.policy import sample_index
-from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.requests import TENANT_PREFIX_CHARS, RewardInput, RouteInput
 
 CATALOG = load_config(env={}).models
 LIMITS = LimitsConfig()
@@ -35,7 +35,11 @@ def test_sampling_only_takes_actions_with_mass(weights: list[float], decision_id
     tokens=st.integers(-(2**63), 2**63 - 1),
     latency=st.floats(),
     energy=st.one_of(st.none(), st.floats()),
-    decision_id=st.one_of(st.text(max_size=200), st.from_regex(r"[a-z0-9]{1,20}\n?", fullmatch=True)),
+    decision_id=st.one_of(
+        st.text(max_size=200),
+        st.from_regex(r"[a-z0-9]{1,20}\n?", fullmatch=True),
+        st.from_regex(r"[a-z]{150,170}", fullmatch=True),
+    ),
 )
 def test_reward_validation_accepts_exactly_the_valid_inputs(
     quality: float | None, tokens: int, latency: float, energy: float | None, decision_id: str
@@ -43,7 +47,7 @@ def test_reward_validation_accepts_exactly_the_valid_inputs(
     request = RewardInput(decision_id, quality, tokens, 0, latency, energy)
     valid = (
         bool(decision_id)
-        and len(decision_id) <= LIMITS.max_request_id_chars
+        and len(decision_id) <= LIMITS.max_request_id_chars + TENANT_PREFIX_CHARS
         and decision_id[0].isascii()
         and decision_id[0].isalnum()
         and all(c.isascii() and (c.isalnum() or c in "._:-") for c in decision_id)

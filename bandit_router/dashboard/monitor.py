@@ -167,13 +167,10 @@ class Monitor:
         m.energy.labels(sample.model, sample.energy_source).inc(sample.energy_joules)
         m.cost.labels(sample.model, str(event["cost_source"])).inc(sample.cost_usd)
 
-    def expire(self, wait_time_s: float) -> None:
-        """Counts the decisions whose reward wait ran out."""
-        cutoff = self.clock() - wait_time_s
-        gone = [d for d, t in self.outstanding.items() if t < cutoff]
-        for d in gone:
-            del self.outstanding[d]
-        self.expired += len(gone)
+    def on_expired(self, decision_id: str) -> None:
+        """A decision the expiry sweep expired (learned with the default reward, or dropped)."""
+        if self.outstanding.pop(decision_id, None) is not None:
+            self.expired += 1
 
     def on_policy(self, policy: Policy, version: str) -> None:
         """Measures a newly served policy's drift from the one it replaces and from the first one seen, on
@@ -346,11 +343,12 @@ class Monitor:
                 )
         return found
 
-    def health(self, learner_lag: int) -> dict[str, Any]:
+    def health(self, learner_lag: int, expired: int) -> dict[str, Any]:
+        """``expired`` is the store's count, over every replica; the monitor's own is this replica's."""
         delays = [r.delay_s for r in self.rewards][-1000:]
         return {
             "pending": len(self.outstanding),
-            "expired": self.expired,
+            "expired": expired,
             "learner_lag_events": learner_lag,
             "reward_delay_s": {
                 "p50": float(np.percentile(delays, 50)) if delays else None,

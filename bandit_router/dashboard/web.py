@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import ssl
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +107,7 @@ def build_app(service: RouterService) -> web.Application:
         return _json(_nulls(monitor.ope(_window(request))))
 
     async def health(request: web.Request) -> web.Response:
-        monitor.expire(service.config.reward.wait_time_s)
-        return _json(_nulls(monitor.health(await service.learner_lag())))
+        return _json(_nulls(monitor.health(await service.learner_lag(), await service.expired_count())))
 
     async def metrics(request: web.Request) -> web.Response:
         await service.refresh_metrics()
@@ -114,7 +115,7 @@ def build_app(service: RouterService) -> web.Application:
             body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application()
+    app = web.Application(middlewares=[_token_check(service.config.auth.dashboard_token)])
     app.add_routes(
         [
             web.get("/", index),
@@ -130,6 +131,32 @@ def build_app(service: RouterService) -> web.Application:
         ]
     )
     return app
+
+
+COOKIE = "bandit_router_dashboard"
+
+
+def _token_check(token: str) -> Any:
+    """With a dashboard token: every path asks for it, as ``Authorization: Bearer TOKEN`` or the cookie
+    that opening ``/?token=TOKEN`` in a browser sets."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not token:
+            return await handler(request)  # type: ignore[no-any-return]
+        offered = request.query.get("token", "")
+        if request.path == "/" and offered and hmac.compare_digest(offered, token):
+            response = web.Response(status=302, headers={"Location": "/"})
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
+            return response
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ") or request.cookies.get(COOKIE, "")
+        if not hmac.compare_digest(given, token):
+            raise web.HTTPUnauthorized(
+                text="dashboard: a token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN)"
+            )
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return check
 
 
 def _nulls(value: Any) -> Any:
@@ -155,11 +182,16 @@ class Dashboard:
     async def start(self) -> None:
         await self.runner.setup()
         host, _, port = self.listen.rpartition(":")
-        site = web.TCPSite(self.runner, host, int(port))
+        server = self.service.config.server
+        context = None
+        if server.tls_cert_file:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+        site = web.TCPSite(self.runner, host, int(port), ssl_context=context)
         await site.start()
         # The bound port, which differs from the configured one when that was 0.
         port = self.runner.addresses[0][1] if self.runner.addresses else port
-        self.url = f"http://{host}:{port}/"
+        self.url = f"{'https' if context else 'http'}://{host}:{port}/"
         log.info("dashboard on %s (metrics at %smetrics)", self.url, self.url)
 
     async def stop(self) -> None:

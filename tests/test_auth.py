@@ -1,0 +1,145 @@
+"""Bearer tokens and tenants on gRPC and the dashboard, and TLS on both."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from conftest import make_config
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bandit_router.config import Config, ConfigError
+from bandit_router.embedding import Embedder
+from bandit_router.server import Server
+from bandit_router.service import RouterService
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+DATA = Path(__file__).resolve().parent / "data"
+A, B = "token-for-tenant-a-0123456789", "token-for-tenant-b-9876543210"
+DASHBOARD = "dashboard-token-0123456789"
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+async def serve(config: Config, embedder: Embedder) -> Server:
+    service = await RouterService.open(config, embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def tenants(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Server]:
+    config = make_config(
+        tmp_path, redis_url, auth={"tokens": (f"alpha:{A}", f"beta:{B}"), "dashboard_token": DASHBOARD}
+    )
+    server = await serve(config, embedder)
+    yield server
+    await server.stop(0)
+
+
+async def test_calls_need_a_known_token_but_health_does_not(tenants: Server) -> None:
+    async with grpc.aio.insecure_channel(tenants.address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        for metadata, why in ((None, "a bearer token is required"), (bearer("not-a-known-token-at-all"), "unknown")):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Route(pb.RouteRequest(query="hello"), metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert why in (caught.value.details() or "")
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetStats(pb.GetStatsRequest(), metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert (await stub.ListModels(pb.ListModelsRequest(), metadata=bearer(A))).models
+
+
+async def test_a_tenant_can_neither_reward_nor_replay_another_tenants_decision(tenants: Server) -> None:
+    async with grpc.aio.insecure_channel(tenants.address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        mine = await stub.Route(pb.RouteRequest(query="What is 2 + 2?", request_id="req-1"), metadata=bearer(A))
+        assert mine.decision_id == "alpha.req-1"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Reward(pb.RewardRequest(decision_id=mine.decision_id, quality=1.0), metadata=bearer(B))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "is unknown" in (caught.value.details() or "")
+        # The same request id is a different decision for the other tenant, not a replay of the first.
+        theirs = await stub.Route(pb.RouteRequest(query="What is 2 + 2?", request_id="req-1"), metadata=bearer(B))
+        assert theirs.decision_id == "beta.req-1" and not theirs.replayed
+        again = await stub.Route(pb.RouteRequest(query="What is 2 + 2?", request_id="req-1"), metadata=bearer(A))
+        assert again.replayed and again.decision_id == mine.decision_id
+        # The owner's reward still counts: the refused one took nothing.
+        await stub.Reward(pb.RewardRequest(decision_id=mine.decision_id, quality=1.0), metadata=bearer(A))
+        await stub.Reward(pb.RewardRequest(decision_id=theirs.decision_id, quality=0.0), metadata=bearer(B))
+
+
+async def test_the_dashboard_asks_for_its_token(tenants: Server) -> None:
+    assert tenants.dashboard is not None
+    url = tenants.dashboard.url
+    # unsafe: keep cookies of an IP host (127.0.0.1), as browsers do.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        for path in ("", "api/summary", "metrics", "static/vendor/chart.umd.min.js"):
+            async with session.get(url + path) as response:
+                assert response.status == 401, path
+                assert "a token is required" in await response.text()
+        async with session.get(url + "api/summary", headers={"Authorization": f"Bearer {DASHBOARD}"}) as response:
+            assert response.status == 200
+        # A tenant's gRPC token is not the dashboard's.
+        async with session.get(url + "metrics", headers={"Authorization": f"Bearer {A}"}) as response:
+            assert response.status == 401
+        # A browser opens /?token=..., gets a cookie, and the page's own requests carry it.
+        async with session.get(url + f"?token={DASHBOARD}") as response:
+            assert response.status == 200 and "<canvas" in await response.text()
+        async with session.get(url + "api/health") as response:
+            assert response.status == 200
+
+
+async def test_tls_on_grpc_and_the_dashboard(tmp_path: Path, redis_url: str, embedder: Embedder) -> None:
+    cert, key = DATA / "tls-cert.pem", DATA / "tls-key.pem"
+    config = make_config(tmp_path, redis_url, server={"tls_cert_file": str(cert), "tls_key_file": str(key)})
+    server = await serve(config, embedder)
+    try:
+        trusted = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(server.address, trusted) as channel:
+            decision = await router_pb2_grpc.RouterStub(channel).Route(pb.RouteRequest(query="Over TLS?"))
+            assert decision.model
+        # A plaintext client gets nowhere.
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await router_pb2_grpc.RouterStub(channel).Route(pb.RouteRequest(query="hi"), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert server.dashboard is not None and server.dashboard.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.dashboard.url + "api/health", ssl=context) as response,
+        ):
+            assert response.status == 200
+    finally:
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("auth", "match"),
+    [
+        ({"tokens": ("alpha:short",)}, "auth.tokens entries must be TENANT:TOKEN"),
+        ({"tokens": ("Alpha:token-for-tenant-a-0123456789",)}, "auth.tokens entries must be TENANT:TOKEN"),
+        ({"tokens": (f"alpha:{A}", f"beta:{A}")}, "auth.tokens must not repeat a token"),
+        ({"dashboard_token": "short"}, "auth.dashboard_token must be empty or 16\\+ characters"),
+    ],
+)
+def test_bad_auth_settings_are_refused(tmp_path: Path, auth: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_config(tmp_path, auth=auth)
+
+
+def test_tls_files_come_in_pairs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file must be given together"):
+        make_config(tmp_path, server={"tls_cert_file": str(DATA / "tls-cert.pem")})

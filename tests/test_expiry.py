@@ -1,0 +1,66 @@
+"""Decisions never rewarded expire: dropped, or learned with the default reward; a late reward is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_config
+
+from bandit_router.embedding import Embedder
+from bandit_router.errors import NotFound
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.service import RouterService
+
+
+async def open_service(tmp_path: Path, redis_url: str, embedder: Embedder, **reward: object) -> RouterService:
+    # A sweep interval far beyond the test: the test sweeps by hand, when it wants to.
+    config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.5, "expiry_sweep_s": 1000.0, **reward})
+    return await RouterService.open(config, embedder=embedder)
+
+
+async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dropped(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    service = await open_service(tmp_path, redis_url, embedder)
+    try:
+        decision = await service.route(RouteInput(query="What is the capital of France?"))
+        await asyncio.sleep(0.7)
+        # Past its deadline, before any sweep: still refused.
+        with pytest.raises(NotFound, match=r"expired at \d{4}-\d\d-\d\dT.*accepted for 0.5 s after Route"):
+            await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
+        assert await service.sweep_expired() == 1
+        assert await service.sweep_expired() == 0  # once
+        assert await service.store.expired_count() == 1
+        assert await service.store.get_pending(decision.decision_id) is None
+        with pytest.raises(NotFound, match="expired at"):
+            await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
+        assert service.learner is not None and service.learner.policy.learned == 0
+    finally:
+        await service.close()
+
+
+async def test_the_default_reward_is_learned_for_expired_decisions(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    service = await open_service(tmp_path, redis_url, embedder, on_expiry="default", default_quality=0.25)
+    try:
+        decisions = [await service.route(RouteInput(query=f"Question {i}?")) for i in range(3)]
+        answered = await service.reward(RewardInput(decision_id=decisions[0].decision_id, quality=1.0))
+        await asyncio.sleep(0.7)
+        assert await service.sweep_expired() == 2
+        assert service.learner is not None
+        await service.learner.wait_learned(3, timeout=20)
+    finally:
+        await service.close()
+    paths = (tmp_path / "decisions").glob("decisions-*.jsonl")
+    events = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    by_id = {e["decision_id"]: e for e in events}
+    assert set(by_id) == {d.decision_id for d in decisions}
+    assert by_id[decisions[0].decision_id]["reward"] == pytest.approx(answered.reward)
+    for d in decisions[1:]:
+        event = by_id[d.decision_id]
+        assert event["expired"] is True and event["quality"] == 0.25
+        assert event["energy_source"] == "estimated" and event["reward"] < 0.25  # energy and cost still count

@@ -1,0 +1,74 @@
+"""A real Redis process stops and starts again: Route keeps answering, Reward says UNAVAILABLE meanwhile,
+and the router recovers by itself, losing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import make_config
+
+from bandit_router.embedding import Embedder
+from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.server import Server
+from bandit_router.service import RouterService
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    await asyncio.to_thread(redis.start)
+    yield redis
+    await asyncio.to_thread(redis.stop)
+
+
+async def test_route_answers_through_an_outage_and_nothing_is_lost(
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+) -> None:
+    config = make_config(tmp_path / "data", own_redis.url, reward={"expiry_sweep_s": 0.2})
+    service = await RouterService.open(config, embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            before = await stub.Route(pb.RouteRequest(query="What is 2 + 2?"))
+            await stub.Reward(pb.RewardRequest(decision_id=before.decision_id, quality=1.0))
+            unrewarded = await stub.Route(pb.RouteRequest(query="Name a prime number."))
+
+            await asyncio.to_thread(own_redis.stop)
+            during = [await stub.Route(pb.RouteRequest(query=f"Question {i} while Redis is down?")) for i in range(5)]
+            assert all(d.model for d in during)
+            for decision_id in (during[0].decision_id, unrewarded.decision_id):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.Reward(pb.RewardRequest(decision_id=decision_id, quality=0.5))
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "Redis is unreachable, retry" in (caught.value.details() or "")
+            stats = await stub.GetStats(pb.GetStatsRequest())
+            assert stats.policy_version
+
+            await asyncio.to_thread(own_redis.start)  # the same data directory: its append-only file
+            # The client retries, as UNAVAILABLE tells it to; the router reconnects by itself.
+            for d in [unrewarded, *during]:
+                for _ in range(50):
+                    try:
+                        await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.5))
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                        await asyncio.sleep(0.2)
+                else:
+                    pytest.fail(f"reward of {d.decision_id} still refused after Redis came back")
+            assert not service._unsaved
+            assert service.learner is not None
+            await service.learner.wait_learned(7, timeout=30)
+            assert service.learner.policy.learned == 7
+            after = await stub.Route(pb.RouteRequest(query="And after?"))
+            await stub.Reward(pb.RewardRequest(decision_id=after.decision_id, quality=1.0))
+    finally:
+        await server.stop(1.0)
