@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the router (embedded Redis unless REDIS_URL is set)")
     serve.add_argument("--config", help="TOML configuration file (default: the shipped defaults)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="routing processes sharing the port (SO_REUSEPORT), with the learner in this one (default: 1)",
+    )
 
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--target", default=DEFAULT_TARGET, help="router address (default: %(default)s)")
@@ -305,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--hold", action="store_true", help="after the replay, keep the router and its dashboard up until Ctrl-C"
         )
 
+    learner = commands.add_parser(
+        "learner", help="run the learner alone, for routing replicas (serve with server.learner = false)"
+    )
+    learner.add_argument("--config", help="TOML configuration file; redis.url (or REDIS_URL) is required")
+
     soak = commands.add_parser(
         "soak", help="Route + Reward against a router process for a bounded time; checks errors, memory, learning"
     )
@@ -324,9 +335,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
+        if args.workers > 1:
+            from bandit_router.workers import run_workers
+
+            return asyncio.run(run_workers(args.config, args.workers))
         from bandit_router.server import main as serve_main
 
         serve_main(args.config)
+        return 0
+    if args.command == "learner":
+        from bandit_router.config import load_config
+        from bandit_router.learner_process import run_learner
+
+        asyncio.run(run_learner(load_config(args.config)))
         return 0
     if args.command == "soak":
         from bandit_router.soak import run_soak

@@ -77,6 +77,9 @@ class ServerConfig:
     listen: str = "127.0.0.1:50051"
     data_dir: str = "~/.local/share/bandit-router"
     grace_s: float = 5.0
+    # Run the learner in this process (the embedded default). False: a routing replica, which follows the
+    # snapshots that a separate `bandit-router learner` publishes.
+    learner: bool = True
     # PEM files: with both, gRPC and the dashboard serve TLS only.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -200,15 +203,23 @@ class PolicyConfig:
     # every prediction at cost 0: with offset 1 an untried model looks like a perfect answer until it
     # is observed (an optimistic start), so squarecb does not starve the models it did not try first.
     cost_offset: float = 1.0
-    # Quality gate (AMRO-S): a new snapshot is served only if its off-policy (SNIPS) estimate on the
-    # last ``gate_window`` learned events is at most ``gate_tolerance`` below the serving policy's.
+    # Quality gate (AMRO-S): a new snapshot is served unless its off-policy (SNIPS) estimate on the
+    # last ``gate_window`` learned events is below the serving policy's by more than ``gate_tolerance``,
+    # with confidence (see gate_z).
     # 0 serves every snapshot. Until the window holds ``gate_min_events`` events every snapshot is served.
     # The gate holds back any change that lasts less than about half a window, a burst of bad rewards
-    # or real drift alike; real drift gets through once the window is mostly after it. A tolerance
-    # above 0 lets a run of candidates, each a little worse than the last, through one by one.
+    # or real drift alike; real drift gets through once the window is mostly after it. The tolerance is
+    # what counts as too small to matter (at 0, a consistent 1e-6 difference holds a learner back); it
+    # also lets a run of candidates, each a little worse than the last, through one by one: keep it small.
     gate_window: int = 512
     gate_min_events: int = 128
-    gate_tolerance: float = 0.0
+    gate_tolerance: float = 0.01
+    # Held back only when worse with confidence: the paired bootstrap interval of the SNIPS difference,
+    # this many standard errors wide, lies wholly below -gate_tolerance.
+    gate_z: float = 1.96
+    # A replica swaps in a new snapshot when the learner announces it (Redis pub/sub), and checks this often
+    # in case an announcement was missed.
+    reload_poll_s: float = 5.0
 
     def __post_init__(self) -> None:
         _require(
@@ -223,6 +234,8 @@ class PolicyConfig:
         _require(self.gate_window >= 0, "policy.gate_window", "must be >= 0 (0 turns the gate off)", self.gate_window)
         _require(self.gate_min_events >= 1, "policy.gate_min_events", "must be >= 1", self.gate_min_events)
         _finite_nonneg("policy.gate_tolerance", self.gate_tolerance)
+        _positive("policy.gate_z", self.gate_z)
+        _positive("policy.reload_poll_s", self.reload_poll_s)
 
 
 @dataclasses.dataclass(frozen=True)

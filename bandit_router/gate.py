@@ -3,8 +3,9 @@
 The learner learns every reward event into its candidate policy and persists it, so nothing learned is
 lost; what the gate decides is which snapshot Route serves. On the last ``gate_window`` learned events it
 compares the self-normalised IPS (SNIPS) estimates of the candidate and of the serving policy, each with
-its exploration as served. The candidate has learned those events, so its estimate leans optimistic;
-the tolerance absorbs that. A burst of corrupted rewards pulls the candidate towards what the corrupted
+its exploration as served, and holds the candidate back only when it is worse beyond the tolerance with
+confidence (a paired bootstrap interval of the difference). The candidate has learned those events, so
+its estimate leans optimistic. A burst of corrupted rewards pulls the candidate towards what the corrupted
 rewards favour, while the window, still mostly the uncorrupted events, scores that candidate lower than
 the serving policy: the gate holds the serving policy until the candidate has learned its way back.
 """
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import time
 from typing import Any
+
+import numpy as np
 
 from bandit_router.config import PolicyConfig
 from bandit_router.ope import Estimate, snips
@@ -74,26 +78,64 @@ class Gate:
         if self.enabled:
             self.window.append(logged)
 
-    def _estimate(self, policy: Policy, events: list[Logged]) -> Estimate:
+    def _probabilities(self, policy: Policy, events: list[Logged]) -> list[list[float]]:
         # One column per decision: the policy's probability of the logged action (action 0 below).
-        chosen = [[policy.pmf(e.shared, e.actions)[e.index]] for e in events]
-        return snips(chosen, [0] * len(events), [e.probability for e in events], [e.reward for e in events])
+        return [[policy.pmf(e.shared, e.actions)[e.index]] for e in events]
 
     def judge(self, version: int, candidate: Policy, serving: Policy) -> Verdict:
-        """Promote or hold back ``candidate``. Calls VW on both policies: run it on the thread that owns them."""
+        """Promote or hold back ``candidate``. Calls VW on both policies: run it on the thread that owns them.
+
+        Held back only when the candidate is worse beyond the tolerance with confidence: the upper end of
+        a paired bootstrap interval (``gate_z`` standard errors wide) of the SNIPS difference, candidate
+        minus serving, on the window is below ``-gate_tolerance``. Two policies that the window cannot tell
+        apart are a promotion, so a learner is never stuck behind a tie."""
         events = list(self.window)
         if not self.enabled:
             return Verdict(version, True, "gate off", 0)
         if len(events) < self.config.gate_min_events:
             return Verdict(version, True, f"window holds {len(events)} < {self.config.gate_min_events} events", 0)
+        actions = [0] * len(events)
+        propensities = [e.probability for e in events]
+        rewards = [e.reward for e in events]
         try:
-            new, old = self._estimate(candidate, events), self._estimate(serving, events)
-        except ValueError as exc:  # neither policy gives the logged actions any probability
+            p_new, p_old = self._probabilities(candidate, events), self._probabilities(serving, events)
+            new = snips(p_new, actions, propensities, rewards, z=self.config.gate_z)
+            old = snips(p_old, actions, propensities, rewards, z=self.config.gate_z)
+        except ValueError as exc:  # a policy gives the logged actions no probability at all
             return Verdict(version, True, f"no estimate ({exc})", len(events))
-        promoted = new.value >= old.value - self.config.gate_tolerance
-        relation = "within" if promoted else "beyond"
+        upper = _paired_upper(p_new, p_old, propensities, rewards, self.config.gate_z)
+        promoted = upper >= -self.config.gate_tolerance
         reason = (
-            f"candidate SNIPS {new.value:.4f} vs serving {old.value:.4f}: "
-            f"{relation} tolerance {self.config.gate_tolerance:g}"
+            f"candidate SNIPS {new.value:.4f} vs serving {old.value:.4f}; the difference is at most "
+            f"{upper:+.4f} ({self.config.gate_z:g} s.e.), {'within' if promoted else 'beyond'} tolerance "
+            f"{self.config.gate_tolerance:g}"
         )
         return Verdict(version, promoted, reason, len(events), new, old)
+
+
+def _paired_upper(
+    p_new: list[list[float]],
+    p_old: list[list[float]],
+    propensities: list[float],
+    rewards: list[float],
+    z: float,
+    resamples: int = 400,
+    seed: int = 0,
+) -> float:
+    """Upper end of a bootstrap interval of SNIPS(new) - SNIPS(old), resampling decisions in pairs."""
+    p = np.asarray(propensities)
+    r = np.asarray(rewards)
+    w_new = np.asarray(p_new)[:, 0] / p
+    w_old = np.asarray(p_old)[:, 0] / p
+    draws = np.random.default_rng(seed).integers(0, len(r), size=(resamples, len(r)))
+
+    def snips_of(w: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        totals = w[draws].sum(axis=1)
+        return np.asarray((w * r)[draws].sum(axis=1) / np.where(totals > 0, totals, np.nan))
+
+    difference = snips_of(w_new) - snips_of(w_old)
+    difference = difference[np.isfinite(difference)]
+    if len(difference) == 0:
+        return math.inf
+    tail = 100 * (1 - math.erf(z / math.sqrt(2))) / 2
+    return float(np.percentile(difference, 100 - tail))

@@ -89,6 +89,22 @@ class SnapshotFiles:
         return None
 
 
+async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False) -> Snapshot | None:
+    """The newer of Redis's and the disk's snapshots (the learner's checkpoint, or with ``served`` the one
+    the quality gate last promoted); a corrupt one is skipped."""
+    candidates: list[Snapshot] = []
+    raw = await (store.load_served() if served else store.load_snapshot())
+    if raw is not None:
+        try:
+            candidates.append(Snapshot.decode(raw))
+        except SnapshotError as exc:
+            log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
+    on_disk = await asyncio.to_thread(files.served if served else files.newest)
+    if on_disk is not None:
+        candidates.append(on_disk)
+    return max(candidates, key=lambda s: s.version, default=None)
+
+
 class Learner:
     """Reads the reward stream through a consumer group and learns each event into its own policy.
 
@@ -268,7 +284,7 @@ class Learner:
         self.verdicts.append(verdict)
         if verdict.promoted:
             await loop.run_in_executor(self._executor, self.files.write_served, data)
-            await self.store.save_served(data)
+            await self.store.save_served(data, snapshot.version)
             self._publish(candidate)
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
             self.promotions += 1

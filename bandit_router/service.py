@@ -22,7 +22,7 @@ from bandit_router.embedding import BatchingEmbedder, Embedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
 from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bandit_router.features import Complexity, Context, Projector, TaskInferrer, action_line
-from bandit_router.learner import Learner, SnapshotFiles, encode_embedding
+from bandit_router.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.redis_server import EmbeddedRedis
 from bandit_router.requests import BUDGETS, RewardInput, RouteInput
@@ -136,6 +136,7 @@ class RouterService:
         )
         self.agent: EnergyAgent | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         # Decisions made while Redis was unreachable, in order: id -> (summary, pending, time).
         self._unsaved: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
         self.unsaved_dropped = 0
@@ -166,50 +167,70 @@ class RouterService:
     def _new_policy(self, snapshot: Snapshot | None) -> Policy:
         return Policy(self.config.policy.vw_args, self.config.features, self.embedder.dimension, snapshot)
 
-    async def _load_snapshot(self, served: bool = False) -> Snapshot | None:
-        """The newer of Redis's and the disk's snapshots (the learner's checkpoint, or with ``served`` the
-        one the quality gate last promoted); a corrupt one is skipped."""
-        candidates: list[Snapshot] = []
-        raw = await (self.store.load_served() if served else self.store.load_snapshot())
-        if raw is not None:
-            try:
-                candidates.append(Snapshot.decode(raw))
-            except SnapshotError as exc:
-                log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
-        on_disk = await asyncio.to_thread(self.files.served if served else self.files.newest)
-        if on_disk is not None:
-            candidates.append(on_disk)
-        return max(candidates, key=lambda s: s.version, default=None)
-
     async def start(self) -> None:
-        snapshot = await self._load_snapshot()
+        snapshot = await load_snapshot(self.store, self.files)
         # A store written before the gate existed has no served snapshot: serve the checkpoint.
-        served = await self._load_snapshot(served=True) or snapshot
-        if snapshot is not None and served is not None:
-            log.info(
-                "loaded policy %s (%d events learned); serving %s",
-                _version_name(snapshot.version),
-                snapshot.learned,
-                _version_name(served.version),
-            )
+        served = await load_snapshot(self.store, self.files, served=True) or snapshot
+        if served is not None:
+            log.info("serving policy %s (%d events learned)", _version_name(served.version), served.learned)
         self.serving = await asyncio.to_thread(self._new_policy, served)
-        learning = await asyncio.to_thread(self._new_policy, snapshot)
-        self.learner = Learner(
-            self.store,
-            learning,
-            self.config.policy,
-            self.files,
-            self._install,
-            self._new_policy,
-            ewma_alpha=self.config.energy.ewma_alpha,
-            log_dir=self.config.server.data_path / "decisions",
-            serving=await asyncio.to_thread(self._new_policy, served),
-        )
-        self.learner.start()
+        if self.config.server.learner:
+            if snapshot is not None:
+                log.info("loaded policy %s (%d events learned)", _version_name(snapshot.version), snapshot.learned)
+            learning = await asyncio.to_thread(self._new_policy, snapshot)
+            self.learner = Learner(
+                self.store,
+                learning,
+                self.config.policy,
+                self.files,
+                self._install,
+                self._new_policy,
+                ewma_alpha=self.config.energy.ewma_alpha,
+                log_dir=self.config.server.data_path / "decisions",
+                serving=await asyncio.to_thread(self._new_policy, served),
+            )
+            self.learner.start()
+        else:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(), name="snapshot-follower")
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="expiry-sweep")
         self._watch(self.serving)
         self.batcher.start()
         await self._start_agent()
+
+    async def _follow(self) -> None:
+        """A replica's loop: swaps in each snapshot the learner announces; polls in case one was missed."""
+        poll = self.config.policy.reload_poll_s
+        while True:
+            pubsub = self.store.client.pubsub()
+            try:
+                await pubsub.subscribe(self.store.snapshots_channel)
+                await self.reload()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll)
+                    if message is None or message.get("type") == "message":
+                        await self.reload()
+            except REDIS_ERRORS as exc:
+                log.warning("snapshot follower lost Redis (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def reload(self) -> bool:
+        """Swaps in the served snapshot if it is newer than the one in use."""
+        raw = await self.store.load_served()
+        if raw is None:
+            return False
+        try:
+            snapshot = Snapshot.decode(raw)
+        except SnapshotError as exc:
+            log.warning("served snapshot in Redis is unusable (%s); keeping %s", exc, self.policy_version)
+            return False
+        if snapshot.version <= self.serving.version:
+            return False
+        self._install(await asyncio.to_thread(self._new_policy, snapshot))
+        log.info("now serving policy %s", self.policy_version)
+        return True
 
     def local_gpus(self) -> list[int]:
         """GPUs of this node that the catalog places models on, or that embed queries."""
@@ -287,10 +308,11 @@ class RouterService:
         return _version_name(self.serving.version)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._unsaved:
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.flush_unsaved()

@@ -74,6 +74,8 @@ class Store:
         self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
         self.served_key = f"{prefix}:served"
+        # The learner announces each newly served snapshot's version here.
+        self.snapshots_channel = f"{prefix}:snapshots"
         # Pending decisions by reward deadline, for the expiry sweep.
         self.deadlines_key = f"{prefix}:deadlines"
         self.expired_key = f"{prefix}:expired"
@@ -174,8 +176,10 @@ class Store:
         """The learner's newest checkpoint."""
         return await self._get_bytes(self.snapshot_key)
 
-    async def save_served(self, data: bytes) -> None:
+    async def save_served(self, data: bytes, version: int) -> None:
+        """Stores the snapshot Route serves, then tells every replica."""
         await self.client.set(self.served_key, data)
+        await self.client.publish(self.snapshots_channel, str(version))
 
     async def load_served(self) -> bytes | None:
         """The snapshot the quality gate last promoted: what Route serves."""

@@ -225,7 +225,12 @@ async def test_quality_gate_holds_back_a_policy_that_learned_corrupted_rewards(
     0.84-1.0 on 5 seeds)."""
     records = stream(500, 5, FLAT)
     scenario = parse_scenario({"events": [{"at": 300, "kind": "corrupt", "until": 400}]}, records)
-    base = config.replace(policy={"gate_window": 512 if gated else 0})
+    # The shipped snapshot cadence (64 events or 1 s), not the tests' fast one: every snapshot the gate lets
+    # through within its tolerance moves the serving policy a little (see PolicyConfig), so how far a
+    # burst can pull it depends on how many snapshots the burst spans.
+    base = config.replace(
+        policy={"gate_window": 512 if gated else 0, "snapshot_every_events": 64, "snapshot_interval_s": 1.0}
+    )
     result = await replay(
         records,
         base,
