@@ -86,6 +86,74 @@ async def wait_serving(target: str, timeout: float) -> None:
             await asyncio.sleep(0.2)
 
 
+async def learner_throughput(events: int = 5000) -> dict[str, float]:
+    """Rewards learned per second by the real learner from a real Redis stream: ``events`` learning events
+    (realistic feature lines, 8 actions) appended first, then timed from the learner's start until its
+    snapshot covers them all (snapshots and acknowledgements included)."""
+    import redis.asyncio as aioredis
+
+    from bandit_router.features import Complexity, Context, action_line
+    from bandit_router.learner import Learner, SnapshotFiles
+    from bandit_router.policy import Policy
+    from bandit_router.redis_server import EmbeddedRedis
+    from bandit_router.store import Store
+
+    config = load_config()
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory(prefix="br-bench-learner-") as data_dir:
+        redis = EmbeddedRedis(Path(data_dir) / "redis")
+        client = aioredis.Redis.from_url(await asyncio.to_thread(redis.start))
+        store = Store(client, "bench")
+        actions = [action_line(m) for m in config.models]
+        for chunk in range(0, events, 500):
+            pipe = client.pipeline(transaction=False)
+            for i in range(chunk, min(events, chunk + 500)):
+                text = queries(1, seed=i)[0]
+                context = Context(
+                    f"task{i % 12}",
+                    i % 32,
+                    Complexity.of(text, len(text.split())),
+                    0.1,
+                    0.1,
+                    " ".join(f"p{j}:{rng.uniform(-1, 1):.4f}" for j in range(16)),
+                )
+                index = rng.randrange(len(actions))
+                event = {
+                    "shared": context.shared_line(),
+                    "actions": actions,
+                    "index": index,
+                    "probability": 1 / len(actions),
+                    "reward": rng.random(),
+                    "model": config.models[index].id,
+                    "cost_usd": 1e-4,
+                    "energy_joules": 20.0,
+                    "latency_ms": 0.0,
+                }
+                pipe.xadd(store.events_key, {"event": json.dumps(event)})
+            await pipe.execute()
+
+        def rebuild(snapshot: Any) -> Policy:
+            return Policy(config.policy.vw_args, config.features, 384, snapshot)
+
+        learner = Learner(
+            store,
+            rebuild(None),
+            config.policy,
+            SnapshotFiles(Path(data_dir) / "snapshots", 2),
+            publish=lambda policy: None,
+            rebuild=rebuild,
+            serving=rebuild(None),
+        )
+        start = time.perf_counter()
+        learner.start()
+        await learner.wait_learned(events, timeout=600)
+        elapsed = time.perf_counter() - start
+        await learner.stop()
+        await client.aclose()
+        await asyncio.to_thread(redis.stop)
+    return {"events": events, "seconds": elapsed, "per_s": events / elapsed}
+
+
 async def run_bench(levels: list[int], requests: int, device: str, json_path: str | None) -> dict[str, Any]:
     from bandit_router.v1 import router_pb2 as pb
     from bandit_router.v1 import router_pb2_grpc
@@ -175,6 +243,12 @@ async def run_bench(levels: list[int], requests: int, device: str, json_path: st
         )
     else:
         print(f"router's own embedding energy: {energy['basis']}")
+    learning = await learner_throughput()
+    results["learner"] = learning
+    print(
+        f"learner: {learning['per_s']:.0f} rewards learned per second ({learning['events']} events from a Redis "
+        "stream, snapshots, quality gate and acknowledgements included)"
+    )
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
     return results

@@ -69,6 +69,11 @@ class Gate:
     def __init__(self, config: PolicyConfig) -> None:
         self.config = config
         self.window: collections.deque[Logged] = collections.deque(maxlen=max(1, config.gate_window))
+        # The serving policy's probability of each windowed decision's action, kept until it changes:
+        # only the candidate, new at every snapshot, has to be asked again.
+        self._serving_policy: Policy | None = None
+        self._serving_probability: dict[int, float] = {}
+        self._candidate_probability: dict[int, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +86,23 @@ class Gate:
     def _probabilities(self, policy: Policy, events: list[Logged]) -> list[list[float]]:
         # One column per decision: the policy's probability of the logged action (action 0 below).
         return [[policy.pmf(e.shared, e.actions)[e.index]] for e in events]
+
+    def _serving_probabilities(self, serving: Policy, events: list[Logged]) -> list[list[float]]:
+        if serving is not self._serving_policy:
+            self._serving_policy, self._serving_probability = serving, {}
+        cache = self._serving_probability
+        # Keyed by the event object, which the window holds; entries of evicted events are dropped.
+        live = {id(e) for e in events}
+        for key in [k for k in cache if k not in live]:
+            del cache[key]
+        for e in events:
+            if id(e) not in cache:
+                cache[id(e)] = serving.pmf(e.shared, e.actions)[e.index]
+        return [[cache[id(e)]] for e in events]
+
+    def adopt(self, serving: Policy) -> None:
+        """``serving`` is a copy of the candidate just promoted: its probabilities are the candidate's."""
+        self._serving_policy, self._serving_probability = serving, self._candidate_probability
 
     def judge(self, version: int, candidate: Policy, serving: Policy) -> Verdict:
         """Promote or hold back ``candidate``. Calls VW on both policies: run it on the thread that owns them.
@@ -98,11 +120,12 @@ class Gate:
         propensities = [e.probability for e in events]
         rewards = [e.reward for e in events]
         try:
-            p_new, p_old = self._probabilities(candidate, events), self._probabilities(serving, events)
+            p_new, p_old = self._probabilities(candidate, events), self._serving_probabilities(serving, events)
             new = snips(p_new, actions, propensities, rewards, z=self.config.gate_z)
             old = snips(p_old, actions, propensities, rewards, z=self.config.gate_z)
         except ValueError as exc:  # a policy gives the logged actions no probability at all
             return Verdict(version, True, f"no estimate ({exc})", len(events))
+        self._candidate_probability = {id(e): p[0] for e, p in zip(events, p_new, strict=True)}
         upper = _paired_upper(p_new, p_old, propensities, rewards, self.config.gate_z)
         promoted = upper >= -self.config.gate_tolerance
         reason = (

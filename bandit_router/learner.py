@@ -287,6 +287,7 @@ class Learner:
             await self.store.save_served(data, snapshot.version)
             self._publish(candidate)
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
+            self.gate.adopt(self._serving)
             self.promotions += 1
             log.debug("serving policy v%d: %s", snapshot.version, verdict.reason)
         else:
