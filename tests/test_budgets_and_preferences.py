@@ -100,7 +100,10 @@ async def test_one_policy_learns_a_different_choice_for_each_energy_preference(
     assert service.learner is not None
     await service.learner.wait_learned(rounds, timeout=60)
     # A policy that ignored the preference would be wrong on every query of one setting.
-    fresh = ("glaciers", "poetry", "trains", "bees", "copper", "storms", "jazz", "deserts")
+    fresh = (
+        "glaciers", "poetry", "trains", "bees", "copper", "storms", "jazz", "deserts",
+        "coral", "maps", "salt", "kites", "rust", "fog", "opera", "wolves",
+    )  # fmt: skip
     for weight, expected in ((0.0, BIG), (2.0, SMALL)):
         picks = []
         for topic in fresh:
@@ -112,4 +115,4 @@ async def test_one_policy_learns_a_different_choice_for_each_energy_preference(
                 )
             )
             picks.append(max(d.pmf, key=lambda a: a.probability).model)
-        assert picks.count(expected) >= 7, (weight, picks)
+        assert picks.count(expected) >= 12, (weight, picks)
