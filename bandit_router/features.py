@@ -22,6 +22,7 @@ NS_COMPLEXITY = "X"
 NS_PREFERENCES = "P"
 NS_ACTION = "A"
 NS_MODEL = "M"
+NS_PENALTY = "W"
 
 # A few phrasings per task; a query takes the task whose prototypes it is nearest to on average.
 TASK_PROTOTYPES: dict[str, tuple[str, ...]] = {
@@ -243,15 +244,24 @@ class Context:
         return " ".join(parts)
 
 
-def action_line(model: ModelSpec) -> str:
-    """The action's own id (a routing memory per model) and its catalog properties."""
+def action_line(model: ModelSpec, penalty: float = 0.0) -> str:
+    """The action's own id (a routing memory per model), its catalog properties and, where the request
+    trades quality for energy or cost, the penalty its expected energy and cost incur at the request's
+    weights.
+
+    The penalty is the part of the reward that is known before the answer: one weight, shared by every
+    model (and 1 when learned), carries it across preferences and models. Without it the policy must
+    learn each model's penalty per preference, and the penalty a model earns under a frugal preference
+    leaks into its value under the others, which starved the large model of trials where it is best.
+    """
     energy = model.energy_j_per_output_token * model.typical_output_tokens
     price = model.input_usd_per_mtok + model.output_usd_per_mtok
-    return (
+    line = (
         f"|{NS_ACTION} {vw_token(model.id)} "
         f"|{NS_MODEL} price:{math.log1p(price):.4f} params:{math.log1p(model.parameters_b) / 5:.4f} "
         f"energy:{math.log1p(energy) / 5:.4f}"
     )
+    return f"{line} |{NS_PENALTY} penalty:{vw_number(penalty)}" if penalty > 0 else line
 
 
 def vw_number(value: float, bound: float = 1e6) -> str:

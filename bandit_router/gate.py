@@ -68,7 +68,10 @@ class Gate:
 
     def __init__(self, config: PolicyConfig) -> None:
         self.config = config
-        self.window: collections.deque[Logged] = collections.deque(maxlen=max(1, config.gate_window))
+        # Each learned decision with its sequence number, the key of the probability caches below (an
+        # object's id() is reused once the window drops it, and would hand a new event an old probability).
+        self.window: collections.deque[tuple[int, Logged]] = collections.deque(maxlen=max(1, config.gate_window))
+        self._observed = 0
         # The serving policy's probability of each windowed decision's action, kept until it changes:
         # only the candidate, new at every snapshot, has to be asked again.
         self._serving_policy: Policy | None = None
@@ -81,24 +84,22 @@ class Gate:
 
     def observe(self, logged: Logged) -> None:
         if self.enabled:
-            self.window.append(logged)
+            self.window.append((self._observed, logged))
+            self._observed += 1
 
     def _probabilities(self, policy: Policy, events: list[Logged]) -> list[list[float]]:
         # One column per decision: the policy's probability of the logged action (action 0 below).
         return [[policy.pmf(e.shared, e.actions)[e.index]] for e in events]
 
-    def _serving_probabilities(self, serving: Policy, events: list[Logged]) -> list[list[float]]:
+    def _serving_probabilities(self, serving: Policy, window: list[tuple[int, Logged]]) -> list[list[float]]:
         if serving is not self._serving_policy:
             self._serving_policy, self._serving_probability = serving, {}
-        cache = self._serving_probability
-        # Keyed by the event object, which the window holds; entries of evicted events are dropped.
-        live = {id(e) for e in events}
-        for key in [k for k in cache if k not in live]:
-            del cache[key]
-        for e in events:
-            if id(e) not in cache:
-                cache[id(e)] = serving.pmf(e.shared, e.actions)[e.index]
-        return [[cache[id(e)]] for e in events]
+        known, cache = self._serving_probability, {}
+        for seq, e in window:  # only the decisions still in the window are kept
+            cached = known.get(seq)
+            cache[seq] = cached if cached is not None else serving.pmf(e.shared, e.actions)[e.index]
+        self._serving_probability = cache
+        return [[cache[seq]] for seq, _ in window]
 
     def adopt(self, serving: Policy) -> None:
         """``serving`` is a copy of the candidate just promoted: its probabilities are the candidate's."""
@@ -111,7 +112,8 @@ class Gate:
         a paired bootstrap interval (``gate_z`` standard errors wide) of the SNIPS difference, candidate
         minus serving, on the window is below ``-gate_tolerance``. Two policies that the window cannot tell
         apart are a promotion, so a learner is never stuck behind a tie."""
-        events = list(self.window)
+        window = list(self.window)
+        events = [e for _, e in window]
         if not self.enabled:
             return Verdict(version, True, "gate off", 0)
         if len(events) < self.config.gate_min_events:
@@ -120,12 +122,12 @@ class Gate:
         propensities = [e.probability for e in events]
         rewards = [e.reward for e in events]
         try:
-            p_new, p_old = self._probabilities(candidate, events), self._serving_probabilities(serving, events)
+            p_new, p_old = self._probabilities(candidate, events), self._serving_probabilities(serving, window)
             new = snips(p_new, actions, propensities, rewards, z=self.config.gate_z)
             old = snips(p_old, actions, propensities, rewards, z=self.config.gate_z)
         except ValueError as exc:  # a policy gives the logged actions no probability at all
             return Verdict(version, True, f"no estimate ({exc})", len(events))
-        self._candidate_probability = {id(e): p[0] for e, p in zip(events, p_new, strict=True)}
+        self._candidate_probability = {seq: p[0] for (seq, _), p in zip(window, p_new, strict=True)}
         upper = _paired_upper(p_new, p_old, propensities, rewards, self.config.gate_z)
         promoted = upper >= -self.config.gate_tolerance
         reason = (

@@ -98,6 +98,16 @@ def _version_name(version: int) -> str:
     return f"v{version}"
 
 
+def expected(model: ModelSpec, policy: Policy, query_tokens: int) -> tuple[float, float]:
+    """The energy (J) and cost (USD) a decision for ``model`` is expected to incur: its running
+    estimates once observed, else the catalog's estimate for this query."""
+    seen = policy.estimates.get(model.id)
+    if seen:
+        return seen.energy_joules, seen.cost_usd
+    tokens = resolve_tokens(model, 0, 0, query_tokens)
+    return energy_of(model, None, tokens).value, cost_of(model, None, tokens).value
+
+
 class RouterService:
     """One router: embeds, featurises and decides on Route; validates, prices and enqueues on Reward.
 
@@ -395,7 +405,12 @@ class RouterService:
             projection=self.projector.vw_features(embedded.vector) if self.config.features.projection_dim else "",
         )
         shared = context.shared_line()
-        actions = [action_line(m) for m in candidates]
+        actions = [
+            action_line(
+                m, -scalar_reward(0.0, *expected(m, policy, embedded.token_count), energy_weight, cost_weight, defaults)
+            )
+            for m in candidates
+        ]
         pmf = await asyncio.get_running_loop().run_in_executor(self._vw, policy.pmf, shared, actions)
         index = sample_index(pmf, decision_id, self.config.policy.seed)
         model = candidates[index]
@@ -500,14 +515,11 @@ class RouterService:
         by_budget: dict[str, list[str]] = {name: [] for name in limits}
         for model in candidates:
             seen = policy.estimates.get(model.id)
-            tokens = resolve_tokens(model, 0, 0, query_tokens)
+            energy, cost = expected(model, policy, query_tokens)
+            source = "observed" if seen else "catalog"
             figures = {
-                "max_cost_usd": (seen.cost_usd, "observed")
-                if seen
-                else (cost_of(model, None, tokens).value, "catalog"),
-                "max_energy_joules": (
-                    (seen.energy_joules, "observed") if seen else (energy_of(model, None, tokens).value, "catalog")
-                ),
+                "max_cost_usd": (cost, source),
+                "max_energy_joules": (energy, source),
                 "max_latency_ms": (seen.latency_ms, "observed") if seen and seen.latency_observations else None,
             }
             broken = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import grpc
 import pytest
@@ -115,4 +116,51 @@ async def test_one_policy_learns_a_different_choice_for_each_energy_preference(
                 )
             )
             picks.append(max(d.pmf, key=lambda a: a.probability).model)
-        assert picks.count(expected) >= 12, (weight, picks)
+        verdicts = [(v.version, v.promoted, v.reason) for v in service.learner.verdicts if not v.promoted]
+        assert picks.count(expected) >= 12, (weight, picks, d.policy_version, service.learner.published, verdicts)
+
+
+async def test_each_action_carries_the_penalty_its_expected_energy_and_cost_incur(service: RouterService) -> None:
+    """penalty = w_E * E / 200 J + w_C * C / 0.001 USD (the shipped scales): the catalog's estimate for the
+    query until a model is observed, then its running estimate; no penalty at all without a trade-off."""
+    specs = {m.id: m for m in service.config.models}
+
+    def penalties(pending: dict[str, Any]) -> dict[str, float]:
+        found = {}
+        # The action lines are in the order of the pmf.
+        for (model, _), line in zip(pending["pmf"], pending["actions"], strict=True):
+            match = re.search(r"\|W penalty:(\S+)", line)
+            found[model] = float(match.group(1)) if match else 0.0
+        return found
+
+    d = await service.route(
+        RouteInput(query="Explain tea briefly.", candidates=(BIG, SMALL), energy_weight=2.0, cost_weight=0.5)
+    )
+    pending = await service.store.get_pending(d.decision_id)
+    assert pending is not None
+    tokens = int(pending["query_tokens"])
+    for model, penalty in penalties(pending).items():
+        spec = specs[model]
+        energy = tokens * spec.energy_j_per_input_token + spec.typical_output_tokens * spec.energy_j_per_output_token
+        cost = (tokens * spec.input_usd_per_mtok + round(spec.typical_output_tokens) * spec.output_usd_per_mtok) / 1e6
+        assert penalty == pytest.approx(2.0 * energy / 200 + 0.5 * cost / 0.001, rel=1e-3), model
+    assert penalties(pending)[BIG] > 10 * penalties(pending)[SMALL] > 0
+
+    d = await service.route(
+        RouteInput(query="Explain tea briefly.", candidates=(BIG, SMALL), energy_weight=0, cost_weight=0)
+    )
+    pending = await service.store.get_pending(d.decision_id)
+    assert pending is not None and penalties(pending) == {BIG: 0.0, SMALL: 0.0}
+
+    # Once observed, the model's running estimate is what it is expected to incur.
+    for _ in range(2):
+        d = await service.route(RouteInput(query="Explain tea briefly.", candidates=(SMALL,)))
+        await service.reward(RewardInput(decision_id=d.decision_id, quality=1.0, energy_joules=400.0, cost_usd=0.002))
+    assert service.learner is not None
+    await service.learner.wait_learned(2, timeout=20)
+    d = await service.route(
+        RouteInput(query="Explain tea briefly.", candidates=(BIG, SMALL), energy_weight=1.0, cost_weight=1.0)
+    )
+    pending = await service.store.get_pending(d.decision_id)
+    assert pending is not None
+    assert penalties(pending)[SMALL] == pytest.approx(400 / 200 + 0.002 / 0.001, rel=1e-3)

@@ -64,7 +64,8 @@ def test_vw_lines_hold_every_namespace() -> None:
     assert "|P energy:0.5 cost:0 const" in line and "|X chars:" in line
     model = load_config(env={}).models[0]
     action = action_line(model)
-    assert action.startswith(f"|A {model.id} |M price:")
+    assert action.startswith(f"|A {model.id} |M price:") and "|W" not in action
+    assert action_line(model, penalty=1e300).endswith(" |W penalty:1e+06")
     assert labelled(action, -0.75, 0.25).startswith("0:-0.75:0.25 |A ")
 
 

@@ -112,3 +112,27 @@ def test_a_tie_is_a_promotion() -> None:
         gate.observe(logged)
     verdict = gate.judge(3, trained(good=0, events=200), trained(good=0, events=202))
     assert verdict.promoted, verdict.reason
+
+
+def test_the_serving_policy_is_scored_on_the_window_as_it_now_is() -> None:
+    # The gate caches the serving policy's probabilities between snapshots; once the window has slid
+    # past every cached decision, the estimate must be the one a fresh gate computes on that window.
+    config = PolicyConfig(gate_window=16, gate_min_events=8)
+    serving, candidate = trained(good=0), trained(good=1)
+    sliding = Gate(config)
+    for _ in range(16):
+        sliding.observe(Logged(SHARED, ACTIONS, 0, 0.5, 1.0))
+    sliding.judge(1, candidate, serving)
+    # Half the new decisions took the other action, so a probability kept for an evicted decision is
+    # wrong for them. Each is made after the last eviction, as in the learner, so it may reuse the
+    # memory (and the id()) of one evicted.
+    fresh = Gate(config)
+    for i in range(16):
+        logged = Logged(SHARED, ACTIONS, i % 2, 0.5, float(i % 2))
+        sliding.observe(logged)
+        fresh.observe(logged)
+    del logged
+    kept, recomputed = sliding.judge(2, candidate, serving), fresh.judge(2, candidate, serving)
+    assert kept.serving is not None and recomputed.serving is not None
+    assert kept.serving.value == pytest.approx(recomputed.serving.value)
+    assert kept.promoted is recomputed.promoted
