@@ -15,7 +15,8 @@ from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 
-def start(target: str, data_dir: Path, redis_url: str, prefix: str) -> subprocess.Popen[bytes]:
+def start(target: str, data_dir: Path, redis_url: str, prefix: str, **settings: str) -> subprocess.Popen[bytes]:
+    """``settings`` are more BANDIT_ROUTER_* variables, or replace these."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -28,6 +29,7 @@ def start(target: str, data_dir: Path, redis_url: str, prefix: str) -> subproces
         # Snapshots often, so the kill lands between snapshots with events learned but not yet acknowledged.
         "BANDIT_ROUTER_POLICY_SNAPSHOT_EVERY_EVENTS": "16",
         "BANDIT_ROUTER_POLICY_SNAPSHOT_INTERVAL_S": "0.2",
+        **settings,
     }
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it open
     return subprocess.Popen([sys.executable, "-m", "bandit_router", "serve"], env=env, stdout=log, stderr=log)
