@@ -127,11 +127,18 @@ class EmbeddingConfig:
     head_tokens: int = 64
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
+    # Worker processes that run the model, each one batch at a time; 0 runs it on a thread of the
+    # router's own process, where its Python-level dispatch competes with the event loop for the GIL.
+    processes: int = 2
+    # PyTorch threads of each worker; 0 shares the CPUs among the workers.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
         _require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
         _finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
+        _require(self.processes >= 0, "embedding.processes", "must be >= 0", self.processes)
+        _require(self.threads >= 0, "embedding.threads", "must be >= 0", self.threads)
         _require(
             self.device == "auto" or bool(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device)),
             "embedding.device",

@@ -7,10 +7,18 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import math
+import multiprocessing.connection
 import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +81,7 @@ class Embedder:
         self.head_tokens = min(config.head_tokens, self.budget)
         self.dimension = int(dimension)
         self.model_name = path
+        self.lanes = 1
 
     def clip(self, text: str) -> tuple[str, int, bool]:
         """Returns the text the model will read, the query's word-piece count, and whether it was cut."""
@@ -86,6 +95,9 @@ class Embedder:
         tail_start = offsets[count - tail][0] if tail else len(text)
         return text[:head_end] + " ... " + text[tail_start:], count, True
 
+    def close(self) -> None:
+        """Nothing to release: the model goes with the object."""
+
     def embed(self, texts: Sequence[str]) -> list[Embedded]:
         clipped = [self.clip(t) for t in texts]
         vectors = self._model.encode(
@@ -98,12 +110,226 @@ class Embedder:
         return [Embedded(vectors[i], clipped[i][1], clipped[i][2]) for i in range(len(clipped))]
 
 
+class Embeds(Protocol):
+    def embed(self, texts: Sequence[str]) -> list[Embedded]: ...
+
+
+class TextEmbedder(Embeds, Protocol):
+    """What the router needs of an embedder: :class:`Embedder` in this process, or :class:`EmbedderPool`.
+
+    ``lanes`` is how many batches it can embed at once (calls from that many threads).
+    """
+
+    device: str
+    dimension: int
+    model_name: str
+    lanes: int
+
+    def close(self) -> None: ...
+
+
+class EmbedderProcess:
+    """An :class:`Embedder` in a child process, called over a pipe.
+
+    PyTorch dispatches each operator of the forward pass from Python, holding the GIL. In the router's
+    process that contends with the event loop: under load the model ran a fifth slower per query and
+    sat idle between batches (see ``bandit-router bench``). Out of process, the two no longer share a
+    GIL. A worker that dies is started again on the next call; the call that found it dead fails.
+    Calls are blocking: run them off the event loop (``BatchingEmbedder`` does).
+    """
+
+    def __init__(
+        self, config: EmbeddingConfig, threads: int = 0, start_timeout_s: float = 300.0, *, wait: bool = True
+    ) -> None:
+        """Starts the worker; with ``wait=False`` the caller must call :meth:`wait_ready` before using it
+        (a pool starts all its workers first, so they load the model side by side)."""
+        self._config = config
+        self._threads = threads
+        self._start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self._spawn()
+        if wait:
+            self._handshake()
+
+    def wait_ready(self) -> None:
+        self._handshake()
+
+    def _start(self) -> None:
+        self._spawn()
+        self._handshake()
+
+    def _spawn(self) -> None:
+        # A fresh interpreter rather than multiprocessing's spawn, which re-runs the caller's __main__.
+        ours, theirs = socket.socketpair()
+        with theirs:
+            main = f"from bandit_router.embedding import _worker_main; _worker_main({theirs.fileno()})"
+            self._process = subprocess.Popen([sys.executable, "-c", main], pass_fds=[theirs.fileno()])
+        self._conn = multiprocessing.connection.Connection(ours.detach())
+        self._conn.send((self._config, self._threads))
+
+    def _handshake(self) -> None:
+        if not self._conn.poll(self._start_timeout_s):
+            self._process.kill()
+            raise RuntimeError(f"embedding worker did not start within {self._start_timeout_s} s")
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            code = self._process.wait(5)
+            raise RuntimeError(f"embedding worker exited with code {code} while starting") from None
+        if kind != "ready":
+            self._process.wait(5)
+            raise RuntimeError(f"embedding worker failed to start: {payload}")
+        self.device, self.dimension, self.model_name = payload
+        self.lanes = 1
+
+    def embed(self, texts: Sequence[str], threads: int = 0) -> list[Embedded]:
+        """Embeds ``texts``; ``threads`` > 0 sets the worker's PyTorch threads for this batch and later ones."""
+        with self._lock:
+            if self._process.poll() is not None:
+                log.error(
+                    "embedding worker %s exited (code %s); starting another",
+                    self._process.pid,
+                    self._process.returncode,
+                )
+                self._conn.close()
+                self.restarts += 1
+                self._start()
+            try:
+                self._conn.send((list(texts), threads))
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(5)
+                raise RuntimeError(
+                    f"embedding worker {self._process.pid} exited (code {self._process.returncode}) mid-batch"
+                ) from exc
+        if kind != "ok":
+            raise RuntimeError(f"embedding worker: {payload}")
+        vectors, counts, cut = payload
+        return [Embedded(vectors[i], counts[i], cut[i]) for i in range(len(counts))]
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        self._conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+            self._conn.close()
+
+
+class EmbedderPool:
+    """Several :class:`EmbedderProcess` workers, each embedding one batch at a time; a call takes any idle one.
+
+    Unless ``embedding.threads`` fixes it, a batch gets all the CPUs while batches do not overlap (lowest
+    latency at light load), and the CPUs divided among the workers once they do (one each on two CPUs).
+    On a busy 2-CPU router that beat one worker with two threads, because a thread preempted by the
+    event loop stalls only its own batch, not a barrier both threads wait at (see ``bandit-router bench``).
+    """
+
+    CALM_S = 1.0
+
+    def __init__(self, config: EmbeddingConfig) -> None:
+        self._fixed_threads = config.threads
+        self._cpus = os.cpu_count() or 1
+        self._workers = [EmbedderProcess(config, config.threads, wait=False) for _ in range(config.processes)]
+        try:
+            for worker in self._workers:
+                worker.wait_ready()
+        except Exception:
+            for worker in self._workers:
+                worker.kill()
+            raise
+        first = self._workers[0]
+        self.device, self.dimension, self.model_name = first.device, first.dimension, first.model_name
+        self.lanes = len(self._workers)
+        # Last in, first out: at light load one worker, its threads warm, takes every batch.
+        self._idle: queue.LifoQueue[EmbedderProcess] = queue.LifoQueue()
+        for worker in self._workers:
+            self._idle.put(worker)
+        self._busy = 0
+        self._overlapped_at = -math.inf
+        self._busy_lock = threading.Lock()
+
+    @property
+    def restarts(self) -> int:
+        return sum(w.restarts for w in self._workers)
+
+    def embed(self, texts: Sequence[str]) -> list[Embedded]:
+        worker = self._idle.get()
+        with self._busy_lock:
+            self._busy += 1
+            now = time.monotonic()
+            if self._busy > 1:
+                self._overlapped_at = now
+            # Switching threads per batch oversubscribes the CPUs whenever a lone batch is joined, so the
+            # pool keeps sharing them until batches have not overlapped for a while.
+            alone = now - self._overlapped_at > self.CALM_S
+            threads = self._fixed_threads or (self._cpus if alone else max(1, self._cpus // len(self._workers)))
+        try:
+            return worker.embed(texts, threads)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
+def _worker_main(fd: int) -> None:
+    """The embedding worker's main: answers batches of texts until told to stop or the router is gone."""
+    # Ctrl-C reaches the whole process group; the router decides when its worker stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = multiprocessing.connection.Connection(fd)
+    config, threads = conn.recv()
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        embedder = Embedder(config)
+    except Exception as exc:  # reported to the router, which fails to start with it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", (embedder.device, embedder.dimension, embedder.model_name)))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the router exited without saying so (killed)
+            return
+        if message is None:
+            return
+        texts, threads = message
+        try:
+            if threads and threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+            out = embedder.embed(texts)
+            vectors = np.stack([e.vector for e in out]) if out else np.zeros((0, embedder.dimension), np.float32)
+            conn.send(("ok", (vectors, [e.token_count for e in out], [e.truncated for e in out])))
+        except Exception as exc:  # a failed batch fails its callers, never the worker
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
 class BatchingEmbedder:
     """Gathers concurrent embedding requests into one batch (up to ``max_batch_size``, waiting at most
     ``max_wait_ms`` after the first) and runs it on a worker thread, so the event loop never blocks."""
 
     def __init__(
-        self, embedder: Embedder, config: EmbeddingConfig, on_batch: Callable[[float, float, int], None] | None = None
+        self,
+        embedder: Embeds,
+        config: EmbeddingConfig,
+        on_batch: Callable[[float, float, int], None] | None = None,
+        lanes: int = 1,
     ) -> None:
         self.embedder = embedder
         # Told the wall-clock start and end of every batch, and its size (the router's energy accounting).
@@ -111,7 +337,11 @@ class BatchingEmbedder:
         self._max_batch = config.max_batch_size
         self._max_wait = config.max_wait_ms / 1000.0
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Embedded]]] = asyncio.Queue()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embed")
+        self._executor = concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="embed")
+        # A batch forms only once a lane is free, so whatever queued meanwhile joins it.
+        self._lanes = asyncio.Semaphore(lanes)
+        self._free = lanes
+        self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
@@ -126,6 +356,8 @@ class BatchingEmbedder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Batches already handed to the model finish and answer their callers.
+        await asyncio.gather(*self._inflight, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def embed(self, text: str) -> Embedded:
@@ -137,28 +369,54 @@ class BatchingEmbedder:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            await self._lanes.acquire()
+            try:
+                batch = [await self._queue.get()]
+            except asyncio.CancelledError:
+                self._lanes.release()
+                raise
+            # With other lanes free, the backlog is shared among them, and a lone request leaves at once
+            # rather than wait for company; the last free lane waits up to max_wait_ms for a full batch.
+            limit = self._max_batch
+            if self._free > 1:
+                limit = min(limit, -(-(1 + self._queue.qsize()) // self._free))
             deadline = loop.time() + self._max_wait
-            while len(batch) < self._max_batch:
+            while len(batch) < limit:
+                # What is already queued joins at once, deadline or not: under load the backlog is the batch.
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                if self._free > 1:
+                    break
                 remaining = deadline - loop.time()
-                if remaining <= 0 and self._queue.empty():
+                if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(remaining, 0)))
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
             live = [(t, f) for t, f in batch if not f.done()]
             if not live:
+                self._lanes.release()
                 continue
+            self._free -= 1
+            task = loop.create_task(self._embed(live))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _embed(self, live: list[tuple[str, asyncio.Future[Embedded]]]) -> None:
+        try:
             started = time.time()
             try:
-                results = await loop.run_in_executor(self._executor, self.embedder.embed, [t for t, _ in live])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.embedder.embed, [t for t, _ in live]
+                )
             except Exception as exc:  # a failed batch fails its callers, never the batcher
                 log.exception("embedding batch of %d failed", len(live))
                 for _, f in live:
                     if not f.done():
                         f.set_exception(exc)
-                continue
+                return
             self.batches += 1
             self.items += len(live)
             if self.on_batch is not None:
@@ -166,3 +424,6 @@ class BatchingEmbedder:
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)
+        finally:
+            self._free += 1
+            self._lanes.release()

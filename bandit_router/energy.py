@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -362,8 +363,14 @@ class BusyWindows:
         self.joules = 0.0
         self.items = 0
         self.unmeasured_items = 0
+        self._counted_until = -math.inf
 
     def add_window(self, start: float, end: float, items: int) -> None:
+        # Batches of several embedding workers overlap; each instant of the GPU's energy counts once.
+        start = max(start, self._counted_until)
+        if self._windows and start < self._windows[-1][1]:
+            first, last, earlier = self._windows.pop()
+            start, end, items = min(first, start), max(last, end), earlier + items
         self._windows.append((start, end, items))
 
     def add_sample(self, t: float, joules: float) -> None:
@@ -371,9 +378,13 @@ class BusyWindows:
         samples = list(self._samples)
         while self._windows and self._windows[0][1] <= t:
             start, end, items = self._windows.popleft()
+            if end <= start:  # wholly inside a window already counted, which drew its energy
+                self.items += items
+                continue
             window = Flight(start, end)
             try:
                 self.joules += attribute(samples, [window], window)
                 self.items += items
             except NotCovered:
                 self.unmeasured_items += items
+            self._counted_until = max(self._counted_until, end)

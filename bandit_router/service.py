@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bandit_router.config import Config, ModelSpec
+from bandit_router.config import Config, EmbeddingConfig, ModelSpec
 from bandit_router.dashboard.monitor import Monitor
-from bandit_router.embedding import BatchingEmbedder, Embedder
+from bandit_router.embedding import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
 from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bandit_router.features import Complexity, Context, Projector, TaskInferrer, action_line
@@ -119,14 +119,14 @@ class RouterService:
         self,
         config: Config,
         store: Store,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.config = config
         self.store = store
         self.embedder = embedder
-        self.batcher = BatchingEmbedder(embedder, config.embedding, on_batch=self._on_batch)
+        self.batcher = BatchingEmbedder(embedder, config.embedding, self._on_batch, embedder.lanes)
         self.inferrer = TaskInferrer(embedder.embed)
         self.projector = Projector(config.features, embedder.dimension)
         self.models = config.model_by_id
@@ -140,6 +140,7 @@ class RouterService:
         self.serving: Policy = self._new_policy(None)
         self.learner: Learner | None = None
         self._embedded: EmbeddedRedis | None = None
+        self._owns_embedder = False
         self.node = config.energy.node_name
         self.energy = DecisionEnergy(
             store.client, config.redis.key_prefix, self.node, config.reward.wait_time_s, config.energy
@@ -160,17 +161,21 @@ class RouterService:
             self.embedding_energy = BusyWindows(int(embedder.device.partition(":")[2] or 0))
 
     @classmethod
-    async def open(cls, config: Config, embedder: Embedder | None = None, **kwargs: Any) -> RouterService:
+    async def open(cls, config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
+        """Opens a router; one given ``embedder`` stays the caller's to close, one it builds is its own."""
         embedded = None
         url = config.redis.url
         if not url:
             embedded = EmbeddedRedis(config.server.data_path / "redis")
             url = await asyncio.to_thread(embedded.start)
         client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        owned = embedder is None
         if embedder is None:
-            embedder = await asyncio.to_thread(Embedder, config.embedding)
+            kind: Callable[[EmbeddingConfig], TextEmbedder] = EmbedderPool if config.embedding.processes else Embedder
+            embedder = await asyncio.to_thread(kind, config.embedding)
         service = cls(config, Store(client, config.redis.key_prefix), embedder, **kwargs)
         service._embedded = embedded
+        service._owns_embedder = owned
         await service.start()
         return service
 
@@ -336,6 +341,8 @@ class RouterService:
         if self.learner is not None:
             await self.learner.stop()
         await self.batcher.close()
+        if self._owns_embedder:
+            await asyncio.to_thread(self.embedder.close)
         self._vw.shutdown(wait=True)
         await self.store.client.aclose()
         if self._embedded is not None:

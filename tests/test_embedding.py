@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bandit_router.config import EmbeddingConfig
-from bandit_router.embedding import BatchingEmbedder, Embedder
+from bandit_router.config import EmbeddingConfig, load_config
+from bandit_router.embedding import BatchingEmbedder, Embedded, Embedder, EmbedderPool, EmbedderProcess
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
 
@@ -45,3 +53,103 @@ async def test_concurrent_requests_share_batches(embedder: Embedder) -> None:
         assert np.allclose(results[5].vector, alone.vector, atol=1e-4)
     finally:
         await batcher.close()
+
+
+class GatedEmbedder:
+    """Stands in for the model (the real one is batched above): each batch waits until the test opens the
+    gate, so requests pile up behind a busy embedder exactly as they do under load."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.sizes: list[int] = []
+
+    def embed(self, texts: Sequence[str]) -> list[Embedded]:
+        self.gate.wait(10)
+        self.sizes.append(len(texts))
+        return [Embedded(np.zeros(4, np.float32), len(t.split()), False) for t in texts]
+
+
+async def test_requests_queued_behind_a_busy_embedder_form_the_next_batch_whole() -> None:
+    # With no time to wait for more, the batch is still whatever is already queued (up to the maximum).
+    # An earlier batcher took at most the items that arrived within max_wait_ms: batches of 1 here.
+    slow = GatedEmbedder()
+    batcher = BatchingEmbedder(slow, EmbeddingConfig(device="cpu", max_batch_size=16, max_wait_ms=0))
+    try:
+        first = asyncio.ensure_future(batcher.embed("the first query"))
+        await asyncio.sleep(0.05)  # the first batch leaves for the (gated) embedder
+        backlog = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(20)]
+        await asyncio.sleep(0.05)
+        slow.gate.set()
+        await asyncio.gather(first, *backlog)
+        assert slow.sizes == [1, 16, 4]
+    finally:
+        slow.gate.set()
+        await batcher.close()
+
+
+async def test_a_pool_embeds_two_batches_at_once() -> None:
+    slow = GatedEmbedder()
+    batcher = BatchingEmbedder(slow, EmbeddingConfig(device="cpu", max_batch_size=8, max_wait_ms=50), lanes=2)
+    try:
+        calls = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(20)]
+        await asyncio.sleep(0.1)
+        # Two batches of 8 wait at the gate together; the rest queue for a free lane.
+        assert len(batcher._inflight) == 2 and batcher._queue.qsize() == 4
+        slow.gate.set()
+        await asyncio.gather(*calls)
+        assert slow.sizes[:2] == [8, 8] and sum(slow.sizes) == 20
+    finally:
+        slow.gate.set()
+        await batcher.close()
+
+
+async def test_lanes_share_the_backlog_and_a_lone_request_does_not_wait_for_company() -> None:
+    slow = GatedEmbedder()
+    batcher = BatchingEmbedder(slow, EmbeddingConfig(device="cpu", max_batch_size=16, max_wait_ms=5000), lanes=2)
+    try:
+        # With both lanes free, one request leaves at once (max_wait_ms would hold it 5 s).
+        slow.gate.set()
+        await asyncio.wait_for(batcher.embed("alone"), 2)
+        slow.gate.clear()
+        calls = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(12)]
+        await asyncio.sleep(0.1)
+        slow.gate.set()
+        await asyncio.gather(*calls)
+        # Twelve queued for two free lanes: six each, not twelve on one lane while the other idles.
+        assert slow.sizes == [1, 6, 6]
+    finally:
+        slow.gate.set()
+        await batcher.close()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[EmbedderPool]:
+    config = dataclasses.replace(load_config().embedding, device="cpu", processes=2)
+    pool = EmbedderPool(config)
+    yield pool
+    pool.close()
+
+
+def test_worker_processes_embed_what_the_model_embeds_in_process(pool: EmbedderPool, embedder: Embedder) -> None:
+    texts = ["Write a poem about the sea.", SHOTS + "Q: Write a sonnet about the autumn rain.", "2 + 2?"]
+    assert (pool.lanes, pool.dimension, pool.device) == (2, embedder.dimension, "cpu")
+    for ours, theirs in zip(pool.embed(texts), embedder.embed(texts), strict=True):
+        assert (ours.token_count, ours.truncated) == (theirs.token_count, theirs.truncated)
+        assert np.allclose(ours.vector, theirs.vector, atol=1e-5)
+
+
+def test_a_killed_worker_is_started_again_and_the_pool_keeps_embedding(pool: EmbedderPool) -> None:
+    victim = pool._idle.queue[-1]  # the worker the next call takes
+    os.kill(victim._process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victim._process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = pool.restarts
+    assert len(pool.embed(["still embedding"])) == 1
+    assert pool.restarts == before + 1 and victim._process.poll() is None
+
+
+def test_a_worker_that_cannot_load_its_model_fails_the_start_with_the_reason(tmp_path: Path) -> None:
+    config = EmbeddingConfig(model=str(tmp_path / "no-such-model"), device="cpu")
+    with pytest.raises(RuntimeError, match=r"embedding worker failed to start: .*no-such-model"):
+        EmbedderProcess(config)

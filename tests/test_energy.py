@@ -15,7 +15,7 @@ from conftest import make_config
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.embedding import Embedder
-from bandit_router.energy import Cumulative, EnergyAgent, Flight, NotCovered, attribute
+from bandit_router.energy import BusyWindows, Cumulative, EnergyAgent, Flight, NotCovered, attribute
 from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.reward import Source
 from bandit_router.service import RouterService
@@ -175,3 +175,21 @@ async def test_a_missing_gpu_falls_back_to_the_estimate_and_says_why(
     other = await service.route(RouteInput(query="hello", candidates=("qwen2.5-7b-instruct",)))
     unplaced = await service.reward(RewardInput(decision_id=other.decision_id, quality=1.0))
     assert unplaced.energy.source is Source.ESTIMATED and "has no GPUs in the catalog" in unplaced.energy.basis
+
+
+def test_overlapping_embedding_batches_count_each_instant_of_gpu_energy_once() -> None:
+    # Two embedding workers share one GPU: their batches overlap, and the GPU drew 1 W throughout.
+    meter = BusyWindows(0)
+    meter.add_sample(0.0, 0.0)
+    meter.add_window(1.0, 3.0, 4)
+    meter.add_window(2.0, 5.0, 6)
+    meter.add_sample(10.0, 10.0)
+    assert (meter.joules, meter.items) == (pytest.approx(4.0), 10)
+    # Batches that began before the counted stretch ended are charged only past it (or not at all).
+    meter.add_window(4.0, 6.0, 3)
+    meter.add_window(3.0, 4.5, 1)
+    meter.add_sample(11.0, 11.0)
+    assert (meter.joules, meter.items, meter.unmeasured_items) == (pytest.approx(5.0), 14, 0)
+    meter.add_window(3.0, 4.0, 2)
+    meter.add_sample(12.0, 12.0)
+    assert (meter.joules, meter.items) == (pytest.approx(5.0), 16)
