@@ -226,6 +226,20 @@ class EmbedderProcess:
             self._conn.close()
 
 
+def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's CPU limit),
+    which ``os.cpu_count()`` does not see."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        with open(cpu_max) as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
 class EmbedderPool:
     """Several :class:`EmbedderProcess` workers, each embedding one batch at a time; a call takes any idle one.
 
@@ -239,7 +253,7 @@ class EmbedderPool:
 
     def __init__(self, config: EmbeddingConfig) -> None:
         self._fixed_threads = config.threads
-        self._cpus = os.cpu_count() or 1
+        self._cpus = available_cpus()
         self._workers = [EmbedderProcess(config, config.threads, wait=False) for _ in range(config.processes)]
         try:
             for worker in self._workers:

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from bandit_router.config import EmbeddingConfig, load_config
-from bandit_router.embedding import BatchingEmbedder, Embedded, Embedder, EmbedderPool, EmbedderProcess
+from bandit_router.embedding import (
+    BatchingEmbedder,
+    Embedded,
+    Embedder,
+    EmbedderPool,
+    EmbedderProcess,
+    available_cpus,
+)
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
 
@@ -153,3 +160,15 @@ def test_a_worker_that_cannot_load_its_model_fails_the_start_with_the_reason(tmp
     config = EmbeddingConfig(model=str(tmp_path / "no-such-model"), device="cpu")
     with pytest.raises(RuntimeError, match=r"embedding worker failed to start: .*no-such-model"):
         EmbedderProcess(config)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbled", None)],
+)
+def test_embedding_threads_respect_a_containers_cpu_quota(tmp_path: Path, cpu_max: str, limit: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    mine = len(os.sched_getaffinity(0))
+    assert available_cpus(str(path)) == (mine if limit is None else min(mine, limit))
+    assert available_cpus(str(tmp_path / "absent")) == mine
