@@ -9,6 +9,7 @@ every acknowledged reward was learned, and no call failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,12 +28,34 @@ from bandit_router.policy import Snapshot
 from bandit_router.redis_server import EmbeddedRedis
 
 
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            # The fields after the parenthesised name: state, then the parent's pid.
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
 def resident_mib(pid: int) -> float:
-    """The process's resident set size (Linux /proc)."""
+    """Resident set size of the process and all its descendants (the embedding workers, an embedded Redis),
+    from Linux /proc."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+            total = int(line.split()[1]) / 1024
+            break
+    else:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    for child in _children(pid):
+        with contextlib.suppress(OSError, RuntimeError):
+            total += resident_mib(child)
+    return total
 
 
 async def run_soak(duration_s: float, concurrency: int, json_path: str | None = None) -> dict[str, Any]:
@@ -139,7 +162,8 @@ async def run_soak(duration_s: float, concurrency: int, json_path: str | None = 
     print(
         f"soak: {elapsed:.0f} s at concurrency {concurrency}: {routes} Route and {rewards} Reward calls "
         f"({rewards / elapsed:.1f} pairs/s), errors {errors or 'none'}, pending after {len(pending)}, "
-        f"learned {learned}, server RSS {early:.0f} -> {late:.0f} MiB (max {rss['max']:.0f})"
+        f"learned {learned}, RSS of the server and its child processes {early:.0f} -> {late:.0f} MiB "
+        f"(max {rss['max']:.0f})"
     )
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
