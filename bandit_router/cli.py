@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
     bench.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
     bench.add_argument("--json", help="also write the figures to this file")
+    bench.add_argument(
+        "--workers", type=int, default=1, help="routing processes of the server under test (serve --workers)"
+    )
+    bench.add_argument("--clients", type=int, default=1, help="load-generating processes that share each level's calls")
     return parser
 
 
@@ -357,7 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         from bandit_router.bench import run_bench
 
-        asyncio.run(run_bench(args.concurrency, args.requests, args.device, args.json))
+        asyncio.run(
+            run_bench(
+                args.concurrency, args.requests, args.device, args.json, workers=args.workers, clients=args.clients
+            )
+        )
         return 0
     if args.command == "convert":
         return _convert(args)

@@ -132,6 +132,9 @@ class EmbeddingConfig:
     processes: int = 2
     # PyTorch threads of each worker; 0 shares the CPUs among the workers.
     threads: int = 0
+    # Precision the model runs in; auto is float16 on a CUDA device (as GPU embedding servers run it: cosine
+    # similarity to float32 above 0.999) and float32 elsewhere.
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
@@ -139,6 +142,12 @@ class EmbeddingConfig:
         _finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
         _require(self.processes >= 0, "embedding.processes", "must be >= 0", self.processes)
         _require(self.threads >= 0, "embedding.threads", "must be >= 0", self.threads)
+        _require(
+            self.dtype in ("auto", "float32", "float16", "bfloat16"),
+            "embedding.dtype",
+            "must be auto, float32, float16 or bfloat16",
+            self.dtype,
+        )
         _require(
             self.device == "auto" or bool(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device)),
             "embedding.device",

@@ -53,6 +53,12 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype != "auto":
+        return dtype
+    return "float16" if device.startswith("cuda") else "float32"
+
+
 class Embedder:
     """A sentence-transformers model, loaded offline, that embeds the head and tail of long queries.
 
@@ -66,11 +72,15 @@ class Embedder:
         # Weights come from the local path only; nothing may be fetched at run time.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
 
         path = config.model or bundled_model_path()
         self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
         model = SentenceTransformer(path, device=self.device, local_files_only=True)
+        # Whatever precision the weights were saved in, the model runs in the configured one.
+        model.to(getattr(torch, self.dtype))
         max_length, dimension = model.max_seq_length, model.get_embedding_dimension()
         if max_length is None or dimension is None:
             raise ValueError(f"embedding.model {path!r} must declare max_seq_length and an embedding dimension")

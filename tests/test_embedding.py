@@ -22,6 +22,7 @@ from bandit_router.embedding import (
     EmbedderPool,
     EmbedderProcess,
     available_cpus,
+    resolve_dtype,
 )
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
@@ -127,6 +128,21 @@ async def test_lanes_share_the_backlog_and_a_lone_request_does_not_wait_for_comp
     finally:
         slow.gate.set()
         await batcher.close()
+
+
+def test_the_model_runs_in_the_configured_precision(embedder: Embedder) -> None:
+    half = Embedder(dataclasses.replace(load_config().embedding, device="cpu", dtype="bfloat16"))
+    assert (embedder.dtype, half.dtype) == ("float32", "bfloat16")
+    assert {str(p.dtype) for p in half._model.parameters()} == {"torch.bfloat16"}
+    texts = ["Write a poem about the sea.", "What is 17 plus 25?"]
+    for low, full in zip(half.embed(texts), embedder.embed(texts), strict=True):
+        assert low.vector.dtype == np.float32
+        assert float(low.vector @ full.vector) > 0.99
+
+
+@pytest.mark.parametrize(("dtype", "device", "resolved"), [("auto", "cuda:0", "float16"), ("auto", "cpu", "float32")])
+def test_auto_precision_is_half_on_cuda_only(dtype: str, device: str, resolved: str) -> None:
+    assert resolve_dtype(dtype, device) == resolved
 
 
 @pytest.fixture(scope="module")
