@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import load_config
 from bandit_router.embedding import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder, available_cpus
+from bandit_router.workers import start_embedding_servers
 
 TEMPLATES = (
     "What is {a} plus {b}?",
@@ -125,8 +126,10 @@ async def _load(setup: dict[str, Any]) -> None:
             route_with(router_pb2_grpc.RouterStub(channel)) for channel in channels
         ]
     else:
-        config = dataclasses.replace(load_config().embedding, device=setup["device"])
-        embedder = EmbedderPool(config) if setup["mode"] == "processes" else Embedder(config)
+        config = dataclasses.replace(
+            load_config().embedding, device=setup["device"], shared_dir=setup.get("shared_dir", "")
+        )
+        embedder = Embedder(config) if setup["mode"] == "thread" else EmbedderPool(config)
         batcher = BatchingEmbedder(embedder, config, lanes=embedder.lanes)
         facts = {"device": embedder.device, "model": embedder.model_name}
         calls = [batcher.embed]
@@ -371,20 +374,31 @@ async def run_bench(
             server.wait(timeout=60)
 
     # The embedding alone, through the same batching at the same concurrency, with the embedding settings
-    # the server read (file and environment) on the same device, in two arrangements: the model on a thread
-    # of the load process, and the worker processes the router runs. Each figure of the ceiling is the
-    # better of the two, so the router is held to the best the embedding alone can do.
-    config = load_config().embedding
+    # the server read (file and environment) on the same device, in each arrangement there is: the model on
+    # a thread of the load process, worker processes of its own, and (with several workers) the shared
+    # embedding servers the router's workers use. Each figure of the ceiling is the best of them, so the
+    # router is held to the best the embedding alone can do.
+    config = dataclasses.replace(load_config().embedding, device=device)
     arrangements = ["thread"] + (["processes"] if config.processes else [])
-    names = {"thread": "thread", "processes": f"{config.processes} processes"}
+    arrangements += ["shared"] if config.processes and workers > 1 else []
+    names = {
+        "thread": "thread",
+        "processes": f"{config.processes} processes",
+        "shared": f"{config.processes} shared servers",
+    }
     for arrangement in arrangements:
-        load = LoadProcesses([{"mode": arrangement, "device": device}] * workers)
-        facts = (await load.ready())[0]
-        results["device"], results["embedding_model"] = facts["device"], facts["model"]
-        for level in levels:
-            parts, _ = await load.level(texts, level)
-            results["levels"][str(level)][f"embedding ({names[arrangement]})"] = summarize(parts)
-        load.close()
+        with tempfile.TemporaryDirectory(prefix="br-embed-") as shared_dir:
+            shared = start_embedding_servers(config, shared_dir) if arrangement == "shared" else []
+            setup = {"mode": arrangement, "device": device, "shared_dir": shared_dir if shared else ""}
+            load = LoadProcesses([setup] * workers)
+            facts = (await load.ready())[0]
+            results["device"], results["embedding_model"] = facts["device"], facts["model"]
+            for level in levels:
+                parts, _ = await load.level(texts, level)
+                results["levels"][str(level)][f"embedding ({names[arrangement]})"] = summarize(parts)
+            load.close()
+            for embedding_server in shared:
+                embedding_server.close()
     for figures in results["levels"].values():
         alone = [f for key, f in figures.items() if key.startswith("embedding (")]
         figures["embedding"] = {

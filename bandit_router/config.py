@@ -132,6 +132,9 @@ class EmbeddingConfig:
     processes: int = 2
     # PyTorch threads of each worker; 0 shares the CPUs among the workers.
     threads: int = 0
+    # Folder of the sockets of shared embedding servers (`embedding.processes` of them) to use instead of
+    # starting workers of its own: serve --workers sets it for its routing processes.
+    shared_dir: str = ""
     # Precision the model runs in; auto is float16 on a CUDA device (as GPU embedding servers run it: cosine
     # similarity to float32 above 0.999) and float32 elsewhere.
     dtype: str = "auto"

@@ -149,12 +149,21 @@ class EmbedderProcess:
     """
 
     def __init__(
-        self, config: EmbeddingConfig, threads: int = 0, start_timeout_s: float = 300.0, *, wait: bool = True
+        self,
+        config: EmbeddingConfig,
+        threads: int = 0,
+        start_timeout_s: float = 300.0,
+        *,
+        wait: bool = True,
+        serve_at: str = "",
     ) -> None:
         """Starts the worker; with ``wait=False`` the caller must call :meth:`wait_ready` before using it
-        (a pool starts all its workers first, so they load the model side by side)."""
+        (a pool starts all its workers first, so they load the model side by side). With ``serve_at``, a
+        Unix socket path, the worker is a shared embedding server for :class:`EmbedderConnection` clients
+        rather than this object's own; it stops when this object closes or its process exits."""
         self._config = config
         self._threads = threads
+        self._serve_at = serve_at
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()
         self.restarts = 0
@@ -173,7 +182,8 @@ class EmbedderProcess:
         # A fresh interpreter rather than multiprocessing's spawn, which re-runs the caller's __main__.
         ours, theirs = socket.socketpair()
         with theirs:
-            main = f"from bandit_router.embedding import _worker_main; _worker_main({theirs.fileno()})"
+            call = f"_worker_main({theirs.fileno()}, {self._serve_at!r})"
+            main = f"from bandit_router.embedding import _worker_main; {call}"
             self._process = subprocess.Popen([sys.executable, "-c", main], pass_fds=[theirs.fileno()])
         self._conn = multiprocessing.connection.Connection(ours.detach())
         self._conn.send((self._config, self._threads))
@@ -214,10 +224,11 @@ class EmbedderProcess:
                 raise RuntimeError(
                     f"embedding worker {self._process.pid} exited (code {self._process.returncode}) mid-batch"
                 ) from exc
-        if kind != "ok":
-            raise RuntimeError(f"embedding worker: {payload}")
-        vectors, counts, cut = payload
-        return [Embedded(vectors[i], counts[i], cut[i]) for i in range(len(counts))]
+        return _unpack(kind, payload)
+
+    @property
+    def exited(self) -> bool:
+        return self._process.poll() is not None
 
     def kill(self) -> None:
         self._process.kill()
@@ -234,6 +245,78 @@ class EmbedderProcess:
                 self._process.kill()
                 self._process.wait(5)
             self._conn.close()
+
+
+class EmbedderConnection:
+    """A lane to a shared embedding server (an :class:`EmbedderProcess` started with ``serve_at``).
+
+    ``serve --workers N`` runs the model once per host (or GPU) for all N routing processes: one process
+    and, on a GPU, one CUDA context. Separate contexts take turns on the GPU by time slices, which held
+    each batch of eight routing processes for about 13 ms on an H200 (``bandit-router bench``); one server
+    also merges the batches that several routing processes send at once into one forward pass.
+    A broken connection fails the call in flight; the next call connects again.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._conn: multiprocessing.connection.Connection | None = None
+        self.restarts = 0
+        self.lanes = 1
+        self._connect()
+
+    def _connect(self) -> multiprocessing.connection.Connection:
+        conn = multiprocessing.connection.Client(self._path, family="AF_UNIX")
+        kind, payload = conn.recv()
+        if kind != "ready":
+            raise RuntimeError(f"embedding server at {self._path}: {payload}")
+        self.device, self.dimension, self.model_name = payload
+        self._conn = conn
+        return conn
+
+    def embed(self, texts: Sequence[str], threads: int = 0) -> list[Embedded]:
+        """Embeds ``texts`` on the server; the server sets its own threads, so ``threads`` is ignored."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                self.restarts += 1
+                conn = self._connect()
+            try:
+                conn.send((list(texts), 0))
+                kind, payload = conn.recv()
+            except (EOFError, OSError) as exc:
+                conn.close()
+                self._conn = None
+                raise RuntimeError(f"embedding server at {self._path} closed the connection mid-batch") from exc
+        return _unpack(kind, payload)
+
+    def kill(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+                self._conn.close()
+                self._conn = None
+
+
+def shared_socket(folder: str, index: int) -> str:
+    """Where shared embedding server ``index`` listens: ``serve --workers`` starts them, its workers connect."""
+    return os.path.join(folder, f"embed-{index}.sock")
+
+
+def _pack(out: Sequence[Embedded], dimension: int) -> tuple[FloatArray, list[int], list[bool]]:
+    vectors = np.stack([e.vector for e in out]) if out else np.zeros((0, dimension), np.float32)
+    return vectors, [e.token_count for e in out], [e.truncated for e in out]
+
+
+def _unpack(kind: str, payload: Any) -> list[Embedded]:
+    if kind != "ok":
+        raise RuntimeError(f"embedding worker: {payload}")
+    vectors, counts, cut = payload
+    return [Embedded(vectors[i], counts[i], cut[i]) for i in range(len(counts))]
 
 
 def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
@@ -264,19 +347,25 @@ class EmbedderPool:
     def __init__(self, config: EmbeddingConfig) -> None:
         self._fixed_threads = config.threads
         self._cpus = available_cpus()
-        self._workers = [EmbedderProcess(config, config.threads, wait=False) for _ in range(config.processes)]
-        try:
-            for worker in self._workers:
-                worker.wait_ready()
-        except Exception:
-            for worker in self._workers:
-                worker.kill()
-            raise
+        self._workers: list[EmbedderProcess | EmbedderConnection] = []
+        if config.shared_dir:
+            # A lane to each of the host's shared servers, which set their own threads.
+            self._workers = [EmbedderConnection(shared_socket(config.shared_dir, i)) for i in range(config.processes)]
+        else:
+            processes = [EmbedderProcess(config, config.threads, wait=False) for _ in range(config.processes)]
+            self._workers = list(processes)
+            try:
+                for process in processes:
+                    process.wait_ready()
+            except Exception:
+                for process in processes:
+                    process.kill()
+                raise
         first = self._workers[0]
         self.device, self.dimension, self.model_name = first.device, first.dimension, first.model_name
         self.lanes = len(self._workers)
         # Last in, first out: at light load one worker, its threads warm, takes every batch.
-        self._idle: queue.LifoQueue[EmbedderProcess] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[EmbedderProcess | EmbedderConnection] = queue.LifoQueue()
         for worker in self._workers:
             self._idle.put(worker)
         self._busy = 0
@@ -310,8 +399,11 @@ class EmbedderPool:
             worker.close()
 
 
-def _worker_main(fd: int) -> None:
-    """The embedding worker's main: answers batches of texts until told to stop or the router is gone."""
+def _worker_main(fd: int, serve_at: str = "") -> None:
+    """The embedding worker's main: answers batches of texts until told to stop or the router is gone.
+
+    With ``serve_at`` it answers the clients that connect there instead (see :func:`_serve_shared`).
+    """
     # Ctrl-C reaches the whole process group; the router decides when its worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = multiprocessing.connection.Connection(fd)
@@ -322,10 +414,15 @@ def _worker_main(fd: int) -> None:
         if threads:
             torch.set_num_threads(threads)
         embedder = Embedder(config)
+        listener = multiprocessing.connection.Listener(serve_at, family="AF_UNIX") if serve_at else None
     except Exception as exc:  # reported to the router, which fails to start with it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", (embedder.device, embedder.dimension, embedder.model_name)))
+    facts = (embedder.device, embedder.dimension, embedder.model_name)
+    conn.send(("ready", facts))
+    if listener is not None:
+        _serve_shared(conn, listener, embedder, facts, config.max_batch_size)
+        return
     while True:
         try:
             message = conn.recv()
@@ -337,11 +434,81 @@ def _worker_main(fd: int) -> None:
         try:
             if threads and threads != torch.get_num_threads():
                 torch.set_num_threads(threads)
-            out = embedder.embed(texts)
-            vectors = np.stack([e.vector for e in out]) if out else np.zeros((0, embedder.dimension), np.float32)
-            conn.send(("ok", (vectors, [e.token_count for e in out], [e.truncated for e in out])))
+            conn.send(("ok", _pack(embedder.embed(texts), embedder.dimension)))
         except Exception as exc:  # a failed batch fails its callers, never the worker
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _serve_shared(
+    control: multiprocessing.connection.Connection,
+    listener: multiprocessing.connection.Listener,
+    embedder: Embedder,
+    facts: tuple[str, int, str],
+    merge_up_to: int,
+) -> None:
+    """Answers every client of ``listener`` until ``control`` closes. Requests that wait together are
+    embedded in one forward pass of up to ``merge_up_to`` texts (a larger request goes whole)."""
+    Job = tuple[multiprocessing.connection.Connection, list[str]]
+    jobs: queue.Queue[Job | None] = queue.Queue()
+
+    def read(client: multiprocessing.connection.Connection) -> None:
+        with client:
+            while True:
+                try:
+                    message = client.recv()
+                except (EOFError, OSError):
+                    return
+                if message is None:
+                    return
+                jobs.put((client, message[0]))
+
+    def accept() -> None:
+        while True:
+            try:
+                client = listener.accept()
+                client.send(("ready", facts))
+            except OSError:
+                continue
+            threading.Thread(target=read, args=(client,), daemon=True).start()
+
+    def watch() -> None:
+        # The owner's end closing (or saying None) stops the server, a kill -9 of the owner included.
+        with contextlib.suppress(EOFError, OSError):
+            while control.recv() is not None:
+                pass
+        jobs.put(None)
+
+    threading.Thread(target=accept, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
+    stopping = False
+    while not stopping:
+        first = jobs.get()
+        if first is None:
+            break
+        batch, size = [first], len(first[1])
+        while size < merge_up_to:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stopping = True
+                break
+            batch.append(job)
+            size += len(job[1])
+        try:
+            out = embedder.embed([text for _, texts in batch for text in texts])
+        except Exception as exc:  # a failed batch fails its callers, never the server
+            for client, _ in batch:
+                with contextlib.suppress(OSError):
+                    client.send(("error", f"{type(exc).__name__}: {exc}"))
+            continue
+        start = 0
+        for client, texts in batch:
+            with contextlib.suppress(OSError):  # a client that left meanwhile
+                client.send(("ok", _pack(out[start : start + len(texts)], embedder.dimension)))
+            start += len(texts)
+    listener.close()
 
 
 class BatchingEmbedder:

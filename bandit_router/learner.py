@@ -200,7 +200,8 @@ class Learner:
             await self.store.ensure_group()
             self._group_ready = True
         backlog = self._backlog
-        block = None if backlog else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
+        # Stopping, the learner drains what is there without waiting for more.
+        block = None if backlog or self._stopping.is_set() else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
         try:
             reply: Any = await self.store.client.xreadgroup(
                 Store.GROUP,
@@ -230,7 +231,8 @@ class Learner:
             len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()
         ):
             await self._snapshot()
-        if self._stopping.is_set() and not entries:
+        # Done once a read of new events finds none: an empty backlog says nothing of what is new.
+        if self._stopping.is_set() and not entries and not backlog:
             if self._unacked:
                 await self._snapshot()
             return True

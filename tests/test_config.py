@@ -62,7 +62,11 @@ energy_j_per_input_token = 0.004
         ("", {"BANDIT_ROUTER_NOPE_X": "1"}, r"BANDIT_ROUTER_NOPE_X must name a section"),
         ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must contain --cb_explore_adf"),
         ("[embedding]\ndevice = 'gpu'\n", {}, r"embedding.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
-        ("", {"BANDIT_ROUTER_EMBEDDING_DTYPE": "fp8"}, r"embedding.dtype must be auto, float32, float16 or bfloat16, got 'fp8'"),
+        (
+            "",
+            {"BANDIT_ROUTER_EMBEDDING_DTYPE": "fp8"},
+            r"embedding.dtype must be auto, float32, float16 or bfloat16, got 'fp8'",
+        ),
         (
             MODEL.format(id="a") + "energy_j_per_output_token=-1\n",
             {},

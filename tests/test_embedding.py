@@ -19,10 +19,12 @@ from bandit_router.embedding import (
     BatchingEmbedder,
     Embedded,
     Embedder,
+    EmbedderConnection,
     EmbedderPool,
     EmbedderProcess,
     available_cpus,
     resolve_dtype,
+    shared_socket,
 )
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
@@ -170,6 +172,58 @@ def test_a_killed_worker_is_started_again_and_the_pool_keeps_embedding(pool: Emb
     before = pool.restarts
     assert len(pool.embed(["still embedding"])) == 1
     assert pool.restarts == before + 1 and victim._process.poll() is None
+
+
+def test_a_shared_server_answers_each_router_process_with_its_own_vectors(embedder: Embedder, tmp_path: Path) -> None:
+    config = dataclasses.replace(load_config().embedding, device="cpu", processes=1, max_batch_size=64)
+    server = EmbedderProcess(config, threads=1, serve_at=shared_socket(str(tmp_path), 0))
+    pools = [EmbedderPool(dataclasses.replace(config, shared_dir=str(tmp_path))) for _ in range(3)]
+    try:
+        assert (pools[0].lanes, pools[0].dimension, pools[0].device) == (1, embedder.dimension, "cpu")
+        asked = {
+            i: [f"router {i} asks question {j} about {'sea' if j % 2 else 'tax law'}" for j in range(i + 1)]
+            for i in range(3)
+        }
+        answers: dict[int, list[Embedded]] = {}
+        # Sent at once, the three requests wait together and go through the model as merged batches.
+        threads = [
+            threading.Thread(target=lambda i=i: answers.__setitem__(i, pools[i].embed(asked[i]))) for i in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for i, texts in asked.items():
+            expected = embedder.embed(texts)
+            assert len(answers[i]) == len(texts)
+            for ours, theirs in zip(answers[i], expected, strict=True):
+                assert np.allclose(ours.vector, theirs.vector, atol=1e-5)
+                assert ours.token_count == theirs.token_count
+    finally:
+        for pool in pools:
+            pool.close()
+        server.close()
+    assert server.exited
+    assert not os.path.exists(shared_socket(str(tmp_path), 0))
+
+
+def test_a_shared_servers_clients_fail_clearly_when_it_is_gone_and_reconnect_when_it_is_back(tmp_path: Path) -> None:
+    config = dataclasses.replace(load_config().embedding, device="cpu", processes=1)
+    path = shared_socket(str(tmp_path), 0)
+    server = EmbedderProcess(config, threads=1, serve_at=path)
+    client = EmbedderConnection(path)
+    assert len(client.embed(["first"])) == 1
+    server.kill()
+    with pytest.raises(RuntimeError, match=r"embedding server at .*embed-0\.sock closed the connection mid-batch"):
+        client.embed(["second"])
+    os.unlink(path)  # what a killed server leaves behind
+    server = EmbedderProcess(config, threads=1, serve_at=path)
+    try:
+        assert len(client.embed(["third"])) == 1
+        assert client.restarts == 1
+    finally:
+        client.close()
+        server.close()
 
 
 def test_a_worker_that_cannot_load_its_model_fails_the_start_with_the_reason(tmp_path: Path) -> None:

@@ -1,11 +1,17 @@
-"""The learner: events its snapshot already covers are not learned twice; a malformed event is skipped."""
+"""The learner: events its snapshot already covers are not learned twice; a malformed event is skipped;
+stopping drains the stream."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from bandit_router.config import Config
+from bandit_router.embedding import Embedder
+from bandit_router.learner_process import run_learner
+from bandit_router.policy import Snapshot
 from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.service import RouterService
 
@@ -54,3 +60,19 @@ async def test_a_malformed_event_is_logged_and_skipped(service: RouterService) -
     assert learner.policy.learned == 2
     pending = await service.store.client.xpending(service.store.events_key, "learner")
     assert pending["pending"] == 0
+
+
+async def test_a_learner_stopped_as_it_starts_still_learns_what_is_in_the_stream(
+    config: Config, embedder: Embedder
+) -> None:
+    # Replicas were quicker than the learner: their rewards wait in the stream when the stop comes.
+    replica = await RouterService.open(config.replace(server={"learner": False}), embedder=embedder)
+    try:
+        await reward_some(replica, 3)
+        stop = asyncio.Event()
+        stop.set()
+        await run_learner(config, stop)
+        snapshot = Snapshot.decode(await replica.store.client.get(replica.store.snapshot_key))
+    finally:
+        await replica.close()
+    assert snapshot.learned == 3

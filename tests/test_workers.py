@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -37,7 +38,10 @@ async def test_two_workers_share_the_port_and_one_learner_learns_everything(tmp_
     try:
         await wait_serving(target, timeout=120)
         children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True, check=False)
-        assert len(children.stdout.split()) == 2, children.stdout
+        # Two routing workers and the two embedding servers (embedding.processes) they share.
+        assert len(children.stdout.split()) == 4, children.stdout
+        shared = [p for p in Path(tempfile.gettempdir()).glob("br-embed-*/embed-*.sock")]
+        assert len(shared) >= 2
 
         async def client(i: int) -> None:
             # A channel each: connections, not calls, are what SO_REUSEPORT spreads.
