@@ -59,13 +59,64 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "float16" if device.startswith("cuda") else "float32"
 
 
-class Embedder:
-    """A sentence-transformers model, loaded offline, that embeds the head and tail of long queries.
+IntArray = npt.NDArray[np.int64]
 
-    The model reads at most ``max_seq_length`` word pieces (256 for all-MiniLM-L6-v2). A longer
-    query keeps its first ``head_tokens`` pieces and fills the rest of the budget from its end,
-    because few-shot prompts put the question being asked last.
-    Calls are blocking: run them off the event loop (``BatchingEmbedder`` does).
+
+@dataclasses.dataclass(frozen=True)
+class Tokenized:
+    """A batch of queries as the model reads them: word-piece ids padded to the longest, and the mask."""
+
+    input_ids: IntArray
+    attention_mask: IntArray
+    # Each query's word pieces before any cut, and whether it was cut.
+    counts: list[int]
+    truncated: list[bool]
+
+
+class QueryTokenizer:
+    """Word pieces of a batch of queries, long ones cut to their head and tail.
+
+    The model reads at most ``max_length`` pieces, its special tokens included. A longer query keeps
+    its first ``head_tokens`` pieces and fills the rest from its end, because few-shot prompts put the
+    question being asked last. The whole batch is tokenized in one call (a call per query cost three
+    times as much). Picklable: a shared embedding server hands it to the routing processes, which
+    tokenize their own queries and send it ids only.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, head_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        # The special tokens around a single sequence ([CLS] and [SEP] for BERT), found by a probe, since
+        # tokenizers differ in how they name them.
+        bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a")["input_ids"]
+        at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
+        self._prefix, self._suffix = list(full[:at]), list(full[at + len(bare) :])
+        self.budget = max_length - len(self._prefix) - len(self._suffix)
+        self.head_tokens = min(head_tokens, self.budget)
+        self._pad = int(tokenizer.pad_token_id or 0)
+
+    def __call__(self, texts: Sequence[str]) -> Tokenized:
+        pieces = self._tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"] if texts else []
+        rows, counts, truncated = [], [], []
+        tail = self.budget - self.head_tokens
+        for ids in pieces:
+            counts.append(len(ids))
+            truncated.append(len(ids) > self.budget)
+            if truncated[-1]:
+                ids = ids[: self.head_tokens] + (ids[len(ids) - tail :] if tail else [])
+            rows.append(self._prefix + list(ids) + self._suffix)
+        width = max((len(r) for r in rows), default=0)
+        input_ids = np.full((len(rows), width), self._pad, np.int64)
+        attention_mask = np.zeros((len(rows), width), np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = row
+            attention_mask[i, : len(row)] = 1
+        return Tokenized(input_ids, attention_mask, counts, truncated)
+
+
+class Embedder:
+    """A sentence-transformers model, loaded offline, that embeds the head and tail of long queries
+    (:class:`QueryTokenizer`). Calls are blocking: run them off the event loop (``BatchingEmbedder`` does).
     """
 
     def __init__(self, config: EmbeddingConfig) -> None:
@@ -85,39 +136,34 @@ class Embedder:
         if max_length is None or dimension is None:
             raise ValueError(f"embedding.model {path!r} must declare max_seq_length and an embedding dimension")
         self._model: Any = model
-        self._tokenizer: Any = model.tokenizer
-        # Two places go to the [CLS] and [SEP] markers.
-        self.budget = int(max_length) - 2
-        self.head_tokens = min(config.head_tokens, self.budget)
+        self.tokens = QueryTokenizer(model.tokenizer, int(max_length), config.head_tokens)
         self.dimension = int(dimension)
         self.model_name = path
         self.lanes = 1
 
-    def clip(self, text: str) -> tuple[str, int, bool]:
-        """Returns the text the model will read, the query's word-piece count, and whether it was cut."""
-        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-        offsets = enc["offset_mapping"]
-        count = len(offsets)
-        if count <= self.budget:
-            return text, count, False
-        tail = self.budget - self.head_tokens
-        head_end = offsets[self.head_tokens - 1][1] if self.head_tokens else 0
-        tail_start = offsets[count - tail][0] if tail else len(text)
-        return text[:head_end] + " ... " + text[tail_start:], count, True
-
     def close(self) -> None:
         """Nothing to release: the model goes with the object."""
 
+    def forward(self, input_ids: IntArray, attention_mask: IntArray) -> FloatArray:
+        """Unit-length embeddings of a tokenized batch (the model's own pooling, then L2 normalisation)."""
+        import torch
+
+        with torch.inference_mode():
+            features = {
+                "input_ids": torch.from_numpy(input_ids).to(self.device),
+                "attention_mask": torch.from_numpy(attention_mask).to(self.device),
+            }
+            out = self._model(features)["sentence_embedding"].float()
+            out = torch.nn.functional.normalize(out, p=2, dim=1)
+            vectors: FloatArray = out.cpu().numpy()
+        return vectors
+
     def embed(self, texts: Sequence[str]) -> list[Embedded]:
-        clipped = [self.clip(t) for t in texts]
-        vectors = self._model.encode(
-            [c[0] for c in clipped],
-            batch_size=max(1, len(clipped)),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype(np.float32, copy=False)
-        return [Embedded(vectors[i], clipped[i][1], clipped[i][2]) for i in range(len(clipped))]
+        if not texts:
+            return []
+        tokens = self.tokens(texts)
+        vectors = self.forward(tokens.input_ids, tokens.attention_mask)
+        return [Embedded(vectors[i], tokens.counts[i], tokens.truncated[i]) for i in range(len(texts))]
 
 
 class Embeds(Protocol):
@@ -267,28 +313,36 @@ class EmbedderConnection:
 
     def _connect(self) -> multiprocessing.connection.Connection:
         conn = multiprocessing.connection.Client(self._path, family="AF_UNIX")
-        kind, payload = conn.recv()
+        kind, facts, tokens = conn.recv()
         if kind != "ready":
-            raise RuntimeError(f"embedding server at {self._path}: {payload}")
-        self.device, self.dimension, self.model_name = payload
+            raise RuntimeError(f"embedding server at {self._path}: {facts}")
+        self.device, self.dimension, self.model_name = facts
+        self.tokens: QueryTokenizer = tokens
         self._conn = conn
         return conn
 
     def embed(self, texts: Sequence[str], threads: int = 0) -> list[Embedded]:
-        """Embeds ``texts`` on the server; the server sets its own threads, so ``threads`` is ignored."""
+        """Tokenizes ``texts`` here and embeds them on the server; the server sets its own threads, so
+        ``threads`` is ignored. Tokenizing here spreads that work over the routing processes: in the
+        server, whose one thread feeds the GPU, it would cap every routing process at once."""
+        if not texts:
+            return []
         with self._lock:
             conn = self._conn
             if conn is None:
                 self.restarts += 1
                 conn = self._connect()
+            tokens = self.tokens(texts)
             try:
-                conn.send((list(texts), 0))
+                conn.send((tokens.input_ids, tokens.attention_mask))
                 kind, payload = conn.recv()
             except (EOFError, OSError) as exc:
                 conn.close()
                 self._conn = None
                 raise RuntimeError(f"embedding server at {self._path} closed the connection mid-batch") from exc
-        return _unpack(kind, payload)
+        if kind != "ok":
+            raise RuntimeError(f"embedding server: {payload}")
+        return [Embedded(payload[i], tokens.counts[i], tokens.truncated[i]) for i in range(len(texts))]
 
     def kill(self) -> None:
         self.close()
@@ -439,6 +493,12 @@ def _worker_main(fd: int, serve_at: str = "") -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _stack(parts: list[IntArray]) -> IntArray:
+    """The rows of ``parts`` in one array, each padded with zeros to the widest (padding is masked out)."""
+    width = max(p.shape[1] for p in parts)
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts])
+
+
 def _serve_shared(
     control: multiprocessing.connection.Connection,
     listener: multiprocessing.connection.Listener,
@@ -446,9 +506,10 @@ def _serve_shared(
     facts: tuple[str, int, str],
     merge_up_to: int,
 ) -> None:
-    """Answers every client of ``listener`` until ``control`` closes. Requests that wait together are
-    embedded in one forward pass of up to ``merge_up_to`` texts (a larger request goes whole)."""
-    Job = tuple[multiprocessing.connection.Connection, list[str]]
+    """Answers every client of ``listener`` until ``control`` closes. Clients send word-piece ids (they
+    tokenize); requests that wait together go through the model as one batch of up to ``merge_up_to``
+    queries (a larger request goes whole)."""
+    Job = tuple[multiprocessing.connection.Connection, IntArray, IntArray]
     jobs: queue.Queue[Job | None] = queue.Queue()
 
     def read(client: multiprocessing.connection.Connection) -> None:
@@ -460,13 +521,13 @@ def _serve_shared(
                     return
                 if message is None:
                     return
-                jobs.put((client, message[0]))
+                jobs.put((client, *message))
 
     def accept() -> None:
         while True:
             try:
                 client = listener.accept()
-                client.send(("ready", facts))
+                client.send(("ready", facts, embedder.tokens))
             except OSError:
                 continue
             threading.Thread(target=read, args=(client,), daemon=True).start()
@@ -497,17 +558,17 @@ def _serve_shared(
             batch.append(job)
             size += len(job[1])
         try:
-            out = embedder.embed([text for _, texts in batch for text in texts])
+            vectors = embedder.forward(_stack([ids for _, ids, _ in batch]), _stack([m for _, _, m in batch]))
         except Exception as exc:  # a failed batch fails its callers, never the server
-            for client, _ in batch:
+            for client, _, _ in batch:
                 with contextlib.suppress(OSError):
                     client.send(("error", f"{type(exc).__name__}: {exc}"))
             continue
         start = 0
-        for client, texts in batch:
+        for client, ids, _ in batch:
             with contextlib.suppress(OSError):  # a client that left meanwhile
-                client.send(("ok", _pack(out[start : start + len(texts)], embedder.dimension)))
-            start += len(texts)
+                client.send(("ok", vectors[start : start + len(ids)]))
+            start += len(ids)
     listener.close()
 
 

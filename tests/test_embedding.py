@@ -31,18 +31,37 @@ SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
 
 
 def test_short_query_is_read_whole(embedder: Embedder) -> None:
-    text, count, cut = embedder.clip("Write a poem about the sea.")
-    assert (text, cut) == ("Write a poem about the sea.", False)
-    assert 0 < count <= embedder.budget
+    tokens = embedder.tokens(["Write a poem about the sea."])
+    whole = embedder._model.tokenizer("Write a poem about the sea.")["input_ids"]
+    assert tokens.input_ids[0].tolist() == whole
+    assert (tokens.counts, tokens.truncated) == ([len(whole) - 2], [False])
 
 
 def test_long_few_shot_prompt_keeps_its_head_and_its_final_question(embedder: Embedder) -> None:
     query = SHOTS + "Q: Write a sonnet about the autumn rain."
-    text, count, cut = embedder.clip(query)
-    assert cut and count > embedder.budget
-    assert text.startswith("Q: What is 0 plus 0?")
-    assert text.endswith("Q: Write a sonnet about the autumn rain.")
-    assert len(embedder._tokenizer(text, add_special_tokens=False)["input_ids"]) <= embedder.budget + 4
+    tokenizer, cut = embedder._model.tokenizer, embedder.tokens
+    pieces = tokenizer(query, add_special_tokens=False)["input_ids"]
+    tokens = cut([query, "2 + 2?"])
+    assert tokens.truncated == [True, False]
+    assert tokens.counts[0] == len(pieces) > cut.budget
+    row, tail = tokens.input_ids[0].tolist(), cut.budget - cut.head_tokens
+    # [CLS], the head, the tail, [SEP]: the model's whole window and no more.
+    assert len(row) == cut.budget + 2 == int(tokens.attention_mask[0].sum())
+    assert row[1 : 1 + cut.head_tokens] == pieces[: cut.head_tokens]
+    assert row[1 + cut.head_tokens : -1] == pieces[-tail:]
+    assert tokenizer.decode(row[1 : 1 + cut.head_tokens]).startswith("q : what is 0 plus 0?")
+    assert tokenizer.decode(row[1 + cut.head_tokens : -1]).endswith("q : write a sonnet about the autumn rain.")
+    # The short query is padded to the batch's width, and its padding is masked out.
+    assert 0 < int(tokens.attention_mask[1].sum()) < len(row)
+
+
+def test_the_vectors_are_the_models_own(embedder: Embedder) -> None:
+    # The batch is tokenized and padded here, then run through the model's modules: the same vectors as
+    # sentence-transformers' own encode, mixed lengths and padding included.
+    texts = ["Write a poem about the sea.", "What is 17 plus 25?", "Explain photosynthesis to a child, briefly."]
+    ours = np.stack([e.vector for e in embedder.embed(texts)])
+    theirs = embedder._model.encode(texts, normalize_embeddings=True)
+    assert np.allclose(ours, theirs, atol=1e-5)
 
 
 def test_the_final_question_changes_the_embedding_of_a_long_prompt(embedder: Embedder) -> None:
