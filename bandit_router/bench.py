@@ -232,6 +232,17 @@ async def wait_serving(target: str, timeout: float) -> None:
             await asyncio.sleep(0.2)
 
 
+def _progress(what: str, level: int, figures: dict[str, float]) -> dict[str, float]:
+    """Prints one measurement as soon as it is taken (to stderr), so a run cut short still leaves its figures."""
+    print(
+        f"  {what} at concurrency {level}: p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms, "
+        f"{figures['per_s']:.1f}/s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return figures
+
+
 async def _wait_workers(log_path: Path, workers: int, timeout: float) -> None:
     """Waits until every routing worker has logged that it serves: a late one would get no connections."""
     deadline = time.monotonic() + timeout
@@ -353,7 +364,7 @@ async def run_bench(
             inference_joules: list[float] = []
             for level in levels:
                 parts, joules = await load.level(texts, level)
-                results["levels"].setdefault(str(level), {})["route"] = summarize(parts)
+                results["levels"].setdefault(str(level), {})["route"] = _progress("Route", level, summarize(parts))
                 inference_joules += joules
             async with grpc.aio.insecure_channel(target) as channel:
                 stats = await router_pb2_grpc.RouterStub(channel).GetStats(pb.GetStatsRequest())
@@ -380,7 +391,7 @@ async def run_bench(
     # router is held to the best the embedding alone can do.
     config = dataclasses.replace(load_config().embedding, device=device)
     arrangements = ["thread"] + (["processes"] if config.processes else [])
-    arrangements += ["shared"] if config.processes and workers > 1 else []
+    arrangements += ["shared"] if config.processes and config.shared and workers > 1 else []
     names = {
         "thread": "thread",
         "processes": f"{config.processes} processes",
@@ -395,7 +406,8 @@ async def run_bench(
             results["device"], results["embedding_model"] = facts["device"], facts["model"]
             for level in levels:
                 parts, _ = await load.level(texts, level)
-                results["levels"][str(level)][f"embedding ({names[arrangement]})"] = summarize(parts)
+                figures = _progress(f"embedding alone on {names[arrangement]}", level, summarize(parts))
+                results["levels"][str(level)][f"embedding ({names[arrangement]})"] = figures
             load.close()
             for embedding_server in shared:
                 embedding_server.close()

@@ -132,8 +132,10 @@ class EmbeddingConfig:
     processes: int = 2
     # PyTorch threads of each worker; 0 shares the CPUs among the workers.
     threads: int = 0
-    # Folder of the sockets of shared embedding servers (`embedding.processes` of them) to use instead of
-    # starting workers of its own: serve --workers sets it for its routing processes.
+    # With serve --workers: the routing processes share `processes` embedding servers that the parent runs
+    # (one model each, on a GPU one CUDA context), instead of starting `processes` workers each.
+    shared: bool = False
+    # Folder of the shared servers' sockets; serve --workers sets it for its routing processes.
     shared_dir: str = ""
     # Precision the model runs in; auto is float16 on a CUDA device (as GPU embedding servers run it: cosine
     # similarity to float32 above 0.999) and float32 elsewhere.

@@ -506,22 +506,17 @@ def _serve_shared(
     facts: tuple[str, int, str],
     merge_up_to: int,
 ) -> None:
-    """Answers every client of ``listener`` until ``control`` closes. Clients send word-piece ids (they
-    tokenize); requests that wait together go through the model as one batch of up to ``merge_up_to``
-    queries (a larger request goes whole)."""
-    Job = tuple[multiprocessing.connection.Connection, IntArray, IntArray]
-    jobs: queue.Queue[Job | None] = queue.Queue()
+    """Answers every client of ``listener`` until ``control`` closes or says None (a kill -9 of the owner
+    closes it too). Clients send word-piece ids (they tokenize); the requests that wait together go
+    through the model in batches of up to ``merge_up_to`` queries (a larger request goes whole).
 
-    def read(client: multiprocessing.connection.Connection) -> None:
-        with client:
-            while True:
-                try:
-                    message = client.recv()
-                except (EOFError, OSError):
-                    return
-                if message is None:
-                    return
-                jobs.put((client, *message))
+    One thread reads every connection and runs the model, so no hand-off between threads, and no wait
+    for the GIL that one implies, lies on a batch's path; a second thread only accepts new clients.
+    """
+    Job = tuple[multiprocessing.connection.Connection, IntArray, IntArray]
+    clients: list[multiprocessing.connection.Connection] = []
+    arrived: queue.SimpleQueue[multiprocessing.connection.Connection] = queue.SimpleQueue()
+    wake, waker = socket.socketpair()
 
     def accept() -> None:
         while True:
@@ -530,46 +525,56 @@ def _serve_shared(
                 client.send(("ready", facts, embedder.tokens))
             except OSError:
                 continue
-            threading.Thread(target=read, args=(client,), daemon=True).start()
-
-    def watch() -> None:
-        # The owner's end closing (or saying None) stops the server, a kill -9 of the owner included.
-        with contextlib.suppress(EOFError, OSError):
-            while control.recv() is not None:
-                pass
-        jobs.put(None)
+            arrived.put(client)
+            waker.send(b"!")
 
     threading.Thread(target=accept, daemon=True).start()
-    threading.Thread(target=watch, daemon=True).start()
-    stopping = False
-    while not stopping:
-        first = jobs.get()
-        if first is None:
-            break
-        batch, size = [first], len(first[1])
-        while size < merge_up_to:
+    waiting: list[Job] = []
+    while True:
+        for source in multiprocessing.connection.wait([control, wake, *clients]):
+            if source is wake:
+                wake.recv(4096)
+                while not arrived.empty():
+                    clients.append(arrived.get())
+                continue
+            assert isinstance(source, multiprocessing.connection.Connection)
             try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                stopping = True
-                break
-            batch.append(job)
-            size += len(job[1])
-        try:
-            vectors = embedder.forward(_stack([ids for _, ids, _ in batch]), _stack([m for _, _, m in batch]))
-        except Exception as exc:  # a failed batch fails its callers, never the server
-            for client, _, _ in batch:
-                with contextlib.suppress(OSError):
-                    client.send(("error", f"{type(exc).__name__}: {exc}"))
-            continue
-        start = 0
-        for client, ids, _ in batch:
-            with contextlib.suppress(OSError):  # a client that left meanwhile
-                client.send(("ok", vectors[start : start + len(ids)]))
-            start += len(ids)
-    listener.close()
+                message = source.recv()
+            except (EOFError, OSError):
+                message = None
+            if source is control:
+                if message is None:
+                    listener.close()
+                    return
+            elif message is None:
+                clients.remove(source)
+                source.close()
+            else:
+                waiting.append((source, *message))
+        while waiting:
+            batch = [waiting.pop(0)]
+            size = len(batch[0][1])
+            while waiting and size + len(waiting[0][1]) <= merge_up_to:
+                batch.append(waiting.pop(0))
+                size += len(batch[-1][1])
+            _answer_batch(embedder, batch)
+
+
+def _answer_batch(
+    embedder: Embedder, batch: list[tuple[multiprocessing.connection.Connection, IntArray, IntArray]]
+) -> None:
+    try:
+        vectors = embedder.forward(_stack([ids for _, ids, _ in batch]), _stack([m for _, _, m in batch]))
+    except Exception as exc:  # a failed batch fails its callers, never the server
+        for client, _, _ in batch:
+            with contextlib.suppress(OSError):
+                client.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    start = 0
+    for client, ids, _ in batch:
+        with contextlib.suppress(OSError):  # a client that left meanwhile
+            client.send(("ok", vectors[start : start + len(ids)]))
+        start += len(ids)
 
 
 class BatchingEmbedder:

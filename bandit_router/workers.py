@@ -3,8 +3,9 @@
 gRPC binds with SO_REUSEPORT on Linux, so N processes listening on one address split the connections
 between them and use N cores. The parent runs the one learner (and the embedded Redis when no URL is
 configured); each worker is a replica that follows the learner's snapshots. Worker i serves its dashboard
-on the configured port + i. The parent also runs the host's embedding servers (`embedding.processes` of
-them), which all workers share, so the model is loaded once per server rather than once per worker.
+on the configured port + i. With `embedding.shared`, the parent also runs the host's embedding servers
+(`embedding.processes` of them) for all workers, so the model is loaded once per server rather than
+`embedding.processes` times per worker.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ async def run_workers(config_path: str | None, workers: int) -> int:
     shared = tempfile.mkdtemp(prefix="br-embed-")
     servers: list[EmbedderProcess] = []
     try:
-        if config.embedding.processes:
+        if config.embedding.processes and config.embedding.shared:
             servers = await asyncio.to_thread(start_embedding_servers, config.embedding, shared)
         return await _supervise(config_path, workers, config.replace(redis={"url": url}), shared, servers)
     finally:

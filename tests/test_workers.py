@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import grpc
+import pytest
 import redis.asyncio as aioredis
 
 from bandit_router.bench import free_port, wait_serving
@@ -19,8 +19,11 @@ from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 
-async def test_two_workers_share_the_port_and_one_learner_learns_everything(tmp_path: Path, redis_url: str) -> None:
-    target, prefix = f"127.0.0.1:{free_port()}", f"workers{os.getpid()}"
+@pytest.mark.parametrize("shared", [False, True], ids=["own-embedders", "shared-embedding-servers"])
+async def test_two_workers_share_the_port_and_one_learner_learns_everything(
+    tmp_path: Path, redis_url: str, shared: bool
+) -> None:
+    target, prefix = f"127.0.0.1:{free_port()}", f"workers{os.getpid()}-{shared}"
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -29,6 +32,7 @@ async def test_two_workers_share_the_port_and_one_learner_learns_everything(tmp_
         "BANDIT_ROUTER_SERVER_LISTEN": target,
         "BANDIT_ROUTER_SERVER_DATA_DIR": str(tmp_path),
         "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
+        "BANDIT_ROUTER_EMBEDDING_SHARED": str(shared).lower(),
         "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
     }
     with open(tmp_path / "server.log", "wb") as log:
@@ -38,10 +42,11 @@ async def test_two_workers_share_the_port_and_one_learner_learns_everything(tmp_
     try:
         await wait_serving(target, timeout=120)
         children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True, check=False)
-        # Two routing workers and the two embedding servers (embedding.processes) they share.
-        assert len(children.stdout.split()) == 4, children.stdout
-        shared = [p for p in Path(tempfile.gettempdir()).glob("br-embed-*/embed-*.sock")]
-        assert len(shared) >= 2
+        pids = children.stdout.split()
+        # Two routing workers, and with `embedding.shared` the two embedding servers (embedding.processes)
+        # they share; otherwise each worker starts its own.
+        servers = [p for p in pids if "_worker_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert (len(pids), len(servers)) == ((4, 2) if shared else (2, 0)), children.stdout
 
         async def client(i: int) -> None:
             # A channel each: connections, not calls, are what SO_REUSEPORT spreads.
