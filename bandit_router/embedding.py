@@ -441,6 +441,9 @@ class EmbedderPool:
             # pool keeps sharing them until batches have not overlapped for a while.
             alone = now - self._overlapped_at > self.CALM_S
             threads = self._fixed_threads or (self._cpus if alone else max(1, self._cpus // len(self._workers)))
+            if self.device != "cpu":
+                # The model's arithmetic runs on the device: resizing PyTorch's CPU thread pool buys nothing.
+                threads = self._fixed_threads
         try:
             return worker.embed(texts, threads)
         finally:
