@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import io
 import itertools
 import os
+import signal
+import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import grpc
@@ -22,6 +29,42 @@ from bandit_router.service import RouterService
 from bandit_router.v1 import router_pb2_grpc
 
 _prefixes = itertools.count()
+
+
+def _stacks() -> str:
+    """Where every thread is, and every asyncio task of the loop running on this thread."""
+    out = io.StringIO()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.write(f"--- thread {names.get(ident, ident)}\n{''.join(traceback.format_stack(frame, limit=20))}")
+    loop = asyncio._get_running_loop()
+    for task in asyncio.all_tasks(loop) if loop is not None else ():
+        out.write(f"--- task {task.get_name()}\n")
+        task.print_stack(file=out)
+    return out.getvalue()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's signal method, and the failure says where each thread and asyncio task stood.
+
+    An async test that hangs waits in the event loop's select, where the main thread's traceback says
+    nothing; the task stacks say which await never returned. CI once hung for its whole 90 minutes
+    without a word; a hang now fails one test, with this report, and the run goes on."""
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None  # the plugin's own timer
+
+    def on_timeout(signum: int, frame: FrameType | None) -> None:
+        pytest.fail(f"Timeout > {settings.timeout} s; where everything stood:\n{_stacks()}", pytrace=False)
+
+    def cancel() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]
+    signal.signal(signal.SIGALRM, on_timeout)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -41,10 +41,9 @@ async def test_learned_decisions_export_as_dsjson_that_vw_reads_as_learned(
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["EventId"] for line in lines] == [d.decision_id for d in decisions]
 
-    events = {
-        e["decision_id"]: e
-        for e in map(json.loads, next((config.server.data_path / "decisions").glob("*.jsonl")).read_text().splitlines())
-    }
+    # The decision logs only: gate.jsonl sits beside them, and a run across midnight UTC writes two days.
+    logs = sorted((config.server.data_path / "decisions").glob("decisions-*.jsonl"))
+    events = {e["decision_id"]: e for path in logs for e in map(json.loads, path.read_text().splitlines())}
     workspace = Workspace(["--cb_explore_adf", "--quiet"])
     dsjson, text = DSJsonFormatParser(workspace), TextFormatParser(workspace)
     for line, decision in zip(lines, decisions, strict=True):
