@@ -156,6 +156,8 @@ class Learner:
         self.promotions = 0
         self.rejections = 0
         self._backlog = True
+        # Where the read of this consumer's delivered-but-unacknowledged events goes on from.
+        self._backlog_after = "0"
         self._group_ready = False
 
     def start(self) -> None:
@@ -176,7 +178,7 @@ class Learner:
 
     async def _run(self) -> None:
         # First the events delivered to this consumer before a crash, then new ones.
-        self._backlog = True
+        self._backlog, self._backlog_after = True, "0"
         while True:
             try:
                 if await self._step():
@@ -206,7 +208,7 @@ class Learner:
             reply: Any = await self.store.client.xreadgroup(
                 Store.GROUP,
                 self.consumer,
-                {self.store.events_key: "0" if backlog else ">"},
+                {self.store.events_key: self._backlog_after if backlog else ">"},
                 count=256,
                 block=block,
             )
@@ -224,7 +226,9 @@ class Learner:
             event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
             await self._learn(event_id, fields)
         if backlog and entries:
-            # Read the backlog past what was just seen.
+            # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
+            last = entries[-1][0]
+            self._backlog_after = last.decode() if isinstance(last, bytes) else last
             return False
         due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
         if self._unacked and (

@@ -1,5 +1,5 @@
-"""The learner: events its snapshot already covers are not learned twice; a malformed event is skipped;
-stopping drains the stream."""
+"""The learner: events its snapshot already covers are not learned twice; a backlog is read once; a
+malformed event is skipped; stopping drains the stream."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from bandit_router.config import Config
 from bandit_router.embedding import Embedder
@@ -14,6 +15,7 @@ from bandit_router.learner_process import run_learner
 from bandit_router.policy import Snapshot
 from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.service import RouterService
+from bandit_router.store import Store
 
 
 async def reward_some(service: RouterService, n: int, start: int = 0) -> None:
@@ -48,6 +50,36 @@ async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
     assert learner.policy.learned == 6
     # Acknowledged and trimmed this time: nothing of it is left to deliver again.
     assert await client.xlen(service.store.events_key) == 0
+
+
+async def test_a_backlog_delivered_before_a_crash_is_read_once(
+    config: Config, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = await RouterService.open(config.replace(server={"learner": False}), embedder=embedder)
+    try:
+        await reward_some(replica, 3)
+        store = replica.store
+        await store.ensure_group()
+        # Delivered to the learner, then neither learned nor acknowledged: it died right after the read.
+        await store.client.xreadgroup(Store.GROUP, "learner-0", {store.events_key: ">"}, count=10)
+        acknowledged: list[Any] = []
+        xack = aioredis.Redis.xack
+
+        async def recording(client: aioredis.Redis, key: Any, group: Any, *ids: Any) -> Any:
+            acknowledged.extend(ids)
+            return await xack(client, key, group, *ids)
+
+        monkeypatch.setattr(aioredis.Redis, "xack", recording)
+        learner = await RouterService.open(config, embedder=embedder)
+        try:
+            assert learner.learner is not None
+            await learner.learner.wait_learned(3, timeout=20)
+        finally:
+            await learner.close()
+    finally:
+        await replica.close()
+    # Each once: reading the backlog from its start again would hand the same events over and over.
+    assert len(acknowledged) == 3 and len(set(acknowledged)) == 3
 
 
 async def test_a_malformed_event_is_logged_and_skipped(service: RouterService) -> None:
