@@ -7,6 +7,8 @@ import dataclasses
 import io
 import math
 import re
+import struct
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -181,19 +183,42 @@ class Clusterer:
         return len(self.centroids) - 1
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, centroids=self.centroids, counts=self.counts)
-        return buffer.getvalue()
+        """The centroids and counts as raw little-endian arrays behind a fixed header.
+
+        Not NumPy's .npz: reading one parses its header with ``ast.literal_eval``, and CPython 3.11's AST
+        constructor keeps one recursion counter for all threads, so two replicas loading snapshots on two
+        threads at once failed with "SystemError: AST constructor recursion depth mismatch"."""
+        rows, dimension = self.centroids.shape
+        header = _CLUSTERS_HEADER.pack(_CLUSTERS_MAGIC, rows, dimension)
+        return header + self.centroids.astype("<f4").tobytes() + self.counts.astype("<i8").tobytes()
 
     def load_bytes(self, data: bytes) -> None:
-        with np.load(io.BytesIO(data)) as arrays:
-            centroids = arrays["centroids"].astype(np.float32)
-            counts = arrays["counts"].astype(np.int64)
+        if data.startswith(b"PK"):  # written as .npz before the raw format
+            with _NPZ_LOCK, np.load(io.BytesIO(data)) as arrays:
+                centroids = arrays["centroids"].astype(np.float32)
+                counts = arrays["counts"].astype(np.int64)
+        else:
+            if len(data) < _CLUSTERS_HEADER.size or not data.startswith(_CLUSTERS_MAGIC):
+                raise ValueError("snapshot clusters do not start with the clusters header")
+            _, rows, dimension = _CLUSTERS_HEADER.unpack_from(data)
+            expected = _CLUSTERS_HEADER.size + rows * dimension * 4 + rows * 8
+            if len(data) != expected:
+                raise ValueError(f"snapshot clusters are {len(data)} bytes long, their header says {expected}")
+            body = memoryview(data)[_CLUSTERS_HEADER.size :]
+            centroids = np.frombuffer(body[: rows * dimension * 4], "<f4").reshape(rows, dimension).astype(np.float32)
+            counts = np.frombuffer(body[rows * dimension * 4 :], "<i8").astype(np.int64)
         if centroids.ndim != 2 or centroids.shape[1] != self.centroids.shape[1]:
             raise ValueError(
                 f"snapshot clusters have dimension {centroids.shape[-1]}, the embedder has {self.centroids.shape[1]}"
             )
         self.centroids, self.counts = centroids, counts
+
+
+_CLUSTERS_MAGIC = b"BRCLU1\n\0"
+# Magic, then the number of centroids and their dimension.
+_CLUSTERS_HEADER = struct.Struct("<8sQQ")
+# Old .npz clusters are read one at a time (see Clusterer.to_bytes).
+_NPZ_LOCK = threading.Lock()
 
 
 class Projector:

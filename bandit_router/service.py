@@ -243,7 +243,12 @@ class RouterService:
             return False
         if snapshot.version <= self.serving.version:
             return False
-        self._install(await asyncio.to_thread(self._new_policy, snapshot))
+        try:
+            policy = await asyncio.to_thread(self._new_policy, snapshot)
+        except Exception:  # the replica keeps serving, and following: the next announcement or poll retries
+            log.exception("could not load served policy v%d; keeping %s", snapshot.version, self.policy_version)
+            return False
+        self._install(policy)
         log.info("now serving policy %s", self.policy_version)
         return True
 

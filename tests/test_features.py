@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import math
 
 import numpy as np
@@ -55,6 +57,29 @@ def test_clusters_open_join_and_round_trip() -> None:
     assert np.array_equal(copy.centroids, clusterer.centroids) and list(copy.counts) == list(clusterer.counts)
     with pytest.raises(ValueError, match="snapshot clusters have dimension 3, the embedder has 4"):
         Clusterer(FeaturesConfig(), dimension=4).load_bytes(clusterer.to_bytes())
+    with pytest.raises(ValueError, match=r"snapshot clusters are \d+ bytes long, their header says \d+"):
+        copy.load_bytes(clusterer.to_bytes()[:-1])
+    # Snapshots written before the raw format held NumPy's .npz.
+    old = io.BytesIO()
+    np.savez(old, centroids=clusterer.centroids, counts=clusterer.counts)
+    older = Clusterer(FeaturesConfig(), dimension=3)
+    older.load_bytes(old.getvalue())
+    assert np.array_equal(older.centroids, clusterer.centroids) and list(older.counts) == list(clusterer.counts)
+
+
+def test_clusters_load_without_parsing_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Replicas swap snapshots in on threads of their own, and CPython 3.11's AST constructor fails now and
+    # then on two threads at once (see Clusterer.to_bytes): loading clusters must not parse anything.
+    clusterer = Clusterer(FeaturesConfig(), dimension=4)
+    clusterer.learn_one(np.array([1.0, 0.0, 0.0, 0.0], np.float32))
+
+    def parse(*args: object, **kwargs: object) -> object:
+        raise AssertionError("clusters were loaded through ast")
+
+    monkeypatch.setattr(ast, "literal_eval", parse)
+    copy = Clusterer(FeaturesConfig(), dimension=4)
+    copy.load_bytes(clusterer.to_bytes())
+    assert np.array_equal(copy.centroids, clusterer.centroids)
 
 
 def test_vw_lines_hold_every_namespace() -> None:

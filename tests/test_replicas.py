@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from conftest import make_config
 
 from bandit_router.embedding import Embedder
 from bandit_router.learner_process import run_learner
-from bandit_router.policy import Snapshot
+from bandit_router.policy import Policy, Snapshot
+from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.server import Server
 from bandit_router.service import RouterService
 from bandit_router.store import Store
@@ -74,3 +77,47 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
         for line in path.read_text().splitlines()
     ]
     assert sorted(logged) == sorted(rewarded) and len(set(logged)) == 120
+
+
+async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner = await RouterService.open(make_config(tmp_path / "learner", redis_url), embedder=embedder)
+    config = learner.config.replace(server={"data_dir": str(tmp_path / "replica"), "learner": False})
+    replica = await RouterService.open(config, embedder=embedder)
+    try:
+        build = replica._new_policy
+        failures: list[int] = []
+
+        def flaky(snapshot: Snapshot | None) -> Policy:
+            if not failures:
+                # As CPython 3.11 raised once, loading two snapshots on two threads at once.
+                failures.append(snapshot.version if snapshot else 0)
+                raise SystemError("AST constructor recursion depth mismatch (before=45, after=42)")
+            return build(snapshot)
+
+        monkeypatch.setattr(replica, "_new_policy", flaky)
+        assert learner.learner is not None
+
+        async def reward_one(n: int) -> None:
+            d = await learner.route(RouteInput(query=f"What is {n} cubed?"))
+            await learner.reward(RewardInput(decision_id=d.decision_id, quality=0.5))
+            await learner.learner.wait_learned(n, timeout=20)  # type: ignore[union-attr]
+
+        async def until(done: Callable[[], bool], why: Callable[[], str]) -> None:
+            deadline = time.monotonic() + 10
+            while not done():
+                assert time.monotonic() < deadline, why()
+                await asyncio.sleep(0.02)
+
+        await reward_one(1)
+        await until(lambda: bool(failures), lambda: "the replica never tried the first policy")
+        # The follower outlived the failure: the next policy is swapped in.
+        await reward_one(2)
+        await until(
+            lambda: replica.policy_version == learner.policy_version,
+            lambda: f"replica serves {replica.policy_version}, the learner {learner.policy_version}",
+        )
+    finally:
+        await replica.close()
+        await learner.close()
