@@ -607,6 +607,11 @@ class BatchingEmbedder:
         self.items = 0
 
     def start(self) -> None:
+        if self._task is not None and self._task.done():
+            # Whatever ended it, the next request must not wait forever on a batcher that is gone.
+            why = "cancelled" if self._task.cancelled() else repr(self._task.exception())
+            log.error("embedding batcher ended (%s); starting another", why)
+            self._task = None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="embedding-batcher")
 
@@ -667,23 +672,27 @@ class BatchingEmbedder:
     async def _embed(self, live: list[tuple[str, asyncio.Future[Embedded]]]) -> None:
         try:
             started = time.time()
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.embedder.embed, [t for t, _ in live]
-                )
-            except Exception as exc:  # a failed batch fails its callers, never the batcher
-                log.exception("embedding batch of %d failed", len(live))
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(exc)
-                return
-            self.batches += 1
-            self.items += len(live)
-            if self.on_batch is not None:
-                self.on_batch(started, time.time(), len(live))
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.embedder.embed, [t for t, _ in live]
+            )
+            if len(results) != len(live):
+                raise RuntimeError(f"the embedder answered {len(results)} vectors for {len(live)} queries")
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)
+            self.batches += 1
+            self.items += len(live)
+        except Exception as exc:  # a failed batch fails its callers, never the batcher
+            log.exception("embedding batch of %d failed", len(live))
+            for _, f in live:
+                if not f.done():
+                    f.set_exception(exc)
+        else:
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(started, time.time(), len(live))
+                except Exception:  # the callers have their vectors; only the accounting of this batch is lost
+                    log.exception("accounting for an embedding batch of %d failed", len(live))
         finally:
             self._free += 1
             self._lanes.release()

@@ -147,6 +147,7 @@ class Learner:
         # Events learned into the last persisted snapshot, served or not.
         self.published = policy.learned
         self.skipped = 0
+        # Events that could not be learned, and steps (read, learn, snapshot) that failed and were retried.
         self.failures = 0
         self.gate = Gate(config)
         # The learner's own copy of the serving policy, for the gate (VW workspaces are not thread-safe,
@@ -194,6 +195,15 @@ class Learner:
                     )
                     return
                 log.warning("learner lost Redis (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                # Learning must not stop for good on one bad step: what it had not acknowledged stays in the
+                # stream, and the next step takes it up again.
+                self.failures += 1
+                if self._stopping.is_set():
+                    log.exception("learner step failed while stopping; the next start learns what is left")
+                    return
+                log.exception("learner step failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
     async def _step(self) -> bool:

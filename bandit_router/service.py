@@ -692,3 +692,5 @@ class RouterService:
                 await self.sweep_expired()
             except REDIS_ERRORS as exc:
                 log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)
+            except Exception:  # one bad decision must not end the sweeps of every later one
+                log.exception("expiry sweep failed; the next sweep retries")

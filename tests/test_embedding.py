@@ -151,6 +151,43 @@ async def test_lanes_share_the_backlog_and_a_lone_request_does_not_wait_for_comp
         await batcher.close()
 
 
+class ShortEmbedder(GatedEmbedder):
+    """Answers one vector too few for each batch: a broken embedder, as seen from the batcher."""
+
+    def embed(self, texts: Sequence[str]) -> list[Embedded]:
+        return super().embed(texts)[1:]
+
+
+async def test_a_batch_that_breaks_after_the_model_fails_its_callers_and_the_batcher_goes_on() -> None:
+    # Nothing that goes wrong with a batch may leave its callers waiting forever (a Route that never returns).
+    broken = ShortEmbedder()
+    broken.gate.set()
+    boom: list[int] = []
+
+    def on_batch(start: float, end: float, items: int) -> None:
+        boom.append(items)
+        raise RuntimeError("energy accounting failed")
+
+    config = EmbeddingConfig(device="cpu", max_batch_size=4, max_wait_ms=0)
+    batcher = BatchingEmbedder(broken, config)
+    accounting = BatchingEmbedder(GatedEmbedder(), config, on_batch=on_batch)
+    accounting.embedder.gate.set()  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(RuntimeError, match="the embedder answered 0 vectors for 1 queries"):
+            await asyncio.wait_for(batcher.embed("one"), 5)
+        # The vectors were there: only the accounting of the batch is lost.
+        assert (await asyncio.wait_for(accounting.embed("two"), 5)).token_count == 1 and boom == [1]
+        batcher._task.cancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        # A batcher whose loop has gone is started again by the next request.
+        batcher.embedder = GatedEmbedder()
+        batcher.embedder.gate.set()
+        assert (await asyncio.wait_for(batcher.embed("three"), 5)).token_count == 1
+    finally:
+        await batcher.close()
+        await accounting.close()
+
+
 def test_the_model_runs_in_the_configured_precision(embedder: Embedder) -> None:
     half = Embedder(dataclasses.replace(load_config().embedding, device="cpu", dtype="bfloat16"))
     assert (embedder.dtype, half.dtype) == ("float32", "bfloat16")

@@ -64,3 +64,25 @@ async def test_the_default_reward_is_learned_for_expired_decisions(
         event = by_id[d.decision_id]
         assert event["expired"] is True and event["quality"] == 0.25
         assert event["energy_source"] == "estimated" and event["reward"] < 0.25  # energy and cost still count
+
+
+async def test_the_sweep_goes_on_after_one_fails(
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+
+    async def flaky(self: RouterService) -> int:
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) == 1:
+            raise ValueError("a decision could not be read")
+        return 0
+
+    monkeypatch.setattr(RouterService, "sweep_expired", flaky)
+    service = await open_service(tmp_path, redis_url, embedder, expiry_sweep_s=0.05)
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(calls) < 3:
+            assert asyncio.get_running_loop().time() < deadline, f"the sweep ran {len(calls)} times, then stopped"
+            await asyncio.sleep(0.05)
+    finally:
+        await service.close()

@@ -108,3 +108,21 @@ async def test_a_learner_stopped_as_it_starts_still_learns_what_is_in_the_stream
     finally:
         await replica.close()
     assert snapshot.learned == 3
+
+
+async def test_the_learner_goes_on_after_a_step_fails(service: RouterService, monkeypatch: pytest.MonkeyPatch) -> None:
+    learner = service.learner
+    assert learner is not None
+    judge = learner.gate.judge
+    failed: list[int] = []
+
+    def once(*args: Any) -> Any:
+        if not failed:
+            failed.append(1)
+            raise ValueError("the gate could not judge")
+        return judge(*args)
+
+    monkeypatch.setattr(learner.gate, "judge", once)
+    await reward_some(service, 40)
+    await learner.wait_learned(40, timeout=30)
+    assert failed and learner.failures == 1 and learner.policy.learned == 40
