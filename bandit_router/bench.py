@@ -279,27 +279,33 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
                     f"task{i % 12}",
                     i % 32,
                     Complexity.of(text, len(text.split())),
-                    0.1,
-                    0.1,
                     " ".join(f"p{j}:{rng.uniform(-1, 1):.4f}" for j in range(16)),
                 )
                 index = rng.randrange(len(actions))
+                quality = rng.random()
                 event = {
-                    "shared": context.shared_line(),
+                    "shared": context.line(config.features.context),
                     "actions": actions,
+                    "penalties": [0.01 * j for j in range(len(actions))],
                     "index": index,
                     "probability": 1 / len(actions),
-                    "reward": rng.random(),
+                    "quality": quality,
+                    "reward": quality - 0.01 * index,
+                    "task": context.task,
                     "model": config.models[index].id,
                     "cost_usd": 1e-4,
+                    "catalog_cost_usd": 9e-5,
                     "energy_joules": 20.0,
+                    "catalog_energy_joules": 18.0,
+                    "output_tokens": 120,
+                    "output_tokens_reported": True,
                     "latency_ms": 0.0,
                 }
                 pipe.xadd(store.events_key, {"event": json.dumps(event)})
             await pipe.execute()
 
         def rebuild(snapshot: Any) -> Policy:
-            return Policy(config.policy.vw_args, config.features, 384, snapshot)
+            return Policy(config.policy, config.features, 384, snapshot)
 
         learner = Learner(
             store,

@@ -161,8 +161,17 @@ class EmbeddingConfig:
         )
 
 
+# Context namespaces a policy may condition on; each one in ``features.context`` is crossed with the model.
+CONTEXT_NAMESPACES = {"T": "task", "K": "cluster", "X": "complexity", "E": "embedding"}
+
+
 @dataclasses.dataclass(frozen=True)
 class FeaturesConfig:
+    # What the quality of a model is learned per, as VW namespaces crossed with the model: T task (the hint,
+    # else the nearest task prototype), K semantic cluster, X complexity, E a projection of the embedding.
+    # Measured on the shared data sets (simulations/README.md): the task alone learned fastest; clusters,
+    # complexity and the projection each added cells to explore and lost reward on 500-5,600-query streams.
+    context: tuple[str, ...] = ("T",)
     projection_dim: int = 16
     max_clusters: int = 32
     # Cosine similarity under which a query opens a new cluster (while there is room).
@@ -178,52 +187,52 @@ class FeaturesConfig:
             "must be in [-1, 1]",
             self.cluster_threshold,
         )
+        unknown = [n for n in self.context if n not in CONTEXT_NAMESPACES]
+        _require(
+            not unknown,
+            "features.context",
+            "must name namespaces among " + ", ".join(f"{k} ({v})" for k, v in CONTEXT_NAMESPACES.items()),
+            list(self.context),
+        )
+        _require(len(set(self.context)) == len(self.context), "features.context", "must not repeat", list(self.context))
+        _require(
+            "E" not in self.context or self.projection_dim > 0,
+            "features.context",
+            "may name E only with features.projection_dim > 0",
+            list(self.context),
+        )
 
 
-DEFAULT_VW_ARGS = (
-    "--cb_explore_adf",
-    "--squarecb",
-    # More exploration than squarecb's default 10: with mixed preferences, 10 starved the model that
-    # looked poor under one preference of ever being tried under the other (2 of 30 seeds learned one
-    # choice for both); 7 learned both in 30 of 30, at about 1% less replay reward.
-    "--gamma_scale",
-    "7",
-    "--quiet",
-    "--random_seed",
-    "0",
-    # Task and cluster crossed with the action keep a routing memory per task (AMRO-S's
-    # specialists); embedding, complexity and preferences crossed with the action and its
-    # catalog properties let one policy serve every query and every preference.
-    "--interactions",
-    "TA",
-    "--interactions",
-    "KA",
-    "--interactions",
-    "EA",
-    "--interactions",
-    "XA",
-    "--interactions",
-    "PA",
-    "--interactions",
-    "PM",
-    "--interactions",
-    "TM",
-)
+# VW learns each model's expected quality by squared-loss regression. A learning rate that decays as
+# (sum of squared gradients)^-0.75 per feature averages noisy 0/1 qualities closer to a running mean than
+# VW's default (0.5, ^-0.5), which chased the last few rewards of a rarely tried model; measured on the shared
+# data sets, it matched an exact ridge regression given every outcome.
+DEFAULT_VW_ARGS = ("--quiet", "-l", "0.25", "--power_t", "0.75")
+# Options that would make the workspace something other than a regressor of quality.
+_VW_REDUCTIONS = ("--cb", "--cb_adf", "--cb_explore", "--cb_explore_adf", "--csoaa", "--oaa", "--interactions", "-q")
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyConfig:
+    # VW options of the quality regressor (the interactions come from features.context).
     vw_args: tuple[str, ...] = DEFAULT_VW_ARGS
+    # Optimism: a model's quality is taken at its estimate plus a width of
+    # sqrt(explore_model^2 / (1 + n_model) + sum over context features of explore_context^2 / (1 + n_cell)),
+    # capped at 1 (no answer is better than perfect), where n counts the rewards seen of that model, overall
+    # and in each cell (task, cluster) of this query. The model with the best optimistic score, minus its
+    # known penalty at the request's weights, is the leader.
+    explore_model: float = 0.5
+    explore_context: float = 0.3
+    # The leader gets 1 - epsilon; epsilon is shared by every model whose optimistic score reaches the best
+    # expected score (a model that cannot be best even at its optimistic quality gets nothing). It keeps
+    # every plausible model's logged probability above zero, which off-policy evaluation and the gate need.
+    epsilon: float = 0.05
     # The learner publishes (and persists) a snapshot after this many events or this long, whichever first.
     snapshot_every_events: int = 64
     snapshot_interval_s: float = 1.0
     keep_snapshots: int = 5
     # Seed of the per-decision sampling RNG (the decision id is the other half of the seed).
     seed: int = 0
-    # VW learns cost = cost_offset - reward. Any offset ranks models the same as -reward, but VW starts
-    # every prediction at cost 0: with offset 1 an untried model looks like a perfect answer until it
-    # is observed (an optimistic start), so squarecb does not starve the models it did not try first.
-    cost_offset: float = 1.0
     # Quality gate (AMRO-S): a new snapshot is served unless its off-policy (SNIPS) estimate on the
     # last ``gate_window`` learned events is below the serving policy's by more than ``gate_tolerance``,
     # with confidence (see gate_z).
@@ -243,15 +252,22 @@ class PolicyConfig:
     reload_poll_s: float = 5.0
 
     def __post_init__(self) -> None:
+        reductions = [a for a in self.vw_args if a.split("=")[0] in _VW_REDUCTIONS]
         _require(
-            "--cb_explore_adf" in self.vw_args, "policy.vw_args", "must contain --cb_explore_adf", list(self.vw_args)
+            not reductions,
+            "policy.vw_args",
+            "must not choose a reduction or interactions (the policy is a quality regressor; interactions come "
+            "from features.context)",
+            reductions,
         )
+        _finite_nonneg("policy.explore_model", self.explore_model)
+        _finite_nonneg("policy.explore_context", self.explore_context)
+        _require(0 <= self.epsilon < 1, "policy.epsilon", "must be in [0, 1)", self.epsilon)
         _require(
             self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events
         )
         _positive("policy.snapshot_interval_s", self.snapshot_interval_s)
         _require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
-        _require(math.isfinite(self.cost_offset), "policy.cost_offset", "must be a finite number", self.cost_offset)
         _require(self.gate_window >= 0, "policy.gate_window", "must be >= 0 (0 turns the gate off)", self.gate_window)
         _require(self.gate_min_events >= 1, "policy.gate_min_events", "must be >= 1", self.gate_min_events)
         _finite_nonneg("policy.gate_tolerance", self.gate_tolerance)

@@ -8,18 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
-def vw_line_to_namespaces(line: str) -> dict[str, dict[str, float]]:
-    """``"shared |T math |E e0:0.5"`` -> ``{"T": {"math": 1.0}, "E": {"e0": 0.5}}``; a label before the first
-    namespace and the ``shared`` marker are dropped."""
-    namespaces: dict[str, dict[str, float]] = {}
-    for chunk in line.split("|")[1:]:
-        name, *features = chunk.split()
-        group = namespaces.setdefault(name, {})
-        for feature in features:
-            key, _, value = feature.partition(":")
-            group[key] = float(value) if value else 1.0
-    return namespaces
+from bandit_router.features import namespaces
 
 
 def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
@@ -33,13 +22,15 @@ def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
         "_label_Action": index + 1,
         "_labelIndex": index,
         "a": [i + 1 for i in order],
-        "c": {**vw_line_to_namespaces(event["shared"]), "_multi": [vw_line_to_namespaces(a) for a in event["actions"]]},
+        "c": {**namespaces(event["shared"]), "_multi": [namespaces(a) for a in event["actions"]]},
         "p": [pmf[i] for i in order],
         "EventId": event["decision_id"],
         "Timestamp": datetime.fromtimestamp(float(event["created_at"]), UTC).isoformat().replace("+00:00", "Z"),
         # Everything else the reward was made of, for evaluating other trade-offs offline.
         "_bandit_router": {
             "models": [m for m, _ in event["pmf"]],
+            # Each action's penalty at the decision's weights: with the context, what a policy's pmf depends on.
+            "penalties": event.get("penalties", [0.0] * len(pmf)),
             **{
                 k: event[k]
                 for k in (

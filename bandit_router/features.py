@@ -1,8 +1,8 @@
-"""Context and action features of a routing decision, written as VW cb_explore_adf example lines."""
+"""Context and action features of a routing decision, written as VW example lines, and the decision as the
+policy sees it."""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import io
 import math
@@ -21,10 +21,9 @@ NS_TASK = "T"
 NS_CLUSTER = "K"
 NS_EMBEDDING = "E"
 NS_COMPLEXITY = "X"
-NS_PREFERENCES = "P"
 NS_ACTION = "A"
-NS_MODEL = "M"
-NS_PENALTY = "W"
+# Namespaces whose features name a cell (one feature of value 1): the policy counts rewards per model in each.
+CATEGORICAL = (NS_TASK, NS_CLUSTER)
 
 # A few phrasings per task; a query takes the task whose prototypes it is nearest to on average.
 TASK_PROTOTYPES: dict[str, tuple[str, ...]] = {
@@ -232,73 +231,89 @@ class Projector:
         return " ".join(f"e{i}:{v:.4f}" for i, v in enumerate(vector @ self.matrix))
 
 
-# Upper bounds of the preference levels; a weight above the last is level len(PREFERENCE_LEVELS).
-PREFERENCE_LEVELS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0)
-
-
-def preference_level(weight: float) -> int:
-    """The level of a trade-off weight, so that each level (crossed with the action) keeps its own
-    routing memory, the way each task does: the continuous weight alone gives one slope per model,
-    which mixed traffic learns slowly."""
-    return bisect.bisect_left(PREFERENCE_LEVELS, weight)
-
-
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """Everything about a query and its request that the policy conditions on."""
+    """Everything about a query that the policy may condition on."""
 
     task: str
     cluster: int
     complexity: Complexity
-    energy_weight: float
-    cost_weight: float
     projection: str
 
-    def shared_line(self) -> str:
+    def line(self, namespaces: Sequence[str]) -> str:
+        """The context's VW features in the namespaces asked for, in that order."""
         cluster = f"c{self.cluster}" if self.cluster >= 0 else "none"
-        parts = [
-            "shared",
-            f"|{NS_TASK} {vw_token(self.task)}",
-            f"|{NS_CLUSTER} {cluster}",
-            f"|{NS_COMPLEXITY} {self.complexity.vw_features()}",
-            f"|{NS_PREFERENCES} energy:{vw_number(self.energy_weight)} cost:{vw_number(self.cost_weight)} const "
-            f"energy={preference_level(self.energy_weight)} cost={preference_level(self.cost_weight)}",
-        ]
-        if self.projection:
-            parts.insert(3, f"|{NS_EMBEDDING} {self.projection}")
-        return " ".join(parts)
+        parts = {
+            NS_TASK: f"|{NS_TASK} {vw_token(self.task)}",
+            NS_CLUSTER: f"|{NS_CLUSTER} {cluster}",
+            NS_COMPLEXITY: f"|{NS_COMPLEXITY} {self.complexity.vw_features()}",
+            NS_EMBEDDING: f"|{NS_EMBEDDING} {self.projection}",
+        }
+        return " ".join(parts[n] for n in namespaces)
 
 
-def action_line(model: ModelSpec, penalty: float = 0.0) -> str:
-    """The action's own id (a routing memory per model), its catalog properties and, where the request
-    trades quality for energy or cost, the penalty its expected energy and cost incur at the request's
-    weights.
+def action_line(model: ModelSpec) -> str:
+    """The action's features: its id alone, so each model has its own quality (and, crossed with the
+    context, its own quality per task or cluster). Its price and energy are not features: they are known,
+    and enter the decision as its penalty."""
+    return f"|{NS_ACTION} {vw_token(model.id)}"
 
-    The penalty is the part of the reward that is known before the answer: one weight, shared by every
-    model (and 1 when learned), carries it across preferences and models. Without it the policy must
-    learn each model's penalty per preference, and the penalty a model earns under a frugal preference
-    leaks into its value under the others, which starved the large model of trials where it is best.
-    """
-    energy = model.energy_j_per_output_token * model.typical_output_tokens
-    price = model.input_usd_per_mtok + model.output_usd_per_mtok
-    line = (
-        f"|{NS_ACTION} {vw_token(model.id)} "
-        f"|{NS_MODEL} price:{math.log1p(price):.4f} params:{math.log1p(model.parameters_b) / 5:.4f} "
-        f"energy:{math.log1p(energy) / 5:.4f}"
-    )
-    return f"{line} |{NS_PENALTY} penalty:{vw_number(penalty)}" if penalty > 0 else line
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One decision as a policy sees it: the context line, one line per candidate, and each candidate's
+    penalty (expected energy and cost at the request's weights). A policy's pmf is a function of these
+    alone, so the gate, the dashboard and evaluation can ask any policy what it would have done."""
+
+    shared: str
+    actions: tuple[str, ...]
+    penalties: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.actions) != len(self.penalties):
+            raise ValueError(
+                f"a choice needs one penalty per action, got {len(self.penalties)} for {len(self.actions)} actions"
+            )
+
+    @classmethod
+    def of(cls, shared: str, actions: Sequence[str], penalties: Sequence[float] | None = None) -> Choice:
+        return cls(shared, tuple(actions), tuple(penalties) if penalties is not None else (0.0,) * len(actions))
+
+
+def namespaces(line: str) -> dict[str, dict[str, float]]:
+    """``"|T math |E e0:0.5"`` -> ``{"T": {"math": 1.0}, "E": {"e0": 0.5}}``; anything before the first
+    namespace (a label, ``shared``) is dropped."""
+    found: dict[str, dict[str, float]] = {}
+    for chunk in line.split("|")[1:]:
+        name, *features = chunk.split()
+        group = found.setdefault(name, {})
+        for feature in features:
+            key, _, value = feature.partition(":")
+            group[key] = float(value) if value else 1.0
+    return found
+
+
+class Featurizer:
+    """Builds a query's context: its task (the hint, or inferred), cluster, complexity and projection."""
+
+    def __init__(self, config: FeaturesConfig, embed: Callable[[Sequence[str]], list[Embedded]], dimension: int):
+        self.config = config
+        self.inferrer = TaskInferrer(embed)
+        self.projector = Projector(config, dimension) if NS_EMBEDDING in config.context else None
+
+    def context(self, query: str, embedded: Embedded, task_hint: str, clusterer: Clusterer) -> Context:
+        return Context(
+            task=task_hint.lower() if task_hint else self.inferrer.infer(embedded.vector),
+            cluster=clusterer.assign(embedded.vector),
+            complexity=Complexity.of(query, embedded.token_count),
+            projection=self.projector.vw_features(embedded.vector) if self.projector is not None else "",
+        )
 
 
 def vw_number(value: float, bound: float = 1e6) -> str:
     """A number as VW's text parser reads it right: VW parses float32, so a value beyond its range
-    becomes inf or NaN (and a NaN pmf); magnitudes are clamped to ``bound`` and those under 1e-9 are 0."""
+    becomes inf or NaN (and a NaN prediction); magnitudes are clamped to ``bound`` and those under 1e-9 are 0."""
     if not math.isfinite(value):
         value = math.copysign(bound, value) if math.isinf(value) else 0.0
     clamped = max(-bound, min(bound, value))
     return "0" if abs(clamped) < 1e-9 else f"{clamped:.6g}"
-
-
-def labelled(line: str, cost: float, probability: float) -> str:
-    """An action line carrying the cb label of the action that was taken. A reward huge in magnitude
-    (a huge reported energy or cost) is learned as the bound: the worst there is."""
-    return f"0:{vw_number(cost)}:{probability:.6g} {line}"

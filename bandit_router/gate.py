@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import PolicyConfig
+from bandit_router.features import Choice
 from bandit_router.ope import Estimate, snips
 from bandit_router.policy import Policy
 
 
 @dataclasses.dataclass(frozen=True)
 class Logged:
-    """One learned decision as the gate replays it: its features, the logged action and its reward."""
+    """One learned decision as the gate replays it: what the policy saw, the logged action and its reward."""
 
-    shared: str
-    actions: tuple[str, ...]
+    choice: Choice
     index: int
     probability: float
     reward: float
@@ -89,7 +89,7 @@ class Gate:
 
     def _probabilities(self, policy: Policy, events: list[Logged]) -> list[list[float]]:
         # One column per decision: the policy's probability of the logged action (action 0 below).
-        return [[policy.pmf(e.shared, e.actions)[e.index]] for e in events]
+        return [[policy.pmf(e.choice)[e.index]] for e in events]
 
     def _serving_probabilities(self, serving: Policy, window: list[tuple[int, Logged]]) -> list[list[float]]:
         if serving is not self._serving_policy:
@@ -97,7 +97,7 @@ class Gate:
         known, cache = self._serving_probability, {}
         for seq, e in window:  # only the decisions still in the window are kept
             cached = known.get(seq)
-            cache[seq] = cached if cached is not None else serving.pmf(e.shared, e.actions)[e.index]
+            cache[seq] = cached if cached is not None else serving.pmf(e.choice)[e.index]
         self._serving_probability = cache
         return [[cache[seq]] for seq, _ in window]
 

@@ -18,7 +18,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from bandit_router.config import PolicyConfig
-from bandit_router.features import labelled
+from bandit_router.features import Choice
 from bandit_router.gate import Gate, Logged, Verdict
 from bandit_router.policy import Policy, Snapshot, SnapshotError
 from bandit_router.reward import RunningEstimate
@@ -103,6 +103,26 @@ async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False
     if on_disk is not None:
         candidates.append(on_disk)
     return max(candidates, key=lambda s: s.version, default=None)
+
+
+def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> None:
+    """Learns one rewarded decision into ``policy``: the chosen model's quality in its context (the regressor
+    and the evidence), its tokens and residuals (pricing), and its running cost, energy and latency."""
+    index = int(event["index"])
+    policy.learn_quality(event["shared"], event["actions"][index], float(event["quality"]))
+    if event.get("embedding"):
+        policy.clusterer.learn_one(decode_embedding(event["embedding"]))
+    if "catalog_cost_usd" in event:  # events from before pricing learned residuals carry no catalog figures
+        policy.pricing.observe(
+            event["model"],
+            event["task"],
+            int(event["output_tokens"]) if event.get("output_tokens_reported") else None,
+            float(event["cost_usd"]) - float(event["catalog_cost_usd"]),
+            float(event["energy_joules"]) - float(event["catalog_energy_joules"]),
+        )
+    estimate = policy.estimates.setdefault(event["model"], RunningEstimate())
+    estimate.observe(ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"]))
+    policy.learned += 1
 
 
 class Learner:
@@ -272,19 +292,14 @@ class Learner:
 
     def _learn_sync(self, raw: Any) -> None:
         event = json.loads(raw)
-        actions = list(event["actions"])
-        index = int(event["index"])
-        cost = self.config.cost_offset - float(event["reward"])
+        learn_event(self.policy, event, self.ewma_alpha)
         self.gate.observe(
-            Logged(event["shared"], tuple(actions), index, float(event["probability"]), float(event["reward"]))
-        )
-        actions[index] = labelled(actions[index], cost, float(event["probability"]))
-        self.policy.learn_one(event["shared"], actions)
-        if event.get("embedding"):
-            self.policy.clusterer.learn_one(decode_embedding(event["embedding"]))
-        estimate = self.policy.estimates.setdefault(event["model"], RunningEstimate())
-        estimate.observe(
-            self.ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
+            Logged(
+                Choice.of(event["shared"], event["actions"], event.get("penalties")),
+                int(event["index"]),
+                float(event["probability"]),
+                float(event["reward"]),
+            )
         )
 
     async def _judge(self, snapshot: Snapshot, data: bytes) -> None:

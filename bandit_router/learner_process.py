@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _policy(config: Config, dimension: int, snapshot: Snapshot | None) -> Policy:
-    return Policy(config.policy.vw_args, config.features, dimension, snapshot)
+    return Policy(config.policy, config.features, dimension, snapshot)
 
 
 async def run_learner(config: Config, stop: asyncio.Event | None = None) -> None:

@@ -1,4 +1,12 @@
-"""The contextual-bandit policy: a VW cb_explore_adf workspace and the query clusters it was trained with."""
+"""The routing policy: VW's estimate of each model's quality in a context, how much evidence backs it, what each
+model is expected to cost, and the query clusters; and its snapshot codec.
+
+The policy learns only what is unknown, how well a model answers: a VW squared-loss regressor of quality on
+the model crossed with the context (``features.context``). What a model costs in energy and money at the
+request's weights is known, or estimated in closed form (:mod:`bandit_router.pricing`), and enters each
+decision as a penalty. A weight never seen in training therefore gets the right trade-off at once.
+:mod:`bandit_router.exploration` turns qualities, evidence and penalties into the pmf.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +20,15 @@ from typing import Any, cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
 
-from bandit_router.config import FeaturesConfig
-from bandit_router.features import Clusterer
+from bandit_router.config import FeaturesConfig, PolicyConfig
+from bandit_router.exploration import Evidence, optimistic_pmf
+from bandit_router.features import CATEGORICAL, NS_ACTION, Choice, Clusterer, namespaces, vw_number
+from bandit_router.pricing import Pricing
 from bandit_router.reward import RunningEstimate
 
 SNAPSHOT_MAGIC = b"BRSNAP1\n"
+# Format 2: a quality regressor with evidence and pricing. Format 1 held a cb_explore_adf model of the reward.
+SNAPSHOT_FORMAT = 2
 
 
 class SnapshotError(ValueError):
@@ -34,11 +46,17 @@ class Snapshot:
     vw_model: bytes
     clusters: bytes
     created_at: float
-    # Running per-model estimates of observed cost, energy and latency (for budgets).
+    # Running per-model estimates of observed cost, energy and latency (for latency budgets and stats).
     estimates: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Rewards seen per model and cell (exploration.Evidence), and observed tokens and residuals (pricing.Pricing).
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pricing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # What the policy was warm-started from, one line each, oldest first.
+    warm_starts: list[str] = dataclasses.field(default_factory=list)
 
     def encode(self) -> bytes:
         header = {
+            "format": SNAPSHOT_FORMAT,
             "version": self.version,
             "learned": self.learned,
             "stream_id": self.stream_id,
@@ -46,6 +64,9 @@ class Snapshot:
             "vw_len": len(self.vw_model),
             "clusters_len": len(self.clusters),
             "estimates": self.estimates,
+            "evidence": self.evidence,
+            "pricing": self.pricing,
+            "warm_starts": self.warm_starts,
         }
         payload = json.dumps(header).encode() + b"\n" + self.vw_model + self.clusters
         digest = hashlib.sha256(payload).digest()
@@ -65,6 +86,11 @@ class Snapshot:
             raise SnapshotError("snapshot checksum does not match its contents")
         header_end = payload.index(b"\n")
         header = json.loads(payload[:header_end])
+        if header.get("format") != SNAPSHOT_FORMAT:
+            raise SnapshotError(
+                f"snapshot has format {header.get('format', 1)}, this router reads {SNAPSHOT_FORMAT} (format 1 was "
+                "an earlier policy that learned the reward itself; it cannot serve here)"
+            )
         body = payload[header_end + 1 :]
         vw_len = int(header["vw_len"])
         return cls(
@@ -75,6 +101,9 @@ class Snapshot:
             clusters=body[vw_len:],
             created_at=float(header["created_at"]),
             estimates=dict(header.get("estimates", {})),
+            evidence=dict(header.get("evidence", {})),
+            pricing=dict(header.get("pricing", {})),
+            warm_starts=list(header.get("warm_starts", [])),
         )
 
 
@@ -92,25 +121,36 @@ def sample_index(pmf: Sequence[float], decision_id: str, seed: int) -> int:
     return max(i for i, p in enumerate(pmf) if p > 0)
 
 
+def interactions(features: FeaturesConfig) -> list[str]:
+    """VW arguments crossing the model with each context namespace."""
+    return [arg for ns in features.context for arg in ("--interactions", NS_ACTION + ns)]
+
+
 class Policy:
-    """VW workspace plus clusterer. Not thread-safe: each owner calls it from one thread at a time."""
+    """Quality regressor, evidence, pricing and clusterer. Not thread-safe: each owner calls it from one thread
+    at a time."""
 
     def __init__(
         self,
-        vw_args: Sequence[str],
+        config: PolicyConfig,
         features: FeaturesConfig,
         dimension: int,
         snapshot: Snapshot | None = None,
     ) -> None:
+        self.config = config
+        self.features = features
         self.clusterer = Clusterer(features, dimension)
         self.estimates: dict[str, RunningEstimate] = {}
+        self.evidence = Evidence()
+        self.pricing = Pricing()
+        self.warm_starts: list[str] = []
         if snapshot is None:
-            self.workspace = Workspace(list(vw_args))
+            self.workspace = Workspace([*config.vw_args, *interactions(features)])
             self.version = 0
             self.learned = 0
             self.stream_id = "0-0"
         else:
-            # The saved model carries its reductions and interactions; only logging is set here.
+            # The saved model carries its options and interactions; only logging is set here.
             self.workspace = Workspace(["--quiet"], model_data=snapshot.vw_model)
             if snapshot.clusters:
                 self.clusterer.load_bytes(snapshot.clusters)
@@ -118,21 +158,43 @@ class Policy:
             self.learned = snapshot.learned
             self.stream_id = snapshot.stream_id
             self.estimates = {m: RunningEstimate(**e) for m, e in snapshot.estimates.items()}
+            self.evidence = Evidence.from_json(snapshot.evidence)
+            self.pricing = Pricing.from_json(snapshot.pricing)
+            self.warm_starts = list(snapshot.warm_starts)
         self._parser = TextFormatParser(self.workspace)
+        self._cell_namespaces = [ns for ns in features.context if ns in CATEGORICAL]
 
-    def pmf(self, shared: str, actions: Sequence[str]) -> list[float]:
+    def _cells(self, shared: str) -> list[str]:
+        found = namespaces(shared)
+        return [f"{ns}:{feature}" for ns in self._cell_namespaces for feature in found.get(ns, {})]
+
+    @staticmethod
+    def model_of(action: str) -> str:
+        """The model id an action line names."""
+        return next(iter(namespaces(action).get(NS_ACTION, {"": 1.0})))
+
+    def qualities(self, choice: Choice) -> list[float]:
+        """The estimated quality of each action in the context, in [0, 1]."""
+        found = []
+        for action in choice.actions:
+            predicted = cast(float, self.workspace.predict_one(self._parser.parse_line(f"{action} {choice.shared}")))
+            found.append(min(1.0, max(0.0, float(predicted))))
+        return found
+
+    def widths(self, choice: Choice) -> list[float]:
+        cells = self._cells(choice.shared)
+        a0, a1 = self.config.explore_model, self.config.explore_context
+        return [self.evidence.width(self.model_of(action), cells, a0, a1) for action in choice.actions]
+
+    def pmf(self, choice: Choice) -> list[float]:
         """Probability of each action, in the order given."""
-        examples = [self._parser.parse_line(shared), *(self._parser.parse_line(a) for a in actions)]
-        prediction = cast(list[tuple[int, float]], self.workspace.predict_one(examples))
-        probabilities = [0.0] * len(actions)
-        for index, p in prediction:
-            probabilities[index] = float(p)
-        return probabilities
+        return optimistic_pmf(self.qualities(choice), self.widths(choice), choice.penalties, self.config.epsilon)
 
-    def learn_one(self, shared: str, actions: Sequence[str]) -> None:
-        """Learns one decision; exactly one action line carries the cb label."""
-        self.workspace.learn_one([self._parser.parse_line(shared), *(self._parser.parse_line(a) for a in actions)])
-        self.learned += 1
+    def learn_quality(self, shared: str, action: str, quality: float, weight: float = 1.0) -> None:
+        """Learns that ``action``'s answer in context ``shared`` had ``quality``, and counts it as evidence."""
+        line = f"{vw_number(quality)} {vw_number(weight)} {action} {shared}"
+        self.workspace.learn_one(self._parser.parse_line(line))
+        self.evidence.add(self.model_of(action), self._cells(shared))
 
     def snapshot(self, version: int, stream_id: str) -> Snapshot:
         return Snapshot(
@@ -143,4 +205,7 @@ class Policy:
             clusters=self.clusterer.to_bytes(),
             created_at=time.time(),
             estimates={m: dataclasses.asdict(e) for m, e in self.estimates.items()},
+            evidence=self.evidence.to_json(),
+            pricing=self.pricing.to_json(),
+            warm_starts=list(self.warm_starts),
         )

@@ -21,9 +21,10 @@ from bandit_router.dashboard.monitor import Monitor
 from bandit_router.embedding import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
 from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
-from bandit_router.features import Complexity, Context, Projector, TaskInferrer, action_line
+from bandit_router.features import Choice, Featurizer, action_line
 from bandit_router.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
+from bandit_router.pricing import Expected, catalog_cost, catalog_energy, penalty
 from bandit_router.redis_server import EmbeddedRedis
 from bandit_router.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.reward import (
@@ -98,16 +99,6 @@ def _version_name(version: int) -> str:
     return f"v{version}"
 
 
-def expected(model: ModelSpec, policy: Policy, query_tokens: int) -> tuple[float, float]:
-    """The energy (J) and cost (USD) a decision for ``model`` is expected to incur: its running
-    estimates once observed, else the catalog's estimate for this query."""
-    seen = policy.estimates.get(model.id)
-    if seen:
-        return seen.energy_joules, seen.cost_usd
-    tokens = resolve_tokens(model, 0, 0, query_tokens)
-    return energy_of(model, None, tokens).value, cost_of(model, None, tokens).value
-
-
 class RouterService:
     """One router: embeds, featurises and decides on Route; validates, prices and enqueues on Reward.
 
@@ -127,8 +118,7 @@ class RouterService:
         self.store = store
         self.embedder = embedder
         self.batcher = BatchingEmbedder(embedder, config.embedding, self._on_batch, embedder.lanes)
-        self.inferrer = TaskInferrer(embedder.embed)
-        self.projector = Projector(config.features, embedder.dimension)
+        self.featurizer = Featurizer(config.features, embedder.embed, embedder.dimension)
         self.models = config.model_by_id
         self._clock = clock
         self._new_id = new_id
@@ -180,7 +170,7 @@ class RouterService:
         return service
 
     def _new_policy(self, snapshot: Snapshot | None) -> Policy:
-        return Policy(self.config.policy.vw_args, self.config.features, self.embedder.dimension, snapshot)
+        return Policy(self.config.policy, self.config.features, self.embedder.dimension, snapshot)
 
     async def start(self) -> None:
         snapshot = await load_snapshot(self.store, self.files)
@@ -403,30 +393,20 @@ class RouterService:
         decision_id = scoped_id(request.tenant, request.request_id or self._new_id())
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
-        candidates, excluded = self._within_budget(request, candidates, policy, embedded.token_count)
+        context = self.featurizer.context(request.query, embedded, request.task, policy.clusterer)
+        expected = {m.id: policy.pricing.expected(m, context.task, embedded.token_count) for m in candidates}
+        candidates, excluded = self._within_budget(request, candidates, expected, policy)
         defaults = self.config.reward
         energy_weight = defaults.energy_weight if request.energy_weight is None else request.energy_weight
         cost_weight = defaults.cost_weight if request.cost_weight is None else request.cost_weight
-        task = request.task.lower() if request.task else self.inferrer.infer(embedded.vector)
-        context = Context(
-            task=task,
-            cluster=policy.clusterer.assign(embedded.vector),
-            complexity=Complexity.of(request.query, embedded.token_count),
-            energy_weight=energy_weight,
-            cost_weight=cost_weight,
-            projection=self.projector.vw_features(embedded.vector) if self.config.features.projection_dim else "",
+        choice = Choice(
+            context.line(self.config.features.context),
+            tuple(action_line(m) for m in candidates),
+            tuple(penalty(expected[m.id], energy_weight, cost_weight, defaults) for m in candidates),
         )
-        shared = context.shared_line()
-        actions = [
-            action_line(
-                m, -scalar_reward(0.0, *expected(m, policy, embedded.token_count), energy_weight, cost_weight, defaults)
-            )
-            for m in candidates
-        ]
-        pmf = await asyncio.get_running_loop().run_in_executor(self._vw, policy.pmf, shared, actions)
+        pmf = await asyncio.get_running_loop().run_in_executor(self._vw, policy.pmf, choice)
         index = sample_index(pmf, decision_id, self.config.policy.seed)
         model = candidates[index]
-        tokens = resolve_tokens(model, 0, 0, embedded.token_count)
         now = self._clock()
         decision = Decision(
             decision_id=decision_id,
@@ -434,11 +414,11 @@ class RouterService:
             probability=pmf[index],
             pmf=[(m.id, p) for m, p in zip(candidates, pmf, strict=True)],
             policy_version=_version_name(policy.version),
-            task=task,
+            task=context.task,
             task_source="hint" if request.task else "inferred",
             cluster=context.cluster,
-            estimated_cost_usd=cost_of(model, None, tokens).value,
-            estimated_energy_joules=energy_of(model, None, tokens).value,
+            estimated_cost_usd=expected[model.id].cost_usd,
+            estimated_energy_joules=expected[model.id].energy_joules,
             energy_weight=energy_weight,
             cost_weight=cost_weight,
             expires_at=now + defaults.wait_time_s,
@@ -449,8 +429,9 @@ class RouterService:
         pending = {
             **summary,
             "index": index,
-            "shared": shared,
-            "actions": actions,
+            "shared": choice.shared,
+            "actions": list(choice.actions),
+            "penalties": list(choice.penalties),
             "model_spec": dataclasses.asdict(model),
             "query_tokens": embedded.token_count,
             "embedding": encode_embedding(embedded.vector),
@@ -461,7 +442,7 @@ class RouterService:
             existing = await self._put(decision_id, summary, pending, now)
         except REDIS_ERRORS as exc:
             self._keep_unsaved(decision_id, summary, pending, now, exc)
-            self.monitor.on_route(decision_id, model.id, task, decision.pmf, pmf[index], shared, actions)
+            self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
             return decision
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
@@ -470,7 +451,7 @@ class RouterService:
             await self.energy.take_off(decision_id, model, now)
         except REDIS_ERRORS as exc:  # its energy will be estimated
             log.warning("could not record the energy flight of %s: %s", decision_id, exc)
-        self.monitor.on_route(decision_id, model.id, task, decision.pmf, pmf[index], shared, actions)
+        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
         return decision
 
     async def _put(
@@ -515,10 +496,11 @@ class RouterService:
         return written
 
     def _within_budget(
-        self, request: RouteInput, candidates: list[ModelSpec], policy: Policy, query_tokens: int
+        self, request: RouteInput, candidates: list[ModelSpec], expected: dict[str, Expected], policy: Policy
     ) -> tuple[list[ModelSpec], list[str]]:
-        """Drops the candidates whose running estimate (or, before any observation, catalog estimate)
-        breaks a budget. A model with no observed latency is kept: it could never be observed otherwise."""
+        """Drops the candidates whose expected cost or energy for this query (observed, or before any observation
+        the catalog's) or running latency breaks a budget. A model with no observed latency is kept: it could
+        never be observed otherwise."""
         limits = {name: getattr(request, name) for name in BUDGETS if getattr(request, name) is not None}
         if not limits:
             return candidates, []
@@ -527,19 +509,19 @@ class RouterService:
         by_budget: dict[str, list[str]] = {name: [] for name in limits}
         for model in candidates:
             seen = policy.estimates.get(model.id)
-            energy, cost = expected(model, policy, query_tokens)
-            source = "observed" if seen else "catalog"
+            figure = expected[model.id]
+            source = "observed" if figure.observed else "catalog"
             figures = {
-                "max_cost_usd": (cost, source),
-                "max_energy_joules": (energy, source),
+                "max_cost_usd": (figure.cost_usd, source),
+                "max_energy_joules": (figure.energy_joules, source),
                 "max_latency_ms": (seen.latency_ms, "observed") if seen and seen.latency_observations else None,
             }
             broken = []
             for name, limit in limits.items():
-                figure = figures[name]
-                if figure is not None and figure[0] > limit:
-                    broken.append(f"{name}={limit:g} ({figure[1]} {figure[0]:.6g})")
-                    by_budget[name].append(f"{model.id} ({figure[0]:.6g})")
+                found = figures[name]
+                if found is not None and found[0] > limit:
+                    broken.append(f"{name}={limit:g} ({found[1]} {found[0]:.6g})")
+                    by_budget[name].append(f"{model.id} ({found[0]:.6g})")
             if broken:
                 excluded.append(f"{model.id}: " + ", ".join(broken))
             else:
@@ -600,7 +582,7 @@ class RouterService:
         except NotCovered as exc:
             unmeasured = str(exc)
         energy = energy_of(model, request.energy_joules, tokens, measured, unmeasured)
-        event = self._event(pending, quality, tokens, request.latency_ms, cost, energy, now)
+        event = self._event(pending, model, quality, tokens, request.latency_ms, cost, energy, now)
         taken = await self.store.take_and_append(request.decision_id, event, now, self.config.reward.retention_s)
         if taken.status == "rewarded":
             raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
@@ -612,6 +594,7 @@ class RouterService:
     def _event(
         self,
         pending: dict[str, Any],
+        model: ModelSpec,
         quality: float,
         tokens: Tokens,
         latency_ms: float,
@@ -643,15 +626,21 @@ class RouterService:
                     "created_at",
                 )
             },
+            # A decision pending since before penalties were logged had none (every weight 0 was then learned).
+            "penalties": pending.get("penalties", [0.0] * len(pending["actions"])),
             "reward": value,
             "quality": quality,
             "input_tokens": tokens.input,
             "output_tokens": tokens.output,
+            "output_tokens_reported": tokens.output_reported,
             "latency_ms": latency_ms,
             "cost_usd": cost.value,
             "cost_source": cost.source.value,
+            # The catalog's figures at these tokens: the learner learns how far reality is from them.
+            "catalog_cost_usd": catalog_cost(model, tokens.input, tokens.output),
             "energy_joules": energy.value,
             "energy_source": energy.source.value,
+            "catalog_energy_joules": catalog_energy(model, tokens.input, tokens.output),
             "rewarded_at": now,
         }
 
@@ -671,6 +660,7 @@ class RouterService:
                 why = f"never rewarded within {defaults.wait_time_s:g} s: default reward"
                 event = self._event(
                     pending,
+                    model,
                     defaults.default_quality,
                     tokens,
                     0.0,

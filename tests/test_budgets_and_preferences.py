@@ -62,10 +62,11 @@ async def test_bad_budget_is_invalid_argument(
 
 
 async def test_observed_latency_and_energy_replace_the_catalog_estimate(service: RouterService) -> None:
-    # SMALL turns out slow and, as reported, hungry; BIG fast and frugal.
-    for i in range(6):
+    # SMALL turns out slow and, as reported, hungry; BIG fast and frugal. (The same query throughout: the
+    # input tokens of the query being routed are part of its expected energy.)
+    for _ in range(6):
         for model, latency, energy in ((SMALL, 900.0, 400.0), (BIG, 100.0, 5.0)):
-            d = await service.route(RouteInput(query=f"question {i}", candidates=(model,)))
+            d = await service.route(RouteInput(query="question", candidates=(model,)))
             await service.reward(
                 RewardInput(decision_id=d.decision_id, quality=1.0, latency_ms=latency, energy_joules=energy)
             )
@@ -120,18 +121,48 @@ async def test_one_policy_learns_a_different_choice_for_each_energy_preference(
         assert picks.count(expected) >= 12, (weight, picks, d.policy_version, service.learner.published, verdicts)
 
 
+async def test_a_trade_off_never_trained_is_honoured_on_the_first_request(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
+    """After training only at energy weight 0, where the big model answers better, a request at energy weight
+    5 goes to the frugal model at once: quality is learned, the energy penalty is computed."""
+    for i in range(120):
+        d = await stub.Route(
+            pb.RouteRequest(
+                query=f"Explain topic {i} briefly.",
+                candidates=[BIG, SMALL],
+                preferences=pb.Preferences(energy_weight=0, cost_weight=0),
+            )
+        )
+        await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.9 if d.model == BIG else 0.6))
+    assert service.learner is not None
+    await service.learner.wait_learned(120, timeout=60)
+    quality_only = await stub.Route(
+        pb.RouteRequest(
+            query="Explain glaciers briefly.", candidates=[BIG, SMALL], preferences=pb.Preferences(energy_weight=0)
+        )
+    )
+    assert max(quality_only.pmf, key=lambda a: a.probability).model == BIG
+    frugal = await stub.Route(
+        pb.RouteRequest(
+            query="Explain glaciers briefly.",
+            candidates=[BIG, SMALL],
+            preferences=pb.Preferences(energy_weight=5, cost_weight=0),
+        )
+    )
+    pmf = {a.model: a.probability for a in frugal.pmf}
+    # At weight 5 the big model's ~150 J answer costs ~3.7 of reward, more than any quality can make up.
+    assert pmf == {SMALL: 1.0, BIG: 0.0}, pmf
+
+
 async def test_each_action_carries_the_penalty_its_expected_energy_and_cost_incur(service: RouterService) -> None:
     """penalty = w_E * E / 200 J + w_C * C / 0.001 USD (the shipped scales): the catalog's estimate for the
     query until a model is observed, then its running estimate; no penalty at all without a trade-off."""
     specs = {m.id: m for m in service.config.models}
 
     def penalties(pending: dict[str, Any]) -> dict[str, float]:
-        found = {}
-        # The action lines are in the order of the pmf.
-        for (model, _), line in zip(pending["pmf"], pending["actions"], strict=True):
-            match = re.search(r"\|W penalty:(\S+)", line)
-            found[model] = float(match.group(1)) if match else 0.0
-        return found
+        # The penalties are in the order of the pmf.
+        return {model: p for (model, _), p in zip(pending["pmf"], pending["penalties"], strict=True)}
 
     d = await service.route(
         RouteInput(query="Explain tea briefly.", candidates=(BIG, SMALL), energy_weight=2.0, cost_weight=0.5)

@@ -17,7 +17,7 @@ def test_defaults_load_with_the_shipped_catalog() -> None:
     config = load_config(env={})
     assert len(config.models) == 8
     assert config.redis.url == ""
-    assert "--cb_explore_adf" in config.policy.vw_args and "--squarecb" in config.policy.vw_args
+    assert config.features.context == ("T",) and "--power_t" in config.policy.vw_args
     assert all(m.energy_profile_source for m in config.models)
 
 
@@ -41,13 +41,15 @@ energy_j_per_input_token = 0.004
     env = {
         "BANDIT_ROUTER_REWARD_WAIT_TIME_S": "120",
         "REDIS_URL": "redis://example:6379/0",
-        "BANDIT_ROUTER_POLICY_VW_ARGS": "--cb_explore_adf --epsilon 0.1",
+        "BANDIT_ROUTER_POLICY_VW_ARGS": "--quiet -l 0.1",
+        "BANDIT_ROUTER_FEATURES_CONTEXT": "T K",
     }
     config = load_config(path, env=env)
     assert config.reward.wait_time_s == 120.0
     assert config.reward.energy_weight == 0.5
     assert config.redis.url == "redis://example:6379/0"
-    assert config.policy.vw_args == ("--cb_explore_adf", "--epsilon", "0.1")
+    assert config.policy.vw_args == ("--quiet", "-l", "0.1")
+    assert config.features.context == ("T", "K")
     assert [m.id for m in config.models] == ["small"]
 
 
@@ -60,7 +62,18 @@ energy_j_per_input_token = 0.004
         ("[nonsense]\n", {}, r"config has unknown sections .*got \['nonsense'\]"),
         ("", {"BANDIT_ROUTER_LIMITS_MAX_QUERY_CHARS": "lots"}, r"limits.max_query_chars must be a int, got 'lots'"),
         ("", {"BANDIT_ROUTER_NOPE_X": "1"}, r"BANDIT_ROUTER_NOPE_X must name a section"),
-        ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must contain --cb_explore_adf"),
+        ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must not choose a reduction .*got \['--cb_adf'\]"),
+        ("[policy]\nepsilon = 1.0\n", {}, r"policy.epsilon must be in \[0, 1\), got 1.0"),
+        (
+            "[features]\ncontext = ['T', 'Q']\n",
+            {},
+            r"features.context must name namespaces among T \(task\).*got \['T', 'Q'\]",
+        ),
+        (
+            "[features]\ncontext = ['E']\nprojection_dim = 0\n",
+            {},
+            r"features.context may name E only with features.projection_dim > 0, got \['E'\]",
+        ),
         ("[embedding]\ndevice = 'gpu'\n", {}, r"embedding.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
         (
             "",

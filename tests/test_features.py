@@ -11,7 +11,16 @@ import pytest
 
 from bandit_router.config import FeaturesConfig, load_config
 from bandit_router.embedding import Embedder
-from bandit_router.features import Clusterer, Complexity, Context, TaskInferrer, action_line, labelled, vw_number
+from bandit_router.features import (
+    Choice,
+    Clusterer,
+    Complexity,
+    Context,
+    TaskInferrer,
+    action_line,
+    namespaces,
+    vw_number,
+)
 from bandit_router.policy import Policy
 
 
@@ -82,16 +91,17 @@ def test_clusters_load_without_parsing_python(monkeypatch: pytest.MonkeyPatch) -
     assert np.array_equal(copy.centroids, clusterer.centroids)
 
 
-def test_vw_lines_hold_every_namespace() -> None:
-    context = Context("math", 3, Complexity.of("What is 2+2?", 6), 0.5, 0.0, "e0:0.1000 e1:-0.2000")
-    line = context.shared_line()
-    assert line.startswith("shared |T math |K c3 |E e0:0.1000")
-    assert "|P energy:0.5 cost:0 const" in line and "|X chars:" in line
+def test_vw_lines_hold_the_namespaces_asked_for() -> None:
+    context = Context("math", 3, Complexity.of("What is 2+2?", 6), "e0:0.1000 e1:-0.2000")
+    assert context.line(["T"]) == "|T math"
+    line = context.line(["T", "K", "E", "X"])
+    assert line.startswith("|T math |K c3 |E e0:0.1000 e1:-0.2000 |X chars:")
+    assert namespaces(line)["E"] == {"e0": 0.1, "e1": -0.2} and namespaces(line)["K"] == {"c3": 1.0}
     model = load_config(env={}).models[0]
-    action = action_line(model)
-    assert action.startswith(f"|A {model.id} |M price:") and "|W" not in action
-    assert action_line(model, penalty=1e300).endswith(" |W penalty:1e+06")
-    assert labelled(action, -0.75, 0.25).startswith("0:-0.75:0.25 |A ")
+    # Price and energy are not features: they enter each decision as its penalty.
+    assert action_line(model) == f"|A {model.id}"
+    with pytest.raises(ValueError, match="a choice needs one penalty per action, got 1 for 2 actions"):
+        Choice("|T math", ("|A a", "|A b"), (0.0,))
 
 
 @pytest.mark.parametrize(
@@ -102,13 +112,14 @@ def test_vw_numbers_stay_in_float32_range(value: float, text: str) -> None:
     assert vw_number(value) == text
 
 
-@pytest.mark.parametrize("weight", [2.9358829429182146e-213, 1000.0])
-def test_extreme_preferences_give_a_proper_pmf(weight: float) -> None:
-    # Found by the RPC fuzzer: VW read energy:2.93588e-213 as a float32 it cannot hold, and the pmf was NaN.
+@pytest.mark.parametrize("penalty", [2.9358829429182146e-213, 1e300, math.inf])
+def test_extreme_penalties_give_a_proper_pmf(penalty: float) -> None:
+    # Found by the RPC fuzzer when preferences were VW features: a weight VW could not hold made the pmf NaN.
+    # Penalties never reach VW now; qualities do, and stay in [0, 1].
     config = load_config(env={})
-    policy = Policy(config.policy.vw_args, config.features, 8)
-    context = Context("t", 0, Complexity.of("0", 1), weight, 0.1, "")
-    pmf = policy.pmf(context.shared_line(), ["|A a0", "|A a1"])
+    policy = Policy(config.policy, config.features, 8)
+    choice = Choice.of("|T t", ["|A a0", "|A a1"], [penalty, 0.0])
+    pmf = policy.pmf(choice)
     assert all(math.isfinite(p) for p in pmf) and sum(pmf) == pytest.approx(1.0)
-    policy.learn_one(context.shared_line(), [labelled("|A a0", 1e300, 0.5), "|A a1"])
-    assert all(math.isfinite(p) for p in policy.pmf(context.shared_line(), ["|A a0", "|A a1"]))
+    policy.learn_quality(choice.shared, "|A a0", 1.0)
+    assert all(math.isfinite(p) for p in policy.pmf(choice)) and sum(policy.pmf(choice)) == pytest.approx(1.0)

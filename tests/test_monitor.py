@@ -8,6 +8,7 @@ import pytest
 
 from bandit_router.config import DashboardConfig
 from bandit_router.dashboard.monitor import Monitor, divergence, entropy
+from bandit_router.features import Choice
 
 
 class Clock:
@@ -48,7 +49,7 @@ def test_expired_decisions_leave_the_pending_count() -> None:
     clock = Clock()
     monitor = Monitor(DashboardConfig(), clock)
     for i in range(3):
-        monitor.on_route(f"d{i}", "a", "t", [("a", 0.5), ("b", 0.5)], 0.5, "shared |s x", ["|a a", "|a b"])
+        monitor.on_route(f"d{i}", "a", "t", [("a", 0.5), ("b", 0.5)], 0.5, Choice.of("|T x", ["|A a", "|A b"]))
     clock.now += 5
     monitor.on_reward("d0", event("a", 1.0, clock.now - 5))
     assert (len(monitor.outstanding), monitor.expired) == (2, 0)
@@ -78,7 +79,7 @@ def test_views_bucket_what_happened_in_the_window() -> None:
     for i in range(10):
         clock.now += 1
         model = "a" if i < 5 else "b"
-        monitor.on_route(f"d{i}", model, "t", [("a", 0.5), ("b", 0.5)], 0.5, "shared |s x", ["|a a", "|a b"])
+        monitor.on_route(f"d{i}", model, "t", [("a", 0.5), ("b", 0.5)], 0.5, Choice.of("|T x", ["|A a", "|A b"]))
         monitor.on_reward(f"d{i}", event(model, 1.0 if model == "a" else 0.0, clock.now))
     everything = monitor.shares(0)
     assert sum(everything["decisions"]) == 10

@@ -19,6 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from bandit_router.config import DashboardConfig
+from bandit_router.features import Choice
 from bandit_router.ope import ips, snips
 from bandit_router.policy import Policy
 
@@ -112,9 +113,7 @@ class Monitor:
         self.routes: collections.deque[RouteSample] = collections.deque(maxlen=config.history)
         self.rewards: collections.deque[RewardSample] = collections.deque(maxlen=config.history)
         self.drift: collections.deque[DriftSample] = collections.deque(maxlen=config.history)
-        self.probes: collections.deque[tuple[str, tuple[str, ...], tuple[str, ...]]] = collections.deque(
-            maxlen=config.probe_size
-        )
+        self.probes: collections.deque[tuple[Choice, tuple[str, ...]]] = collections.deque(maxlen=config.probe_size)
         # decision id -> Route time, until rewarded or expired
         self.outstanding: dict[str, float] = {}
         self.expired = 0
@@ -129,12 +128,11 @@ class Monitor:
         task: str,
         pmf: Sequence[tuple[str, float]],
         probability: float,
-        shared: str,
-        actions: Sequence[str],
+        choice: Choice,
     ) -> None:
         now = self.clock()
         self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf])))
-        self.probes.append((shared, tuple(actions), tuple(m for m, _ in pmf)))
+        self.probes.append((choice, tuple(m for m, _ in pmf)))
         self.outstanding[decision_id] = now
         self.metrics.decisions.labels(model).inc()
 
@@ -181,11 +179,11 @@ class Monitor:
         self._previous = policy
         if not probes:
             return
-        pmfs = [policy.pmf(shared, actions) for shared, actions, _ in probes]
-        tv_prev, kl_prev = divergence(pmfs, [previous.pmf(s, a) for s, a, _ in probes])
-        tv_first, kl_first = divergence(pmfs, [first.pmf(s, a) for s, a, _ in probes])
+        pmfs = [policy.pmf(choice) for choice, _ in probes]
+        tv_prev, kl_prev = divergence(pmfs, [previous.pmf(c) for c, _ in probes])
+        tv_first, kl_first = divergence(pmfs, [first.pmf(c) for c, _ in probes])
         mass: dict[str, list[float]] = {}
-        for (_, _, models), pmf in zip(probes, pmfs, strict=True):
+        for (_, models), pmf in zip(probes, pmfs, strict=True):
             for model, p in zip(models, pmf, strict=True):
                 mass.setdefault(model, []).append(p)
         self.drift.append(

@@ -185,14 +185,14 @@ async def test_replay_under_every_kind_of_event(config: Config, embedder: Embedd
 
 @pytest.mark.parametrize("gated", [False, True])
 async def test_router_moves_off_a_model_that_degrades(config: Config, embedder: Embedder, gated: bool) -> None:
-    """gemma is the best model for 200 queries, then loses 70% of its quality (0.9 to 0.27, below 70B's
-    0.6). Bound, ungated: once the router has learned the change, squarecb gives a model that trails by a
-    gap of 0.33 probability 1 / (K + gamma * gap), gamma = 7 sqrt(t) ~ 110 here, so ~0.03; over queries
-    250-400, which leave it 50 queries to see the change, we allow 0.1, three times that floor (measured:
-    0-0.04). Gated (the default 512-event window), the gate serves the policy that learned the change only
-    once the window's SNIPS prefers it: the serving policy scores (0.9 x 200 + 0.27 k) / (200 + k) after k
-    degraded queries, below the candidate's 0.6 from k = 182 on; with 50 more to learn, the bound 0.1
-    holds from query 450 (measured: 0-0.02 from query 400)."""
+    """gemma is the best model for 200 queries, then loses 70% of its quality (0.9 to 0.27, below 70B's 0.6).
+    Bound, ungated: once the router has learned the change, gemma's optimistic score (its estimate plus a width
+    of about sqrt(0.5^2 + 0.3^2) / sqrt(200) ~ 0.04) trails 70B's expected 0.6, so it is no longer plausible and
+    gets probability 0; while it is still plausible it gets at most epsilon / 2 = 0.025. Over queries 250-400,
+    which leave it 50 queries to see the change, we allow 0.1. Gated (the default 512-event window), the gate
+    serves the policy that learned the change only once the window's SNIPS prefers it: the serving policy scores
+    (0.9 x 200 + 0.27 k) / (200 + k) after k degraded queries, below the candidate's 0.6 from k = 182 on; with
+    50 more to learn, the bound 0.1 holds from query 450."""
     records = stream(600 if gated else 400, 11, FLAT)
     scenario = parse_scenario(
         {"events": [{"at": 200, "kind": "degrade", "model": "gemma-2-9b-it", "quality_factor": 0.3}]}, records
@@ -219,10 +219,9 @@ async def test_quality_gate_holds_back_a_policy_that_learned_corrupted_rewards(
     config: Config, embedder: Embedder, gated: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """gemma is the best model; queries 300-399 report 1 - quality (a broken judge). Ungated, the router
-    learns the corruption and leaves gemma (measured: share 0-0.04 over queries 325-399 on 3 seeds). Gated
+    learns the corruption and leaves gemma. Gated
     (the default 512-event window), the candidate's SNIPS on the window, three quarters of it clean, falls
-    below the serving policy's, so the policy from before the burst keeps serving (measured: share
-    0.84-1.0 on 5 seeds)."""
+    below the serving policy's, so the policy from before the burst keeps serving."""
     records = stream(500, 5, FLAT)
     scenario = parse_scenario({"events": [{"at": 300, "kind": "corrupt", "until": 400}]}, records)
     # The shipped snapshot cadence (64 events or 1 s), not the tests' fast one: every snapshot the gate lets

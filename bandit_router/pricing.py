@@ -1,0 +1,143 @@
+"""What a model is expected to cost and consume on a query: catalog rates times known and predicted tokens,
+corrected by what its rewards have shown, per model and per task.
+
+The input tokens are known at Route time; the output tokens are predicted from the model's observed answers
+(per task, shrunk towards the model's own mean, which starts at the catalog's typical answer). Cost and energy
+are then the catalog's prices and energy profile at those tokens, plus the mean residual of what was reported
+or measured over what the catalog would have said at the tokens observed: zero while costs are computed from
+tokens, the real price difference where a provider bills otherwise, NVML's correction where energy is
+measured. Expected cost and energy are linear in the tokens, so these means give the expected penalty exactly
+when the estimates are right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bandit_router.config import ModelSpec, RewardConfig
+
+# A cell (model, task) counts as this many observations of the model's own mean before its own are added.
+PRIOR_WEIGHT = 2.0
+# Means are running means over at most this many observations, then exponentially weighted, so a price
+# change or a model that starts answering at greater length is followed.
+HORIZON = 200
+
+
+@dataclasses.dataclass
+class Mean:
+    """A running mean over the last ~``HORIZON`` observations."""
+
+    value: float = 0.0
+    n: int = 0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        self.value += (x - self.value) / min(self.n, HORIZON)
+
+    def shrunk(self, prior: float) -> float:
+        """The mean, pulled towards ``prior`` as if the prior were ``PRIOR_WEIGHT`` observations."""
+        weight = min(self.n, HORIZON)
+        return (weight * self.value + PRIOR_WEIGHT * prior) / (weight + PRIOR_WEIGHT)
+
+
+@dataclasses.dataclass
+class Observed:
+    """One model's (or one model-and-task cell's) observed output tokens and residuals."""
+
+    output_tokens: Mean = dataclasses.field(default_factory=Mean)
+    cost_residual: Mean = dataclasses.field(default_factory=Mean)
+    energy_residual: Mean = dataclasses.field(default_factory=Mean)
+
+    def to_json(self) -> list[float]:
+        return [
+            self.output_tokens.value,
+            self.output_tokens.n,
+            self.cost_residual.value,
+            self.cost_residual.n,
+            self.energy_residual.value,
+            self.energy_residual.n,
+        ]
+
+    @classmethod
+    def from_json(cls, raw: list[float]) -> Observed:
+        return cls(Mean(raw[0], int(raw[1])), Mean(raw[2], int(raw[3])), Mean(raw[4], int(raw[5])))
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    energy_joules: float
+    cost_usd: float
+    output_tokens: float
+    # True once the model has been observed (its estimate is no longer the catalog's alone).
+    observed: bool
+
+
+def catalog_energy(model: ModelSpec, input_tokens: float, output_tokens: float) -> float:
+    return input_tokens * model.energy_j_per_input_token + output_tokens * model.energy_j_per_output_token
+
+
+def catalog_cost(model: ModelSpec, input_tokens: float, output_tokens: float) -> float:
+    return (input_tokens * model.input_usd_per_mtok + output_tokens * model.output_usd_per_mtok) / 1e6
+
+
+def penalty(expected: Expected, energy_weight: float, cost_weight: float, scales: RewardConfig) -> float:
+    """The part of the reward known before the answer: ``w_E * E / E_scale + w_C * C / C_scale``."""
+    return (
+        energy_weight * expected.energy_joules / scales.energy_scale_joules
+        + cost_weight * expected.cost_usd / scales.cost_scale_usd
+    )
+
+
+class Pricing:
+    """Per-model and per-(model, task) observations, and the expected energy and cost they imply."""
+
+    def __init__(self) -> None:
+        self.model_to_observed: dict[str, Observed] = {}
+        self.cell_to_observed: dict[tuple[str, str], Observed] = {}
+
+    def expected(self, model: ModelSpec, task: str, input_tokens: int) -> Expected:
+        overall = self.model_to_observed.get(model.id)
+        if overall is None:
+            tokens = model.typical_output_tokens
+            return Expected(
+                catalog_energy(model, input_tokens, tokens), catalog_cost(model, input_tokens, tokens), tokens, False
+            )
+        cell = self.cell_to_observed.get((model.id, task), Observed())
+        out = overall.output_tokens.value if overall.output_tokens.n else model.typical_output_tokens
+        out = cell.output_tokens.shrunk(out) if cell.output_tokens.n else out
+        cost_residual = cell.cost_residual.shrunk(overall.cost_residual.value)
+        energy_residual = cell.energy_residual.shrunk(overall.energy_residual.value)
+        return Expected(
+            max(0.0, catalog_energy(model, input_tokens, out) + energy_residual),
+            max(0.0, catalog_cost(model, input_tokens, out) + cost_residual),
+            out,
+            True,
+        )
+
+    def observe(
+        self, model: str, task: str, output_tokens: int | None, cost_residual: float, energy_residual: float
+    ) -> None:
+        """One rewarded answer: its output tokens (None if not reported), and how far its cost and energy were
+        from the catalog's figures at the tokens it was priced with."""
+        for observed in (
+            self.model_to_observed.setdefault(model, Observed()),
+            self.cell_to_observed.setdefault((model, task), Observed()),
+        ):
+            if output_tokens is not None:
+                observed.output_tokens.add(output_tokens)
+            observed.cost_residual.add(cost_residual)
+            observed.energy_residual.add(energy_residual)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "models": {m: o.to_json() for m, o in self.model_to_observed.items()},
+            "cells": [[m, t, o.to_json()] for (m, t), o in self.cell_to_observed.items()],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Pricing:
+        pricing = cls()
+        pricing.model_to_observed = {m: Observed.from_json(o) for m, o in raw.get("models", {}).items()}
+        pricing.cell_to_observed = {(m, t): Observed.from_json(o) for m, t, o in raw.get("cells", [])}
+        return pricing
