@@ -86,68 +86,155 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(records: list[Any], fraction: float | None) -> tuple[list[Any], list[Any]]:
+    """The first ``fraction`` of the records (to warm-start from) and the rest (to route)."""
+    if not fraction:
+        return [], records
+    cut = round(len(records) * fraction)
+    return records[:cut], records[cut:]
+
+
 def _replay(args: argparse.Namespace) -> int:
     import dataclasses
     from importlib import resources
 
     from bandit_router.config import load_config
     from bandit_router.embedding import Embedder
+    from bandit_router.embedding_cache import CachingEmbedder
     from bandit_router.replay import report
     from bandit_router.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
     from bandit_router.replay.scenario import Scenario, ScenarioError, load_scenario
     from bandit_router.replay.traffic import TrafficError, read_traffic
+    from bandit_router.warm_start import Source, WarmStartError, read_source
 
+    config = load_config(getattr(args, "config", None))
     if args.command == "demo":
         source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
         with resources.as_file(source) as path:
             records = read_traffic(path)
-        settings, config, title = ReplaySettings(), load_config(), "bandit-router demo: RouteProfile sample"
+        # Shuffled once, so the warm-start half and the routed half mix the tasks alike.
+        random.Random(0).shuffle(records)
+        settings, title = ReplaySettings(), "bandit-router demo: RouteProfile sample"
+        warm_part, routed = _split(records, 0.5)
+        runs = [
+            ("cold", f"{title}, cold start", records, settings),
+            (
+                "warm",
+                f"{title}, warm start on the other half",
+                routed,
+                dataclasses.replace(
+                    settings,
+                    warm_start=Source(
+                        f"{len(warm_part)} of the {len(records)} sample prompts (every model's outcome), disjoint from "
+                        "the routed ones",
+                        records=tuple(warm_part),
+                    ),
+                ),
+            ),
+        ]
     else:
+        if args.split is not None and not 0 < args.split < 1:
+            print(f"error: --split must be in (0, 1), got {args.split}", file=sys.stderr)
+            return 2
         try:
             records = read_traffic(args.traffic, args.limit)
             if args.shuffle:
                 random.Random(args.seed).shuffle(records)
+            warm_part, records = _split(records, args.split)
             scenario = load_scenario(args.scenario, records) if args.scenario else Scenario()
-        except (OSError, TrafficError, ScenarioError) as exc:
+            warm_from = read_source(args.warm_start, config) if args.warm_start else None
+        except (OSError, TrafficError, ScenarioError, WarmStartError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        warm_start = None
+        if warm_part or warm_from is not None:
+            parts = [f"the first {len(warm_part)} records of {args.traffic}"] if warm_part else []
+            parts += [warm_from.description] if warm_from is not None else []
+            warm_start = Source(
+                " and ".join(parts),
+                records=(*warm_part, *(warm_from.records if warm_from else ())),
+                logged=warm_from.logged if warm_from else (),
+            )
+            if warm_start.records and warm_start.logged:
+                print("error: --split and a DSJSON --warm-start cannot be combined", file=sys.stderr)
+                return 2
         settings = ReplaySettings(
-            args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint, scenario
+            args.energy_weight,
+            args.cost_weight,
+            args.seed,
+            args.concurrency,
+            not args.no_task_hint,
+            scenario,
+            warm_start,
         )
-        config, title = load_config(args.config), f"Replay of {args.traffic}"
+        runs = [("", f"Replay of {args.traffic}", records, settings)]
     sweep = getattr(args, "sweep", False)
 
-    async def run() -> tuple[dict[str, Any], dict[float, dict[str, Any]]]:
-        # One embedding model for every replay of a sweep.
-        embedder = await asyncio.to_thread(Embedder, config.embedding)
+    async def run() -> tuple[list[dict[str, Any]], dict[float, dict[str, Any]]]:
+        # One embedding model, and each query embedded once, for every replay here.
+        embedder = CachingEmbedder(
+            await asyncio.to_thread(Embedder, config.embedding),
+            getattr(args, "embedding_cache", None),
+            config.embedding.head_tokens,
+        )
+        results: list[dict[str, Any]] = []
+        for i, (folder, title, stream, at) in enumerate(runs):
+            last = i == len(runs) - 1
+            out = f"{args.out}/{folder}" if folder else args.out
 
-        async def hold(result: dict[str, Any]) -> None:
-            _show(report, result, args.out, title)
-            print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            async def hold(result: dict[str, Any], out: str = out, title: str = title) -> None:
+                _show(report, result, out, title)
+                _headline([*results, result])
+                print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
 
-        keep = hold if getattr(args, "hold", False) and not sweep else None
-        main = await replay(records, config, settings, embedder, on_start=_announce, hold=keep)
+            keep = hold if getattr(args, "hold", False) and not sweep and last else None
+            result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
+            if keep is None:
+                _show(report, result, out, title)
+            results.append(result)
         swept = {}
         for weight in SWEEP_WEIGHTS if sweep else ():
             print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
             at = dataclasses.replace(settings, energy_weight=weight, cost_weight=weight)
             swept[weight] = await replay(records, config, at, embedder)
-        return main, swept
+        embedder.close()
+        return results, swept
 
-    result, swept = asyncio.run(run())
-    if getattr(args, "hold", False) and not sweep:
-        return 0  # shown before holding
-    _show(report, result, args.out, title, swept)
-    if config.dashboard.listen:
+    results, swept = asyncio.run(run())
+    if swept:
+        written = report.write_sweep(swept, args.out, runs[0][1])
+        print("\n".join(f"  {path}" for path in written))
+    if not getattr(args, "hold", False) or sweep:
+        _headline(results)
+    if config.dashboard.listen and not getattr(args, "hold", False):
         print("The dashboard ran while the replay did; `bandit-router demo --hold` keeps it up afterwards.")
     return 0
+
+
+def _headline(results: list[dict[str, Any]]) -> None:
+    """The bandit against the best single model in hindsight, per run (cold, then warm for the demo)."""
+    from bandit_router.replay.run import BANDIT
+
+    print()
+    for result in results:
+        policies = result["policies"]
+        bandit = policies[BANDIT]["mean_reward"]
+        best_name, best = next((n, p["mean_reward"]) for n, p in policies.items() if n.startswith("best single"))
+        how = "warm-started" if "warm_start" in result else "cold-started"
+        verdict = "beats" if bandit > best else "does not beat"
+        print(
+            f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries, {verdict} the "
+            f"{best_name} ({best:.4f}; ratio {bandit / best:.3f})"
+            if best > 0
+            else f"{how}: {bandit:.4f}"
+        )
 
 
 def _announce(server: Any) -> None:
@@ -155,15 +242,34 @@ def _announce(server: Any) -> None:
         print(f"dashboard: {server.dashboard.url} (metrics: {server.dashboard.url}metrics)", file=sys.stderr)
 
 
-def _show(report: Any, result: dict[str, Any], out: str, title: str, swept: dict[float, Any] | None = None) -> None:
+def _show(report: Any, result: dict[str, Any], out: str, title: str) -> None:
     written = report.write(result, out, title)
-    if swept:
-        written += report.write_sweep(swept, out, title)
-    print()
+    print(f"\n{title}\n")
     print("\n".join(report.table_rows(result)))
     print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
     for path in written:
         print(f"  {path}")
+
+
+def _warm_start(args: argparse.Namespace) -> int:
+    from bandit_router.config import load_config
+    from bandit_router.warm_start import WarmStartError, run
+
+    config = load_config(args.config)
+    try:
+        result = asyncio.run(run(config, args.source, task_hint=not args.no_task_hint))
+    except (OSError, WarmStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verdict = result.verdict
+    print(f"warm-started policy v{result.policy.version} from {result.source}")
+    for name, value in result.holdout.items():
+        print(f"  held-out mean reward, {name}: {value:.4f}")
+    if verdict.promoted:
+        print(f"served: the gate promoted it ({verdict.reason})")
+        return 0
+    print(f"not served: the gate held it back ({verdict.reason}); it is the learner's checkpoint")
+    return 1
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -284,7 +390,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a traffic file through the router and the baselines")
     replay.add_argument("traffic")
     replay.add_argument("--out", required=True, help="folder for report.json, report.md and the plots")
-    replay.add_argument("--config", help="TOML configuration (catalog, VW arguments, reward scales)")
     replay.add_argument("--energy-weight", type=float)
     replay.add_argument("--cost-weight", type=float)
     replay.add_argument("--seed", type=int, default=0)
@@ -301,6 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--scenario", help="YAML drift scenario: price changes, degradation, models added or removed, lost rewards"
     )
+    replay.add_argument(
+        "--warm-start",
+        metavar="FILE",
+        help="fit the router first from FILE: an evaluation set in the traffic format (every model's outcome) or "
+        "a DSJSON decision log (export-log); evaluation rows warm-start the baselines too",
+    )
+    replay.add_argument(
+        "--split",
+        type=float,
+        metavar="FRACTION",
+        help="warm-start from the first FRACTION of the (shuffled) traffic and route the rest",
+    )
+    replay.add_argument("--config", help="TOML configuration (catalog, VW arguments, reward scales)")
 
     demo = commands.add_parser("demo", help="replay the bundled sample of real traffic and print the results")
     demo.add_argument(
@@ -310,6 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument(
             "--hold", action="store_true", help="after the replay, keep the router and its dashboard up until Ctrl-C"
         )
+        parser_.add_argument(
+            "--embedding-cache",
+            metavar="PATH",
+            help="SQLite file of embeddings by model and text, reused across runs (default: in memory only)",
+        )
+
+    warm = commands.add_parser(
+        "warm-start",
+        help="fit the policy from an evaluation set or a DSJSON log and serve it (through the quality gate) "
+        "before any live traffic",
+    )
+    warm.add_argument("source", help="traffic-format evaluation set (every model's outcome) or DSJSON log")
+    warm.add_argument("--config", help="TOML configuration file (the store and data directory to write to)")
+    warm.add_argument(
+        "--no-task-hint", action="store_true", help="infer each prompt's task, as Route does for queries without one"
+    )
 
     learner = commands.add_parser(
         "learner", help="run the learner alone, for routing replicas (serve with server.learner = false)"
@@ -383,6 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("replay", "demo"):
         return _replay(args)
+    if args.command == "warm-start":
+        return _warm_start(args)
     if args.command == "energy-agent":
         from bandit_router.agent import run_agent
 

@@ -11,7 +11,9 @@ it out without a trial. The pmf is what the action is sampled from, so the logge
 
 from __future__ import annotations
 
+import collections
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -39,6 +41,14 @@ def optimistic_pmf(
     return pmf
 
 
+def _bump(counts: dict[Any, int], key: Any, weight: int) -> None:
+    total = counts.get(key, 0) + weight
+    if total:
+        counts[key] = total
+    else:
+        counts.pop(key, None)
+
+
 class Evidence:
     """How many rewards each model has had, overall and per context feature (task, cluster)."""
 
@@ -47,17 +57,34 @@ class Evidence:
         self.cell_to_count: dict[tuple[str, str], int] = {}
 
     def add(self, model: str, cells: Iterable[str], weight: int = 1) -> None:
-        self.model_to_count[model] = self.model_to_count.get(model, 0) + weight
+        _bump(self.model_to_count, model, weight)
         for cell in cells:
-            key = (model, cell)
-            self.cell_to_count[key] = self.cell_to_count.get(key, 0) + weight
+            _bump(self.cell_to_count, (model, cell), weight)
 
-    def width(self, model: str, cells: Sequence[str], explore_model: float, explore_context: float) -> float:
+    def count(self, model: str, cell: str | None = None) -> int:
+        if cell is None:
+            return self.model_to_count.get(model, 0)
+        return self.cell_to_count.get((model, cell), 0)
+
+    def width(
+        self,
+        model: str,
+        cells: Sequence[str],
+        explore_model: float,
+        explore_context: float,
+        pending: Evidence | None = None,
+    ) -> float:
         """sqrt(a0^2 / (1 + n_model) + sum over cells of a1^2 / (1 + n_cell)): the diagonal of a ridge
-        regression's posterior variance for one-hot features, scaled by how far the policy may be wrong."""
-        total = explore_model**2 / (1 + self.model_to_count.get(model, 0))
+        regression's posterior variance for one-hot features, scaled by how far the policy may be wrong.
+        ``pending`` counts trials whose rewards are not learned yet: a variance depends on where a model was
+        tried, not on what it earned, so a trial narrows it at once (as in batched UCB)."""
+
+        def n(cell: str | None = None) -> int:
+            return self.count(model, cell) + (pending.count(model, cell) if pending is not None else 0)
+
+        total = explore_model**2 / (1 + n())
         for cell in cells:
-            total += explore_context**2 / (1 + self.cell_to_count.get((model, cell), 0))
+            total += explore_context**2 / (1 + n(cell))
         return math.sqrt(total)
 
     def to_json(self) -> dict[str, Any]:
@@ -72,3 +99,38 @@ class Evidence:
         evidence.model_to_count = {m: int(n) for m, n in raw.get("models", {}).items()}
         evidence.cell_to_count = {(m, c): int(n) for m, c, n in raw.get("cells", [])}
         return evidence
+
+
+class InFlight:
+    """Trials this router made that the policy it serves has not learned yet, oldest first.
+
+    The served policy changes only with a snapshot (every 64 rewards or a second by default), so without them
+    every query in between would see the same optimism and go to the same untried model. Entries leave in order
+    as snapshots learn as many rewards (rewards mostly come back in the order of their decisions), or once
+    older than the reward wait. Thread-safe."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self.evidence = Evidence()
+        self._entries: collections.deque[tuple[float, str, tuple[str, ...]]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, model: str, cells: Sequence[str], now: float) -> None:
+        with self._lock:
+            self._entries.append((now, model, tuple(cells)))
+            self.evidence.add(model, cells)
+            while self._entries and self._entries[0][0] < now - self.max_age_s:
+                self._pop()
+
+    def learned(self, count: int) -> None:
+        """The newly served policy has learned ``count`` more rewards than the one before it."""
+        with self._lock:
+            for _ in range(min(count, len(self._entries))):
+                self._pop()
+
+    def _pop(self) -> None:
+        _, model, cells = self._entries.popleft()
+        self.evidence.add(model, cells, weight=-1)

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import collections
 import concurrent.futures
+import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +29,10 @@ from bandit_router.store import Store
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
+# A running learner marks itself in Redis this often, and the mark lapses this long after the last one, so
+# that `bandit-router warm-start` does not write snapshots under it.
+MARK_EVERY_S = 2.0
+MARK_TTL_S = 10.0
 
 
 def stream_position(event_id: str) -> tuple[int, int]:
@@ -180,6 +186,7 @@ class Learner:
         # Where the read of this consumer's delivered-but-unacknowledged events goes on from.
         self._backlog_after = "0"
         self._group_ready = False
+        self._marked = -math.inf
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
@@ -190,6 +197,8 @@ class Learner:
         if self._task is not None:
             await self._task
             self._task = None
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.store.unmark_learner()
         self._executor.shutdown(wait=True)
 
     async def wait_learned(self, count: int, timeout: float) -> None:
@@ -231,6 +240,9 @@ class Learner:
         if not self._group_ready:
             await self.store.ensure_group()
             self._group_ready = True
+        if time.monotonic() - self._marked >= MARK_EVERY_S:
+            await self.store.mark_learner(self.consumer, MARK_TTL_S)
+            self._marked = time.monotonic()
         backlog = self._backlog
         # Stopping, the learner drains what is there without waiting for more.
         block = None if backlog or self._stopping.is_set() else max(1, int(self.config.snapshot_interval_s * 1000) // 2)

@@ -164,6 +164,10 @@ class Policy:
         self._parser = TextFormatParser(self.workspace)
         self._cell_namespaces = [ns for ns in features.context if ns in CATEGORICAL]
 
+    def cells(self, shared: str) -> list[str]:
+        """The cells (task, cluster) of a context line that the policy counts evidence in."""
+        return self._cells(shared)
+
     def _cells(self, shared: str) -> list[str]:
         found = namespaces(shared)
         return [f"{ns}:{feature}" for ns in self._cell_namespaces for feature in found.get(ns, {})]
@@ -181,14 +185,15 @@ class Policy:
             found.append(min(1.0, max(0.0, float(predicted))))
         return found
 
-    def widths(self, choice: Choice) -> list[float]:
+    def widths(self, choice: Choice, pending: Evidence | None = None) -> list[float]:
         cells = self._cells(choice.shared)
         a0, a1 = self.config.explore_model, self.config.explore_context
-        return [self.evidence.width(self.model_of(action), cells, a0, a1) for action in choice.actions]
+        return [self.evidence.width(self.model_of(action), cells, a0, a1, pending) for action in choice.actions]
 
-    def pmf(self, choice: Choice) -> list[float]:
-        """Probability of each action, in the order given."""
-        return optimistic_pmf(self.qualities(choice), self.widths(choice), choice.penalties, self.config.epsilon)
+    def pmf(self, choice: Choice, pending: Evidence | None = None) -> list[float]:
+        """Probability of each action, in the order given; ``pending`` counts trials not learned yet."""
+        widths = self.widths(choice, pending)
+        return optimistic_pmf(self.qualities(choice), widths, choice.penalties, self.config.epsilon)
 
     def learn_quality(self, shared: str, action: str, quality: float, weight: float = 1.0) -> None:
         """Learns that ``action``'s answer in context ``shared`` had ``quality``, and counts it as evidence."""

@@ -21,6 +21,7 @@ from bandit_router.dashboard.monitor import Monitor
 from bandit_router.embedding import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
 from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from bandit_router.exploration import InFlight
 from bandit_router.features import Choice, Featurizer, action_line
 from bandit_router.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
@@ -128,6 +129,8 @@ class RouterService:
         self._vw = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
         self.files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
         self.serving: Policy = self._new_policy(None)
+        # This router's trials that the served policy has not learned yet (see exploration.InFlight).
+        self.in_flight = InFlight(config.reward.wait_time_s)
         self.learner: Learner | None = None
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
@@ -278,6 +281,7 @@ class RouterService:
 
     def _install(self, policy: Policy) -> None:
         # A reference swap: a Route already predicting keeps the policy it started with.
+        self.in_flight.learned(policy.learned - self.serving.learned)
         self.serving = policy
         self._watch(policy)
 
@@ -404,10 +408,11 @@ class RouterService:
             tuple(action_line(m) for m in candidates),
             tuple(penalty(expected[m.id], energy_weight, cost_weight, defaults) for m in candidates),
         )
-        pmf = await asyncio.get_running_loop().run_in_executor(self._vw, policy.pmf, choice)
-        index = sample_index(pmf, decision_id, self.config.policy.seed)
-        model = candidates[index]
         now = self._clock()
+        pmf, index = await asyncio.get_running_loop().run_in_executor(
+            self._vw, self._choose, policy, choice, decision_id, now
+        )
+        model = candidates[index]
         decision = Decision(
             decision_id=decision_id,
             model=model.id,
@@ -453,6 +458,14 @@ class RouterService:
             log.warning("could not record the energy flight of %s: %s", decision_id, exc)
         self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
         return decision
+
+    def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float) -> tuple[list[float], int]:
+        """The pmf (narrowed by this router's trials not learned yet), the action drawn from it for this
+        decision id, and that trial counted in flight. Runs on the policy thread."""
+        pmf = policy.pmf(choice, self.in_flight.evidence)
+        index = sample_index(pmf, decision_id, self.config.policy.seed)
+        self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
+        return pmf, index
 
     async def _put(
         self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float

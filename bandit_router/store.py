@@ -79,6 +79,8 @@ class Store:
         # Pending decisions by reward deadline, for the expiry sweep.
         self.deadlines_key = f"{prefix}:deadlines"
         self.expired_key = f"{prefix}:expired"
+        # Held by the running learner (it refreshes it), so that nothing else writes its snapshots meanwhile.
+        self.learner_key = f"{prefix}:learner"
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
         self._expire = client.register_script(_EXPIRE)
@@ -168,6 +170,18 @@ class Store:
         except aioredis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def mark_learner(self, name: str, ttl_s: float) -> None:
+        """The learner ``name`` is running; the mark lapses ``ttl_s`` after its last refresh."""
+        await self.client.set(self.learner_key, name, px=_ms(ttl_s))
+
+    async def unmark_learner(self) -> None:
+        await self.client.delete(self.learner_key)
+
+    async def running_learner(self) -> str | None:
+        """The name of the learner that marked itself running, if its mark has not lapsed."""
+        raw = await self.client.get(self.learner_key)
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def save_snapshot(self, data: bytes) -> None:
         await self.client.set(self.snapshot_key, data)

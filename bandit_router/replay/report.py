@@ -14,17 +14,34 @@ from bandit_router.replay.run import BANDIT
 
 def table_rows(report: dict[str, Any]) -> list[str]:
     rows = [
-        "| policy | mean reward | mean quality | mean cost (USD) | mean energy (J) | cumulative regret |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| policy | mean reward | mean quality | mean cost (USD) | mean energy (J) | cumulative regret | churn |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ranked = sorted(report["policies"].items(), key=lambda item: -item[1]["mean_reward"])
     for name, p in ranked:
         label = f"**{name}**" if name == BANDIT else name
+        churn = f"{p['churn']['mean_tv']:.3f}" if p.get("churn") else "-"
         rows.append(
             f"| {label} | {p['mean_reward']:.4f} | {p['mean_quality']:.4f} | {p['mean_cost_usd']:.3g} | "
-            f"{p['mean_energy_joules']:.1f} | {p['cumulative_regret']:.1f} |"
+            f"{p['mean_energy_joules']:.1f} | {p['cumulative_regret']:.1f} | "
+            f"{churn} |"
         )
     return rows
+
+
+def warm_start_lines(report: dict[str, Any]) -> list[str]:
+    warm = report.get("warm_start")
+    if not warm:
+        return ["Cold start: the router learned from nothing but this stream.", ""]
+    verdict = warm["verdict"]
+    ids = warm["record_ids"]
+    rows = f"; records {ids[0]} ... {ids[-1]} (all {len(ids)} in report.json)" if ids else ""
+    return [
+        f"Warm start before the first query: {warm['source']}{rows}. The gate "
+        f"{'promoted' if verdict['promoted'] else 'held back'} it as v{warm['version']} ({verdict['reason']}). "
+        f"Baselines: {warm['baselines']}. Every figure below is on the {report['records']} routed queries only.",
+        "",
+    ]
 
 
 def scenario_lines(report: dict[str, Any]) -> list[str]:
@@ -56,8 +73,11 @@ def markdown(report: dict[str, Any], title: str) -> str:
             "",
             f"Energy: {energy if isinstance(energy, str) else json.dumps(energy)} ({report['energy_basis']}).",
             f"Replay: {report['replay_queries_per_second']:.1f} queries/s through gRPC; the bandit ended at policy "
-            f"{report['bandit_policy_version']}. Regret is to the per-query oracle.",
+            f"{report['bandit_policy_version']}. Regret is to the per-query oracle. Churn: the mean total variation "
+            "between the action shares of consecutive 200-query windows after the first fifth of the stream (a "
+            "settled policy shows sampling noise only).",
             "",
+            *warm_start_lines(report),
             *scenario_lines(report),
             *table_rows(report),
             "",

@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import re
 import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from bandit_router.config import Config, FeaturesConfig
-from bandit_router.embedding import Embedder
-from bandit_router.features import Clusterer, Complexity
-from bandit_router.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
+from bandit_router.config import Config
+from bandit_router.embedding import Embedder, TextEmbedder
+from bandit_router.embedding_cache import CachingEmbedder
+from bandit_router.features import Featurizer
+from bandit_router.learner import SnapshotFiles
+from bandit_router.policy import Policy
+from bandit_router.replay.compare import baseline_features, replay_baselines
 from bandit_router.replay.scenario import Scenario
+from bandit_router.replay.table import OutcomeTable, Trace, build_table, churn
 from bandit_router.replay.traffic import Record, arm_catalog, batched
-from bandit_router.reward import cost_of, energy_of, resolve_tokens, scalar_reward
 from bandit_router.server import Server
 from bandit_router.service import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
+from bandit_router.warm_start import Source, publish, warm
 
 BANDIT = "bandit-router"
 # Energy weight = cost weight at each point of a --sweep.
@@ -46,97 +50,9 @@ class ReplaySettings:
     # Give the router each record's task as a hint; without it the router infers the task.
     task_hint: bool = True
     scenario: Scenario = dataclasses.field(default_factory=Scenario)
-
-
-@dataclasses.dataclass
-class Trace:
-    """What one policy did on the stream, step by step."""
-
-    arms: list[int] = dataclasses.field(default_factory=list)
-    rewards: list[float] = dataclasses.field(default_factory=list)
-    qualities: list[float] = dataclasses.field(default_factory=list)
-    costs: list[float] = dataclasses.field(default_factory=list)
-    energies: list[float] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class OutcomeTable:
-    """Every model's quality, cost, energy and reward on every record as the scenario changes them,
-    priced as the service prices them; an unavailable model's reward is -inf."""
-
-    arms: list[str]
-    quality: np.ndarray[Any, np.dtype[np.float64]]
-    cost: np.ndarray[Any, np.dtype[np.float64]]
-    energy: np.ndarray[Any, np.dtype[np.float64]]
-    reward: np.ndarray[Any, np.dtype[np.float64]]
-    energy_sources: Counter[str]
-    # The reward a router is told: ``reward`` except where the scenario corrupts the quality sent.
-    feedback: np.ndarray[Any, np.dtype[np.float64]]
-
-    def available(self, i: int) -> list[int]:
-        return [j for j in range(len(self.arms)) if np.isfinite(self.reward[i, j])]
-
-    def step(self, trace: Trace, i: int, arm: int) -> None:
-        trace.arms.append(arm)
-        trace.rewards.append(float(self.reward[i, arm]))
-        trace.qualities.append(float(self.quality[i, arm]))
-        trace.costs.append(float(self.cost[i, arm]))
-        trace.energies.append(float(self.energy[i, arm]))
-
-
-def build_table(
-    records: list[Record], config: Config, query_tokens: list[int], scenario: Scenario | None = None
-) -> OutcomeTable:
-    scenario = scenario or Scenario()
-    models = config.model_by_id
-    arms = [m.id for m in config.models]
-    shape = (len(records), len(arms))
-    table = OutcomeTable(
-        arms,
-        np.zeros(shape),
-        np.zeros(shape),
-        np.zeros(shape),
-        np.full(shape, -np.inf),
-        Counter(),
-        np.full(shape, -np.inf),
-    )
-    weights = config.reward
-    for i, record in enumerate(records):
-        for j, arm in enumerate(arms):
-            outcome = record.outcomes.get(arm)
-            if outcome is None or not scenario.available(i, arm):
-                continue
-            tokens = resolve_tokens(models[arm], outcome.input_tokens or 0, outcome.output_tokens or 0, query_tokens[i])
-            cost = cost_of(models[arm], outcome.cost_usd, tokens).value * scenario.price_factor(i, arm)
-            energy = energy_of(models[arm], outcome.energy_joules, tokens)
-            quality = outcome.quality * scenario.quality_factor(i, arm)
-            table.energy_sources[energy.source.value] += 1
-            table.quality[i, j], table.cost[i, j], table.energy[i, j] = quality, cost, energy.value
-            table.reward[i, j], table.feedback[i, j] = (
-                scalar_reward(q, energy.value, cost, weights.energy_weight, weights.cost_weight, weights)
-                for q in (quality, 1.0 - quality if scenario.corrupted(i) else quality)
-            )
-    return table
-
-
-def baseline_features(
-    records: list[Record], vectors: list[np.ndarray[Any, Any]], tokens: list[int], tasks: list[str]
-) -> list[np.ndarray[Any, Any]]:
-    """GreenServ's context: task one-hot, semantic cluster one-hot (online), complexity; plus a bias."""
-    clusters = Clusterer(FeaturesConfig(max_clusters=16), dimension=len(vectors[0]))
-    width = 1 + len(tasks) + 16 + 3
-    rows = []
-    for record, vector, count in zip(records, vectors, tokens, strict=True):
-        x = np.zeros(width)
-        x[0] = 1.0
-        if record.task in tasks:
-            x[1 + tasks.index(record.task)] = 1.0
-        cluster = clusters.learn_one(vector)
-        x[1 + len(tasks) + cluster] = 1.0
-        complexity = Complexity.of(record.query, count)
-        x[-3:] = (np.log1p(count) / 8, min(max(complexity.reading_ease, -100), 120) / 100, complexity.digit_fraction)
-        rows.append(x)
-    return rows
+    # Fitted before the first query is routed (bandit-router warm-start's path, through its gate); evaluation
+    # records warm-start the baselines too.
+    warm_start: Source | None = None
 
 
 def _request_id(record: Record, step: int) -> str:
@@ -214,77 +130,31 @@ async def _replay_bandit(
     return trace, energy_sources, cost_sources
 
 
-def replay_baselines(
-    records: list[Record],
-    table: OutcomeTable,
-    features: list[Any],
-    tasks: list[str],
-    seed: int,
-    delay: int = 0,
-    dropped: list[bool] | None = None,
-) -> dict[str, Trace]:
-    arms = len(table.arms)
-    dimension = len(features[0])
-    learners: list[Baseline] = [
-        RandomRouter(arms, seed),
-        EpsilonGreedy(arms, seed),
-        LinUCB(arms, dimension),
-        FullInformation(arms, dimension),
-    ]
-    traces = {b.name: Trace() for b in learners}
-    # A single-model baseline only for models available on every query.
-    always = [j for j in range(arms) if np.isfinite(table.reward[:, j]).all()]
-    fixed = {f"always {table.arms[j]}": (j, Trace()) for j in always}
-    oracle = Trace()
-    # Feedback the baselines get ``delay`` queries late, as the bandit does: (due step, learn).
-    owed: deque[tuple[int, Callable[[], None]]] = deque()
-    for i, record in enumerate(records):
-        while owed and owed[0][0] <= i:
-            owed.popleft()[1]()
-        x = features[i]
-        rewards = table.feedback[i]
-        available = table.available(i)
-        for learner in learners:
-            arm = learner.choose(x, record.task, available)
-            table.step(traces[learner.name], i, arm)
-            if dropped is not None and dropped[i]:
-                continue
-            learn = (
-                functools.partial(learner.learn_all, x, record.task, list(rewards))
-                if learner.full_information
-                else functools.partial(learner.learn_one, x, record.task, arm, float(rewards[arm]))
-            )
-            owed.append((i + delay, learn))
-        for j, trace in fixed.values():
-            table.step(trace, i, j)
-        table.step(oracle, i, int(np.argmax(table.reward[i])))
-    result = {**traces, **{name: trace for name, (_, trace) in fixed.items()}}
-    if fixed:
-        best = max(fixed, key=lambda n: sum(fixed[n][1].rewards))
-        result[f"best single model in hindsight ({best.removeprefix('always ')})"] = fixed[best][1]
-    result["oracle (per query)"] = oracle
-    return result
-
-
 async def replay(
     records: list[Record],
     base: Config,
     settings: ReplaySettings,
-    embedder: Embedder | None = None,
+    embedder: TextEmbedder | None = None,
     show_progress: bool = True,
     on_start: Callable[[Server], None] | None = None,
     hold: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Runs the bandit through a real service and the baselines on the same stream; returns the report.
 
-    ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited with the report,
-    keeps the service and its dashboard up until it returns."""
+    Every query is embedded once (the embedder is wrapped in a cache by text) and the same vector serves the
+    router and the baselines. ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited
+    with the report, keeps the service and its dashboard up until it returns."""
     from tqdm import tqdm
 
     scenario = settings.scenario
     records = scenario.stream(records, settings.seed)
     dropped = scenario.dropped(len(records), settings.seed)
+    warm_source = settings.warm_start
+    warm_records = list(warm_source.records) if warm_source is not None else []
 
+    if embedder is None:
+        embedder = await asyncio.to_thread(Embedder, base.embedding)
+    cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         reward = {
             k: v
@@ -299,15 +169,25 @@ async def replay(
             reward=reward,
             energy={"measure": False},
         )
-        service = await RouterService.open(config, embedder=embedder)
+        embedded = []
+        for chunk in batched([r.query for r in [*warm_records, *records]], 64):
+            embedded.extend(await asyncio.to_thread(cache.embed, list(chunk)))
+        warm_embedded, embedded = embedded[: len(warm_records)], embedded[len(warm_records) :]
+        featurizer = await asyncio.to_thread(Featurizer, config.features, cache.embed, cache.dimension)
+        warm_result = None
+        if warm_source is not None:
+            policy = Policy(config.policy, config.features, cache.dimension)
+            warm_result = await asyncio.to_thread(
+                warm, policy, None, warm_source, cache, featurizer, config, settings.task_hint, settings.seed
+            )
+            files = SnapshotFiles(Path(data_dir) / "snapshots", config.policy.keep_snapshots)
+            await publish(warm_result, files, None)
+        service = await RouterService.open(config, embedder=cache)
         server = Server(service, "127.0.0.1:0")
-        await server.start()
-        if on_start is not None:
-            on_start(server)
         try:
-            embedded = []
-            for chunk in batched([r.query for r in records], 64):
-                embedded.extend(await asyncio.to_thread(service.embedder.embed, list(chunk)))
+            await server.start()
+            if on_start is not None:
+                on_start(server)
             tokens = [e.token_count for e in embedded]
             table = build_table(records, config, tokens, scenario)
             started = time.perf_counter()
@@ -319,23 +199,49 @@ async def replay(
                     )
             elapsed = time.perf_counter() - started
             if service.learner is not None:
-                await service.learner.wait_learned(len(records) - sum(dropped), timeout=120)
-            tasks = sorted({r.task for r in records if r.task})
-            traces = {
-                BANDIT: bandit,
-                **replay_baselines(
-                    records,
-                    table,
-                    baseline_features(records, [e.vector for e in embedded], tokens, tasks),
-                    tasks,
-                    settings.seed,
-                    scenario.reward_delay,
-                    dropped,
-                ),
-            }
+                await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
+
+            def task_of(record: Record, e: Any) -> str:
+                return (
+                    record.task.lower() if settings.task_hint and record.task else featurizer.inferrer.infer(e.vector)
+                )
+
+            tasks = [task_of(r, e) for r, e in zip(records, embedded, strict=True)]
+            warm_tasks = [task_of(r, e) for r, e in zip(warm_records, warm_embedded, strict=True)]
+            features = baseline_features(
+                [r.query for r in [*warm_records, *records]], [*warm_embedded, *embedded], [*warm_tasks, *tasks],
+                config.features,
+            )  # fmt: skip
+            warm_features, features = features[: len(warm_records)], features[len(warm_records) :]
+            warm_table = (
+                (build_table(warm_records, config, [e.token_count for e in warm_embedded]), warm_features, warm_tasks)
+                if warm_records
+                else None
+            )
+            baselines, grid = replay_baselines(
+                table,
+                features,
+                tasks,
+                tokens,
+                list(config.models),
+                config.reward,
+                settings.seed,
+                scenario.reward_delay,
+                dropped,
+                warm_table,
+            )
+            traces = {BANDIT: bandit, **baselines}
             result = make_report(
                 traces, table, config, settings, elapsed, energy_sources, cost_sources, service.policy_version
             )
+            result["full_information_grid"] = grid
+            result["records_routed"] = [r.id for r in records]
+            if warm_result is not None:
+                result["warm_start"] = {
+                    **warm_result.to_json(),
+                    "record_ids": [r.id for r in warm_records],
+                    "baselines": "warm-started on the same rows" if warm_records else "cold (a log has no queries)",
+                }
             if hold is not None:
                 await hold(result)
         finally:
@@ -367,6 +273,7 @@ def make_report(
             "regret_curve": [float(v) for v in regret],
             "arms": [table.arms[a] for a in trace.arms],
             "share": {a: shares[a] / len(trace.arms) for a in table.arms},
+            "churn": churn(trace.arms),
         }
     weights = config.reward
     estimated = energy_sources.get("estimated", 0)

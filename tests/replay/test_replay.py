@@ -72,6 +72,13 @@ def test_pareto_front_keeps_the_points_nothing_beats() -> None:
     assert report.pareto_front(points) == [3, 1, 4]
 
 
+@pytest.fixture
+def free_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's dashboard on a free port: 8080 may be taken on a shared machine."""
+    monkeypatch.setenv("BANDIT_ROUTER_DASHBOARD_LISTEN", "127.0.0.1:0")
+
+
+@pytest.mark.usefixtures("free_dashboard")
 def test_replay_command_with_a_scenario_and_a_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     traffic = tmp_path / "traffic.jsonl"
     write_traffic(synthetic(40, seed=3), traffic)
@@ -97,3 +104,52 @@ def test_replay_command_with_a_scenario_and_a_sweep(tmp_path: Path, capsys: pyte
     bad.write_text("events:\n  - {at: 99, kind: remove, model: gemma-2-9b-it}\n")
     assert main(["replay", str(traffic), "--scenario", str(bad), "--out", str(out)]) == 2
     assert "at must be a step in [0, 39] (the stream has 40), got 99" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("free_dashboard")
+def test_replay_warm_starts_on_a_split_and_scores_the_routed_part_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traffic = tmp_path / "traffic.jsonl"
+    write_traffic(synthetic(120, seed=4), traffic)
+    out = tmp_path / "out"
+    argv = ["--log-level", "WARNING", "replay", str(traffic), "--split", "0.5", "--energy-weight", "0"]
+    assert main([*argv, "--cost-weight", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "report.json").read_text())
+    warm = result["warm_start"]
+    assert warm["rows"] == 60 and warm["record_ids"] == [f"r{i}" for i in range(60)]
+    assert result["records"] == 60 and result["records_routed"] == [f"r{i}" for i in range(60, 120)]
+    assert warm["verdict"]["promoted"] and warm["baselines"] == "warm-started on the same rows"
+    assert "Warm start before the first query: the first 60 records of" in (out / "report.md").read_text()
+    # Warm-started on every outcome of a task split this plain, the router is right from the first query.
+    bandit = result["policies"][BANDIT]
+    oracle = result["policies"]["oracle (per query)"]
+    assert bandit["mean_reward"] >= 0.95 * oracle["mean_reward"], (bandit["mean_reward"], oracle["mean_reward"])
+    assert "warm-started bandit-router: mean reward" in printed and "beats the best single model" in printed
+    assert main(["replay", str(traffic), "--split", "1.5", "--out", str(out)]) == 2
+    assert "--split must be in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_churn_is_the_movement_of_the_action_share_between_windows() -> None:
+    from bandit_router.replay.table import churn
+
+    assert churn([0] * 1000) == {"mean_tv": 0.0, "max_tv": 0.0, "windows": 4}
+    # Waves of 200 queries on one model, then on another: every window differs wholly from the next.
+    waves = [(i // 200) % 2 for i in range(1000)]
+    assert churn(waves, skip=0.0) == {"mean_tv": 1.0, "max_tv": 1.0, "windows": 5}
+    assert churn([0] * 300) is None
+
+
+@pytest.mark.usefixtures("free_dashboard")
+def test_the_demo_replays_cold_then_warm_on_disjoint_halves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--log-level", "WARNING", "demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    cold = json.loads((tmp_path / "cold" / "report.json").read_text())
+    warm = json.loads((tmp_path / "warm" / "report.json").read_text())
+    assert cold["records"] == 300 and "warm_start" not in cold
+    assert warm["records"] == 150 and warm["warm_start"]["rows"] == 150
+    assert not set(warm["warm_start"]["record_ids"]) & set(warm["records_routed"])
+    for how, result in (("cold-started", cold), ("warm-started", warm)):
+        bandit = result["policies"][BANDIT]["mean_reward"]
+        assert f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries" in printed
