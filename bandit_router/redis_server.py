@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +110,13 @@ class EmbeddedRedis:
         if self._socket_dir is not None:
             # The path is kept for a restart; the folder goes.
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+async def connect(url: str, data_path: Path) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
+    """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
+    caller stops it after closing the client)."""
+    embedded = None
+    if not url:
+        embedded = EmbeddedRedis(data_path / "redis")
+        url = await asyncio.to_thread(embedded.start)
+    return aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0), embedded

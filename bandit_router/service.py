@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,7 +25,7 @@ from bandit_router.features import Choice, Featurizer, action_line
 from bandit_router.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
 from bandit_router.policy import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.pricing import Expected, catalog_cost, catalog_energy, penalty
-from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.redis_server import EmbeddedRedis, connect
 from bandit_router.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.reward import (
     Figure,
@@ -156,12 +155,7 @@ class RouterService:
     @classmethod
     async def open(cls, config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
         """Opens a router; one given ``embedder`` stays the caller's to close, one it builds is its own."""
-        embedded = None
-        url = config.redis.url
-        if not url:
-            embedded = EmbeddedRedis(config.server.data_path / "redis")
-            url = await asyncio.to_thread(embedded.start)
-        client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        client, embedded = await connect(config.redis.url, config.server.data_path)
         owned = embedder is None
         if embedder is None:
             kind: Callable[[EmbeddingConfig], TextEmbedder] = EmbedderPool if config.embedding.processes else Embedder

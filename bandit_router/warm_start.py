@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis.asyncio as aioredis
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.embedding import Embedded, Embedder, Embeds
@@ -37,7 +36,7 @@ from bandit_router.learner import SnapshotFiles, load_snapshot
 from bandit_router.ope import Estimate
 from bandit_router.policy import Policy, Snapshot
 from bandit_router.pricing import penalty
-from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.redis_server import connect
 from bandit_router.replay.table import build_table
 from bandit_router.replay.traffic import Record, TrafficError, read_traffic
 from bandit_router.store import Store
@@ -321,12 +320,7 @@ async def run(config: Config, path: str | Path, task_hint: bool = True) -> Resul
     """``bandit-router warm-start``: against the configured store (the embedded Redis under the data
     directory, or ``redis.url``), with no learner running on it."""
     source = read_source(path, config)
-    embedded_redis = None
-    url = config.redis.url
-    if not url:
-        embedded_redis = EmbeddedRedis(config.server.data_path / "redis")
-        url = await asyncio.to_thread(embedded_redis.start)
-    client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    client, embedded_redis = await connect(config.redis.url, config.server.data_path)
     try:
         store = Store(client, config.redis.key_prefix)
         running = await store.running_learner()
