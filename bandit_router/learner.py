@@ -24,7 +24,7 @@ from bandit_router.features import Choice
 from bandit_router.gate import Gate, Logged, Verdict
 from bandit_router.policy import Policy, Snapshot, SnapshotError
 from bandit_router.reward import RunningEstimate
-from bandit_router.store import Store
+from bandit_router.store import Store, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ class Learner:
                 if await self._step():
                     return
             except REDIS_ERRORS as exc:
+                stop_if_cancelled(exc)
                 if self._stopping.is_set():
                     # Unacknowledged events stay in the stream: the next start learns them.
                     log.error(
@@ -225,7 +226,8 @@ class Learner:
                     return
                 log.warning("learner lost Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1.0)
-            except Exception:
+            except Exception as exc:
+                stop_if_cancelled(exc)
                 # Learning must not stop for good on one bad step: what it had not acknowledged stays in the
                 # stream, and the next step takes it up again.
                 self.failures += 1

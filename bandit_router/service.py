@@ -37,7 +37,7 @@ from bandit_router.reward import (
     resolve_tokens,
     scalar_reward,
 )
-from bandit_router.store import Store
+from bandit_router.store import Store, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class RouterService:
                     if message is None or message.get("type") == "message":
                         await self.reload()
             except REDIS_ERRORS as exc:
+                stop_if_cancelled(exc)
                 log.warning("snapshot follower lost Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1.0)
             finally:
@@ -688,6 +689,8 @@ class RouterService:
                 await self.flush_unsaved()
                 await self.sweep_expired()
             except REDIS_ERRORS as exc:
+                stop_if_cancelled(exc)
                 log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)
-            except Exception:  # one bad decision must not end the sweeps of every later one
+            except Exception as exc:  # one bad decision must not end the sweeps of every later one
+                stop_if_cancelled(exc)
                 log.exception("expiry sweep failed; the next sweep retries")

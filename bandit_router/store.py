@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from typing import Any
@@ -57,6 +58,15 @@ class TakeResult:
     status: str
     event_id: str = ""
     rewarded_at: float = 0.0
+
+
+def stop_if_cancelled(exc: BaseException) -> None:
+    """Raises CancelledError if the running task was cancelled. redis-py can turn a cancellation that arrives
+    during a command into a connection or timeout error; a loop that retries those would then never end, and
+    close(), awaiting it, would hang (seen as a 300 s test timeout in a teardown)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _ms(seconds: float) -> int:

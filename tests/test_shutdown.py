@@ -10,10 +10,14 @@ from pathlib import Path
 import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from routerprocess import load, start
 
 from bandit_router.bench import free_port, wait_serving
+from bandit_router.config import Config
+from bandit_router.embedding import Embedder
 from bandit_router.policy import Snapshot
+from bandit_router.service import RouterService
 
 
 async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:
@@ -59,3 +63,24 @@ async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, re
     assert pending["pending"] == 0
     log = (tmp_path / "server.log").read_text()
     assert "stopping: draining in-flight calls and the learner" in log
+
+
+async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
+    config: Config, embedder: Embedder
+) -> None:
+    """redis-py can turn a cancellation during a command into a timeout error; the sweep, which retries on
+    Redis errors, must still end when close() cancels it (it looped, and a test teardown hung 300 s)."""
+    service = await RouterService.open(config.replace(reward={"expiry_sweep_s": 0.01}), embedder=embedder)
+    entered = asyncio.Event()
+
+    async def sweep_in_a_slow_redis_call() -> int:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RedisTimeoutError("Timeout reading from socket") from None
+        return 0
+
+    service.sweep_expired = sweep_in_a_slow_redis_call  # type: ignore[method-assign]
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    await asyncio.wait_for(service.close(), timeout=30)
