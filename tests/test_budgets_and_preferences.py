@@ -125,31 +125,24 @@ async def test_a_trade_off_never_trained_is_honoured_on_the_first_request(
     stub: router_pb2_grpc.RouterStub, service: RouterService
 ) -> None:
     """After training only at energy weight 0, where the big model answers better, a request at energy weight
-    5 goes to the frugal model at once: quality is learned, the energy penalty is computed."""
+    5 goes to the frugal model at once: quality is learned, the energy penalty is computed. (A task hint keeps
+    every query in one cell, so the probes ask about the cell trained, not one the router never saw.)"""
+    quality_only = pb.Preferences(energy_weight=0, cost_weight=0)
     for i in range(120):
         d = await stub.Route(
             pb.RouteRequest(
-                query=f"Explain topic {i} briefly.",
-                candidates=[BIG, SMALL],
-                preferences=pb.Preferences(energy_weight=0, cost_weight=0),
+                query=f"Explain topic {i} briefly.", task="explain", candidates=[BIG, SMALL], preferences=quality_only
             )
         )
         await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.9 if d.model == BIG else 0.6))
     assert service.learner is not None
     await service.learner.wait_learned(120, timeout=60)
-    quality_only = await stub.Route(
-        pb.RouteRequest(
-            query="Explain glaciers briefly.", candidates=[BIG, SMALL], preferences=pb.Preferences(energy_weight=0)
-        )
-    )
-    assert max(quality_only.pmf, key=lambda a: a.probability).model == BIG
-    frugal = await stub.Route(
-        pb.RouteRequest(
-            query="Explain glaciers briefly.",
-            candidates=[BIG, SMALL],
-            preferences=pb.Preferences(energy_weight=5, cost_weight=0),
-        )
-    )
+    probe = pb.RouteRequest(query="Explain glaciers briefly.", task="explain", candidates=[BIG, SMALL])
+    probe.preferences.CopyFrom(quality_only)
+    trained = await stub.Route(probe)
+    assert max(trained.pmf, key=lambda a: a.probability).model == BIG, trained.pmf
+    probe.preferences.CopyFrom(pb.Preferences(energy_weight=5, cost_weight=0))
+    frugal = await stub.Route(probe)
     pmf = {a.model: a.probability for a in frugal.pmf}
     # At weight 5 the big model's ~150 J answer costs ~3.7 of reward, more than any quality can make up.
     assert pmf == {SMALL: 1.0, BIG: 0.0}, pmf
