@@ -122,13 +122,19 @@ class Complexity:
             reading_ease=ease,
         )
 
+    def values(self) -> dict[str, float]:
+        """The figures as features: counts on a log scale, reading ease clamped to [-1, 1.2]."""
+        return {
+            "chars": math.log1p(self.chars) / 10,
+            "words": math.log1p(self.words) / 8,
+            "tokens": math.log1p(self.tokens) / 8,
+            "lines": math.log1p(self.lines) / 5,
+            "digits": self.digit_fraction,
+            "ease": min(max(self.reading_ease, -100.0), 120.0) / 100.0,
+        }
+
     def vw_features(self) -> str:
-        ease = min(max(self.reading_ease, -100.0), 120.0) / 100.0
-        return (
-            f"chars:{math.log1p(self.chars) / 10:.4f} words:{math.log1p(self.words) / 8:.4f} "
-            f"tokens:{math.log1p(self.tokens) / 8:.4f} lines:{math.log1p(self.lines) / 5:.4f} "
-            f"digits:{self.digit_fraction:.4f} ease:{ease:.4f}"
-        )
+        return " ".join(f"{name}:{value:.4f}" for name, value in self.values().items())
 
 
 class TaskInferrer:

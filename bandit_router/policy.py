@@ -166,9 +166,6 @@ class Policy:
 
     def cells(self, shared: str) -> list[str]:
         """The cells (task, cluster) of a context line that the policy counts evidence in."""
-        return self._cells(shared)
-
-    def _cells(self, shared: str) -> list[str]:
         found = namespaces(shared)
         return [f"{ns}:{feature}" for ns in self._cell_namespaces for feature in found.get(ns, {})]
 
@@ -186,7 +183,7 @@ class Policy:
         return found
 
     def widths(self, choice: Choice, pending: Evidence | None = None) -> list[float]:
-        cells = self._cells(choice.shared)
+        cells = self.cells(choice.shared)
         a0, a1 = self.config.explore_model, self.config.explore_context
         return [self.evidence.width(self.model_of(action), cells, a0, a1, pending) for action in choice.actions]
 
@@ -199,7 +196,7 @@ class Policy:
         """Learns that ``action``'s answer in context ``shared`` had ``quality``, and counts it as evidence."""
         line = f"{vw_number(quality)} {vw_number(weight)} {action} {shared}"
         self.workspace.learn_one(self._parser.parse_line(line))
-        self.evidence.add(self.model_of(action), self._cells(shared))
+        self.evidence.add(self.model_of(action), self.cells(shared))
 
     def snapshot(self, version: int, stream_id: str) -> Snapshot:
         return Snapshot(

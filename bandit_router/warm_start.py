@@ -168,14 +168,7 @@ def _fit_records(
             if not math.isfinite(table.reward[i, j]):
                 continue
             policy.learn_quality(shared, action_line(config.model_by_id[model]), float(table.quality[i, j]))
-            out = table.output_tokens[i, j]
-            policy.pricing.observe(
-                model,
-                context.task,
-                int(out) if math.isfinite(out) else None,
-                float(table.cost_residual[i, j]),
-                float(table.energy_residual[i, j]),
-            )
+            table.price(policy.pricing, i, j, context.task)
 
 
 def _fit_logged(policy: Policy, rows: Sequence[LoggedRow]) -> None:

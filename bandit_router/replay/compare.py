@@ -41,20 +41,7 @@ def baseline_features(
         if NS_CLUSTER in config.context:
             parts.append(np.eye(config.max_clusters)[clusters.learn_one(e.vector)])
         if NS_COMPLEXITY in config.context:
-            c = Complexity.of(query, e.token_count)
-            ease = min(max(c.reading_ease, -100.0), 120.0) / 100.0
-            parts.append(
-                np.array(
-                    [
-                        math.log1p(c.chars) / 10,
-                        math.log1p(c.words) / 8,
-                        math.log1p(c.tokens) / 8,
-                        math.log1p(c.lines) / 5,
-                        c.digit_fraction,
-                        ease,
-                    ]
-                )
-            )
+            parts.append(np.array(list(Complexity.of(query, e.token_count).values().values())))
         if projector is not None:
             parts.append(np.asarray(e.vector @ projector.matrix, dtype=np.float64))
         rows.append(np.concatenate(parts))
@@ -78,14 +65,7 @@ class _Priced:
 
     def observe(self, table: OutcomeTable, i: int, task: str, arms: Sequence[int]) -> None:
         for j in arms:
-            out = table.output_tokens[i, j]
-            self.pricing.observe(
-                table.arms[j],
-                task,
-                int(out) if math.isfinite(out) else None,
-                float(table.cost_residual[i, j]),
-                float(table.energy_residual[i, j]),
-            )
+            table.price(self.pricing, i, j, task)
 
 
 def warm_baselines(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import Config
-from bandit_router.pricing import catalog_cost, catalog_energy
+from bandit_router.pricing import Pricing, catalog_cost, catalog_energy
 from bandit_router.replay.scenario import Scenario
 from bandit_router.replay.traffic import Record
 from bandit_router.reward import cost_of, energy_of, resolve_tokens, scalar_reward
@@ -51,6 +51,18 @@ class OutcomeTable:
 
     def available(self, i: int) -> list[int]:
         return [j for j in range(len(self.arms)) if np.isfinite(self.reward[i, j])]
+
+    def price(self, pricing: Pricing, i: int, j: int, task: str) -> None:
+        """Teaches ``pricing`` what model ``j``'s answer to record ``i`` showed: its output tokens (if reported)
+        and its residuals, as the learner learns them from a reward."""
+        out = self.output_tokens[i, j]
+        pricing.observe(
+            self.arms[j],
+            task,
+            int(out) if np.isfinite(out) else None,
+            float(self.cost_residual[i, j]),
+            float(self.energy_residual[i, j]),
+        )
 
     def step(self, trace: Trace, i: int, arm: int) -> None:
         trace.arms.append(arm)
