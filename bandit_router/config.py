@@ -80,6 +80,12 @@ class ServerConfig:
     # Run the learner in this process (the embedded default). False: a routing replica, which follows the
     # snapshots that a separate `bandit-router learner` publishes.
     learner: bool = True
+    # Share the gRPC port with other processes (SO_REUSEPORT): set for the workers of `serve --workers N` only,
+    # so that a second router on a taken port fails instead of silently splitting the clients with the first.
+    reuse_port: bool = False
+    # The longest a stop waits for the learner to drain the stream into a snapshot; whatever it has not
+    # snapshotted by then stays unacknowledged in the stream, and the next start learns it.
+    stop_timeout_s: float = 30.0
     # PEM files: with both, gRPC and the dashboard serve TLS only.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -93,6 +99,7 @@ class ServerConfig:
             (self.tls_cert_file, self.tls_key_file),
         )
         _finite_nonneg("server.grace_s", self.grace_s)
+        _finite_nonneg("server.stop_timeout_s", self.stop_timeout_s)
 
     @property
     def data_path(self) -> Path:
@@ -106,9 +113,17 @@ class RedisConfig:
     key_prefix: str = "br"
     # Decisions Route keeps in memory while Redis is unreachable, written once it is back (then rewardable).
     outage_buffer: int = 10_000
+    # Memory the embedded Redis may use (0: unbounded); once full it refuses writes instead of evicting.
+    embedded_maxmemory_mb: int = 1024
 
     def __post_init__(self) -> None:
         _require(self.outage_buffer >= 0, "redis.outage_buffer", "must be >= 0", self.outage_buffer)
+        _require(
+            self.embedded_maxmemory_mb >= 0,
+            "redis.embedded_maxmemory_mb",
+            "must be >= 0",
+            self.embedded_maxmemory_mb,
+        )
         _require(
             bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.key_prefix)),
             "redis.key_prefix",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bandit_router.features import namespaces
+
+log = logging.getLogger(__name__)
 
 
 def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +57,13 @@ def read_log(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            for line in f:
-                event = json.loads(line)
+            for number, line in enumerate(f, 1):
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    # The unfinished line of a write that failed part way; the retry logged the event whole.
+                    log.warning("%s:%d: skipping an unfinished line", path, number)
+                    continue
                 if event["event_id"] not in seen:
                     seen.add(event["event_id"])
                     yield event

@@ -35,6 +35,10 @@ MARK_EVERY_S = 2.0
 MARK_TTL_S = 10.0
 
 
+class DiskError(Exception):
+    """The learner could not write a snapshot or its logs (a full or read-only disk)."""
+
+
 def stream_position(event_id: str) -> tuple[int, int]:
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
@@ -165,7 +169,9 @@ class Learner:
         self._rebuild = rebuild
         self.consumer = consumer
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="learner")
-        self._unacked: list[str] = []
+        # Delivered events learned into ``policy`` but not yet into a persisted snapshot, in stream order (a
+        # dict, so that re-reading the delivered backlog after a failure lists each once).
+        self._unacked: dict[str, None] = {}
         self._last_snapshot = time.monotonic()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -187,15 +193,24 @@ class Learner:
         self._backlog_after = "0"
         self._group_ready = False
         self._marked = -math.inf
+        # Why the last step failed, while no step has succeeded since (health reports it); None when well.
+        self.problem: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
 
-    async def stop(self) -> None:
-        """Learns what is already in the stream, snapshots, acknowledges, and stops."""
+    async def stop(self, timeout: float = math.inf) -> None:
+        """Learns what is already in the stream, snapshots, acknowledges, and stops; after ``timeout`` seconds
+        (Redis hanging, say) it stops where it is: what it had not snapshotted stays unacknowledged in the
+        stream, and the next start learns it."""
         self._stopping.set()
         if self._task is not None:
-            await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=None if timeout == math.inf else timeout)
+            if not done:
+                log.error("the learner did not drain within %g s; the next start learns what it left", timeout)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                    await self._task
             self._task = None
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.store.unmark_learner()
@@ -213,6 +228,17 @@ class Learner:
             try:
                 if await self._step():
                     return
+                if not self._unacked:
+                    self.problem = None
+                continue
+            except DiskError as exc:
+                stop_if_cancelled(exc)
+                self.failures += 1
+                self.problem = str(exc)
+                if self._stopping.is_set():
+                    log.error("stopping with the disk failing (%s); the next start relearns what is left", exc)
+                    return
+                log.error("learner cannot persist (%s); retrying in 1 s, nothing is acknowledged meanwhile", exc)
             except REDIS_ERRORS as exc:
                 stop_if_cancelled(exc)
                 if self._stopping.is_set():
@@ -224,8 +250,8 @@ class Learner:
                         len(self._unacked),
                     )
                     return
+                self.problem = f"learner lost Redis: {exc}"
                 log.warning("learner lost Redis (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
             except Exception as exc:
                 stop_if_cancelled(exc)
                 # Learning must not stop for good on one bad step: what it had not acknowledged stays in the
@@ -234,8 +260,13 @@ class Learner:
                 if self._stopping.is_set():
                     log.exception("learner step failed while stopping; the next start learns what is left")
                     return
+                self.problem = f"learner step failed: {exc!r}"
                 log.exception("learner step failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
+            # A failed step may have left part of a delivered batch unlearned (those events are delivered, so a
+            # read of new ones would never see them again): read this consumer's delivered events from the
+            # start. The ones learned already are at or before the policy's stream position and are skipped.
+            self._backlog, self._backlog_after = True, "0"
+            await asyncio.sleep(1.0)
 
     async def _step(self) -> bool:
         """Reads, learns and maybe snapshots one batch; True when stopping and done."""
@@ -273,6 +304,8 @@ class Learner:
             # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
             last = entries[-1][0]
             self._backlog_after = last.decode() if isinstance(last, bytes) else last
+            if len(self._unacked) >= self.config.snapshot_every_events:
+                await self._snapshot()
             return False
         due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
         if self._unacked and (
@@ -300,9 +333,7 @@ class Learner:
                 self.failures += 1
                 log.exception("could not learn event %s", event_id)
             self.policy.stream_id = event_id
-        self._unacked.append(event_id)
-        if len(self._unacked) >= self.config.snapshot_every_events:
-            await self._snapshot()
+        self._unacked[event_id] = None
 
     def _learn_sync(self, raw: Any) -> None:
         event = json.loads(raw)
@@ -328,7 +359,7 @@ class Learner:
             )
         self.verdicts.append(verdict)
         if verdict.promoted:
-            await loop.run_in_executor(self._executor, self.files.write_served, data)
+            await self._on_disk(self.files.write_served, data)
             await self.store.save_served(data, snapshot.version)
             self._publish(candidate)
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
@@ -339,7 +370,7 @@ class Learner:
             self.rejections += 1
             log.warning("quality gate held back policy v%d: %s", snapshot.version, verdict.reason)
         if self.log_dir is not None:
-            await loop.run_in_executor(self._executor, self._append, "gate.jsonl", [json.dumps(verdict.to_json())])
+            await self._on_disk(self._append, "gate.jsonl", [json.dumps(verdict.to_json())])
 
     def _write_log(self, lines: list[str]) -> None:
         """Appends to today's log file. Written before the snapshot, so a crash can log an event twice
@@ -349,20 +380,35 @@ class Learner:
     def _append(self, name: str, lines: list[str]) -> None:
         assert self.log_dir is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / name, "a", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        with open(self.log_dir / name, "a+b") as f:
+            # A write that failed part way left a line unfinished: end it, so that the retry starts a line.
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write(("\n".join(lines) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())
+
+    async def _on_disk(self, write: Callable[..., Any], *args: Any) -> Any:
+        """Runs a file write on the learner's thread; a failing disk becomes a DiskError, told apart from Redis."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, write, *args)
+        except OSError as exc:
+            raise DiskError(f"disk write failed: {exc}") from exc
 
     async def _snapshot(self) -> None:
         loop = asyncio.get_running_loop()
         if self._log_buffer:
-            lines, self._log_buffer = self._log_buffer, []
-            await loop.run_in_executor(self._executor, self._write_log, lines)
+            lines = list(self._log_buffer)
+            await self._on_disk(self._write_log, lines)
+            # Dropped only once written: a failed write keeps them for the next try (a partial write then
+            # logs some twice, and export drops the repeats).
+            del self._log_buffer[: len(lines)]
         version = self.policy.version + 1
         snapshot = await loop.run_in_executor(self._executor, self.policy.snapshot, version, self.policy.stream_id)
         data = snapshot.encode()
-        await loop.run_in_executor(self._executor, self.files.write, data, version)
+        await self._on_disk(self.files.write, data, version)
         await self.store.save_snapshot(data)
         self.policy.version = version
         await self._judge(snapshot, data)
@@ -372,6 +418,7 @@ class Learner:
         ms, seq = stream_position(self.policy.stream_id)
         await self.store.client.xtrim(self.store.events_key, minid=f"{ms}-{seq + 1}")
         self._unacked.clear()
+        self.problem = None
         self._last_snapshot = time.monotonic()
         self.published = snapshot.learned
         async with self._progress:

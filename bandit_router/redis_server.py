@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,16 +32,36 @@ def redis_executable() -> str:
     return str(path)
 
 
+# Run by the child instead of a preexec_fn (calling into C after the fork of a threaded process can crash it):
+# SIGTERM this process when the thread that started it ends (its router dies, even by kill -9), then become
+# redis-server; the setting survives the exec. Linux only.
+_DIE_WITH_PARENT = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+if os.getppid() != int(sys.argv[1]):  # the parent died before the line above took effect
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class EmbeddedRedis:
     """Starts redis-server on a private unix socket, with an append-only file under ``data_dir``, so a
-    restart finds every pending decision and unlearned reward that was acknowledged before it."""
+    restart finds every pending decision and unlearned reward that was acknowledged before it.
 
-    def __init__(self, data_dir: Path, start_timeout_s: float = 10.0) -> None:
+    One data directory has one redis-server: a lock file held by this object and by the server it started
+    (so also while that server flushes after its router died) refuses a second. The server dies with the
+    process that started it; started again after it died, it listens on the same socket and reads the same files.
+    """
+
+    def __init__(self, data_dir: Path, start_timeout_s: float = 10.0, maxmemory_mb: int = 0) -> None:
         self.data_dir = data_dir
         self.start_timeout_s = start_timeout_s
+        self.maxmemory_mb = maxmemory_mb
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
         # Unix socket paths are limited to 108 bytes, so the socket lives in a short temporary folder.
         self._socket_dir: str | None = None
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -46,40 +69,95 @@ class EmbeddedRedis:
             raise EmbeddedRedisError("embedded Redis has not been started")
         return f"unix://{self._socket_dir}/redis.sock"
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def alive(self) -> bool:
+        """Whether the server it started still runs (reaping it if not, so no zombie is left)."""
+        return self._process is not None and self._process.poll() is None
+
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spawn()
+        self.wait_ready()
+        return self.url
+
+    def _take_lock(self) -> None:
+        if self._lock is not None:
+            return
+        path = self.data_dir / "redis.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Perhaps the server of a router that just died, still flushing its append-only file.
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise EmbeddedRedisError(
+                        f"another redis-server (pid {holder}) serves {self.data_dir}: stop it, or give this "
+                        "router another server.data_dir, or point it at that Redis with REDIS_URL"
+                    ) from None
+                time.sleep(0.05)
+        self._lock = fd
+
+    def spawn(self) -> None:
+        """Starts the server process (on the calling thread, which the server then lives no longer than)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._take_lock()
+        assert self._lock is not None
         if self._socket_dir is None:
             self._socket_dir = tempfile.mkdtemp(prefix="br-redis-")
         else:
             # A restart of the same instance listens where its clients already point.
             Path(self._socket_dir).mkdir(mode=0o700, exist_ok=True)
-        socket = f"{self._socket_dir}/redis.sock"
         command = [
+            sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
             redis_executable(),
             "--port", "0",
-            "--unixsocket", socket,
+            "--unixsocket", f"{self._socket_dir}/redis.sock",
             "--unixsocketperm", "700",
             "--dir", str(self.data_dir),
             "--dbfilename", "redis.rdb",
             "--appendonly", "yes",
             "--appendfilename", "redis.aof",
             "--appendfsync", "everysec",
-            "--save", "60 1",
+            "--save", "60", "1",  # two arguments: "60 1" as one is read as no save points
+            # Full, Redis refuses writes (Route then keeps decisions in memory) rather than evicting them.
+            "--maxmemory", f"{self.maxmemory_mb}mb",
+            "--maxmemory-policy", "noeviction",
             "--logfile", str(self.data_dir / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
         # A session of its own: a Ctrl-C at the terminal reaches the router, which drains the learner into
-        # Redis and then stops it, not Redis directly.
+        # Redis and then stops it, not Redis directly. The lock goes with it (pass_fds), and its files are
+        # private to this user (umask).
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            pass_fds=(self._lock,),
+            umask=0o077,
         )
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, f"{self._process.pid}\n".encode(), 0)
+
+    def wait_ready(self) -> None:
+        process = self._process
+        if process is None:
+            raise EmbeddedRedisError("embedded Redis has not been started")
+        socket = f"{self._socket_dir}/redis.sock"
         deadline = time.monotonic() + self.start_timeout_s
         client = redis.Redis(unix_socket_path=socket)
         try:
             while True:
-                if self._process.poll() is not None:
+                if process.poll() is not None:
                     raise EmbeddedRedisError(
-                        f"redis-server exited with {self._process.returncode}; see {self.data_dir / 'redis.log'}"
+                        f"redis-server exited with {process.returncode}; see {self.data_dir / 'redis.log'}"
                     )
                 try:
                     if client.ping():
@@ -93,8 +171,7 @@ class EmbeddedRedis:
                     time.sleep(0.02)
         finally:
             client.close()
-        log.info("embedded Redis %s on %s, data in %s", self._process.pid, socket, self.data_dir)
-        return self.url
+        log.info("embedded Redis %s on %s, data in %s", process.pid, socket, self.data_dir)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -107,16 +184,26 @@ class EmbeddedRedis:
                 log.warning("redis-server %s ignored SIGTERM; killing it", process.pid)
                 process.kill()
                 process.wait()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         if self._socket_dir is not None:
             # The path is kept for a restart; the folder goes.
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-async def connect(url: str, data_path: Path) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
+async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
     caller stops it after closing the client)."""
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(data_path / "redis")
-        url = await asyncio.to_thread(embedded.start)
+        embedded = EmbeddedRedis(data_path / "redis", maxmemory_mb=maxmemory_mb)
+        # Spawned on the event loop's thread, which lives as long as the router (see _die_with).
+        embedded.spawn()
+        try:
+            await asyncio.to_thread(embedded.wait_ready)
+        except BaseException:
+            await asyncio.to_thread(embedded.stop)
+            raise
+        url = embedded.url
     return aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0), embedded

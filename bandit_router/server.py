@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -42,6 +43,7 @@ _SOURCE = {
 }
 
 T = TypeVar("T")
+HEALTH_EVERY_S = 0.2
 
 
 async def _call(context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], Awaitable[T]]) -> T:
@@ -202,7 +204,10 @@ class Server:
         limit = service.config.limits.max_query_chars * 4 + (1 << 20)
         tokens = service.config.auth.tenant_by_token
         self.grpc = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.so_reuseport", int(service.config.server.reuse_port)),
+            ],
             interceptors=[BearerAuth(tokens)] if tokens else None,
         )
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), self.grpc)
@@ -218,10 +223,33 @@ class Server:
         else:
             self.port = self.grpc.add_insecure_port(listen)
         if self.port == 0:
-            raise OSError(f"server.listen: cannot bind {listen}")
+            raise OSError(f"server.listen: cannot bind {listen} (is another router listening there?)")
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self.dashboard: Dashboard | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def _set_health(self, status: Any) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_health(self) -> None:
+        """SERVING while the router can do its whole job; NOT_SERVING, with the reason logged, while it cannot
+        (its embedded Redis is being restarted, the learner cannot persist)."""
+        shown: str | None = None
+        while True:
+            problem = self.service.health_problem()
+            if problem != shown:
+                if problem is None:
+                    log.info("health: SERVING again")
+                else:
+                    log.error("health: NOT_SERVING: %s", problem)
+                status = health_pb2.HealthCheckResponse
+                await self._set_health(status.SERVING if problem is None else status.NOT_SERVING)
+                shown = problem
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.service.health_changed.wait(), HEALTH_EVERY_S)
+            self.service.health_changed.clear()
 
     async def start(self) -> None:
         await self.grpc.start()
@@ -229,30 +257,46 @@ class Server:
         if listen:
             self.dashboard = Dashboard(self.service, listen)
             await self.dashboard.start()
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.get_running_loop().create_task(self._watch_health(), name="health")
 
     async def stop(self, grace: float) -> None:
-        """Health goes NOT_SERVING first, so balancers stop sending; in-flight calls then finish."""
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.grpc.stop(grace)
-        if self.dashboard is not None:
-            await self.dashboard.stop()
-        await self.service.close()
+        """Health goes NOT_SERVING first, so balancers stop sending; in-flight calls then finish. Stops what
+        started, in order, also after a start that failed part way."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        try:
+            await self.grpc.stop(grace)
+            if self.dashboard is not None:
+                await self.dashboard.stop()
+        finally:
+            await self.service.close()
 
 
 async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
-    service = await RouterService.open(config)
-    server = Server(service, config.server.listen)
-    await server.start()
-    log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
-    if ready is not None:
-        ready(server)
+    """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
+    started is stopped again, the embedded Redis included, before the error goes up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    service = await RouterService.open(config)
+    try:
+        server = Server(service, config.server.listen)
+    except BaseException:
+        await service.close()
+        raise
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(0)
+        raise
+    log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
+    if ready is not None:
+        ready(server)
     await stop.wait()
     log.info("stopping: draining in-flight calls and the learner")
     await server.stop(config.server.grace_s)

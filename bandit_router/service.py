@@ -7,12 +7,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bandit_router.config import Config, EmbeddingConfig, ModelSpec
@@ -37,11 +39,12 @@ from bandit_router.reward import (
     resolve_tokens,
     scalar_reward,
 )
-from bandit_router.store import Store, stop_if_cancelled
+from bandit_router.store import Store, refusing, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+SUPERVISE_EVERY_S = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +91,11 @@ def scoped_id(tenant: str, decision_id: str) -> str:
     """A tenant's decision ids carry its name, so tenants' ids never collide and a Reward from another
     tenant is refused without a lookup."""
     return f"{tenant}.{decision_id}" if tenant else decision_id
+
+
+def _public(exc: BaseException) -> str:
+    """An error's text for a caller: without file system paths (the Redis socket's) that tell it nothing."""
+    return re.sub(r"(unix://)?/[^\s:'\"]+", "<path>", str(exc))
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -139,6 +147,11 @@ class RouterService:
         )
         self.agent: EnergyAgent | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        # Why the embedded Redis is not serving, while it is being restarted.
+        self._redis_problem: str | None = None
+        # Set whenever health_problem() may have changed, so health follows a short outage too.
+        self.health_changed = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         # Decisions made while Redis was unreachable, in order: id -> (summary, pending, time).
         self._unsaved: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
@@ -155,7 +168,7 @@ class RouterService:
     @classmethod
     async def open(cls, config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
         """Opens a router; one given ``embedder`` stays the caller's to close, one it builds is its own."""
-        client, embedded = await connect(config.redis.url, config.server.data_path)
+        client, embedded = await connect(config.redis.url, config.server.data_path, config.redis.embedded_maxmemory_mb)
         owned = embedder is None
         if embedder is None:
             kind: Callable[[EmbeddingConfig], TextEmbedder] = EmbedderPool if config.embedding.processes else Embedder
@@ -195,6 +208,8 @@ class RouterService:
         else:
             self._follower = asyncio.get_running_loop().create_task(self._follow(), name="snapshot-follower")
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="expiry-sweep")
+        if self._embedded is not None:
+            self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="redis-supervisor")
         self._watch(self.serving)
         self.batcher.start()
         await self._start_agent()
@@ -239,6 +254,40 @@ class RouterService:
         self._install(policy)
         log.info("now serving policy %s", self.policy_version)
         return True
+
+    async def _supervise(self) -> None:
+        """Restarts the embedded Redis when it dies, on the same socket and append-only file; health says
+        NOT_SERVING meanwhile. Clients reconnect by themselves."""
+        embedded = self._embedded
+        assert embedded is not None
+        while True:
+            await asyncio.sleep(SUPERVISE_EVERY_S)
+            if embedded.alive():
+                continue
+            self._redis_problem = "the embedded Redis died; restarting it"
+            self.health_changed.set()
+            log.error("embedded Redis died; restarting it on %s", embedded.url)
+            while not embedded.alive():
+                try:
+                    embedded.spawn()  # on the loop's thread, which the server lives no longer than
+                    await asyncio.to_thread(embedded.wait_ready)
+                    embedded.restarts += 1
+                except Exception as exc:  # any failure is retried; health says why meanwhile
+                    stop_if_cancelled(exc)
+                    self._redis_problem = f"the embedded Redis died and does not start again: {exc}"
+                    log.error("%s; retrying in 1 s", self._redis_problem)
+                    await asyncio.sleep(1.0)
+            log.info("embedded Redis is back (pid %s)", embedded.pid)
+            self._redis_problem = None
+            self.health_changed.set()
+
+    def health_problem(self) -> str | None:
+        """Why this router cannot do its whole job now (health is NOT_SERVING meanwhile); None when it can."""
+        if self._redis_problem is not None:
+            return self._redis_problem
+        if self.learner is not None and self.learner.problem is not None:
+            return self.learner.problem
+        return None
 
     def local_gpus(self) -> list[int]:
         """GPUs of this node that the catalog places models on, or that embed queries."""
@@ -317,7 +366,7 @@ class RouterService:
         return _version_name(self.serving.version)
 
     async def close(self) -> None:
-        for task in (self._sweeper, self._follower):
+        for task in (self._supervisor, self._sweeper, self._follower):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -333,7 +382,7 @@ class RouterService:
         if self._nvml is not None:
             self._nvml.close()
         if self.learner is not None:
-            await self.learner.stop()
+            await self.learner.stop(self.config.server.stop_timeout_s)
         await self.batcher.close()
         if self._owns_embedder:
             await asyncio.to_thread(self.embedder.close)
@@ -440,7 +489,9 @@ class RouterService:
         }
         try:
             existing = await self._put(decision_id, summary, pending, now)
-        except REDIS_ERRORS as exc:
+        except (*REDIS_ERRORS, ResponseError) as exc:
+            if isinstance(exc, ResponseError) and not refusing(exc):
+                raise
             self._keep_unsaved(decision_id, summary, pending, now, exc)
             self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
             return decision
@@ -547,7 +598,11 @@ class RouterService:
             with self.monitor.metrics.reward_latency.time():
                 return await self._reward(request, quality)
         except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis is unreachable, retry: {exc}") from exc
+            raise Unavailable(f"Redis is unreachable, retry: {_public(exc)}") from exc
+        except ResponseError as exc:
+            if not refusing(exc):
+                raise
+            raise Unavailable(f"Redis refuses writes for now, retry: {_public(exc)}") from exc
 
     async def _missing(self, decision_id: str) -> Exception:
         """Says why a decision is not pending: already rewarded, expired, or never made."""
@@ -657,9 +712,17 @@ class RouterService:
         drops it (``reward.on_expiry``). Atomic against Reward: a decision is rewarded or expired, not both.
         Any replica may sweep; each decision expires once. Returns how many expired."""
         now = self._clock()
+        expired = 0
+        # In batches until none is due (each expiry takes its id off the deadlines), so that the deadlines
+        # cannot pile up at any routing rate.
+        while batch := await self.store.due(now):
+            expired += await self._expire_batch(batch, now)
+        return expired
+
+    async def _expire_batch(self, batch: list[str], now: float) -> int:
         defaults = self.config.reward
         expired = 0
-        for decision_id in await self.store.due(now):
+        for decision_id in batch:
             event = None
             pending = await self.store.get_pending(decision_id)
             if pending is not None and defaults.on_expiry == "default":

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import OutOfMemoryError
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
 # retried Route gets the first decision and no second one is made.
@@ -58,6 +59,15 @@ class TakeResult:
     status: str
     event_id: str = ""
     rewarded_at: float = 0.0
+
+
+def refusing(exc: BaseException) -> bool:
+    """Whether Redis is up but refuses writes for now: out of memory (maxmemory) or unable to save (MISCONF, as
+    on a full disk). Both pass, so they are answered as an outage (UNAVAILABLE, retry), not as a bug."""
+    text = str(exc)
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, aioredis.ResponseError) and ("MISCONF" in text or "OOM command not allowed" in text)
+    )
 
 
 def stop_if_cancelled(exc: BaseException) -> None:

@@ -55,8 +55,15 @@ async def run_workers(config_path: str | None, workers: int) -> int:
     embedded = None
     url = config.redis.url
     if not url:
-        embedded = EmbeddedRedis(config.server.data_path / "redis")
-        url = await asyncio.to_thread(embedded.start)
+        embedded = EmbeddedRedis(config.server.data_path / "redis", maxmemory_mb=config.redis.embedded_maxmemory_mb)
+        # Spawned on the event loop's thread: the server lives no longer than it (see redis_server._die_with).
+        embedded.spawn()
+        try:
+            await asyncio.to_thread(embedded.wait_ready)
+        except BaseException:
+            await asyncio.to_thread(embedded.stop)
+            raise
+        url = embedded.url
     # A short path of its own: a Unix socket's path may not exceed 107 bytes.
     shared = tempfile.mkdtemp(prefix="br-embed-")
     servers: list[EmbedderProcess] = []
@@ -83,6 +90,7 @@ async def _supervise(
             **os.environ,
             "REDIS_URL": config.redis.url,
             "BANDIT_ROUTER_SERVER_LEARNER": "false",
+            "BANDIT_ROUTER_SERVER_REUSE_PORT": "true",
             "BANDIT_ROUTER_DASHBOARD_LISTEN": _dashboard(config.dashboard.listen, i),
             "BANDIT_ROUTER_EMBEDDING_SHARED_DIR": shared if servers else "",
         }

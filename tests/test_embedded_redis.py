@@ -1,0 +1,159 @@
+"""The embedded Redis is supervised: restarted when it dies (health NOT_SERVING meanwhile, nothing pending
+lost), never orphaned by a router killed with -9, never two on one data directory; and every stop ends in
+time, even with Redis hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from conftest import make_config
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from routerprocess import start
+
+from bandit_router.bench import free_port, wait_serving
+from bandit_router.embedding import Embedder
+from bandit_router.redis_server import EmbeddedRedis, EmbeddedRedisError
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.server import Server
+from bandit_router.service import RouterService
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited: only its entry in the process table is left.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    first = EmbeddedRedis(tmp_path / "redis")
+    first.start()
+    try:
+        second = EmbeddedRedis(tmp_path / "redis", start_timeout_s=0.3)
+        with pytest.raises(EmbeddedRedisError, match=rf"another redis-server \(pid {first.pid}\) serves"):
+            second.start()
+        assert first.alive()
+    finally:
+        first.stop()
+    # Stopped, it lets the next one in.
+    third = EmbeddedRedis(tmp_path / "redis")
+    third.start()
+    third.stop()
+
+
+async def test_a_killed_embedded_redis_is_restarted_and_health_says_so_meanwhile(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    service = await RouterService.open(make_config(tmp_path), embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    await server.start()
+    statuses: list[int] = []
+    try:
+        assert service._embedded is not None
+        pending = await service.route(RouteInput(query="What is the capital of France?"))
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+
+            async def watch() -> None:
+                async for reply in stream:
+                    statuses.append(reply.status)
+
+            watcher = asyncio.create_task(watch())
+            await until(lambda: statuses, 30, "the first health status")
+            old = service._embedded.pid
+            assert old is not None
+            os.kill(old, signal.SIGKILL)
+            await until(lambda: health_pb2.HealthCheckResponse.NOT_SERVING in statuses, 30, "NOT_SERVING")
+            await until(lambda: statuses[-1] == health_pb2.HealthCheckResponse.SERVING, 60, "SERVING again")
+            assert not running(old)  # reaped, not a zombie
+            assert service._embedded.pid != old and service._embedded.alive()
+            # The decision made before the kill is still pending (the append-only file), and rewardable.
+            stub = router_pb2_grpc.RouterStub(channel)
+            for _ in range(100):
+                try:
+                    await stub.Reward(pb.RewardRequest(decision_id=pending.decision_id, quality=1.0))
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    assert "/tmp/" not in (exc.details() or "")  # no socket path leaks to the caller
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("Reward still refused after the embedded Redis came back")
+            assert service.learner is not None
+            await service.learner.wait_learned(1, timeout=60)
+            stream.cancel()
+            watcher.cancel()
+    finally:
+        await server.stop(1.0)
+    assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_kill_9_of_the_router_takes_its_embedded_redis_down_and_a_restart_serves(tmp_path: Path) -> None:
+    target = f"127.0.0.1:{free_port()}"
+    first = start(target, tmp_path, "", "orphan")
+    try:
+        await wait_serving(target, timeout=180)
+        lock = tmp_path / "redis" / "redis.lock"
+        pid = int(lock.read_text().strip())
+        assert running(pid)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        await until(lambda: not running(pid), 30, f"redis-server {pid} to exit after its router died")
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = start(target, tmp_path, "", "orphan")
+    try:
+        await wait_serving(target, timeout=180)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 60) == 0
+    assert not running(int((tmp_path / "redis" / "redis.lock").read_text().strip()))
+
+
+async def test_a_second_router_on_a_taken_port_fails_at_once(service: RouterService, server: Server) -> None:
+    with pytest.raises((OSError, RuntimeError), match="bind"):
+        Server(service, server.address)
+
+
+async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Embedder) -> None:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        config = make_config(
+            tmp_path / "data", redis.url, server={"stop_timeout_s": 2.0}, reward={"expiry_sweep_s": 0.05}
+        )
+        service = await RouterService.open(config, embedder=embedder)
+        decision = await service.route(RouteInput(query="Name a prime number."))
+        await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
+        admin = aioredis.Redis.from_url(redis.url)
+        # Every loop is now inside a Redis call that will not answer for a minute.
+        await admin.execute_command("CLIENT", "PAUSE", "60000", "ALL")
+        await admin.aclose()
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await asyncio.wait_for(service.close(), timeout=45)
+        # The learner's 2 s, the client's 5 s socket timeout on the way out: far less than the pause.
+        assert time.monotonic() - started < 45
+    finally:
+        redis.stop()

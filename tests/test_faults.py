@@ -1,0 +1,144 @@
+"""Fault injection against the learner: a failing disk and a paused Redis under load. Whatever fails, every
+Reward that returned OK is learned exactly once and logged once, and nothing is acknowledged or trimmed from
+the stream before a snapshot holding it is on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import make_config
+
+from bandit_router.dsjson import read_log
+from bandit_router.embedding import Embedder
+from bandit_router.errors import Unavailable
+from bandit_router.learner import Learner, SnapshotFiles
+from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.service import RouterService
+
+
+async def reward(service: RouterService, i: int) -> str | None:
+    """The decision id of one routed and rewarded query, or None where the Reward was not acknowledged."""
+    try:
+        decision = await service.route(RouteInput(query=f"What is {i} times {i + 1}?"))
+        await service.reward(RewardInput(decision_id=decision.decision_id, quality=(i % 5) / 4))
+    except Unavailable:
+        return None
+    return decision.decision_id
+
+
+def logged(service: RouterService) -> list[str]:
+    """Decision ids in the decision log as export reads it (repeats of a retried write dropped)."""
+    paths = sorted((service.config.server.data_path / "decisions").glob("decisions-*.jsonl"))
+    return [event["decision_id"] for event in read_log(paths)]
+
+
+async def until(condition: Any, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_failing_disk_loses_no_acknowledged_reward(
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The snapshot folder and the decision log fail as a read-only or full disk does, for a while: as root a
+    # chmod would not stop the writes, so the fault is injected where the files are written.
+    failing = {"on": True, "snapshots": 0, "logs": 0}
+    write, append = SnapshotFiles.write, Learner._append
+
+    def snapshot_write(files: SnapshotFiles, data: bytes, version: int) -> Path:
+        if failing["on"]:
+            failing["snapshots"] += 1
+            raise OSError(errno.EROFS, "Read-only file system", str(files.directory))
+        return write(files, data, version)
+
+    def log_append(learner: Learner, name: str, lines: list[str]) -> None:
+        if failing["on"] and failing["logs"] % 2 == 0:
+            failing["logs"] += 1
+            # Half a line reaches the file before the disk fills up.
+            assert learner.log_dir is not None
+            with open(learner.log_dir / name, "a", encoding="utf-8") as f:
+                f.write(lines[0][: len(lines[0]) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", name)
+        failing["logs"] += 1
+        append(learner, name, lines)
+
+    monkeypatch.setattr(SnapshotFiles, "write", snapshot_write)
+    monkeypatch.setattr(Learner, "_append", log_append)
+    config = make_config(tmp_path, redis_url, policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 8})
+    service = await RouterService.open(config, embedder=embedder)
+    try:
+        assert service.learner is not None
+        acknowledged = [await reward(service, i) for i in range(60)]
+        await until(lambda: failing["snapshots"] >= 3, 60, "three failed snapshots")
+        assert service.learner.problem is not None and "Read-only file system" in service.learner.problem
+        assert "Read-only" in (service.health_problem() or "")
+        # Nothing was acknowledged, and the stream still holds every event.
+        store = service.store
+        assert await store.client.xlen(store.events_key) == 60
+        failing["on"] = False
+        acknowledged += [await reward(service, i) for i in range(60, 80)]
+        await service.learner.wait_learned(80, timeout=60)
+        assert service.learner.policy.learned == 80
+        assert service.learner.problem is None
+    finally:
+        await service.close()
+    assert sorted(logged(service)) == sorted(a for a in acknowledged if a is not None)
+    # A restart relearns nothing: every event is in the snapshot it loads.
+    again = await RouterService.open(config, embedder=embedder)
+    try:
+        assert again.learner is not None and again.learner.policy.learned == 80
+        assert again.learner.skipped == 0
+    finally:
+        await again.close()
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    await asyncio.to_thread(redis.start)
+    yield redis
+    await asyncio.to_thread(redis.stop)
+
+
+async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+) -> None:
+    config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
+    service = await RouterService.open(config, embedder=embedder)
+    admin = aioredis.Redis.from_url(own_redis.url)
+    acknowledged: list[str | None] = []
+    try:
+        assert service.learner is not None
+
+        async def load(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                acknowledged.append(await reward(service, i))
+
+        traffic = asyncio.create_task(load(0, 150))
+        await until(lambda: len(acknowledged) >= 40, 60, "40 rewards")
+        # Longer than the client's 5 s socket timeout: the learner's commands fail in the middle of its work.
+        await admin.execute_command("CLIENT", "PAUSE", "6500", "ALL")
+        await traffic
+        learned_ids = [a for a in acknowledged if a is not None]
+        # A Reward that timed out may still have been appended once Redis resumed: it may be learned too.
+        await until(
+            lambda: service.learner is not None and service.learner.published >= len(learned_ids), 120, "learning"
+        )
+        await asyncio.sleep(0)
+    finally:
+        await service.close()
+        await admin.aclose()
+    log_ids = logged(service)
+    assert len(log_ids) == len(set(log_ids))
+    assert set(learned_ids) <= set(log_ids)
+    assert service.learner is not None and service.learner.policy.learned == len(log_ids)
