@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+import urllib.parse
 
 import redis.asyncio as aioredis
 
@@ -13,6 +14,15 @@ from bandit_router.config import load_config
 from bandit_router.energy import EnergyAgent, NvmlSource
 
 log = logging.getLogger(__name__)
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its password, for logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 async def run_agent(config_path: str | None, node: str | None, gpus: list[int] | None, interval: float | None) -> int:
@@ -39,7 +49,7 @@ async def run_agent(config_path: str | None, node: str | None, gpus: list[int] |
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("energy agent for node %r publishing to %s every %g s", name, config.redis.url, agent.interval_s)
+    log.info("energy agent for node %r publishing to %s every %g s", name, redacted(config.redis.url), agent.interval_s)
     try:
         await agent.run(stop)
     finally:

@@ -479,7 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_workers(args.config, args.workers))
         from bandit_router.server import main as serve_main
 
-        serve_main(args.config)
+        try:
+            serve_main(args.config)
+        except (OSError, RuntimeError) as exc:
+            # A taken port, a data directory another router's Redis holds: what was started is stopped by now.
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "learner":
         from bandit_router.config import load_config

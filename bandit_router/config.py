@@ -360,6 +360,11 @@ class LimitsConfig:
     max_metadata_chars: int = 1024
     max_task_chars: int = 64
     max_request_id_chars: int = 128
+    # Tokens one request may report (input or output): beyond any model's context window.
+    max_tokens: int = 10_000_000
+    # A reported energy_joules or cost_usd may be at most this many times the catalog's figure at the
+    # request's tokens: more is not physically plausible, and would swamp every other reward.
+    max_report_ratio: float = 100.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -379,8 +384,14 @@ class AuthConfig:
     tokens: tuple[str, ...] = ()
     # The token the dashboard and /metrics ask for; empty leaves them open (they show aggregates only).
     dashboard_token: str = ""
+    # Tenants that may read GetStats, whose figures (events learned, each model's running cost, energy and
+    # latency) come from every tenant's rewards. With tokens and no admin, GetStats is refused to all.
+    admin_tenants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        known = {e.split(":", 1)[0] for e in self.tokens}
+        for tenant in self.admin_tenants:
+            _require(tenant in known, "auth.admin_tenants", f"must be tenants of auth.tokens ({sorted(known)})", tenant)
         for entry in self.tokens:
             _require(
                 TENANT_TOKEN.fullmatch(entry) is not None,

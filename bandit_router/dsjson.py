@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.features import namespaces
+from bandit_router.reward import bounded
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
     pmf = [p for _, p in event["pmf"]]
     order = [index, *(i for i in range(len(pmf)) if i != index)]
     return {
-        "_label_cost": -float(event["reward"]),
+        "_label_cost": -bounded(float(event["reward"])),
         "_label_probability": float(event["probability"]),
         "_label_Action": index + 1,
         "_labelIndex": index,

@@ -23,7 +23,7 @@ from bandit_router.config import PolicyConfig
 from bandit_router.features import Choice
 from bandit_router.gate import Gate, Logged, Verdict
 from bandit_router.policy import Policy, Snapshot, SnapshotError
-from bandit_router.reward import RunningEstimate
+from bandit_router.reward import RunningEstimate, bounded
 from bandit_router.store import Store, stop_if_cancelled
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,11 @@ REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 # that `bandit-router warm-start` does not write snapshots under it.
 MARK_EVERY_S = 2.0
 MARK_TTL_S = 10.0
+
+
+def private(path: str, flags: int) -> int:
+    """Opens a file readable by its owner only: snapshots and logs hold request metadata."""
+    return os.open(path, flags, 0o600)
 
 
 class DiskError(Exception):
@@ -74,9 +79,9 @@ class SnapshotFiles:
             return None
 
     def _write_atomic(self, path: Path, data: bytes) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=private) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -115,6 +120,16 @@ async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False
     return max(candidates, key=lambda s: s.version, default=None)
 
 
+def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float:
+    """How far a figure was from the catalog's. One a caller reported counts for at most the catalog's figure
+    again: pricing is shared by every tenant, and one tenant's report must not price a model out of another's
+    routing. (Measured figures, NVML's, are the router's own and count whole.)"""
+    residual = float(event[figure]) - float(event[catalog])
+    if event.get(source) == "reported":
+        residual = min(residual, float(event[catalog]))
+    return residual
+
+
 def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> None:
     """Learns one rewarded decision into ``policy``: the chosen model's quality in its context (the regressor
     and the evidence), its tokens and residuals (pricing), and its running cost, energy and latency."""
@@ -127,8 +142,8 @@ def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> Non
             event["model"],
             event["task"],
             int(event["output_tokens"]) if event.get("output_tokens_reported") else None,
-            float(event["cost_usd"]) - float(event["catalog_cost_usd"]),
-            float(event["energy_joules"]) - float(event["catalog_energy_joules"]),
+            _residual(event, "cost_usd", "cost_source", "catalog_cost_usd"),
+            _residual(event, "energy_joules", "energy_source", "catalog_energy_joules"),
         )
     estimate = policy.estimates.setdefault(event["model"], RunningEstimate())
     estimate.observe(ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"]))
@@ -343,7 +358,7 @@ class Learner:
                 Choice.of(event["shared"], event["actions"], event.get("penalties")),
                 int(event["index"]),
                 float(event["probability"]),
-                float(event["reward"]),
+                bounded(float(event["reward"])),
             )
         )
 
@@ -379,8 +394,8 @@ class Learner:
 
     def _append(self, name: str, lines: list[str]) -> None:
         assert self.log_dir is not None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / name, "a+b") as f:
+        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.log_dir / name, "a+b", opener=private) as f:
             # A write that failed part way left a line unfinished: end it, so that the retry starts a line.
             if f.tell() > 0:
                 f.seek(-1, os.SEEK_END)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from bandit_router.reward import bounded
+
 Array = npt.NDArray[np.float64]
 
 
@@ -33,7 +35,7 @@ def _as_arrays(
     pi = np.asarray(target, dtype=np.float64)
     a = np.asarray(actions, dtype=np.int64)
     p = np.asarray(propensities, dtype=np.float64)
-    r = np.asarray(rewards, dtype=np.float64)
+    r = np.asarray([bounded(x) for x in rewards], dtype=np.float64)
     if not (len(pi) == len(a) == len(p) == len(r)) or len(r) == 0:
         lengths = [len(pi), len(a), len(p), len(r)]
         raise ValueError(

@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 
 from bandit_router.config import LimitsConfig, ModelSpec
 from bandit_router.errors import FailedPrecondition, InvalidArgument
+from bandit_router.pricing import catalog_cost, catalog_energy
+from bandit_router.reward import Tokens
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-MAX_TOKENS = 10**9
 BUDGETS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
 # A weight this large already means "nothing but energy (or cost) matters"; far larger ones overflow rewards.
 MAX_WEIGHT = 1000.0
@@ -126,11 +127,30 @@ class RewardInput:
         if self.quality is None:
             raise InvalidArgument("quality", "is required", None)
         _check_number("quality", self.quality, 0.0, 1.0)
-        _check_number("input_tokens", self.input_tokens, 0, MAX_TOKENS)
-        _check_number("output_tokens", self.output_tokens, 0, MAX_TOKENS)
+        _check_number("input_tokens", self.input_tokens, 0, limits.max_tokens)
+        _check_number("output_tokens", self.output_tokens, 0, limits.max_tokens)
         _check_number("latency_ms", self.latency_ms, 0.0)
         if self.energy_joules is not None:
             _check_number("energy_joules", self.energy_joules, 0.0)
         if self.cost_usd is not None:
             _check_number("cost_usd", self.cost_usd, 0.0)
         return self.quality
+
+    def check_plausible(self, model: ModelSpec, tokens: Tokens, ratio: float) -> None:
+        """Refuses a reported energy or cost beyond ``ratio`` times the catalog's figure at these tokens (each
+        token counted at no less than a floor, so a model the catalog prices at 0 can still be reported)."""
+        counted = tokens.input + tokens.output
+        for field, reported, catalog, floor, unit in (
+            ("energy_joules", self.energy_joules, catalog_energy(model, tokens.input, tokens.output), 0.01, "J"),
+            ("cost_usd", self.cost_usd, catalog_cost(model, tokens.input, tokens.output), 1e-7, "USD"),
+        ):
+            if reported is None:
+                continue
+            bound = ratio * max(catalog, floor * counted)
+            if reported > bound:
+                raise InvalidArgument(
+                    field,
+                    f"must be at most {ratio:g}x the catalog's figure for {model.id} at {tokens.input} input and "
+                    f"{tokens.output} output tokens ({bound:.6g} {unit})",
+                    reported,
+                )

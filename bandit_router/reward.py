@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from enum import StrEnum
 
 from bandit_router.config import ModelSpec, RewardConfig
@@ -104,6 +105,17 @@ class RunningEstimate:
             b = 1.0 if self.latency_observations == 0 else alpha
             self.latency_ms += b * (latency_ms - self.latency_ms)
             self.latency_observations += 1
+
+
+# Rewards are clipped here wherever they are averaged (the gate, OPE, the dashboard, the export): validation
+# bounds what a caller reports, and this keeps one extreme that got in anyway (an old log) from making any
+# mean infinite or undefined.
+REWARD_FLOOR = -1e6
+
+
+def bounded(reward: float) -> float:
+    """``reward`` within [REWARD_FLOOR, 1] (the best reward is a perfect answer at no cost); NaN at the floor."""
+    return REWARD_FLOOR if math.isnan(reward) else min(1.0, max(REWARD_FLOOR, reward))
 
 
 def scalar_reward(

@@ -176,6 +176,13 @@ class RouterServicer:
     async def GetStats(
         self, request: router_pb2.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.StatsResponse:
+        tenant = self.tenant(context)
+        if tenant and tenant not in self.service.config.auth.admin_tenants:
+            # The figures pool every tenant's rewards: one tenant would read another's traffic off them.
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"GetStats: tenant {tenant!r} is not in auth.admin_tenants; statistics span every tenant",
+            )
         stats = self.service.stats()
         energy = stats.embedding_energy
         return router_pb2.StatsResponse(

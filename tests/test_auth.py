@@ -38,7 +38,9 @@ async def serve(config: Config, embedder: Embedder) -> Server:
 @pytest.fixture
 async def tenants(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Server]:
     config = make_config(
-        tmp_path, redis_url, auth={"tokens": (f"alpha:{A}", f"beta:{B}"), "dashboard_token": DASHBOARD}
+        tmp_path,
+        redis_url,
+        auth={"tokens": (f"alpha:{A}", f"beta:{B}"), "dashboard_token": DASHBOARD, "admin_tenants": ("alpha",)},
     )
     server = await serve(config, embedder)
     yield server
@@ -59,6 +61,20 @@ async def test_calls_need_a_known_token_but_health_does_not(tenants: Server) -> 
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         assert (await stub.ListModels(pb.ListModelsRequest(), metadata=bearer(A))).models
+
+
+async def test_only_admin_tenants_read_the_statistics_of_every_tenant(tenants: Server) -> None:
+    async with grpc.aio.insecure_channel(tenants.address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        decision = await stub.Route(pb.RouteRequest(query="What is 3 + 4?"), metadata=bearer(B))
+        await stub.Reward(
+            pb.RewardRequest(decision_id=decision.decision_id, quality=1.0, latency_ms=123.0), metadata=bearer(B)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetStats(pb.GetStatsRequest(), metadata=bearer(B))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "tenant 'beta' is not in auth.admin_tenants" in (caught.value.details() or "")
+        assert (await stub.GetStats(pb.GetStatsRequest(), metadata=bearer(A))).policy_version
 
 
 async def test_a_tenant_can_neither_reward_nor_replay_another_tenants_decision(tenants: Server) -> None:
@@ -91,6 +107,12 @@ async def test_the_dashboard_asks_for_its_token(tenants: Server) -> None:
                 assert "a token is required" in await response.text()
         async with session.get(url + "api/summary", headers={"Authorization": f"Bearer {DASHBOARD}"}) as response:
             assert response.status == 200
+        # The scheme is part of the header; a token in any script is refused with 401, not a 500.
+        for header in (DASHBOARD, f"Bearer {DASHBOARD}é", "Bearer jeton-rené-ünïcode"):
+            async with session.get(url + "api/summary", headers={"Authorization": header}) as response:
+                assert response.status == 401, header
+        async with session.get(url + "api/summary", params={"token": "ünïcode"}) as response:
+            assert response.status == 401
         # A tenant's gRPC token is not the dashboard's.
         async with session.get(url + "metrics", headers={"Authorization": f"Bearer {A}"}) as response:
             assert response.status == 401
@@ -133,6 +155,7 @@ async def test_tls_on_grpc_and_the_dashboard(tmp_path: Path, redis_url: str, emb
         ({"tokens": ("Alpha:token-for-tenant-a-0123456789",)}, "auth.tokens entries must be TENANT:TOKEN"),
         ({"tokens": (f"alpha:{A}", f"beta:{A}")}, "auth.tokens must not repeat a token"),
         ({"dashboard_token": "short"}, "auth.dashboard_token must be empty or 16\\+ characters"),
+        ({"tokens": (f"alpha:{A}",), "admin_tenants": ("gamma",)}, "auth.admin_tenants must be tenants of auth.tokens"),
     ],
 )
 def test_bad_auth_settings_are_refused(tmp_path: Path, auth: dict[str, object], match: str) -> None:

@@ -157,3 +157,32 @@ async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Em
         assert time.monotonic() - started < 45
     finally:
         redis.stop()
+
+
+async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(tmp_path: Path, server: Server) -> None:
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "REDIS_URL": "",
+        "BANDIT_ROUTER_SERVER_LISTEN": server.address,
+        "BANDIT_ROUTER_SERVER_DATA_DIR": str(tmp_path),
+        "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
+        "BANDIT_ROUTER_EMBEDDING_PROCESSES": "0",
+        "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bandit_router", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "bind" in last, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not running(int((tmp_path / "redis" / "redis.lock").read_text().strip()))

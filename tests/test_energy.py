@@ -193,3 +193,11 @@ def test_overlapping_embedding_batches_count_each_instant_of_gpu_energy_once() -
     meter.add_window(3.0, 4.0, 2)
     meter.add_sample(12.0, 12.0)
     assert (meter.joules, meter.items) == (pytest.approx(5.0), 16)
+
+
+def test_the_agent_logs_its_redis_url_without_the_password() -> None:
+    from bandit_router.agent import redacted
+
+    assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert "s3cret" not in redacted("rediss://:s3cret@host")
+    assert redacted("unix:///tmp/redis.sock") == "unix:///tmp/redis.sock"

@@ -86,3 +86,19 @@ async def test_the_sweep_goes_on_after_one_fails(
             await asyncio.sleep(0.05)
     finally:
         await service.close()
+
+
+async def test_one_sweep_expires_every_due_decision_beyond_a_batch(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    service = await open_service(tmp_path, redis_url, embedder)
+    try:
+        # More than one batch of the store's due() (256): a routing rate above that per sweep interval must
+        # not let the deadlines pile up.
+        for i in range(300):
+            await service.route(RouteInput(query=f"Question number {i}?"))
+        await asyncio.sleep(0.7)
+        assert await service.sweep_expired() == 300
+        assert await service.store.client.zcard(service.store.deadlines_key) == 0
+    finally:
+        await service.close()

@@ -93,6 +93,10 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     finally:
         await service.close()
     assert sorted(logged(service)) == sorted(a for a in acknowledged if a is not None)
+    # Snapshots and the decision log hold request metadata: readable by their owner only.
+    data = service.config.server.data_path
+    for path in [*(data / "snapshots").glob("*.snap"), *(data / "decisions").glob("*.jsonl")]:
+        assert path.stat().st_mode & 0o077 == 0, path
     # A restart relearns nothing: every event is in the snapshot it loads.
     again = await RouterService.open(config, embedder=embedder)
     try:

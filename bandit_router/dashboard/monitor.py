@@ -22,6 +22,7 @@ from bandit_router.config import DashboardConfig
 from bandit_router.features import Choice
 from bandit_router.ope import ips, snips
 from bandit_router.policy import Policy
+from bandit_router.reward import bounded
 
 BUCKETS = 30
 
@@ -147,7 +148,7 @@ class Monitor:
             now,
             event["model"],
             event["task"],
-            float(event["reward"]),
+            bounded(float(event["reward"])),
             float(event["quality"]),
             float(event["cost_usd"]),
             float(event["energy_joules"]),

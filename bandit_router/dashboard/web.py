@@ -136,6 +136,11 @@ def build_app(service: RouterService) -> web.Application:
 COOKIE = "bandit_router_dashboard"
 
 
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison of strings in any script (compare_digest takes only ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
+
+
 def _token_check(token: str) -> Any:
     """With a dashboard token: every path asks for it, as ``Authorization: Bearer TOKEN`` or the cookie
     that opening ``/?token=TOKEN`` in a browser sets."""
@@ -145,12 +150,13 @@ def _token_check(token: str) -> Any:
         if not token:
             return await handler(request)  # type: ignore[no-any-return]
         offered = request.query.get("token", "")
-        if request.path == "/" and offered and hmac.compare_digest(offered, token):
+        if request.path == "/" and offered and _same(offered, token):
             response = web.Response(status=302, headers={"Location": "/"})
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
             return response
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ") or request.cookies.get(COOKIE, "")
-        if not hmac.compare_digest(given, token):
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.cookies.get(COOKIE, "")
+        if not _same(given, token):
             raise web.HTTPUnauthorized(
                 text="dashboard: a token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN)"
             )

@@ -1,0 +1,70 @@
+"""One tenant's extreme reports: refused when implausible, bounded in what they teach when accepted, and
+never able to make a mean (gate, OPE, dashboard, export) infinite."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bandit_router.errors import InvalidArgument
+from bandit_router.ope import ips, snips
+from bandit_router.pricing import catalog_energy
+from bandit_router.requests import RewardInput, RouteInput
+from bandit_router.reward import REWARD_FLOOR, bounded
+from bandit_router.service import RouterService
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("energy_joules", 1e308), ("cost_usd", 1e308), ("energy_joules", 1e6), ("cost_usd", 50.0)],
+)
+async def test_an_implausible_report_is_refused_and_the_decision_stays_rewardable(
+    service: RouterService, field: str, value: float
+) -> None:
+    decision = await service.route(RouteInput(query="Summarise the plot of Hamlet.", tenant="a"))
+    with pytest.raises(InvalidArgument, match=rf"{field} must be at most 100x the catalog's figure for .* got "):
+        await service.reward(
+            RewardInput(decision_id=decision.decision_id, quality=1.0, output_tokens=100, tenant="a", **{field: value})
+        )
+    outcome = await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0, tenant="a"))
+    assert math.isfinite(outcome.reward)
+
+
+async def test_one_tenants_largest_accepted_reports_price_a_model_at_most_twice_for_another(
+    service: RouterService,
+) -> None:
+    learner = service.learner
+    assert learner is not None
+    model = service.config.models[0]
+    for i in range(20):
+        decision = await service.route(
+            RouteInput(query=f"Translate sentence {i} to French.", candidates=(model.id,), task="translate", tenant="a")
+        )
+        catalog = catalog_energy(model, 20, 100)
+        await service.reward(
+            RewardInput(
+                decision_id=decision.decision_id,
+                quality=0.5,
+                input_tokens=20,
+                output_tokens=100,
+                energy_joules=99 * catalog,  # just within the 100x bound
+                tenant="a",
+            )
+        )
+    await learner.wait_learned(20, timeout=60)
+    seen_by_b = service.serving.pricing.expected(model, "translate", 20)
+    # The catalog's figure at the predicted tokens, plus a reported residual counted at most once more.
+    assert seen_by_b.energy_joules <= 2 * catalog_energy(model, 20, seen_by_b.output_tokens) + 1e-9
+    # The gate's estimates stay finite.
+    for verdict in learner.verdicts:
+        for estimate in (verdict.candidate, verdict.serving):
+            assert estimate is None or math.isfinite(estimate.value)
+
+
+def test_estimates_stay_finite_whatever_rewards_got_in() -> None:
+    rewards = [-math.inf, 0.5, math.nan, 1e308]
+    target, actions, propensities = [[1.0]] * 4, [0] * 4, [0.5] * 4
+    assert math.isfinite(ips(target, actions, propensities, rewards).value)
+    assert math.isfinite(snips(target, actions, propensities, rewards).value)
+    assert bounded(-math.inf) == REWARD_FLOOR and bounded(math.nan) == REWARD_FLOOR and bounded(1e308) == 1.0
