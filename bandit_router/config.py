@@ -419,6 +419,9 @@ class DashboardConfig:
 
     # HOST:PORT; empty turns the dashboard and /metrics off; port 0 picks a free one.
     listen: str = "127.0.0.1:8080"
+    # Connections open at once (more are refused), and how long a request's head may take to arrive.
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
     # Recent decisions and rewards kept in memory for the charts.
     history: int = 20_000
     # Recent Route contexts every new policy is compared on (the drift probe set).
@@ -435,6 +438,8 @@ class DashboardConfig:
         _require(self.listen == "" or ":" in self.listen, "dashboard.listen", "must be HOST:PORT or empty", self.listen)
         _require(self.history >= 100, "dashboard.history", "must be >= 100", self.history)
         _require(self.probe_size >= 1, "dashboard.probe_size", "must be >= 1", self.probe_size)
+        _require(self.max_connections >= 1, "dashboard.max_connections", "must be >= 1", self.max_connections)
+        _positive("dashboard.header_timeout_s", self.header_timeout_s)
         _require(0 < self.drift_alert_tv <= 1, "dashboard.drift_alert_tv", "must be in (0, 1]", self.drift_alert_tv)
         _positive("dashboard.reward_shift_alert", self.reward_shift_alert)
         _require(self.shift_window >= 10, "dashboard.shift_window", "must be >= 10", self.shift_window)

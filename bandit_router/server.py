@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -71,6 +72,44 @@ def _bearer(metadata: Any) -> str:
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
             return value.removeprefix("Bearer ")
     return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Malformed:
+    """What a request that does not parse as its message type deserialises to."""
+
+    why: str
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A unary request that is not a valid protobuf message gets INVALID_ARGUMENT and one log line, not
+    UNKNOWN and a traceback per call (grpc's own answer to a deserialiser that raises)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        method, parse, behavior = handler_call_details.method, handler.request_deserializer, handler.unary_unary
+
+        def guarded(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError as exc:
+                return _Malformed(str(exc) or "cannot parse")
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Malformed):
+                log.warning("%s: malformed request: %s", method, request.why)
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"request: must be a valid {method} message: {request.why}"
+                )
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(checked, guarded, handler.response_serializer)
 
 
 class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -215,7 +254,8 @@ class Server:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.so_reuseport", int(service.config.server.reuse_port)),
             ],
-            interceptors=[BearerAuth(tokens)] if tokens else None,
+            # Malformed requests first: it then also guards the refusals of BearerAuth.
+            interceptors=[MalformedRequests(), *([BearerAuth(tokens)] if tokens else [])],
         )
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), self.grpc)
         self.health = health.aio.HealthServicer()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import re
@@ -10,8 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import make_config
 
+from bandit_router.dashboard.web import Dashboard
+from bandit_router.embedding import Embedder
 from bandit_router.server import Server
+from bandit_router.service import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -109,3 +115,34 @@ async def test_grafana_board_queries_only_metrics_the_router_exports(
         metrics = await get(session, server, "/metrics")
     exported = set(re.findall(r"^(bandit_router_\w+?)(?:\{| )", metrics, flags=re.M))
     assert queried <= exported, sorted(queried - exported)
+
+
+async def test_idle_connections_are_closed_and_capped_while_the_dashboard_serves(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    config = make_config(
+        tmp_path, redis_url, dashboard={"listen": "127.0.0.1:0", "max_connections": 8, "header_timeout_s": 0.5}
+    )
+    service = await RouterService.open(config, embedder=embedder)
+    dashboard = Dashboard(service, config.dashboard.listen)
+    await dashboard.start()
+    try:
+        port = dashboard.site.port
+        # Half-open clients that never finish a request head, more than the cap.
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(12)]
+        for _, writer in idle[:4]:
+            writer.write(b"GET /api/summary HTTP/1.1\r\nHost: x\r\n")  # no blank line: the head never ends
+        # Beyond the cap they are refused; the rest are closed at their head's deadline.
+        for reader, _ in idle:
+            with contextlib.suppress(ConnectionResetError):  # closed with a reset: the same for the client
+                assert await asyncio.wait_for(reader.read(), timeout=30) == b""
+        limits = dashboard.site.limits
+        assert limits.refused >= 4 and limits.timed_out >= 1 and limits.open == 0, vars(limits)
+        # Nothing held: a real request is answered.
+        async with aiohttp.ClientSession() as session, session.get(dashboard.url + "api/summary") as response:
+            assert response.status == 200
+        for _, writer in idle:
+            writer.close()
+    finally:
+        await dashboard.stop()
+        await service.close()

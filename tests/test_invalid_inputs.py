@@ -217,3 +217,17 @@ async def test_expired_decision_gets_not_found_naming_the_expiry(
             assert "accepted for 0.3 s after Route" in (caught.value.details() or "")
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize("method", ["Route", "Reward", "GetStats"])
+async def test_a_malformed_protobuf_is_invalid_argument_and_the_server_keeps_serving(
+    server: Server, method: str
+) -> None:
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        call = channel.unary_unary(f"/bandit_router.v1.Router/{method}")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(b"\xff\xff\xff\xff\x0f")  # a field key with no valid wire type or value after it
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"request: must be a valid /bandit_router.v1.Router/{method} message" in (caught.value.details() or "")
+        stub = router_pb2_grpc.RouterStub(channel)
+        assert (await stub.Route(pb.RouteRequest(query="Still there?"))).model

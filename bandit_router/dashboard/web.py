@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bandit_router.dashboard.guard import GuardedSite
+
 if TYPE_CHECKING:
     from bandit_router.service import RouterService
 
@@ -193,7 +195,11 @@ class Dashboard:
         if server.tls_cert_file:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
-        site = web.TCPSite(self.runner, host, int(port), ssl_context=context)
+        limits = self.service.config.dashboard
+        site = GuardedSite(
+            self.runner, host, int(port), limits.max_connections, limits.header_timeout_s, ssl_context=context
+        )
+        self.site = site
         await site.start()
         # The bound port, which differs from the configured one when that was 0.
         port = self.runner.addresses[0][1] if self.runner.addresses else port
