@@ -362,8 +362,8 @@ class LimitsConfig:
     max_request_id_chars: int = 128
     # Tokens one request may report (input or output): beyond any model's context window.
     max_tokens: int = 10_000_000
-    # A reported energy_joules or cost_usd may be at most this many times the catalog's figure at the
-    # request's tokens: more is not physically plausible, and would swamp every other reward.
+    # A reported energy_joules or cost_usd may be at most this many times the largest catalog model's figure at
+    # the request's tokens: more is not physically plausible, and would swamp every other reward.
     max_report_ratio: float = 100.0
 
     def __post_init__(self) -> None:

@@ -33,6 +33,8 @@ REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 # that `bandit-router warm-start` does not write snapshots under it.
 MARK_EVERY_S = 2.0
 MARK_TTL_S = 10.0
+# A reported cost or energy is learned as at most this many times the catalog's figure (see _residual).
+REPORT_TRUST = 10.0
 
 
 def private(path: str, flags: int) -> int:
@@ -121,12 +123,13 @@ async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False
 
 
 def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float:
-    """How far a figure was from the catalog's. One a caller reported counts for at most the catalog's figure
-    again: pricing is shared by every tenant, and one tenant's report must not price a model out of another's
-    routing. (Measured figures, NVML's, are the router's own and count whole.)"""
+    """How far a figure was from the catalog's. One a caller reported is learned as at most ``REPORT_TRUST``
+    times the catalog's figure: pricing is shared by every tenant, and one tenant's reports must not price a
+    model out of another's routing by more than that. (Measured figures, NVML's, are the router's own and count
+    whole.)"""
     residual = float(event[figure]) - float(event[catalog])
     if event.get(source) == "reported":
-        residual = min(residual, float(event[catalog]))
+        residual = min(residual, (REPORT_TRUST - 1) * float(event[catalog]))
     return residual
 
 

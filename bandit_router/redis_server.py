@@ -192,18 +192,24 @@ class EmbeddedRedis:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
+async def start_embedded(data_dir: Path, maxmemory_mb: int = 0) -> EmbeddedRedis:
+    """An embedded Redis, spawned on the event loop's thread: it lives no longer than that thread, which is the
+    router's main one (see _DIE_WITH_PARENT); stopped again if it does not come up."""
+    embedded = EmbeddedRedis(data_dir, maxmemory_mb=maxmemory_mb)
+    embedded.spawn()
+    try:
+        await asyncio.to_thread(embedded.wait_ready)
+    except BaseException:
+        await asyncio.to_thread(embedded.stop)
+        raise
+    return embedded
+
+
 async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
     caller stops it after closing the client)."""
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(data_path / "redis", maxmemory_mb=maxmemory_mb)
-        # Spawned on the event loop's thread, which lives as long as the router (see _die_with).
-        embedded.spawn()
-        try:
-            await asyncio.to_thread(embedded.wait_ready)
-        except BaseException:
-            await asyncio.to_thread(embedded.stop)
-            raise
+        embedded = await start_embedded(data_path / "redis", maxmemory_mb)
         url = embedded.url
     return aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0), embedded

@@ -136,21 +136,22 @@ class RewardInput:
             _check_number("cost_usd", self.cost_usd, 0.0)
         return self.quality
 
-    def check_plausible(self, model: ModelSpec, tokens: Tokens, ratio: float) -> None:
-        """Refuses a reported energy or cost beyond ``ratio`` times the catalog's figure at these tokens (each
-        token counted at no less than a floor, so a model the catalog prices at 0 can still be reported)."""
+    def check_plausible(self, catalog: Sequence[ModelSpec], tokens: Tokens, ratio: float) -> None:
+        """Refuses a reported energy or cost beyond ``ratio`` times the largest figure of any catalog model at
+        these tokens (each token counted at no less than a floor, so a catalog of free models can still be
+        reported): more is not physically plausible for a request of that size."""
         counted = tokens.input + tokens.output
-        for field, reported, catalog, floor, unit in (
-            ("energy_joules", self.energy_joules, catalog_energy(model, tokens.input, tokens.output), 0.01, "J"),
-            ("cost_usd", self.cost_usd, catalog_cost(model, tokens.input, tokens.output), 1e-7, "USD"),
+        for field, reported, figure, floor, unit in (
+            ("energy_joules", self.energy_joules, catalog_energy, 0.01, "J"),
+            ("cost_usd", self.cost_usd, catalog_cost, 1e-7, "USD"),
         ):
             if reported is None:
                 continue
-            bound = ratio * max(catalog, floor * counted)
+            bound = ratio * max(floor * counted, *(figure(m, tokens.input, tokens.output) for m in catalog))
             if reported > bound:
                 raise InvalidArgument(
                     field,
-                    f"must be at most {ratio:g}x the catalog's figure for {model.id} at {tokens.input} input and "
+                    f"must be at most {ratio:g}x the largest catalog figure at {tokens.input} input and "
                     f"{tokens.output} output tokens ({bound:.6g} {unit})",
                     reported,
                 )

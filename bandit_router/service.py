@@ -635,7 +635,7 @@ class RouterService:
             raise await self._missing(request.decision_id)
         model = self.models.get(pending["model"]) or ModelSpec(**pending["model_spec"])
         tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, int(pending["query_tokens"]))
-        request.check_plausible(model, tokens, self.config.limits.max_report_ratio)
+        request.check_plausible(self.config.models, tokens, self.config.limits.max_report_ratio)
         cost = cost_of(model, request.cost_usd, tokens)
         now = self._clock()
         measured: Figure | None = None

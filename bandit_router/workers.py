@@ -22,7 +22,7 @@ import tempfile
 from bandit_router.config import Config, EmbeddingConfig, load_config
 from bandit_router.embedding import EmbedderProcess, available_cpus, shared_socket
 from bandit_router.learner_process import run_learner
-from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.redis_server import start_embedded
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,7 @@ async def run_workers(config_path: str | None, workers: int) -> int:
     embedded = None
     url = config.redis.url
     if not url:
-        embedded = EmbeddedRedis(config.server.data_path / "redis", maxmemory_mb=config.redis.embedded_maxmemory_mb)
-        # Spawned on the event loop's thread: the server lives no longer than it (see redis_server._die_with).
-        embedded.spawn()
-        try:
-            await asyncio.to_thread(embedded.wait_ready)
-        except BaseException:
-            await asyncio.to_thread(embedded.stop)
-            raise
+        embedded = await start_embedded(config.server.data_path / "redis", config.redis.embedded_maxmemory_mb)
         url = embedded.url
     # A short path of its own: a Unix socket's path may not exceed 107 bytes.
     shared = tempfile.mkdtemp(prefix="br-embed-")

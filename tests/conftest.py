@@ -80,6 +80,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    """A redis-server of the test's own, for the tests that pause, stop or kill it."""
+    redis = EmbeddedRedis(tmp_path / "redis")
+    await asyncio.to_thread(redis.start)
+    yield redis
+    await asyncio.to_thread(redis.stop)
+
+
 def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
     """The shipped defaults, pointed at a test's own data directory and key prefix."""
     base = load_config(env={}).replace(

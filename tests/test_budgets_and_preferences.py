@@ -62,10 +62,11 @@ async def test_bad_budget_is_invalid_argument(
 
 
 async def test_observed_latency_and_energy_replace_the_catalog_estimate(service: RouterService) -> None:
-    # SMALL turns out slow and, as reported, hungry; BIG fast and frugal. (The same query throughout: the
-    # input tokens of the query being routed are part of its expected energy.)
+    # SMALL turns out slow and, as reported, hungry (5x its catalog profile; reports are learned up to
+    # REPORT_TRUST x); BIG fast and frugal. (The same query throughout: the input tokens of the query being
+    # routed are part of its expected energy.)
     for _ in range(6):
-        for model, latency, energy in ((SMALL, 900.0, 400.0), (BIG, 100.0, 5.0)):
+        for model, latency, energy in ((SMALL, 900.0, 60.0), (BIG, 100.0, 5.0)):
             d = await service.route(RouteInput(query="question", candidates=(model,)))
             await service.reward(
                 RewardInput(decision_id=d.decision_id, quality=1.0, latency_ms=latency, energy_joules=energy)
@@ -76,7 +77,7 @@ async def test_observed_latency_and_energy_replace_the_catalog_estimate(service:
         RouteInput(query="question", candidates=(BIG, SMALL), max_latency_ms=500, max_energy_joules=50)
     )
     assert [m for m, _ in decision.pmf] == [BIG]
-    assert decision.excluded == [f"{SMALL}: max_energy_joules=50 (observed 400), max_latency_ms=500 (observed 900)"]
+    assert decision.excluded == [f"{SMALL}: max_energy_joules=50 (observed 60), max_latency_ms=500 (observed 900)"]
     stats = service.stats()
     assert stats.estimates[SMALL].latency_ms == pytest.approx(900.0) and stats.estimates[BIG].observations == 6
 
@@ -176,10 +177,14 @@ async def test_each_action_carries_the_penalty_its_expected_energy_and_cost_incu
     pending = await service.store.get_pending(d.decision_id)
     assert pending is not None and penalties(pending) == {BIG: 0.0, SMALL: 0.0}
 
-    # Once observed, the model's running estimate is what it is expected to incur.
+    # Once observed, the model's running estimate is what it is expected to incur (here reports of 5x its
+    # catalog figures, within what reports are learned up to).
+    small, out = specs[SMALL], round(specs[SMALL].typical_output_tokens)
+    energy = 5 * (tokens * small.energy_j_per_input_token + out * small.energy_j_per_output_token)
+    cost = 5 * (tokens * small.input_usd_per_mtok + out * small.output_usd_per_mtok) / 1e6
     for _ in range(2):
         d = await service.route(RouteInput(query="Explain tea briefly.", candidates=(SMALL,)))
-        await service.reward(RewardInput(decision_id=d.decision_id, quality=1.0, energy_joules=400.0, cost_usd=0.002))
+        await service.reward(RewardInput(decision_id=d.decision_id, quality=1.0, energy_joules=energy, cost_usd=cost))
     assert service.learner is not None
     await service.learner.wait_learned(2, timeout=20)
     d = await service.route(
@@ -187,4 +192,4 @@ async def test_each_action_carries_the_penalty_its_expected_energy_and_cost_incu
     )
     pending = await service.store.get_pending(d.decision_id)
     assert pending is not None
-    assert penalties(pending)[SMALL] == pytest.approx(400 / 200 + 0.002 / 0.001, rel=1e-3)
+    assert penalties(pending)[SMALL] == pytest.approx(energy / 200 + cost / 0.001, rel=1e-3)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +103,6 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
         assert again.learner.skipped == 0
     finally:
         await again.close()
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    yield redis
-    await asyncio.to_thread(redis.stop)
 
 
 async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_none_twice(

@@ -53,7 +53,7 @@ def test_reward_validation_accepts_exactly_the_valid_inputs(
         and all(c.isascii() and (c.isalnum() or c in "._:-") for c in decision_id)
         and quality is not None
         and 0 <= quality <= 1
-        and 0 <= tokens <= 10**9
+        and 0 <= tokens <= LIMITS.max_tokens
         and math.isfinite(latency)
         and latency >= 0
         and (energy is None or (math.isfinite(energy) and energy >= 0))

@@ -4,7 +4,6 @@ and the router recovers by itself, losing nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -17,14 +16,6 @@ from bandit_router.server import Server
 from bandit_router.service import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "redis")
-    await asyncio.to_thread(redis.start)
-    yield redis
-    await asyncio.to_thread(redis.stop)
 
 
 async def test_route_answers_through_an_outage_and_nothing_is_lost(
