@@ -1,11 +1,13 @@
-"""Fault injection against the learner: a failing disk and a paused Redis under load. Whatever fails, every
-Reward that returned OK is learned exactly once and logged once, and nothing is acknowledged or trimmed from
-the stream before a snapshot holding it is on disk."""
+"""Fault injection against the learner: a failing disk, a paused Redis and a killed Redis under load. Whatever
+fails, every Reward that returned OK is learned exactly once and logged once, and nothing is acknowledged or
+trimmed from the stream before a snapshot holding it is on disk."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,41 @@ async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_
     finally:
         await service.close()
         await admin.aclose()
+    log_ids = logged(service)
+    assert len(log_ids) == len(set(log_ids))
+    assert set(learned_ids) <= set(log_ids)
+    assert service.learner is not None and service.learner.policy.learned == len(log_ids)
+
+
+async def test_kill_9_of_redis_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+) -> None:
+    config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
+    service = await RouterService.open(config, embedder=embedder)
+    acknowledged: list[str | None] = []
+    try:
+        assert service.learner is not None
+
+        async def load(start: int, count: int) -> None:
+            for i in range(start, start + count):
+                acknowledged.append(await reward(service, i))
+
+        traffic = asyncio.create_task(load(0, 150))
+        await until(lambda: len(acknowledged) >= 50, 60, "50 rewards")
+        # Redis's append-only file is written before it answers, so what it acknowledged outlives its process.
+        assert own_redis.pid is not None
+        os.kill(own_redis.pid, signal.SIGKILL)
+        await until(lambda: not own_redis.alive(), 30, "redis-server to die")
+        await until(lambda: len(acknowledged) >= 60, 60, "rewards refused while Redis is down")
+        await asyncio.to_thread(own_redis.start)
+        await traffic
+        learned_ids = [a for a in acknowledged if a is not None]
+        assert len(learned_ids) < len(acknowledged)  # some were refused meanwhile, as UNAVAILABLE
+        await until(
+            lambda: service.learner is not None and service.learner.published >= len(learned_ids), 120, "learning"
+        )
+    finally:
+        await service.close()
     log_ids = logged(service)
     assert len(log_ids) == len(set(log_ids))
     assert set(learned_ids) <= set(log_ids)
