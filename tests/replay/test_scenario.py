@@ -164,7 +164,12 @@ async def test_replay_under_every_kind_of_event(config: Config, embedder: Embedd
     assert result["rewards_never_sent"] == dropped > 0
     # Every reward that was sent, however late, was priced and learned; the lost ones were not.
     assert sum(result["bandit_energy_sources"].values()) == 160 - dropped
-    assert result["bandit_cost_sources"]["reported"] > 0  # the new price, reported by the client
+    # After the price change the client reports what it was billed: each sent reward of the repriced model
+    # (how often the router still chooses it varies from run to run) comes back as reported.
+    lost = scenario.dropped(160, 2)
+    arms = result["policies"]["bandit-router"]["arms"]
+    repriced = sum(1 for s in range(40, 160) if arms[s] == "llama-3.2-3b-instruct" and not lost[s])
+    assert result["bandit_cost_sources"].get("reported", 0) >= repriced
     for name, policy in result["policies"].items():
         arms = policy["arms"]
         assert "llama-3.3-70b-instruct" not in arms[:20], name
