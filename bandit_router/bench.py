@@ -261,14 +261,14 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
     from bandit_router.features import Complexity, Context, action_line
     from bandit_router.learner import Learner, SnapshotFiles
     from bandit_router.policy import Policy
-    from bandit_router.redis_server import EmbeddedRedis
+    from bandit_router.redis_server import start_embedded
     from bandit_router.store import Store
 
     config = load_config()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="br-bench-learner-") as data_dir:
-        redis = EmbeddedRedis(Path(data_dir) / "redis")
-        client = aioredis.Redis.from_url(await asyncio.to_thread(redis.start))
+        redis = await start_embedded(Path(data_dir) / "redis")
+        client = aioredis.Redis.from_url(redis.url)
         store = Store(client, "bench")
         actions = [action_line(m) for m in config.models]
         for chunk in range(0, events, 500):

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from bandit_router.bench import free_port, queries, wait_serving
 from bandit_router.policy import Snapshot
-from bandit_router.redis_server import EmbeddedRedis
+from bandit_router.redis_server import start_embedded
 
 
 def _children(pid: int) -> list[int]:
@@ -65,8 +65,8 @@ async def run_soak(duration_s: float, concurrency: int, json_path: str | None = 
     texts = queries(20_000, seed=3)
     prefix = "soak"
     with tempfile.TemporaryDirectory(prefix="br-soak-") as data_dir:
-        redis = EmbeddedRedis(Path(data_dir) / "redis")
-        redis_url = await asyncio.to_thread(redis.start)
+        redis = await start_embedded(Path(data_dir) / "redis")
+        redis_url = redis.url
         target = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,

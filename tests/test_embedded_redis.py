@@ -151,10 +151,9 @@ async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Em
         await admin.execute_command("CLIENT", "PAUSE", "60000", "ALL")
         await admin.aclose()
         await asyncio.sleep(0.3)
-        started = time.monotonic()
+        # Ends on its own (the learner's 2 s, the client's 5 s socket timeout), long before the pause would;
+        # the bound only turns a hang into a failure.
         await asyncio.wait_for(service.close(), timeout=45)
-        # The learner's 2 s, the client's 5 s socket timeout on the way out: far less than the pause.
-        assert time.monotonic() - started < 45
     finally:
         redis.stop()
 

@@ -34,6 +34,21 @@ async def reward(service: RouterService, i: int) -> str | None:
     return decision.decision_id
 
 
+async def load(service: RouterService, acknowledged: list[str | None], count: int) -> None:
+    """Route and Reward ``count`` queries one after another, keeping each acknowledged decision id (or None)."""
+    for i in range(count):
+        acknowledged.append(await reward(service, i))
+
+
+def assert_learned_once(service: RouterService, acknowledged: list[str | None]) -> None:
+    """Every acknowledged reward is in the decision log, none twice, and the policy learned exactly those logged
+    (a Reward that timed out may still have been appended once Redis came back: it may be learned too)."""
+    log_ids = logged(service)
+    assert len(log_ids) == len(set(log_ids))
+    assert {a for a in acknowledged if a is not None} <= set(log_ids)
+    assert service.learner is not None and service.learner.policy.learned == len(log_ids)
+
+
 def logged(service: RouterService) -> list[str]:
     """Decision ids in the decision log as export reads it (repeats of a retried write dropped)."""
     paths = sorted((service.config.server.data_path / "decisions").glob("decisions-*.jsonl"))
@@ -116,29 +131,19 @@ async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_
     acknowledged: list[str | None] = []
     try:
         assert service.learner is not None
-
-        async def load(start: int, count: int) -> None:
-            for i in range(start, start + count):
-                acknowledged.append(await reward(service, i))
-
-        traffic = asyncio.create_task(load(0, 150))
+        traffic = asyncio.create_task(load(service, acknowledged, 150))
         await until(lambda: len(acknowledged) >= 40, 60, "40 rewards")
         # Longer than the client's 5 s socket timeout: the learner's commands fail in the middle of its work.
         await admin.execute_command("CLIENT", "PAUSE", "6500", "ALL")
         await traffic
         learned_ids = [a for a in acknowledged if a is not None]
-        # A Reward that timed out may still have been appended once Redis resumed: it may be learned too.
         await until(
             lambda: service.learner is not None and service.learner.published >= len(learned_ids), 120, "learning"
         )
-        await asyncio.sleep(0)
     finally:
         await service.close()
         await admin.aclose()
-    log_ids = logged(service)
-    assert len(log_ids) == len(set(log_ids))
-    assert set(learned_ids) <= set(log_ids)
-    assert service.learner is not None and service.learner.policy.learned == len(log_ids)
+    assert_learned_once(service, acknowledged)
 
 
 async def test_kill_9_of_redis_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
@@ -149,12 +154,7 @@ async def test_kill_9_of_redis_under_load_loses_no_acknowledged_reward_and_learn
     acknowledged: list[str | None] = []
     try:
         assert service.learner is not None
-
-        async def load(start: int, count: int) -> None:
-            for i in range(start, start + count):
-                acknowledged.append(await reward(service, i))
-
-        traffic = asyncio.create_task(load(0, 150))
+        traffic = asyncio.create_task(load(service, acknowledged, 150))
         await until(lambda: len(acknowledged) >= 50, 60, "50 rewards")
         # Redis's append-only file is written before it answers, so what it acknowledged outlives its process.
         assert own_redis.pid is not None
@@ -170,7 +170,4 @@ async def test_kill_9_of_redis_under_load_loses_no_acknowledged_reward_and_learn
         )
     finally:
         await service.close()
-    log_ids = logged(service)
-    assert len(log_ids) == len(set(log_ids))
-    assert set(learned_ids) <= set(log_ids)
-    assert service.learner is not None and service.learner.policy.learned == len(log_ids)
+    assert_learned_once(service, acknowledged)
