@@ -6,23 +6,14 @@ import asyncio
 import logging
 import signal
 import sys
-import urllib.parse
 
 import redis.asyncio as aioredis
 
 from bandit_router.config import load_config
 from bandit_router.energy import EnergyAgent, NvmlSource
+from bandit_router.redis_server import redacted
 
 log = logging.getLogger(__name__)
-
-
-def redacted(url: str) -> str:
-    """A Redis URL without its password, for logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 async def run_agent(config_path: str | None, node: str | None, gpus: list[int] | None, interval: float | None) -> int:

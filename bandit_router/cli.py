@@ -33,17 +33,63 @@ def _client_call(args: argparse.Namespace, method: str, request: Any) -> dict[st
     with channel:
         stub = router_pb2_grpc.RouterStub(channel)
         reply = getattr(stub, method)(request, timeout=30, metadata=metadata)
-    return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _as_json(reply)
+
+
+def _as_json(message: Any) -> dict[str, Any]:
+    """The message as JSON the way a person reads it: int64 fields as numbers (protobuf's JSON mapping writes
+    them as strings), and each Unix time ``*_at`` beside it as an ISO time."""
+    import datetime
+
+    from google.protobuf.descriptor import FieldDescriptor
+
+    body = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for field in message.DESCRIPTOR.fields:
+        value = body.get(field.name)
+        if value is None:
+            continue
+        if field.cpp_type in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
+            body[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE and field.message_type.GetOptions().map_entry is False:
+            items = getattr(message, field.name)
+            if isinstance(value, list):
+                body[field.name] = [_as_json(item) for item in items]
+            else:
+                body[field.name] = _as_json(items)
+        elif field.name.endswith("_at") and isinstance(value, float) and value > 0:
+            when = datetime.datetime.fromtimestamp(value, datetime.UTC)
+            body[f"{field.name}_iso"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return body
+
+
+def _metadata(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _route(args: argparse.Namespace) -> dict[str, Any]:
     from bandit_router.v1 import router_pb2 as pb
 
-    request = pb.RouteRequest(query=args.text, request_id=args.request_id, candidates=args.candidates, task=args.task)
+    request = pb.RouteRequest(
+        query=args.text,
+        request_id=args.request_id,
+        candidates=args.candidates,
+        task=args.task,
+        metadata=dict(args.metadata),
+    )
     if args.energy_weight is not None:
         request.preferences.energy_weight = args.energy_weight
     if args.cost_weight is not None:
         request.preferences.cost_weight = args.cost_weight
+    for name, value in (
+        ("max_cost_usd", args.max_cost),
+        ("max_energy_joules", args.max_energy),
+        ("max_latency_ms", args.max_latency),
+    ):
+        if value is not None:
+            setattr(request.budget, name, value)
     return _client_call(args, "Route", request)
 
 
@@ -77,9 +123,10 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from bandit_router.replay.convert import from_llmrouter, from_routeprofile
+    from bandit_router.replay.convert import check_data, from_llmrouter, from_routeprofile
     from bandit_router.replay.traffic import write_traffic
 
+    check_data(args.dataset, args.data, args.split)
     records = from_llmrouter(args.data, args.split) if args.dataset == "llmrouter" else from_routeprofile(args.data)
     count = write_traffic(records, args.out)
     print(f"wrote {count} records to {args.out}")
@@ -274,9 +321,10 @@ def _warm_start(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import dataclasses
+    from pathlib import Path
 
     from bandit_router.config import load_config
-    from bandit_router.evaluate import evaluate, read_dsjson, reweighted, table
+    from bandit_router.evaluate import evaluate, plot, read_dsjson, reweighted, table
 
     decisions = read_dsjson(args.log)
     trade_offs: dict[str, list[Any]] = {"as logged": decisions}
@@ -290,20 +338,35 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 2
         scales = load_config(args.config).reward
         trade_offs[f"energy weight {energy:g}, cost weight {cost:g}"] = reweighted(decisions, energy, cost, scales)
-    estimates = {}
-    for label, logged in trade_offs.items():
-        results = evaluate(logged, [v.split() for v in args.vw], z=args.z)
-        estimates[label] = {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in results.items()}
-        print(f"\nReward {label}:\n" if len(trade_offs) > 1 else "", end="")
-        print(table(results))
+    results = {label: evaluate(logged, [v.split() for v in args.vw], z=args.z) for label, logged in trade_offs.items()}
+    tables = []
+    for label, result in results.items():
+        heading = f"Reward {label}:\n\n" if len(trade_offs) > 1 else ""
+        tables.append(heading + table(result, len(decisions)))
+    print("\n\n".join(tables))
+    estimates = {
+        label: {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in result.items()}
+        for label, result in results.items()
+    }
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(estimates, f, indent=1)
+        Path(args.json).write_text(json.dumps(estimates, indent=1))
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "evaluate.md").write_text(
+            f"# Off-policy estimates from {args.log}\n\n{len(decisions)} decisions.\n\n" + "\n\n".join(tables) + "\n"
+        )
+        (folder / "evaluate.json").write_text(json.dumps(estimates, indent=1))
+        written = [folder / "evaluate.md", folder / "evaluate.json", plot(results, folder / "evaluate.png")]
+        print("wrote:\n" + "\n".join(f"  {p}" for p in written))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('bandit-router')}")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -332,6 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--candidates", nargs="*", default=[])
     route.add_argument("--energy-weight", type=float)
     route.add_argument("--cost-weight", type=float)
+    route.add_argument("--max-cost", type=float, metavar="USD", help="budget: most expected cost of the answer")
+    route.add_argument("--max-energy", type=float, metavar="JOULES", help="budget: most expected energy")
+    route.add_argument("--max-latency", type=float, metavar="MS", help="budget: most expected latency")
+    route.add_argument(
+        "--metadata",
+        type=_metadata,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="metadata stored with the decision (logged, exported); may be repeated",
+    )
 
     reward = commands.add_parser(
         "reward", parents=[target], help="send the reward of a decision and print the reply as JSON"
@@ -380,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--config", help="TOML configuration whose reward scales --weights uses")
     evaluate.add_argument("--json", help="also write the estimates to this file")
+    evaluate.add_argument(
+        "--out", help="folder to write evaluate.md, evaluate.json and evaluate.png (the estimates and intervals)"
+    )
 
     convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
     convert.add_argument("dataset", choices=["llmrouter", "routeprofile"])
@@ -472,6 +549,42 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `bandit-router stats | head`: the reader has gone. Point stdout at /dev/null so that the interpreter's
+        # own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None or args.log_level.upper() == "DEBUG":
+            raise
+        # What was started is stopped by now (each command's own cleanup ran on the way out).
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one line to print for an error the user can fix (a file, a flag, a setting, an unreachable
+    server), or None for a bug, whose traceback is worth seeing."""
+    from bandit_router.errors import InputError
+    from bandit_router.redis_server import EmbeddedRedisError, RedisUnreachable
+
+    if isinstance(exc, (InputError, RedisUnreachable, EmbeddedRedisError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        # A taken port, a missing file, a data directory another router's Redis holds.
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+    if isinstance(exc, RuntimeError) and str(exc):
+        return str(exc)
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.workers > 1:
             from bandit_router.workers import run_workers
@@ -479,12 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_workers(args.config, args.workers))
         from bandit_router.server import main as serve_main
 
-        try:
-            serve_main(args.config)
-        except (OSError, RuntimeError) as exc:
-            # A taken port, a data directory another router's Redis holds: what was started is stopped by now.
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        serve_main(args.config)
         return 0
     if args.command == "learner":
         from bandit_router.config import load_config

@@ -7,17 +7,20 @@ import math
 import os
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bandit_router.errors import InputError
+
 ENV_PREFIX = "BANDIT_ROUTER_"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The configuration breaks a rule; the message names the key, the rule and the value."""
 
 
@@ -41,9 +44,11 @@ class ModelSpec:
     id: str
     input_usd_per_mtok: float
     output_usd_per_mtok: float
-    parameters_b: float
-    energy_j_per_output_token: float
-    energy_j_per_input_token: float
+    # Unknown for an API model (gpt-4o, a fine-tune behind a provider): its energy is then unknown too, unless
+    # it is measured or reported, and the energy weight does not apply to it.
+    parameters_b: float | None = None
+    energy_j_per_output_token: float | None = None
+    energy_j_per_input_token: float | None = None
     energy_profile_source: str = "unspecified"
     typical_output_tokens: float = 150.0
     # A disabled model stays in the catalog (and keeps its learned weights) but is never chosen.
@@ -57,19 +62,29 @@ class ModelSpec:
         _require(
             bool(MODEL_ID_PATTERN.fullmatch(self.id)), "models.id", f"must match {MODEL_ID_PATTERN.pattern}", self.id
         )
-        for name in (
-            "input_usd_per_mtok",
-            "output_usd_per_mtok",
-            "energy_j_per_output_token",
-            "energy_j_per_input_token",
-        ):
+        for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
             _finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
-        _positive(f"models[{self.id}].parameters_b", self.parameters_b)
+        for name in ("energy_j_per_output_token", "energy_j_per_input_token"):
+            if getattr(self, name) is not None:
+                _finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
+        _require(
+            (self.energy_j_per_output_token is None) == (self.energy_j_per_input_token is None),
+            f"models[{self.id}].energy_j_per_output_token and energy_j_per_input_token",
+            "must be given together (or both left out: energy unknown)",
+            (self.energy_j_per_output_token, self.energy_j_per_input_token),
+        )
+        if self.parameters_b is not None:
+            _positive(f"models[{self.id}].parameters_b", self.parameters_b)
         _positive(f"models[{self.id}].typical_output_tokens", self.typical_output_tokens)
         _require(all(g >= 0 for g in self.gpus), f"models[{self.id}].gpus", "must be GPU indices >= 0", list(self.gpus))
         _require(
             len(set(self.gpus)) == len(self.gpus), f"models[{self.id}].gpus", "must not repeat a GPU", list(self.gpus)
         )
+
+    @property
+    def energy_known(self) -> bool:
+        """Whether the catalog has an energy profile for the model (else only a measurement gives its energy)."""
+        return self.energy_j_per_output_token is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,6 +462,19 @@ class DashboardConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CatalogConfig:
+    """Where the catalog starts before the configuration's ``[[models]]`` entries apply."""
+
+    # "shipped": the shipped catalog (bandit_router/data/catalog.toml), which each [[models]] entry extends
+    # (a new id) or overrides key by key (a shipped id, giving only the keys it changes). "empty": the
+    # catalog is exactly the [[models]] entries.
+    base: str = "shipped"
+
+    def __post_init__(self) -> None:
+        _require(self.base in ("shipped", "empty"), "catalog.base", "must be shipped or empty", self.base)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
     redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
@@ -458,6 +486,7 @@ class Config:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    catalog: CatalogConfig = dataclasses.field(default_factory=CatalogConfig)
     models: tuple[ModelSpec, ...] = ()
 
     def __post_init__(self) -> None:
@@ -492,11 +521,15 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "dashboard": DashboardConfig,
     "auth": AuthConfig,
+    "catalog": CatalogConfig,
 }
 
 
 def _coerce(key: str, annotation: Any, value: Any) -> Any:
     """Converts a TOML or environment value to the field's declared type, or says why not."""
+    if isinstance(annotation, types.UnionType):
+        # ``float | None``: an absent key is the None; a given one must be the other type.
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     target = annotation if isinstance(annotation, type) else typing.get_origin(annotation)
     if target is tuple:
         # Lists come from TOML arrays, or space-separated from the environment.
@@ -529,9 +562,13 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
 
 def _build(cls: type, key: str, raw: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
     unknown = sorted(set(raw) - names)
     _require(not unknown, key, f"has unknown keys (known: {', '.join(sorted(names))})", unknown)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(raw))
+    _require(not missing, key, "must have every required key", f"missing {', '.join(missing)}")
     return cls(**{k: _coerce(f"{key}.{k}", hints[k], v) for k, v in raw.items()})
 
 
@@ -539,21 +576,53 @@ def default_catalog_text() -> str:
     return resources.files("bandit_router.data").joinpath("catalog.toml").read_text(encoding="utf-8")
 
 
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _catalog(entries: Any, base: str) -> tuple[ModelSpec, ...]:
+    """The shipped catalog (unless ``base`` is empty) with each entry added, or merged key by key into the
+    shipped model of its id."""
+    _require(
+        isinstance(entries, list) and all(isinstance(e, dict) for e in entries),
+        "models",
+        "must be an array of tables ([[models]])",
+        type(entries).__name__,
+    )
+    by_id: dict[str, dict[str, Any]] = {}
+    if base == "shipped":
+        by_id = {m["id"]: m for m in tomllib.loads(default_catalog_text())["models"]}
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        model_id = entry.get("id")
+        _require(isinstance(model_id, str), f"models[{i}].id", "must be given, as a string", model_id)
+        _require(model_id not in seen, "models.id", "must be unique", model_id)
+        seen.add(model_id)
+        by_id[model_id] = {**by_id.get(model_id, {}), **entry}
+    return tuple(_build(ModelSpec, f"models[{model_id}]", raw) for model_id, raw in by_id.items())
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Reads the TOML file (or the shipped defaults), applies ``BANDIT_ROUTER_SECTION_KEY`` overrides, validates.
 
-    ``REDIS_URL`` is honoured as the conventional override of ``redis.url``.
+    ``REDIS_URL`` is honoured as the conventional override of ``redis.url``. ``[[models]]`` entries extend or
+    override the shipped catalog, unless ``catalog.base`` is ``empty``.
     """
     env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    if path is not None:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    if "models" not in raw:
-        raw["models"] = tomllib.loads(default_catalog_text())["models"]
+    raw = _read_toml(path) if path is not None else {}
     unknown = sorted(set(raw) - set(_SECTIONS) - {"models"})
     _require(not unknown, "config", f"has unknown sections (known: {', '.join([*_SECTIONS, 'models'])})", unknown)
-    sections: dict[str, dict[str, Any]] = {name: dict(raw.get(name, {})) for name in _SECTIONS}
+    sections: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        section = raw.get(name, {})
+        _require(isinstance(section, dict), name, "must be a table", section)
+        sections[name] = dict(section)
     if env.get("REDIS_URL"):
         sections["redis"]["url"] = env["REDIS_URL"]
     for name, value in env.items():
@@ -565,6 +634,4 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         assert section is not None
         sections[section][rest[len(section) + 1 :]] = value
     built = {name: _build(cls, name, sections[name]) for name, cls in _SECTIONS.items()}
-    models = raw["models"]
-    _require(isinstance(models, list), "models", "must be an array of tables", type(models).__name__)
-    return Config(**built, models=tuple(_build(ModelSpec, "models", m) for m in models))
+    return Config(**built, models=_catalog(raw.get("models", []), built["catalog"].base))

@@ -123,8 +123,14 @@ class Embedder:
         # Weights come from the local path only; nothing may be fetched at run time.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # A service log has no use for progress bars, nor for transformers' "sequence length is longer than the
+        # specified maximum" warning: QueryTokenizer keeps the head and tail of a long query itself.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
         from sentence_transformers import SentenceTransformer
+
+        # After the import, which sets the library's level from TRANSFORMERS_VERBOSITY.
+        logging.getLogger("transformers").setLevel(logging.ERROR)
 
         path = config.model or bundled_model_path()
         self.device = resolve_device(config.device)

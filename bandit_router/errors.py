@@ -1,6 +1,13 @@
-"""Domain errors of the router; the gRPC edge maps each to one status code."""
+"""Domain errors of the router; the gRPC edge maps each to one status code, the CLI prints input errors."""
 
 from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A file, flag or setting a command was given breaks a rule; the message names it, the rule and the value.
+
+    The command line prints it as one line and exits 2.
+    """
 
 
 class RouterError(Exception):

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
 from bandit_router.config import RewardConfig
+from bandit_router.errors import InputError
 from bandit_router.ope import Estimate, doubly_robust, ips, snips
 from bandit_router.reward import scalar_reward
 
@@ -41,35 +41,60 @@ class LoggedDecision:
     energy_joules: float
 
 
+class LogError(InputError):
+    """A decision log is missing, empty or not what export-log writes; the message names the line."""
+
+
+def _decision(row: Any, text: str) -> LoggedDecision:
+    meta = row["_bandit_router"]
+    models = meta["models"]
+    pmf = [0.0] * len(models)
+    for action, p in zip(row["a"], row["p"], strict=True):
+        pmf[action - 1] = p
+    if len(row["c"]["_multi"]) != len(models):
+        raise LogError(f"_multi has {len(row['c']['_multi'])} actions, _bandit_router.models names {len(models)}")
+    action = int(row["_labelIndex"])
+    if not 0 <= action < len(models):
+        raise LogError(f"_labelIndex must index the {len(models)} models offered, got {action}")
+    return LoggedDecision(
+        meta["task"],
+        models,
+        action,
+        float(row["_label_probability"]),
+        -float(row["_label_cost"]),
+        pmf,
+        text,
+        float(meta["quality"]),
+        float(meta["cost_usd"]),
+        float(meta["energy_joules"]),
+    )
+
+
 def read_dsjson(path: str | Path) -> list[LoggedDecision]:
+    """The decisions of a DSJSON log that ``bandit-router export-log`` wrote. Decisions may offer different
+    models (a budget or candidate list narrowed one, a model was added mid-log)."""
     decisions = []
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
-            row = json.loads(text)
-            models = row["_bandit_router"]["models"]
-            pmf = [0.0] * len(models)
-            for action, p in zip(row["a"], row["p"], strict=True):
-                pmf[action - 1] = p
-            if len(row["c"]["_multi"]) != len(models):
-                raise ValueError(
-                    f"{path}:{number}: _multi has {len(row['c']['_multi'])} actions, models names {len(models)}"
-                )
-            decisions.append(
-                LoggedDecision(
-                    row["_bandit_router"]["task"],
-                    models,
-                    int(row["_labelIndex"]),
-                    float(row["_label_probability"]),
-                    -float(row["_label_cost"]),
-                    pmf,
-                    text,
-                    float(row["_bandit_router"]["quality"]),
-                    float(row["_bandit_router"]["cost_usd"]),
-                    float(row["_bandit_router"]["energy_joules"]),
-                )
-            )
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LogError(f"decision log {str(path)!r} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            decisions.append(_decision(json.loads(text), text))
+        except json.JSONDecodeError as exc:
+            raise LogError(f"{where}: not a JSON object ({exc.msg})") from None
+        except LogError as exc:
+            raise LogError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise LogError(
+                f"{where}: not a decision as bandit-router export-log writes it ({type(exc).__name__}: {exc})"
+            ) from None
     if not decisions:
-        raise ValueError(f"{path}: holds no decisions")
+        raise LogError(f"{path}: holds no decisions (bandit-router export-log writes them once rewards are learned)")
     return decisions
 
 
@@ -118,23 +143,28 @@ def progressive_vw(decisions: Sequence[LoggedDecision], args: Sequence[str]) -> 
 def evaluate(
     decisions: Sequence[LoggedDecision], vw_candidates: Sequence[Sequence[str]] = (), z: float = 1.96
 ) -> dict[str, dict[str, Estimate]]:
-    """Every candidate's IPS, SNIPS and DR estimates, with intervals of ``z`` standard errors."""
-    models = decisions[0].models
-    if any(d.models != models for d in decisions):
-        raise ValueError("every decision in the log must offer the same models, in the same order")
+    """Every candidate's IPS, SNIPS and DR estimates, with intervals of ``z`` standard errors.
+
+    Each decision's probabilities are over the models it offered. "always M" takes M where it was offered,
+    and acts as the logged policy where it was not (a policy can only choose among what is offered); the
+    estimate's ``n`` counts the decisions it chose M on.
+    """
     actions = [d.action for d in decisions]
     propensities = [d.probability for d in decisions]
     rewards = [d.reward for d in decisions]
     predicted = reward_model(decisions)
-    n, k = len(decisions), len(models)
-    candidates: dict[str, Any] = {
+    candidates: dict[str, list[list[float]]] = {
         "logged policy": [d.pmf for d in decisions],
-        "uniform random": np.full((n, k), 1.0 / k),
+        "uniform random": [[1.0 / len(d.models)] * len(d.models) for d in decisions],
     }
-    for j, model in enumerate(models):
-        target = np.zeros((n, k))
-        target[:, j] = 1.0
-        candidates[f"always {model}"] = target
+    offered: dict[str, int] = {}
+    models = list(dict.fromkeys(m for d in decisions for m in d.models))
+    for model in models:
+        rows = []
+        for d in decisions:
+            rows.append([float(m == model) for m in d.models] if model in d.models else d.pmf)
+        candidates[f"always {model}"] = rows
+        offered[f"always {model}"] = sum(model in d.models for d in decisions)
     for args in vw_candidates:
         candidates["vw " + " ".join(args)] = progressive_vw(decisions, args)
     results: dict[str, dict[str, Estimate]] = {}
@@ -146,15 +176,59 @@ def evaluate(
         # A candidate that never takes a logged action gets no SNIPS: it would say nothing about it.
         with contextlib.suppress(ValueError):
             results[name]["snips"] = snips(target, actions, propensities, rewards, z=z)
+        if name in offered:
+            results[name] = {k: dataclasses.replace(e, n=offered[name]) for k, e in results[name].items()}
     return results
 
 
-def table(results: dict[str, dict[str, Estimate]]) -> str:
-    rows = ["| policy | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] |", "| --- | --- | --- | --- |"]
+def table(results: dict[str, dict[str, Estimate]], decisions: int) -> str:
+    rows = [
+        "| policy | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | decisions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, estimates in sorted(results.items(), key=lambda item: -item[1]["dr"].value):
         cells = []
         for key in ("ips", "snips", "dr"):
             e = estimates.get(key)
             cells.append(f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" if e else "undefined")
+        n = estimates["dr"].n
+        cells.append(f"{n}" if n == decisions else f"{n} of {decisions} (offered; else as logged)")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def plot(estimates: dict[str, dict[str, dict[str, Estimate]]], path: str | Path) -> Path:
+    """Each candidate's estimates with their intervals, one panel per reward trade-off: DR as a dot, SNIPS as a
+    diamond, each on its interval, best DR first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bandit_router.colours import model_colours, policy_colour
+
+    first = next(iter(estimates.values()))
+    colours = model_colours(n.removeprefix("always ") for n in first if n.startswith("always "))
+    fig, axes = plt.subplots(
+        1, len(estimates), figsize=(6.5 * len(estimates), 0.45 * len(first) + 1.8), squeeze=False, sharey=True
+    )
+    names = sorted(first, key=lambda n: first[n]["dr"].value)
+    for ax, (label, results) in zip(axes[0], estimates.items(), strict=True):
+        for y, name in enumerate(names):
+            colour = policy_colour(name, colours)
+            for key, offset, marker in (("dr", -0.15, "o"), ("snips", 0.15, "D")):
+                e = results[name].get(key)
+                if e is None:
+                    continue
+                low, high = max(e.low, e.value - 10), min(e.high, e.value + 10)
+                ax.errorbar(
+                    e.value, y + offset, xerr=[[e.value - low], [high - e.value]], fmt=marker, color=colour, capsize=3
+                )
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set(xlabel="estimated mean reward (DR ●, SNIPS ◆; intervals)", title=f"Reward {label}")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

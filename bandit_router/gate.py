@@ -130,10 +130,11 @@ class Gate:
         self._candidate_probability = {seq: p[0] for (seq, _), p in zip(window, p_new, strict=True)}
         upper = _paired_upper(p_new, p_old, propensities, rewards, self.config.gate_z)
         promoted = upper >= -self.config.gate_tolerance
+        difference = new.value - old.value
         reason = (
-            f"candidate SNIPS {new.value:.4f} vs serving {old.value:.4f}; the difference is at most "
-            f"{upper:+.4f} ({self.config.gate_z:g} s.e.), {'within' if promoted else 'beyond'} tolerance "
-            f"{self.config.gate_tolerance:g}"
+            f"SNIPS {new.value:.4f} vs {old.value:.4f} serving, {'higher' if difference >= 0 else 'lower'} by "
+            f"{abs(difference):.4f} ± {max(upper - difference, 0.0):.4f} ({self.config.gate_z:g} s.e., "
+            f"{len(events)} events): {'within' if promoted else 'beyond'} tolerance {self.config.gate_tolerance:g}"
         )
         return Verdict(version, promoted, reason, len(events), new, old)
 

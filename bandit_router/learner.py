@@ -122,13 +122,17 @@ async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False
     return max(candidates, key=lambda s: s.version, default=None)
 
 
-def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float:
-    """How far a figure was from the catalog's. One a caller reported is learned as at most ``REPORT_TRUST``
-    times the catalog's figure: pricing is shared by every tenant, and one tenant's reports must not price a
-    model out of another's routing by more than that. (Measured figures, NVML's, are the router's own and count
-    whole.)"""
+def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float | None:
+    """How far a figure was from the catalog's; None where the figure is unknown (an API model's unmeasured
+    energy), which teaches nothing. One a caller reported is learned as at most ``REPORT_TRUST`` times the
+    catalog's figure: pricing is shared by every tenant, and one tenant's reports must not price a model out of
+    another's routing by more than that. Where the catalog has no figure (0: no price, no energy profile) a
+    report is all there is, bounded by Reward's plausibility check alone. (Measured figures, NVML's, are the
+    router's own and count whole.)"""
+    if event.get(source) == "unknown":
+        return None
     residual = float(event[figure]) - float(event[catalog])
-    if event.get(source) == "reported":
+    if event.get(source) == "reported" and float(event[catalog]) > 0:
         residual = min(residual, (REPORT_TRUST - 1) * float(event[catalog]))
     return residual
 
@@ -145,7 +149,7 @@ def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> Non
             event["model"],
             event["task"],
             int(event["output_tokens"]) if event.get("output_tokens_reported") else None,
-            _residual(event, "cost_usd", "cost_source", "catalog_cost_usd"),
+            _residual(event, "cost_usd", "cost_source", "catalog_cost_usd") or 0.0,
             _residual(event, "energy_joules", "energy_source", "catalog_energy_joules"),
         )
     estimate = policy.estimates.setdefault(event["model"], RunningEstimate())
@@ -383,10 +387,12 @@ class Learner:
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
             self.gate.adopt(self._serving)
             self.promotions += 1
-            log.debug("serving policy v%d: %s", snapshot.version, verdict.reason)
+            # A judged promotion is worth a line; one the gate waved through (off, window filling) is not.
+            level = logging.INFO if verdict.serving is not None else logging.DEBUG
+            log.log(level, "candidate v%d promoted: %s", snapshot.version, verdict.reason)
         else:
             self.rejections += 1
-            log.warning("quality gate held back policy v%d: %s", snapshot.version, verdict.reason)
+            log.info("candidate v%d held: %s", snapshot.version, verdict.reason)
         if self.log_dir is not None:
             await self._on_disk(self._append, "gate.jsonl", [json.dumps(verdict.to_json())])
 

@@ -71,9 +71,16 @@ class Expected:
     output_tokens: float
     # True once the model has been observed (its estimate is no longer the catalog's alone).
     observed: bool
+    # False for a model without an energy profile whose energy has never been measured or reported: its
+    # energy_joules (0) says nothing, and the energy weight does not apply to it.
+    energy_known: bool = True
 
 
 def catalog_energy(model: ModelSpec, input_tokens: float, output_tokens: float) -> float:
+    """The catalog profile's energy at these tokens; 0 for a model without one, whose energy is unknown until
+    measured (then the residual carries all of it)."""
+    if model.energy_j_per_input_token is None or model.energy_j_per_output_token is None:
+        return 0.0
     return input_tokens * model.energy_j_per_input_token + output_tokens * model.energy_j_per_output_token
 
 
@@ -101,7 +108,11 @@ class Pricing:
         if overall is None:
             tokens = model.typical_output_tokens
             return Expected(
-                catalog_energy(model, input_tokens, tokens), catalog_cost(model, input_tokens, tokens), tokens, False
+                catalog_energy(model, input_tokens, tokens),
+                catalog_cost(model, input_tokens, tokens),
+                tokens,
+                False,
+                model.energy_known,
             )
         cell = self.cell_to_observed.get((model.id, task), Observed())
         out = overall.output_tokens.value if overall.output_tokens.n else model.typical_output_tokens
@@ -113,13 +124,14 @@ class Pricing:
             max(0.0, catalog_cost(model, input_tokens, out) + cost_residual),
             out,
             True,
+            model.energy_known or overall.energy_residual.n > 0,
         )
 
     def observe(
-        self, model: str, task: str, output_tokens: int | None, cost_residual: float, energy_residual: float
+        self, model: str, task: str, output_tokens: int | None, cost_residual: float, energy_residual: float | None
     ) -> None:
         """One rewarded answer: its output tokens (None if not reported), and how far its cost and energy were
-        from the catalog's figures at the tokens it was priced with."""
+        from the catalog's figures at the tokens it was priced with (energy None: unknown, not learned)."""
         for observed in (
             self.model_to_observed.setdefault(model, Observed()),
             self.cell_to_observed.setdefault((model, task), Observed()),
@@ -127,7 +139,8 @@ class Pricing:
             if output_tokens is not None:
                 observed.output_tokens.add(output_tokens)
             observed.cost_residual.add(cost_residual)
-            observed.energy_residual.add(energy_residual)
+            if energy_residual is not None:
+                observed.energy_residual.add(energy_residual)
 
     def to_json(self) -> dict[str, Any]:
         return {

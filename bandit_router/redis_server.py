@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import redis
@@ -21,6 +22,19 @@ log = logging.getLogger(__name__)
 
 class EmbeddedRedisError(RuntimeError):
     """The embedded redis-server could not be started."""
+
+
+class RedisUnreachable(RuntimeError):
+    """The configured Redis (redis.url, REDIS_URL) did not answer at start."""
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its password, for logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def redis_executable() -> str:
@@ -212,4 +226,15 @@ async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aio
     if not url:
         embedded = await start_embedded(data_path / "redis", maxmemory_mb)
         url = embedded.url
-    return aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0), embedded
+    try:
+        client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    except ValueError as exc:
+        raise RedisUnreachable(f"redis.url (or REDIS_URL) {redacted(url)!r} is not a Redis URL: {exc}") from None
+    if embedded is None:
+        # Said once, at start, in one line: later outages are the service's to ride out.
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as exc:
+            await client.aclose()
+            raise RedisUnreachable(f"cannot reach Redis at {redacted(url)} (redis.url or REDIS_URL): {exc}") from None
+    return client, embedded

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 
 from bandit_router.config import LimitsConfig, ModelSpec
-from bandit_router.errors import FailedPrecondition, InvalidArgument
+from bandit_router.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from bandit_router.pricing import catalog_cost, catalog_energy
 from bandit_router.reward import Tokens
 
@@ -53,6 +55,24 @@ class RouteInput:
     max_latency_ms: float | None = None
     # The authenticated caller's tenant ("" without authentication); set by the server, not the client.
     tenant: str = ""
+
+    def digest(self) -> str:
+        """A fingerprint of what was asked (everything but the request id and tenant), kept with the decision: a
+        retry with the same request_id must ask the same, as an idempotency key promises elsewhere."""
+        asked = dataclasses.asdict(self)
+        del asked["request_id"], asked["tenant"]
+        asked["metadata"] = sorted(asked["metadata"].items())
+        return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:32]
+
+    def check_retry(self, digest: str | None) -> None:
+        """Raises AlreadyExists when the decision ``request_id`` names was made for a different request (a
+        decision stored before digests were kept has none, and is taken as the same)."""
+        if digest is not None and digest != self.digest():
+            raise AlreadyExists(
+                f"request_id {self.request_id!r} was already used for a different request (its query, task, "
+                "candidates, preferences, budget or metadata differ): send a new request_id, or resend the same "
+                "request to get its decision"
+            )
 
     def validate(self, limits: LimitsConfig, catalog: Sequence[ModelSpec]) -> list[ModelSpec]:
         """Checks every field; returns the models the policy may choose from, in catalog order."""

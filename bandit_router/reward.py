@@ -16,6 +16,8 @@ class Source(StrEnum):
     MEASURED = "measured"
     COMPUTED = "computed"
     ESTIMATED = "estimated"
+    # Not reported, not measured, and no catalog profile to estimate it from: the value is 0 and says nothing.
+    UNKNOWN = "unknown"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,7 @@ def cost_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
 def energy_of(
     model: ModelSpec, reported: float | None, tokens: Tokens, measured: Figure | None = None, unmeasured: str = ""
 ) -> Figure:
-    """Reported > measured (NVML, attributed) > estimated from the catalog's energy profile.
+    """Reported > measured (NVML, attributed) > estimated from the catalog's energy profile > unknown (0).
 
     ``unmeasured`` says why there is no measurement, and goes into an estimate's basis.
     """
@@ -75,6 +77,13 @@ def energy_of(
         return Figure(reported, Source.REPORTED, "energy_joules sent with the reward")
     if measured is not None:
         return measured
+    if model.energy_j_per_input_token is None or model.energy_j_per_output_token is None:
+        why = f"; not measured: {unmeasured}" if unmeasured else ""
+        return Figure(
+            0.0,
+            Source.UNKNOWN,
+            f"the catalog has no energy profile for {model.id}{why}: the energy weight does not apply to it",
+        )
     value = tokens.input * model.energy_j_per_input_token + tokens.output * model.energy_j_per_output_token
     basis = (
         f"catalog profile {model.energy_j_per_input_token}/{model.energy_j_per_output_token} J per input/output "

@@ -41,6 +41,7 @@ _SOURCE = {
     Source.MEASURED: router_pb2.SOURCE_MEASURED,
     Source.COMPUTED: router_pb2.SOURCE_COMPUTED,
     Source.ESTIMATED: router_pb2.SOURCE_ESTIMATED,
+    Source.UNKNOWN: router_pb2.SOURCE_UNKNOWN,
 }
 
 T = TypeVar("T")
@@ -56,9 +57,11 @@ async def _call(context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], 
 
 
 def _same_named(obj: object, message: Any) -> dict[str, Any]:
-    """The dataclass fields of ``obj`` that the protobuf message type has a field of the same name for."""
+    """The dataclass fields of ``obj`` that the protobuf message type has a field of the same name for; a None
+    (unknown) is left unset."""
     names = message.DESCRIPTOR.fields_by_name
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name in names}  # type: ignore[arg-type]
+    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name in names}  # type: ignore[arg-type]
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _decision_pb(d: Decision) -> router_pb2.RouteResponse:

@@ -434,6 +434,8 @@ class RouterService:
                 except REDIS_ERRORS:
                     summary = self._unsaved.get(scoped, (None, None, 0.0))[0]
                 if summary is not None:
+                    summary = dict(summary)
+                    request.check_retry(summary.pop("request_digest", None))
                     return Decision(**{**summary, "replayed": True})
             return await self._decide(request, candidates)
 
@@ -473,7 +475,7 @@ class RouterService:
             expires_at=now + defaults.wait_time_s,
             excluded=excluded,
         )
-        summary = dataclasses.asdict(decision)
+        summary = {**dataclasses.asdict(decision), "request_digest": request.digest()}
         del summary["replayed"]
         pending = {
             **summary,
@@ -497,6 +499,7 @@ class RouterService:
             return decision
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
+            request.check_retry(existing.pop("request_digest", None))
             return Decision(**{**existing, "replayed": True})
         try:
             await self.energy.take_off(decision_id, model, now)
@@ -572,15 +575,25 @@ class RouterService:
             source = "observed" if figure.observed else "catalog"
             figures = {
                 "max_cost_usd": (figure.cost_usd, source),
-                "max_energy_joules": (figure.energy_joules, source),
+                # A model whose energy is unknown cannot be shown to fit an energy budget.
+                "max_energy_joules": (figure.energy_joules, source) if figure.energy_known else (None, "unknown"),
                 "max_latency_ms": (seen.latency_ms, "observed") if seen and seen.latency_observations else None,
             }
             broken = []
             for name, limit in limits.items():
                 found = figures[name]
-                if found is not None and found[0] > limit:
-                    broken.append(f"{name}={limit:g} ({found[1]} {found[0]:.6g})")
-                    by_budget[name].append(f"{model.id} ({found[0]:.6g})")
+                if found is None:
+                    continue
+                value, where = found
+                if value is None or value > limit:
+                    broken.append(
+                        f"{name}={limit:g} (energy unknown)"
+                        if value is None
+                        else f"{name}={limit:g} ({where} {value:.6g})"
+                    )
+                    by_budget[name].append(
+                        f"{model.id} (" + ("energy unknown" if value is None else f"{value:.6g}") + ")"
+                    )
             if broken:
                 excluded.append(f"{model.id}: " + ", ".join(broken))
             else:

@@ -30,6 +30,7 @@ import numpy as np
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.embedding import Embedded, Embedder, Embeds
+from bandit_router.errors import InputError
 from bandit_router.features import Choice, Featurizer, action_line
 from bandit_router.gate import Gate, Logged, Verdict
 from bandit_router.learner import SnapshotFiles, load_snapshot
@@ -47,7 +48,7 @@ MAX_WEIGHT = 20.0
 HOLDOUT = 0.2
 
 
-class WarmStartError(ValueError):
+class WarmStartError(InputError):
     """The warm-start source cannot be used; the message names the file, the rule and the value."""
 
 

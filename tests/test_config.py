@@ -29,6 +29,9 @@ def test_toml_and_environment_overrides(tmp_path: Path) -> None:
 wait_time_s = 60
 energy_weight = 0.5
 
+[catalog]
+base = "empty"
+
 [[models]]
 id = "small"
 input_usd_per_mtok = 0.1
@@ -90,6 +93,22 @@ energy_j_per_input_token = 0.004
             {},
             r"models.id must match .*got 'a b'",
         ),
+        (
+            "[[models]]\nid = 'gpt-4o'\ninput_usd_per_mtok = 2.5\n",
+            {},
+            r"models\[gpt-4o\] must have every required key, got 'missing output_usd_per_mtok'",
+        ),
+        ("[[models]]\ninput_usd_per_mtok = 2.5\n", {}, r"models\[0\].id must be given, as a string, got None"),
+        (
+            "[[models]]\nid = 'x'\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\nenergy_j_per_input_token = 0.1\n",
+            {},
+            r"models\[x\].energy_j_per_output_token and energy_j_per_input_token must be given together",
+        ),
+        ("[catalog]\nbase = 'none'\n", {}, r"catalog.base must be shipped or empty, got 'none'"),
+        ("[catalog]\nbase = 'empty'\n", {}, r"models must list at least one model, got 0"),
+        ("[server]\nlisten_addr = ':1'\n", {}, r"server has unknown keys \(known: .*listen.*\), got \['listen_addr'\]"),
+        ("[server\nlisten = 1\n", {}, r"config file '.*router.toml' is not valid TOML: .*line 1"),
+        ("server = 3\n", {}, r"server must be a table, got 3"),
     ],
 )
 def test_bad_configuration_is_named(tmp_path: Path, toml: str, env: dict[str, str], match: str) -> None:
@@ -97,3 +116,43 @@ def test_bad_configuration_is_named(tmp_path: Path, toml: str, env: dict[str, st
     path.write_text(toml)
     with pytest.raises(ConfigError, match=match):
         load_config(path, env=env)
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file '.*nope.toml' cannot be read: No such file or directory"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_models_extend_and_override_the_shipped_catalog_key_by_key(tmp_path: Path) -> None:
+    shipped = {m.id: m for m in load_config(env={}).models}
+    path = tmp_path / "router.toml"
+    path.write_text(
+        """
+[[models]]
+id = "gemma-2-9b-it"
+output_usd_per_mtok = 0.35
+
+[[models]]
+id = "gpt-4o"
+input_usd_per_mtok = 2.5
+output_usd_per_mtok = 10.0
+"""
+    )
+    config = load_config(path, env={})
+    models = config.model_by_id
+    assert list(models) == [*shipped, "gpt-4o"]
+    gemma = shipped["gemma-2-9b-it"]
+    assert models["gemma-2-9b-it"].output_usd_per_mtok == 0.35
+    assert models["gemma-2-9b-it"].input_usd_per_mtok == gemma.input_usd_per_mtok
+    assert models["gemma-2-9b-it"].energy_j_per_output_token == gemma.energy_j_per_output_token
+    api = models["gpt-4o"]
+    # An API model: no size and no energy profile, so its energy is unknown rather than invented.
+    assert api.parameters_b is None and api.energy_j_per_output_token is None and not api.energy_known
+    assert all(models[m] == shipped[m] for m in shipped if m != "gemma-2-9b-it")
+
+
+def test_an_empty_base_keeps_only_the_configured_models(tmp_path: Path) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text("[catalog]\nbase = 'empty'\n" + MODEL.format(id="only") + "energy_j_per_output_token=0.1\n")
+    assert [m.id for m in load_config(path, env={}).models] == ["only"]
+    assert [m.id for m in load_config(path, env={"BANDIT_ROUTER_CATALOG_BASE": "shipped"}).models][-1] == "only"

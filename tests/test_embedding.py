@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -298,3 +300,22 @@ def test_embedding_threads_respect_a_containers_cpu_quota(tmp_path: Path, cpu_ma
     mine = len(os.sched_getaffinity(0))
     assert available_cpus(str(path)) == (mine if limit is None else min(mine, limit))
     assert available_cpus(str(tmp_path / "absent")) == mine
+
+
+def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_warnings(tmp_path: Path) -> None:
+    """A service log has no tqdm bars, nor transformers' "indexing errors" warning for a query longer than the
+    model reads (the router clips long queries itself), at any log level."""
+    code = (
+        "import logging; logging.basicConfig(level=logging.DEBUG)\n"
+        "from bandit_router.config import EmbeddingConfig\n"
+        "from bandit_router.embedding import Embedder\n"
+        "e = Embedder(EmbeddingConfig(device='cpu'))\n"
+        "print(len(e.embed(['word ' * 3000])))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+    for noise in ("it/s]", "Loading weights", "Token indices sequence length", "indexing errors"):
+        assert noise not in result.stderr, result.stderr

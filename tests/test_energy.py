@@ -196,7 +196,7 @@ def test_overlapping_embedding_batches_count_each_instant_of_gpu_energy_once() -
 
 
 def test_the_agent_logs_its_redis_url_without_the_password() -> None:
-    from bandit_router.agent import redacted
+    from bandit_router.redis_server import redacted
 
     assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert "s3cret" not in redacted("rediss://:s3cret@host")

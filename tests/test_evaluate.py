@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.dsjson import export
+from bandit_router.embedding import Embedder
 from bandit_router.evaluate import evaluate, read_dsjson, reweighted
 from bandit_router.requests import RewardInput, RouteInput
 from bandit_router.service import RouterService
@@ -74,3 +76,79 @@ async def test_estimates_cover_the_known_values_of_candidates(
     )
     assert main(["evaluate", str(log), "--weights", "1;2"]) == 2
     assert "--weights must be two numbers >= 0 as ENERGY,COST, got '1;2'" in capsys.readouterr().err
+
+
+async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
+    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Candidates narrow some decisions, a budget others, and a model is added to the catalog mid-log: each
+    decision's probabilities are over what it offered, and "always M" is scored where M was offered."""
+    third = "qwen2.5-7b-instruct"
+    service = await RouterService.open(config, embedder=embedder)
+    try:
+        for i in range(150):
+            candidates = (GOOD, BAD) if i % 3 == 0 else (GOOD, BAD, third)
+            d = await service.route(
+                RouteInput(
+                    query=f"Question {i} about rivers", candidates=candidates, energy_weight=0.0, cost_weight=0.0
+                )
+            )
+            await service.reward(RewardInput(decision_id=d.decision_id, quality=float(d.model == GOOD)))
+        # A budget between the cheapest and the dearest expected cost narrows the choice further.
+        costs = {
+            m.id: service.serving.pricing.expected(m, "", 12).cost_usd
+            for m in config.models
+            if m.id in (GOOD, BAD, third)
+        }
+        budget = sorted(costs.values())[1] * 1.0001
+        narrowed = 0
+        for i in range(40):
+            d = await service.route(
+                RouteInput(
+                    query=f"Budget question {i} about rivers",
+                    candidates=(GOOD, BAD, third),
+                    energy_weight=0.0,
+                    cost_weight=0.0,
+                    max_cost_usd=budget,
+                )
+            )
+            narrowed += bool(d.excluded)
+            await service.reward(RewardInput(decision_id=d.decision_id, quality=float(d.model == GOOD)))
+        assert service.learner is not None
+        await service.learner.wait_learned(190, timeout=60)
+    finally:
+        await service.close()
+    assert narrowed > 0
+    # The same store and log, with an API model added to the catalog.
+    added = dataclasses.replace(config.models[0], id="acme-api", parameters_b=None)
+    service = await RouterService.open(config.replace(models=(*config.models, added)), embedder=embedder)
+    try:
+        for i in range(40):
+            d = await service.route(
+                RouteInput(
+                    query=f"Late question {i}", candidates=(GOOD, "acme-api"), energy_weight=0.0, cost_weight=0.0
+                )
+            )
+            await service.reward(RewardInput(decision_id=d.decision_id, quality=float(d.model == GOOD)))
+        assert service.learner is not None
+        await service.learner.wait_learned(40, timeout=60)
+    finally:
+        await service.close()
+    log = tmp_path / "varying.dsjson"
+    assert export(config.server.data_path / "decisions", log) == 230
+
+    decisions = read_dsjson(log)
+    assert len({tuple(d.models) for d in decisions}) >= 3
+    results = evaluate(decisions, z=3.29)
+    # GOOD was offered everywhere and always answers perfectly: its value is exactly 1.
+    good = results[f"always {GOOD}"]
+    assert good["snips"].value == pytest.approx(1.0) and good["ips"].low <= 1.0 <= good["ips"].high
+    assert good["dr"].n == 230
+    # The added model was offered on the last 40 decisions only, and never answered well.
+    assert results["always acme-api"]["dr"].n == 40
+    assert results["always acme-api"]["dr"].value < good["dr"].value
+    assert main(["evaluate", str(log), "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "| always acme-api |" in out and "40 of 230 (offered; else as logged)" in out
+    assert (tmp_path / "ev" / "evaluate.png").read_bytes().startswith(b"\x89PNG")
+    assert "| always acme-api |" in (tmp_path / "ev" / "evaluate.md").read_text()

@@ -44,7 +44,7 @@ def window(good: int, events: int = 200) -> list[Logged]:
             {},
             200,
             False,
-            r"candidate SNIPS 0\.0\d+ vs serving (0\.9\d+|1\.0+); the difference is at most -[01]\.\d+ \(1.96 s.e.\), "
+            r"SNIPS 0\.0\d+ vs (0\.9\d+|1\.0+) serving, lower by (0\.9\d+|1\.0+) ± 0\.\d+ \(1.96 s.e., 200 events\): "
             r"beyond tolerance 0.01$",
         ),
         ({"gate_tolerance": 1.0}, 200, True, "within tolerance 1"),

@@ -231,3 +231,26 @@ async def test_a_malformed_protobuf_is_invalid_argument_and_the_server_keeps_ser
         assert f"request: must be a valid /bandit_router.v1.Router/{method} message" in (caught.value.details() or "")
         stub = router_pb2_grpc.RouterStub(channel)
         assert (await stub.Route(pb.RouteRequest(query="Still there?"))).model
+
+
+async def test_a_request_id_reused_for_another_request_is_already_exists(
+    stub: router_pb2_grpc.RouterStub, service: RouterService
+) -> None:
+    first = await stub.Route(pb.RouteRequest(query="What is the capital of France?", request_id="req-1"))
+    # The same request again (a retry) gets the same decision, marked replayed.
+    again = await stub.Route(pb.RouteRequest(query="What is the capital of France?", request_id="req-1"))
+    assert again.decision_id == first.decision_id and again.replayed
+    for changed in (
+        {"query": "What is the capital of Spain?"},
+        {"query": "What is the capital of France?", "task": "geography"},
+        {"query": "What is the capital of France?", "candidates": ["gemma-2-9b-it"]},
+        {"query": "What is the capital of France?", "preferences": pb.Preferences(energy_weight=0.9)},
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Route(pb.RouteRequest(request_id="req-1", **changed))
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS, changed
+        assert "request_id 'req-1' was already used for a different request" in (caught.value.details() or "")
+    # The first decision is untouched, still pending, and rewardable.
+    await _assert_still_pending(service, first.decision_id)
+    reply = await stub.Reward(pb.RewardRequest(decision_id=first.decision_id, quality=1.0))
+    assert reply.model == first.model

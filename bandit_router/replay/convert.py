@@ -6,7 +6,36 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from bandit_router.errors import InputError
 from bandit_router.replay.traffic import Outcome, Record
+
+# Where each dataset comes from, and the files of it a conversion reads.
+ORIGINS = {
+    "llmrouter": "LLMRouter (https://github.com/ulab-uiuc/LLMRouter, MIT licence)",
+    "routeprofile": "RouteProfile (https://github.com/ulab-uiuc/RouteProfile, MIT licence)",
+}
+
+
+class ConvertError(InputError):
+    """The dataset folder lacks a file the conversion reads; the message says where the data come from."""
+
+
+def required_files(dataset: str, split: str = "test") -> list[str]:
+    if dataset == "llmrouter":
+        return [f"query_data/default_query_{split}.jsonl", f"dcrouter_preprocessed/{split}.json"]
+    return ["profile_data/candidate_models.json", "route_data/routing_test_data.json"]
+
+
+def check_data(dataset: str, data_dir: str | Path, split: str = "test") -> None:
+    """Raises ConvertError naming the first file of the dataset missing under ``data_dir``."""
+    root = Path(data_dir)
+    for name in required_files(dataset, split):
+        if not (root / name).is_file():
+            raise ConvertError(
+                f"--data {str(data_dir)!r} has no {name}: point --data at a copy of {ORIGINS[dataset]}, which "
+                f"holds {' and '.join(required_files(dataset, split))} (a sample of RouteProfile ships with "
+                "bandit-router: `bandit-router demo` replays it)"
+            )
 
 
 def from_llmrouter(data_dir: str | Path, split: str = "test") -> Iterator[Record]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from bandit_router.colours import model_colours, policy_colour
 from bandit_router.replay.run import BANDIT
 
 
@@ -72,6 +73,14 @@ def markdown(report: dict[str, Any], title: str) -> str:
             f"cost scale {r['cost_scale_usd']:g} USD.",
             "",
             f"Energy: {energy if isinstance(energy, str) else json.dumps(energy)} ({report['energy_basis']}).",
+            *(
+                [
+                    f"Energy unknown for {', '.join(report['energy_unknown_models'])} (no catalog profile, none in the "
+                    "traffic): counted as 0 J in the means, and the energy weight does not apply to it."
+                ]
+                if report.get("energy_unknown_models")
+                else []
+            ),
             f"Replay: {report['replay_queries_per_second']:.1f} queries/s through gRPC; the bandit ended at policy "
             f"{report['bandit_policy_version']}. Regret is to the per-query oracle. Churn: the mean total variation "
             "between the action shares of consecutive 200-query windows after the first fifth of the stream (a "
@@ -107,14 +116,21 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    fig, ax = plt.subplots(figsize=(9, 5))
+    colours = model_colours(report["models"])
+    fig, ax = plt.subplots(figsize=(10, 5))
     for name, p in sorted(report["policies"].items(), key=lambda item: item[1]["cumulative_regret"]):
         if name.startswith(("oracle", "always ")):
             continue
-        ax.plot(p["regret_curve"], label=name, linewidth=2.5 if name == BANDIT else 1.2)
+        ax.plot(
+            p["regret_curve"],
+            label=name,
+            linewidth=2.5 if name == BANDIT else 1.2,
+            color=policy_colour(name, colours),
+            linestyle="--" if name.startswith("best single") else "-",
+        )
     ax.set(xlabel="query", ylabel="cumulative regret to the per-query oracle", title="Cumulative regret")
     mark_events(ax, report)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     written.append(out / "regret.png")
     fig.savefig(written[-1], dpi=110)
@@ -127,7 +143,7 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
     kernel = np.ones(window) / window
     shares = np.array([np.convolve(chosen[:, j], kernel, mode="valid") for j in range(len(models))])
     fig, ax = plt.subplots(figsize=(9, 5))
-    ax.stackplot(np.arange(shares.shape[1]) + window, shares, labels=models)
+    ax.stackplot(np.arange(shares.shape[1]) + window, shares, labels=models, colors=[colours[m] for m in models])
     ax.set(
         xlabel="query",
         ylabel=f"share of the last {window} queries",
@@ -201,32 +217,44 @@ def sweep_markdown(summary: dict[str, Any], title: str) -> str:
 
 def sweep_plot(summary: dict[str, Any], out: Path) -> Path:
     """Quality against cost and against energy for every policy and weight; each learning policy's
-    Pareto front drawn as a line, the single models (the same at every weight) as grey crosses."""
+    Pareto front drawn as a line, the single models (the same at every weight) as crosses in their colours.
+    The bandit's points are labelled with their weight; the legend sits outside the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    for ax, key, label in (
-        (axes[0], "mean_cost_usd", "mean cost per query (USD)"),
-        (axes[1], "mean_energy_joules", "mean energy per query (J)"),
+    singles = [n.removeprefix("always ") for n in summary["policies"] if n.startswith("always ")]
+    colours = model_colours(singles)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5), layout="constrained")
+    for ax, key, label, unit in (
+        (axes[0], "mean_cost_usd", "mean cost per query (USD)", "$"),
+        (axes[1], "mean_energy_joules", "mean energy per query (J)", ""),
     ):
         for name, points in summary["policies"].items():
             xy = [(p[key], p["mean_quality"]) for p in points]
+            colour = policy_colour(name, colours)
             if name.startswith("always "):
-                ax.scatter(*xy[0], marker="x", color="grey")
-                ax.annotate(name.removeprefix("always "), xy[0], fontsize=6, color="grey")
+                ax.scatter(*xy[0], marker="x", color=colour, label=name)
                 continue
             front = pareto_front(xy)
-            style = {"linewidth": 2.5, "color": "black"} if name == BANDIT else {"linewidth": 1.0}
-            (line,) = ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], marker="o", label=name, **style)
-            ax.scatter([x for x, _ in xy], [q for _, q in xy], color=line.get_color(), s=10)
+            style = {"linewidth": 2.5} if name == BANDIT else {"linewidth": 1.0}
+            ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], marker="o", label=name, color=colour, **style)
+            ax.scatter([x for x, _ in xy], [q for _, q in xy], color=colour, s=10)
+            if name == BANDIT:
+                for (x, q), p in zip(xy, points, strict=True):
+                    ax.annotate(f"w={p['weight']:g}", (x, q), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set(xlabel=label, ylabel="mean quality", xscale="log")
+        # Plain numbers on the log axis (0.0002, 0.0005, ...), not powers of ten.
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, unit=unit: f"{unit}{v:.3g}"))
+        ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Quality against cost and energy, energy weight = cost weight in {summary['weights']}")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside right upper")
+    fig.suptitle(f"Quality against cost and energy, energy weight = cost weight w in {summary['weights']}")
     path = out / "pareto.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -289,6 +289,9 @@ def make_report(
         },
         "energy_source": "estimated" if estimated == sum(energy_sources.values()) else dict(energy_sources),
         "energy_basis": ENERGY_BASIS,
+        # Models with neither a catalog energy profile nor energy in the traffic: their energy counts as 0 in the
+        # means, and the energy weight does not apply to them.
+        "energy_unknown_models": [a for j, a in enumerate(table.arms) if table.energy_unknown[:, j].any()],
         "bandit_energy_sources": dict(energy_sources),
         "bandit_cost_sources": dict(cost_sources),
         "bandit_policy_version": policy_version,

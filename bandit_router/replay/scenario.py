@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bandit_router.errors import InputError
 from bandit_router.replay.traffic import Record
 
 KINDS = ("price", "degrade", "add", "remove", "mix", "corrupt")
@@ -40,7 +41,7 @@ KIND_FIELDS: dict[str, dict[str, bool]] = {
 }
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario breaks the format; the message names the event, the field, the rule and the value."""
 
 

@@ -14,7 +14,7 @@ from bandit_router.config import Config
 from bandit_router.pricing import Pricing, catalog_cost, catalog_energy
 from bandit_router.replay.scenario import Scenario
 from bandit_router.replay.traffic import Record
-from bandit_router.reward import cost_of, energy_of, resolve_tokens, scalar_reward
+from bandit_router.reward import Source, cost_of, energy_of, resolve_tokens, scalar_reward
 
 Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -48,6 +48,8 @@ class OutcomeTable:
     output_tokens: Matrix
     cost_residual: Matrix
     energy_residual: Matrix
+    # True where a model's energy on a record is unknown (no profile, no energy in the traffic): counted as 0.
+    energy_unknown: np.ndarray[Any, np.dtype[np.bool_]]
 
     def available(self, i: int) -> list[int]:
         return [j for j in range(len(self.arms)) if np.isfinite(self.reward[i, j])]
@@ -61,7 +63,7 @@ class OutcomeTable:
             task,
             int(out) if np.isfinite(out) else None,
             float(self.cost_residual[i, j]),
-            float(self.energy_residual[i, j]),
+            None if self.energy_unknown[i, j] else float(self.energy_residual[i, j]),
         )
 
     def step(self, trace: Trace, i: int, arm: int) -> None:
@@ -85,7 +87,7 @@ def build_table(
 
     table = OutcomeTable(
         arms, filled(0), filled(0), filled(0), filled(-np.inf), Counter(), filled(-np.inf), filled(np.nan),
-        filled(0), filled(0),
+        filled(0), filled(0), np.zeros(shape, dtype=bool),
     )  # fmt: skip
     weights = config.reward
     for i, record in enumerate(records):
@@ -99,6 +101,7 @@ def build_table(
             energy = energy_of(model, outcome.energy_joules, tokens)
             quality = outcome.quality * scenario.quality_factor(i, arm)
             table.energy_sources[energy.source.value] += 1
+            table.energy_unknown[i, j] = energy.source is Source.UNKNOWN
             table.quality[i, j], table.cost[i, j], table.energy[i, j] = quality, cost, energy.value
             table.reward[i, j], table.feedback[i, j] = (
                 scalar_reward(q, energy.value, cost, weights.energy_weight, weights.cost_weight, weights)

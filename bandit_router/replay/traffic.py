@@ -8,7 +8,8 @@ One record per line::
 
 Every outcome field but ``quality`` is optional. The arm set is the models present in the outcomes;
 the serving catalog, then the reference profiles shipped in ``known_models.toml``, supply prices and
-energy profiles for what a record lacks.
+energy profiles for what a record lacks. A model in neither needs a ``cost_usd`` in each of its outcomes;
+its energy is then whatever the traffic reports, else unknown.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.config import ModelSpec
+from bandit_router.errors import InputError
 
 OPTIONAL_FIELDS = {
     "cost_usd": float,
@@ -34,7 +36,7 @@ OPTIONAL_FIELDS = {
 }
 
 
-class TrafficError(ValueError):
+class TrafficError(InputError):
     """A traffic line breaks the format; the message names the line, the field, the rule and the value."""
 
 
@@ -134,8 +136,45 @@ def reference_models() -> dict[str, ModelSpec]:
     return {m["id"]: ModelSpec(**m) for m in tomllib.loads(text)["models"]}
 
 
+def _from_traffic(model: str, records: Sequence[Record]) -> ModelSpec:
+    """A catalog entry for a model no catalog knows, from what its outcomes carry: every one must carry its
+    cost_usd, which the reward needs. Prices are the blended USD per token of those costs where the outcomes
+    carry tokens too (else 0: the router then learns the mean cost from the rewards); energy likewise from
+    energy_joules, else unknown."""
+    outcomes = [r.outcomes[model] for r in records]
+    lacking = next((r.id for r, o in zip(records, outcomes, strict=True) if o.cost_usd is None), None)
+    if lacking is not None:
+        raise TrafficError(
+            f"model {model!r} is in neither the catalog nor the reference profiles, and record {lacking!r} has no "
+            f"cost_usd for it: give each of its outcomes a cost_usd, or add it to the catalog (--config, "
+            "[[models]] with its prices)"
+        )
+    tokens = [(o.input_tokens or 0) + (o.output_tokens or 0) for o in outcomes]
+    counted = all(t > 0 for t in tokens)
+    usd_per_mtok = sum(o.cost_usd or 0.0 for o in outcomes) / sum(tokens) * 1e6 if counted else 0.0
+    energy = [o.energy_joules for o in outcomes]
+    joules_per_token = (
+        sum(e or 0.0 for e in energy) / sum(tokens) if counted and all(e is not None for e in energy) else None
+    )
+    outputs = [o.output_tokens for o in outcomes if o.output_tokens]
+    return ModelSpec(
+        id=model,
+        input_usd_per_mtok=usd_per_mtok,
+        output_usd_per_mtok=usd_per_mtok,
+        energy_j_per_input_token=joules_per_token,
+        energy_j_per_output_token=joules_per_token,
+        energy_profile_source=(
+            "estimated: the traffic's mean energy_joules per token of this model"
+            if joules_per_token is not None
+            else "unknown: in no catalog, and the traffic carries no energy for it"
+        ),
+        typical_output_tokens=sum(outputs) / len(outputs) if outputs else ModelSpec.typical_output_tokens,
+    )
+
+
 def arm_catalog(records: Sequence[Record], serving: Sequence[ModelSpec]) -> tuple[ModelSpec, ...]:
-    """A catalog entry for every model in the traffic: the serving one, else the reference one."""
+    """A catalog entry for every model in the traffic: the serving one, else the reference one, else one made
+    from what the traffic carries (:func:`_from_traffic`)."""
     known = {**reference_models(), **{m.id: m for m in serving}}
     arms = sorted(records[0].outcomes)
     for record in records:
@@ -146,12 +185,10 @@ def arm_catalog(records: Sequence[Record], serving: Sequence[ModelSpec]) -> tupl
                 f"record {record.id!r} has outcomes for {sorted(record.outcomes)}, the first record for {arms}: "
                 "every record must have an outcome for the same models"
             )
-    missing = [a for a in arms if a not in known]
-    if missing:
-        raise TrafficError(
-            f"models {missing} are in neither the catalog nor the reference profiles: add them to a catalog (--config)"
-        )
-    return tuple(dataclasses.replace(known[a], enabled=True, gpus=(), node="") for a in arms)
+    return tuple(
+        dataclasses.replace(known[a], enabled=True, gpus=(), node="") if a in known else _from_traffic(a, records)
+        for a in arms
+    )
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -14,11 +14,13 @@ class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOURCE_MEASURED: _ClassVar[Source]
     SOURCE_COMPUTED: _ClassVar[Source]
     SOURCE_ESTIMATED: _ClassVar[Source]
+    SOURCE_UNKNOWN: _ClassVar[Source]
 SOURCE_UNSPECIFIED: Source
 SOURCE_REPORTED: Source
 SOURCE_MEASURED: Source
 SOURCE_COMPUTED: Source
 SOURCE_ESTIMATED: Source
+SOURCE_UNKNOWN: Source
 
 class Preferences(_message.Message):
     __slots__ = ("energy_weight", "cost_weight")

@@ -153,3 +153,31 @@ def test_the_demo_replays_cold_then_warm_on_disjoint_halves(tmp_path: Path, caps
     for how, result in (("cold-started", cold), ("warm-started", warm)):
         bandit = result["policies"][BANDIT]["mean_reward"]
         assert f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries" in printed
+
+
+@pytest.mark.usefixtures("free_dashboard")
+def test_a_users_own_log_replays_with_no_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Models in no catalog (an API model, a fine-tune), each outcome with its cost and tokens: the replay
+    prices them from the traffic, and says their energy is unknown instead of inventing one."""
+    rng = random.Random(4)
+    records = []
+    for i in range(60):
+        hard = rng.random() < 0.5
+        outcomes = {
+            "acme-gpt-large": Outcome(1.0 if hard else 0.9, cost_usd=0.004, input_tokens=30, output_tokens=170),
+            "acme-ft-small": Outcome(0.2 if hard else 0.9, cost_usd=0.0002, input_tokens=30, output_tokens=70),
+        }
+        records.append(Record(f"r{i}", f"Prove lemma {i}." if hard else f"What is {i} + 1?", "", outcomes))
+    traffic = tmp_path / "mine.jsonl"
+    write_traffic(records, traffic)
+    assert main(["--log-level", "WARNING", "replay", str(traffic), "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert sorted(result["models"]) == ["acme-ft-small", "acme-gpt-large"]
+    assert sorted(result["energy_unknown_models"]) == ["acme-ft-small", "acme-gpt-large"]
+    assert result["bandit_energy_sources"] == {"unknown": 60}
+    # Costs are what the traffic says, and the bandit's mean cost lies between the two models'.
+    policies = result["policies"]
+    assert policies["always acme-gpt-large"]["mean_cost_usd"] == pytest.approx(0.004)
+    assert policies["always acme-gpt-large"]["mean_energy_joules"] == 0.0
+    assert 0.0002 <= policies[BANDIT]["mean_cost_usd"] <= 0.004
+    assert "Energy unknown for acme-ft-small, acme-gpt-large" in (tmp_path / "out" / "report.md").read_text()

@@ -61,8 +61,18 @@ def test_arm_catalog_takes_serving_then_reference_profiles() -> None:
     catalog = {m.id: m for m in arm_catalog(records, serving)}
     assert catalog["gemma-2-9b-it"] == next(m for m in serving if m.id == "gemma-2-9b-it")
     assert catalog["codegemma-7b"].parameters_b == 7.0 and "dense fit" in catalog["codegemma-7b"].energy_profile_source
-    with pytest.raises(TrafficError, match=r"models \['mystery-1b'\] are in neither the catalog nor the reference"):
-        arm_catalog([Record("1", "q", "", {"mystery-1b": Outcome(1.0)})], serving)
+    with pytest.raises(
+        TrafficError,
+        match=r"model 'mystery-1b' is in neither the catalog nor the reference .* "
+        r"record '2' has no cost_usd for it",
+    ):
+        arm_catalog(
+            [
+                Record("1", "q", "", {"mystery-1b": Outcome(1.0, cost_usd=0.001)}),
+                Record("2", "q", "", {"mystery-1b": Outcome(1.0)}),
+            ],
+            serving,
+        )
     uneven = [records[0], Record("2", "q", "", {"gemma-2-9b-it": Outcome(1.0)})]
     with pytest.raises(TrafficError, match=r"record '2' has outcomes for \['gemma-2-9b-it'\], the first record for"):
         arm_catalog(uneven, serving)
@@ -87,3 +97,30 @@ def test_the_bundled_sample_is_valid_traffic() -> None:
         records = read_traffic(path)
     assert len(records) == 300 and len({r.task for r in records}) == 12
     assert arm_catalog(records, load_config(env={}).models)
+
+
+def test_a_model_in_no_catalog_is_priced_from_what_the_traffic_carries() -> None:
+    serving = load_config(env={}).models
+    records = [
+        Record("1", "q", "", {"my-ft": Outcome(1.0, cost_usd=0.003, input_tokens=100, output_tokens=200)}),
+        Record("2", "q", "", {"my-ft": Outcome(0.5, cost_usd=0.001, input_tokens=50, output_tokens=50)}),
+    ]
+    (spec,) = arm_catalog(records, serving)
+    # 0.004 USD over 400 tokens: 10 USD per 1M tokens, in and out; the mean answer 125 tokens.
+    assert spec.input_usd_per_mtok == pytest.approx(10.0) and spec.output_usd_per_mtok == pytest.approx(10.0)
+    assert spec.typical_output_tokens == pytest.approx(125.0)
+    # No energy in the traffic and no profile: unknown, not invented.
+    assert not spec.energy_known and spec.energy_profile_source.startswith("unknown")
+    with_energy = [
+        Record(
+            "1",
+            "q",
+            "",
+            {"my-ft": Outcome(1.0, cost_usd=0.003, input_tokens=100, output_tokens=100, energy_joules=20.0)},
+        )
+    ]
+    (measured,) = arm_catalog(with_energy, serving)
+    assert measured.energy_j_per_output_token == pytest.approx(0.1) and measured.energy_known
+    # Costs without tokens: the price is left at 0 and the router learns the mean cost from the rewards.
+    (untokened,) = arm_catalog([Record("1", "q", "", {"my-ft": Outcome(1.0, cost_usd=0.002)})], serving)
+    assert untokened.input_usd_per_mtok == 0.0
