@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,49 @@ async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
             assert max(mass) >= 0.6 and mass[-1] <= 0.2, mass
             tv = await page.evaluate("() => Chart.getChart('drift-chart').data.datasets[2].data.map(p => p.y)")
             assert max(v for v in tv if v is not None) >= 0.4, tv
-            # The swap that left gemma moved the policy beyond the alert threshold, and the banner says so.
-            assert "in total variation from the one before it" in await page.inner_text("#alerts")
-            # Another window and a task filter still draw.
+            # The swap that left gemma moved the policy beyond the alert threshold; the banner says when, and
+            # which models gained and lost probability by how much.
+            banners = await page.inner_text("#alerts")
+            assert "in total variation from the one before it" in banners
+            assert re.search(r"\d\d:\d\d:\d\d UTC: policy v\d+ moved .*lost [^;]*gemma-2-9b-it -0\.\d\d", banners), (
+                banners
+            )
+            # Clicking it shows that snapshot's change, model by model.
+            await page.click('#alerts [data-kind="drift"]')
+            assert await page.is_visible("#alert-detail")
+            change = await page.inner_text('#alert-detail tr[data-model="gemma-2-9b-it"] td:last-child')
+            assert change.startswith("-"), change
+            # Each model has one colour, distinct from the others', the same in every chart and the server's.
+            colours = await page.evaluate(
+                """async () => {
+                   const served = (await (await fetch('/api/summary')).json()).colours;
+                   const of = (id) => Object.fromEntries(
+                     Chart.getChart(id).data.datasets.map(d => [d.label, d.borderColor]));
+                   return {served, shares: of('shares-chart'), mass: of('mass-chart'),
+                           reward: of('model-reward-chart')};
+                   }"""
+            )
+            assert len(colours["shares"]) >= 2 and len(set(colours["shares"].values())) == len(colours["shares"]), (
+                colours
+            )
+            for chart in ("shares", "mass", "reward"):
+                assert all(colours[chart][m] == colours["served"][m] for m in colours[chart]), colours
+            # Legends list only series with data: nothing is measured on a CPU host.
+            legend = await page.evaluate("() => Chart.getChart('energy-chart').legend.legendItems.map(i => i.text)")
+            assert "estimated" in legend and "measured" not in legend, legend
+            assert re.fullmatch(
+                r"\(buckets of [\d.]+ (s|min|h)\)", await page.inner_text('[data-panel="shares"] .bucket')
+            )
+            # Another window and a task filter still draw, and live in the URL: a reload keeps them.
             await page.select_option("#window", "300")
             await page.select_option("#task", "general")
             seen = int(await page.evaluate("Number(document.body.dataset.refreshed)"))
             await page.wait_for_function(f"Number(document.body.dataset.refreshed) > {seen}", timeout=10_000)
             assert await page.get_attribute('[data-panel="shares"]', "data-ready") == "data"
+            assert "window=300" in page.url and "task=general" in page.url, page.url
+            await page.reload()
+            await page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+            assert await page.input_value("#window") == "300" and await page.input_value("#task") == "general"
             await browser.close()
     finally:
         browser_done.set()

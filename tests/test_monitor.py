@@ -70,7 +70,60 @@ def test_a_reward_shift_raises_an_alert() -> None:
     for i in range(20, 40):
         monitor.on_reward(f"d{i}", event("b", 0.5, clock.now))
     (alert,) = monitor.alerts()
-    assert "last 20 rewards is 0.500, 0.900 the 20 before" in alert
+    assert alert["kind"] == "reward" and "last 20 rewards is 0.500, 0.900 the 20 before" in alert["text"]
+
+
+class FixedPolicy:
+    """A policy that gives every probe the same pmf (the real Policy's drift is checked in the browser test)."""
+
+    def __init__(self, pmf: list[float], learned: int) -> None:
+        self._pmf, self.learned = pmf, learned
+
+    def pmf(self, choice: Choice) -> list[float]:
+        return self._pmf
+
+
+def test_a_drift_alert_names_the_models_that_gained_and_lost_and_when() -> None:
+    clock = Clock()
+    monitor = Monitor(DashboardConfig(shift_window=10, drift_alert_tv=0.25), clock)
+    choice = Choice.of("|T x", ["|A a", "|A b", "|A c"])
+    for i in range(5):
+        monitor.on_route(f"d{i}", "a", "t", [("a", 0.8), ("b", 0.1), ("c", 0.1)], 0.8, choice)
+    monitor.on_policy(FixedPolicy([0.8, 0.1, 0.1], 50), "v3")  # type: ignore[arg-type]
+    assert monitor.alerts() == []
+    clock.now = 7200.0  # 02:00:00 UTC
+    monitor.on_policy(FixedPolicy([0.2, 0.3, 0.5], 60), "v4")  # type: ignore[arg-type]
+    (alert,) = monitor.alerts()
+    assert alert["kind"] == "drift" and (alert["version"], alert["previous"]) == ("v4", "v3")
+    assert alert["text"] == (
+        "02:00:00 UTC: policy v4 moved 0.60 in total variation from the one before it on the probes (alert above "
+        "0.25); gained c +0.40, b +0.20; lost a -0.60"
+    )
+    assert alert["change"] == pytest.approx({"a": -0.6, "b": 0.2, "c": 0.4})
+    assert alert["before"] == pytest.approx({"a": 0.8, "b": 0.1, "c": 0.1})
+    assert alert["after"] == pytest.approx({"a": 0.2, "b": 0.3, "c": 0.5})
+    clock.now += DashboardConfig().alert_hold_s + 1
+    assert monitor.alerts() == []
+
+
+def test_empty_buckets_are_gaps_and_the_bucket_width_is_given() -> None:
+    clock = Clock()
+    monitor = Monitor(DashboardConfig(), clock)
+    choice = Choice.of("|T x", ["|A a", "|A b"])
+    for i in range(3):
+        monitor.on_route(f"d{i}", "a", "t", [("a", 0.5), ("b", 0.5)], 0.5, choice)
+        monitor.on_reward(f"d{i}", event("a", 1.0, clock.now))
+    clock.now += 30.0  # then nothing for 30 s
+    shares = monitor.shares(0)
+    assert shares["bucket_s"] == pytest.approx(1.0)
+    assert shares["share"]["a"][0] == 1.0 and shares["share"]["a"][-1] is None
+    rewards = monitor.rewards_view(0)
+    assert rewards["bucket_s"] == pytest.approx(1.0)
+    assert rewards["mean_reward"][-1] is None and rewards["rewards"][-1] == 0
+    # A source with no energy in a bucket is no bar there, not a zero-height one.
+    assert rewards["energy_joules_by_source"]["estimated"][0] == 6.0
+    assert rewards["energy_joules_by_source"]["measured"] == [None] * len(rewards["t"])
+    assert monitor.exploration(0)["mean_entropy"][-1] is None
 
 
 def test_views_bucket_what_happened_in_the_window() -> None:
@@ -86,7 +139,10 @@ def test_views_bucket_what_happened_in_the_window() -> None:
     recent = monitor.shares(2.5)  # the last three decisions (one a second), all b
     assert sum(recent["decisions"]) == 3 and set(recent["share"]) == {"b"}
     view = monitor.rewards_view(0)
-    assert sum(view["rewards"]) == 10 and sum(sum(v) for v in view["energy_joules_by_source"].values()) == 20.0
+    assert (
+        sum(view["rewards"]) == 10
+        and sum(x or 0.0 for v in view["energy_joules_by_source"].values() for x in v) == 20.0
+    )
     ope = monitor.ope(0)
     # Logged uniformly: always a earns 1 and always b 0, exactly, under SNIPS.
     assert ope["policies"]["always a"]["snips"]["value"] == pytest.approx(1.0)

@@ -62,8 +62,10 @@ class DriftSample:
     kl_first: float
     # Events the policy had learned.
     learned: int
-    # Each model's mean probability over the probes under this policy.
+    # Each model's mean probability over the probes under this policy, and under the one it replaced.
     model_mass: dict[str, float]
+    previous_mass: dict[str, float]
+    previous_version: str
 
 
 def entropy(pmf: Sequence[float]) -> float:
@@ -78,6 +80,18 @@ def divergence(p: Sequence[Sequence[float]], q: Sequence[Sequence[float]]) -> tu
         tvs.append(0.5 * float(np.abs(x - np.asarray(b)).sum()))
         kls.append(float(np.sum(np.where(x > 0, x * np.log(np.maximum(x, 1e-12) / y), 0.0))))
     return float(np.mean(tvs)), float(np.mean(kls))
+
+
+def _movers(change: dict[str, float], most: int = 3) -> str:
+    """ "gained a +0.40, b +0.10; lost c -0.50": the models whose mean probability moved by 0.01 or more."""
+    gained = sorted(((m, c) for m, c in change.items() if c >= 0.01), key=lambda mc: -mc[1])[:most]
+    lost = sorted(((m, c) for m, c in change.items() if c <= -0.01), key=lambda mc: mc[1])[:most]
+    parts = [
+        f"{word} " + ", ".join(f"{m} {c:+.2f}" for m, c in movers)
+        for word, movers in (("gained", gained), ("lost", lost))
+        if movers
+    ]
+    return "; ".join(parts) or "no model moved by 0.01 or more"
 
 
 class Metrics:
@@ -121,6 +135,7 @@ class Monitor:
         self.metrics = Metrics()
         self._first: Policy | None = None
         self._previous: Policy | None = None
+        self._previous_version = ""
 
     def on_route(
         self,
@@ -176,17 +191,20 @@ class Monitor:
         today's probes. Calls VW on all three: run it on the thread that owns the serving policies."""
         probes = list(self.probes)
         first, previous = self._first or policy, self._previous or policy
+        previous_version = self._previous_version or version
         self._first = first
-        self._previous = policy
+        self._previous, self._previous_version = policy, version
         if not probes:
             return
         pmfs = [policy.pmf(choice) for choice, _ in probes]
         tv_prev, kl_prev = divergence(pmfs, [previous.pmf(c) for c, _ in probes])
         tv_first, kl_first = divergence(pmfs, [first.pmf(c) for c, _ in probes])
         mass: dict[str, list[float]] = {}
-        for (_, models), pmf in zip(probes, pmfs, strict=True):
-            for model, p in zip(models, pmf, strict=True):
+        before: dict[str, list[float]] = {}
+        for (choice, models), pmf in zip(probes, pmfs, strict=True):
+            for model, p, q in zip(models, pmf, previous.pmf(choice), strict=True):
                 mass.setdefault(model, []).append(p)
+                before.setdefault(model, []).append(q)
         self.drift.append(
             DriftSample(
                 self.clock(),
@@ -197,6 +215,8 @@ class Monitor:
                 kl_first,
                 policy.learned,
                 {m: float(np.mean(v)) for m, v in mass.items()},
+                {m: float(np.mean(v)) for m, v in before.items()},
+                previous_version,
             )
         )
         self.metrics.drift.set(tv_prev)
@@ -210,8 +230,14 @@ class Monitor:
         begin = max(start, samples[0].t) if samples else self.clock()
         return np.linspace(begin, self.clock() + 1e-9, BUCKETS + 1)
 
+    @staticmethod
+    def _width(edges: np.ndarray[Any, Any]) -> float:
+        """Seconds per bucket, which the charts show beside their titles."""
+        return float(edges[1] - edges[0])
+
     def shares(self, window_s: float, task: str = "") -> dict[str, Any]:
-        """Share of decisions per model in each time bucket (overall, or of one task)."""
+        """Share of decisions per model in each time bucket (overall, or of one task); None in a bucket without
+        decisions, a gap in the chart rather than a drop to zero."""
         start = self._since(window_s)
         samples = [r for r in self.routes if r.t >= start and (not task or r.task == task)]
         edges = self._edges(start, samples)
@@ -224,14 +250,19 @@ class Monitor:
         share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
         return {
             "t": [float(t) for t in edges[1:]],
+            "bucket_s": self._width(edges),
             "decisions": [int(x) for x in totals],
-            "share": {m: [float(x) for x in share[i]] for i, m in enumerate(models)},
+            "share": {
+                m: [float(x) if n > 0 else None for x, n in zip(share[i], totals, strict=True)]
+                for i, m in enumerate(models)
+            },
             "tasks": sorted({r.task for r in self.routes}),
             "task": task,
         }
 
     def rewards_view(self, window_s: float) -> dict[str, Any]:
-        """Mean reward, quality, cost and energy per bucket, and energy split by its source."""
+        """Mean reward, quality, cost and energy per bucket, and energy split by its source; None where a bucket
+        has no rewards (of that source)."""
         start = self._since(window_s)
         samples = [r for r in self.rewards if r.t >= start]
         edges = self._edges(start, samples)
@@ -245,13 +276,20 @@ class Monitor:
         sources = sorted({r.energy_source for r in samples} | {"measured", "reported", "estimated"})
         return {
             "t": [float(t) for t in edges[1:]],
+            "bucket_s": self._width(edges),
             "rewards": [len(b) for b in buckets],
             "mean_reward": mean("reward"),
             "mean_quality": mean("quality"),
             "mean_cost_usd": mean("cost_usd"),
             "mean_energy_joules": mean("energy_joules"),
             "energy_joules_by_source": {
-                s: [float(sum(r.energy_joules for r in b if r.energy_source == s)) for b in buckets] for s in sources
+                s: [
+                    float(sum(r.energy_joules for r in b if r.energy_source == s))
+                    if any(r.energy_source == s for r in b)
+                    else None
+                    for b in buckets
+                ]
+                for s in sources
             },
             "per_model_mean_reward": {
                 m: [
@@ -272,6 +310,7 @@ class Monitor:
             buckets[min(BUCKETS - 1, int(np.searchsorted(edges, r.t, side="right")) - 1)].append(r)
         return {
             "t": [float(t) for t in edges[1:]],
+            "bucket_s": self._width(edges),
             "mean_entropy": [float(np.mean([r.entropy for r in b])) if b else None for b in buckets],
             "mean_chosen_probability": [float(np.mean([r.probability for r in b])) if b else None for b in buckets],
         }
@@ -319,17 +358,34 @@ class Monitor:
             result[name] = entry
         return {"n": len(samples), "z": z, "policies": result}
 
-    def alerts(self) -> list[str]:
-        """Drift alerts: a served policy that moved beyond the threshold within the last ``alert_hold_s``,
-        and a shift of the mean reward between the last two ``shift_window`` rewards. A young policy moves
-        a lot as it learns; its swaps raise no alert before it has learned ``shift_window`` events."""
-        found = []
+    def alerts(self) -> list[dict[str, Any]]:
+        """Drift alerts: a served policy that moved beyond the threshold within the last ``alert_hold_s``, with
+        the models that gained and lost probability on the probes, by how much, and when; and a shift of the
+        mean reward between the last two ``shift_window`` rewards. A young policy moves a lot as it learns; its
+        swaps raise no alert before it has learned ``shift_window`` events."""
+        found: list[dict[str, Any]] = []
         since = self.clock() - self.config.alert_hold_s
         for d in self.drift:
             if d.t >= since and d.learned >= self.config.shift_window and d.tv_previous > self.config.drift_alert_tv:
+                change = {
+                    m: d.model_mass.get(m, 0.0) - d.previous_mass.get(m, 0.0)
+                    for m in sorted(set(d.model_mass) | set(d.previous_mass))
+                }
                 found.append(
-                    f"policy {d.version} moved {d.tv_previous:.2f} in total variation from the one before it on "
-                    f"the probes (alert above {self.config.drift_alert_tv:g})"
+                    {
+                        "kind": "drift",
+                        "t": d.t,
+                        "version": d.version,
+                        "previous": d.previous_version,
+                        "text": (
+                            f"{time.strftime('%H:%M:%S UTC', time.gmtime(d.t))}: policy {d.version} moved "
+                            f"{d.tv_previous:.2f} in total variation from the one before it on the probes (alert above "
+                            f"{self.config.drift_alert_tv:g}); {_movers(change)}"
+                        ),
+                        "change": change,
+                        "before": dict(d.previous_mass),
+                        "after": dict(d.model_mass),
+                    }
                 )
         n = self.config.shift_window
         recent = [r.reward for r in self.rewards][-2 * n :]
@@ -337,8 +393,14 @@ class Monitor:
             before, after = float(np.mean(recent[:n])), float(np.mean(recent[n:]))
             if abs(after - before) > self.config.reward_shift_alert:
                 found.append(
-                    f"mean reward of the last {n} rewards is {after:.3f}, {before:.3f} the {n} before "
-                    f"(alert beyond {self.config.reward_shift_alert:g})"
+                    {
+                        "kind": "reward",
+                        "t": self.rewards[-1].t,
+                        "text": (
+                            f"mean reward of the last {n} rewards is {after:.3f}, {before:.3f} the {n} before "
+                            f"(alert beyond {self.config.reward_shift_alert:g})"
+                        ),
+                    }
                 )
         return found
 

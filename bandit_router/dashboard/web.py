@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bandit_router.colours import model_colours
 from bandit_router.dashboard.guard import GuardedSite
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ def build_app(service: RouterService) -> web.Application:
                 "gate_rejections": learner.rejections if learner else 0,
                 "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts else None,
                 "models": [m.id for m in service.list_models()],
+                # The same colour per model as every report and plot; models routed to under an older catalog too.
+                "colours": model_colours(
+                    [*(m.id for m in service.config.models), *sorted({r.model for r in monitor.routes})]
+                ),
                 "tasks": sorted({r.task for r in monitor.routes}),
                 "alerts": monitor.alerts(),
                 "endpoints": ENDPOINTS,

@@ -2,9 +2,18 @@
 "use strict";
 
 const charts = {};
-const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777", "#4b5563"];
-const color = (i) => palette[i % palette.length];
+// Each model's colour comes from the server (/api/summary), the same as in every report and plot; these are
+// for the few fixed series (mean reward, quality, ...) and a model the summary has not named yet.
+const series = ["#1f2937", "#2f9e44", "#e8590c", "#1971c2", "#9c36b5", "#0c8599", "#c2255c", "#5c940d"];
+let modelColours = {};
+const colourOf = (model, i) => modelColours[model] || series[i % series.length];
 const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+const controls = { window: document.getElementById("window"), task: document.getElementById("task") };
+
+// A value that counts as data: an empty bucket is null (a gap in the line, not a drop to zero).
+const present = (v) => v !== null && v !== undefined && (typeof v !== "object" || present(v.y));
+// Legends list only the series that have data in the window.
+const legend = { labels: { filter: (item, data) => data.datasets[item.datasetIndex].data.some(present) } };
 
 function draw(id, type, data, options) {
   const chart = charts[id];
@@ -14,7 +23,9 @@ function draw(id, type, data, options) {
     return;
   }
   charts[id] = new Chart(document.getElementById(id), {
-    type, data, options: { animation: false, responsive: true, maintainAspectRatio: false, ...options },
+    type,
+    data,
+    options: { animation: false, responsive: true, maintainAspectRatio: false, plugins: { legend }, ...options },
   });
 }
 
@@ -22,16 +33,58 @@ function ready(panel, hasData) {
   document.querySelector(`[data-panel="${panel}"]`).dataset.ready = hasData ? "data" : "empty";
 }
 
+function seconds(s) {
+  if (s >= 3600) return `${(s / 3600).toPrecision(2)} h`;
+  if (s >= 60) return `${(s / 60).toPrecision(2)} min`;
+  return `${s.toPrecision(2)} s`;
+}
+
+function bucket(panel, width) {
+  const label = document.querySelector(`[data-panel="${panel}"] .bucket`);
+  if (label) label.textContent = width ? `(buckets of ${seconds(width)})` : "";
+}
+
 async function get(path) {
-  const window = document.getElementById("window").value;
   const sep = path.includes("?") ? "&" : "?";
-  const response = await fetch(`${path}${sep}window=${window}`);
+  const response = await fetch(`${path}${sep}window=${controls.window.value}`);
   if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
   return response.json();
 }
 
+// The window and task live in the URL, so a view can be bookmarked or shared.
+function restore() {
+  const query = new URLSearchParams(location.search);
+  const window = query.get("window");
+  if (window !== null && [...controls.window.options].some((o) => o.value === window)) controls.window.value = window;
+  const task = query.get("task");
+  if (task) {
+    controls.task.add(new Option(task, task));
+    controls.task.value = task;
+  }
+}
+
+function remember() {
+  const query = new URLSearchParams({ window: controls.window.value });
+  if (controls.task.value) query.set("task", controls.task.value);
+  history.replaceState(null, "", `?${query}`);
+}
+
+function showChange(alert) {
+  const detail = document.getElementById("alert-detail");
+  const rows = Object.entries(alert.change).sort((a, b) => a[1] - b[1]);
+  detail.innerHTML =
+    `<h3>${alert.version} against ${alert.previous}, ${clock(alert.t)}: each model's mean probability on the probes</h3>` +
+    "<table><tr><th>model</th><th>before</th><th>after</th><th>change</th></tr>" +
+    rows.map(([m, c]) => `<tr data-model="${m}"><td><span class="swatch" style="background:${colourOf(m, 0)}"></span>` +
+      `${m}</td><td>${(alert.before[m] ?? 0).toFixed(3)}</td><td>${(alert.after[m] ?? 0).toFixed(3)}</td>` +
+      `<td>${c >= 0 ? "+" : ""}${c.toFixed(3)}</td></tr>`).join("") +
+    "</table>";
+  detail.hidden = false;
+}
+
 async function summary() {
   const [s, h] = await Promise.all([get("/api/summary"), get("/api/health")]);
+  modelColours = s.colours;
   const tiles = [
     ["served policy", s.policy_version], ["learner policy", s.learner_version], ["events learned", s.events_learned],
     ["gate promoted / held", `${s.gate_promotions} / ${s.gate_rejections}`], ["pending", h.pending],
@@ -41,25 +94,39 @@ async function summary() {
   ];
   document.getElementById("tiles").innerHTML =
     tiles.map(([k, v]) => `<div class="tile">${k}<b>${v}</b></div>`).join("");
-  document.getElementById("alerts").innerHTML = s.alerts.map((a) => `<div class="alert">${a}</div>`).join("");
-  const select = document.getElementById("task");
-  const known = new Set([...select.options].map((o) => o.value));
+  const alerts = document.getElementById("alerts");
+  alerts.replaceChildren(...s.alerts.map((a) => {
+    const banner = document.createElement("div");
+    banner.className = "alert";
+    banner.dataset.kind = a.kind;
+    banner.textContent = a.text;
+    if (a.kind === "drift") {
+      banner.dataset.version = a.version;
+      banner.title = "show this snapshot's change";
+      banner.tabIndex = 0;
+      banner.addEventListener("click", () => showChange(a));
+    }
+    return banner;
+  }));
+  const known = new Set([...controls.task.options].map((o) => o.value));
   for (const task of s.tasks) {
-    if (!known.has(task)) select.add(new Option(task, task));
+    if (!known.has(task)) controls.task.add(new Option(task, task));
   }
   ready("summary", true);
 }
 
 async function shares() {
-  const task = document.getElementById("task").value;
+  const task = controls.task.value;
   const d = await get(`/api/shares?task=${encodeURIComponent(task)}`);
   const models = Object.keys(d.share);
   draw("shares-chart", "line", {
     labels: d.t.map(clock),
     datasets: models.map((m, i) => ({
-      label: m, data: d.share[m], fill: true, backgroundColor: color(i) + "99", borderColor: color(i), pointRadius: 0,
+      label: m, data: d.share[m], fill: true, backgroundColor: colourOf(m, i) + "99", borderColor: colourOf(m, i),
+      pointRadius: 0, spanGaps: false,
     })),
   }, { scales: { y: { stacked: true, min: 0, max: 1 } } });
+  bucket("shares", d.bucket_s);
   ready("shares", models.length > 0);
 }
 
@@ -69,27 +136,31 @@ async function rewards() {
   draw("rewards-chart", "line", {
     labels,
     datasets: [
-      { label: "mean reward", data: d.mean_reward, borderColor: color(0), spanGaps: true },
-      { label: "mean quality", data: d.mean_quality, borderColor: color(2), spanGaps: true },
+      { label: "mean reward", data: d.mean_reward, borderColor: series[0], spanGaps: false },
+      { label: "mean quality", data: d.mean_quality, borderColor: series[1], spanGaps: false },
     ],
   }, {});
   draw("cost-chart", "line", {
     labels,
     datasets: [
-      { label: "mean cost (USD)", data: d.mean_cost_usd, borderColor: color(1), spanGaps: true, yAxisID: "y" },
-      { label: "mean energy (J)", data: d.mean_energy_joules, borderColor: color(6), spanGaps: true, yAxisID: "y1" },
+      { label: "mean cost (USD)", data: d.mean_cost_usd, borderColor: series[2], spanGaps: false, yAxisID: "y" },
+      { label: "mean energy (J)", data: d.mean_energy_joules, borderColor: series[3], spanGaps: false, yAxisID: "y1" },
     ],
   }, { scales: { y: { position: "left" }, y1: { position: "right", grid: { drawOnChartArea: false } } } });
   const models = Object.keys(d.per_model_mean_reward);
   draw("model-reward-chart", "line", {
     labels,
-    datasets: models.map((m, i) => ({ label: m, data: d.per_model_mean_reward[m], borderColor: color(i), spanGaps: true })),
+    datasets: models.map((m, i) => ({
+      label: m, data: d.per_model_mean_reward[m], borderColor: colourOf(m, i), backgroundColor: colourOf(m, i),
+      spanGaps: false,
+    })),
   }, {});
   const sources = Object.keys(d.energy_joules_by_source);
   draw("energy-chart", "bar", {
     labels,
-    datasets: sources.map((s, i) => ({ label: s, data: d.energy_joules_by_source[s], backgroundColor: color(i + 3) })),
+    datasets: sources.map((s, i) => ({ label: s, data: d.energy_joules_by_source[s], backgroundColor: series[i + 4] })),
   }, { scales: { x: { stacked: true }, y: { stacked: true } } });
+  for (const panel of ["rewards", "model-reward", "cost", "energy"]) bucket(panel, d.bucket_s);
   const has = d.rewards.some((n) => n > 0);
   ready("rewards", has);
   ready("cost", has);
@@ -105,22 +176,24 @@ async function drift() {
   const held = d.gate.filter((g) => !g.promoted);
   draw("drift-chart", "line", {
     datasets: [
-      { label: "TV from previous", data: points(d.tv_previous), borderColor: color(1) },
-      { label: "KL from previous", data: points(d.kl_previous), borderColor: color(4), borderDash: [4, 3] },
-      { label: "TV from first", data: points(d.tv_first), borderColor: color(0) },
+      { label: "TV from previous", data: points(d.tv_previous), borderColor: series[2] },
+      { label: "KL from previous", data: points(d.kl_previous), borderColor: series[4], borderDash: [4, 3] },
+      { label: "TV from first", data: points(d.tv_first), borderColor: series[0] },
       {
         type: "scatter", label: "snapshot served", data: served.map((g) => ({ x: g.t, y: 0 })),
-        pointStyle: "triangle", pointRadius: 5, backgroundColor: "#16a34a",
+        pointStyle: "triangle", pointRadius: 5, backgroundColor: "#2f9e44",
       },
       {
         type: "scatter", label: "held back by the gate", data: held.map((g) => ({ x: g.t, y: 0 })),
-        pointStyle: "crossRot", pointRadius: 7, borderColor: "#dc2626", borderWidth: 2,
+        pointStyle: "crossRot", pointRadius: 7, borderColor: "#e03131", borderWidth: 2,
       },
     ],
   }, { scales: { x: time } });
   const models = Object.keys(d.model_mass);
   draw("mass-chart", "line", {
-    datasets: models.map((m, i) => ({ label: m, data: points(d.model_mass[m]), borderColor: color(i) })),
+    datasets: models.map((m, i) => ({
+      label: m, data: points(d.model_mass[m]), borderColor: colourOf(m, i), backgroundColor: colourOf(m, i),
+    })),
   }, { scales: { x: time, y: { min: 0, max: 1 } } });
   ready("drift", d.t.length > 0);
   ready("mass", models.length > 0);
@@ -131,41 +204,50 @@ async function exploration() {
   draw("exploration-chart", "line", {
     labels: d.t.map(clock),
     datasets: [
-      { label: "mean pmf entropy (nats)", data: d.mean_entropy, borderColor: color(3), spanGaps: true },
-      { label: "mean chosen-action probability", data: d.mean_chosen_probability, borderColor: color(5), spanGaps: true },
+      { label: "mean pmf entropy (nats)", data: d.mean_entropy, borderColor: series[3], spanGaps: false },
+      { label: "mean chosen-action probability", data: d.mean_chosen_probability, borderColor: series[5], spanGaps: false },
     ],
   }, {});
+  bucket("exploration", d.bucket_s);
   ready("exploration", d.mean_entropy.some((v) => v !== null));
 }
 
 async function ope() {
   const d = await get("/api/ope");
   const names = Object.keys(d.policies).filter((n) => d.policies[n].snips);
+  const colour = (n, i) => (n.startsWith("always ") ? colourOf(n.slice(7), i) : series[0]);
   draw("ope-chart", "bar", {
     labels: names,
     datasets: [
       {
-        label: "95% interval", backgroundColor: "#93c5fd", minBarLength: 3, order: 2,
+        label: "95% interval", backgroundColor: names.map((n, i) => colour(n, i) + "66"), minBarLength: 3, order: 2,
         data: names.map((n) => [d.policies[n].snips.low, d.policies[n].snips.high]),
       },
       {
         type: "line", label: "SNIPS estimate", showLine: false, pointRadius: 5, order: 1,
-        borderColor: "#1e3a8a", backgroundColor: "#1e3a8a",
+        borderColor: names.map((n, i) => colour(n, i)), backgroundColor: names.map((n, i) => colour(n, i)),
         data: names.map((n) => d.policies[n].snips.value),
       },
     ],
-  }, { indexAxis: "x" });
+  }, { indexAxis: "x", plugins: { legend: { display: true } } });
   ready("ope", names.length > 0);
 }
 
 async function refresh() {
-  const results = await Promise.allSettled([summary(), shares(), rewards(), drift(), exploration(), ope()]);
+  // The summary first: it carries the models' colours every chart uses.
+  const first = await Promise.allSettled([summary()]);
+  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope()]))];
   for (const r of results) if (r.status === "rejected") console.error(r.reason);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
 }
 
-document.getElementById("window").addEventListener("change", refresh);
-document.getElementById("task").addEventListener("change", refresh);
+restore();
+for (const control of Object.values(controls)) {
+  control.addEventListener("change", () => {
+    remember();
+    refresh();
+  });
+}
 setInterval(() => { if (document.getElementById("refresh").checked) refresh(); }, 2000);
 refresh();
