@@ -4,6 +4,7 @@ quality against cost and energy (sweep.json, sweep.md, pareto.png)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,9 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
     kernel = np.ones(window) / window
     shares = np.array([np.convolve(chosen[:, j], kernel, mode="valid") for j in range(len(models))])
     fig, ax = plt.subplots(figsize=(9, 5))
-    ax.stackplot(np.arange(shares.shape[1]) + window, shares, labels=models, colors=[colours[m] for m in models])
+    # A model the bandit never chose has no band, and no legend entry.
+    labels = [m if chosen[:, j].any() else f"_{m}" for j, m in enumerate(models)]
+    ax.stackplot(np.arange(shares.shape[1]) + window, shares, labels=labels, colors=[colours[m] for m in models])
     ax.set(
         xlabel="query",
         ylabel=f"share of the last {window} queries",
@@ -174,6 +177,9 @@ def sweep_summary(reports: dict[float, dict[str, Any]]) -> dict[str, Any]:
         for name, p in result["policies"].items():
             if name.startswith("best single model"):
                 continue  # one of the "always" policies, under another name at each weight
+            if name.startswith("full information"):
+                # The ridge chosen in hindsight may differ from weight to weight: one policy, one line.
+                name = "full information (every outcome seen; best ridge in hindsight at each weight)"
             policies.setdefault(name, []).append(
                 {
                     "weight": weight,
@@ -215,6 +221,14 @@ def sweep_markdown(summary: dict[str, Any], title: str) -> str:
     return "\n".join([*rows, ""])
 
 
+def _plain(value: float) -> str:
+    """A tick in plain decimals with one significant figure or more: 0.00002, 0.0005, 20, 500."""
+    if value <= 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, -math.floor(math.log10(value)))
+    return f"{value:.{decimals}f}"
+
+
 def sweep_plot(summary: dict[str, Any], out: Path) -> Path:
     """Quality against cost and against energy for every policy and weight; each learning policy's
     Pareto front drawn as a line, the single models (the same at every weight) as crosses in their colours.
@@ -249,11 +263,11 @@ def sweep_plot(summary: dict[str, Any], out: Path) -> Path:
         # Plain numbers on the log axis (0.0002, 0.0005, ...), not powers of ten.
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, unit=unit: f"{unit}{v:.3g}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, unit=unit: unit + _plain(v)))
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="outside right upper")
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=3)
     fig.suptitle(f"Quality against cost and energy, energy weight = cost weight w in {summary['weights']}")
     path = out / "pareto.png"
     fig.savefig(path, dpi=110)
