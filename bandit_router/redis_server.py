@@ -49,9 +49,13 @@ def redis_executable() -> str:
 # Run by the child instead of a preexec_fn (calling into C after the fork of a threaded process can crash it):
 # SIGTERM this process when the thread that started it ends (its router dies, even by kill -9), then become
 # redis-server; the setting survives the exec. Linux only.
+# SIGKILL, not SIGTERM, when the router dies: on SIGTERM redis-server first saves its RDB file and, if that fails
+# (the data folder is gone, the disk is full), refuses to exit and lives on, orphaned. Nothing acknowledged is
+# lost by the kill: Redis writes each command to the append-only file before it replies, and the kernel keeps
+# what a killed process wrote.
 _DIE_WITH_PARENT = """
 import ctypes, os, sys
-ctypes.CDLL(None).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
 if os.getppid() != int(sys.argv[1]):  # the parent died before the line above took effect
     sys.exit(1)
 os.execv(sys.argv[2], sys.argv[2:])

@@ -170,13 +170,31 @@ class RouterService:
         """Opens a router; one given ``embedder`` stays the caller's to close, one it builds is its own."""
         client, embedded = await connect(config.redis.url, config.server.data_path, config.redis.embedded_maxmemory_mb)
         owned = embedder is None
-        if embedder is None:
-            kind: Callable[[EmbeddingConfig], TextEmbedder] = EmbedderPool if config.embedding.processes else Embedder
-            embedder = await asyncio.to_thread(kind, config.embedding)
-        service = cls(config, Store(client, config.redis.key_prefix), embedder, **kwargs)
-        service._embedded = embedded
-        service._owns_embedder = owned
-        await service.start()
+        service: RouterService | None = None
+        try:
+            if embedder is None:
+                kind: Callable[[EmbeddingConfig], TextEmbedder] = (
+                    EmbedderPool if config.embedding.processes else Embedder
+                )
+                embedder = await asyncio.to_thread(kind, config.embedding)
+            service = cls(config, Store(client, config.redis.key_prefix), embedder, **kwargs)
+            service._embedded = embedded
+            service._owns_embedder = owned
+            await service.start()
+        except BaseException:
+            # A start that failed or was cancelled (Ctrl-C while it loads) stops what it started, the
+            # embedded Redis last, so that nothing outlives it (a caller's temporary folder then goes safely).
+            try:
+                if service is not None:
+                    await service.close()
+                else:
+                    await client.aclose()
+                    if owned and embedder is not None:
+                        await asyncio.to_thread(embedder.close)
+            finally:
+                if embedded is not None:
+                    await asyncio.to_thread(embedded.stop)
+            raise
         return service
 
     def _new_policy(self, snapshot: Snapshot | None) -> Policy:

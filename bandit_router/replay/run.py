@@ -183,7 +183,11 @@ async def replay(
             files = SnapshotFiles(Path(data_dir) / "snapshots", config.policy.keep_snapshots)
             await publish(warm_result, files, None)
         service = await RouterService.open(config, embedder=cache)
-        server = Server(service, "127.0.0.1:0")
+        try:
+            server = Server(service, "127.0.0.1:0")
+        except BaseException:
+            await service.close()
+            raise
         try:
             await server.start()
             if on_start is not None:
