@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import signal
 from pathlib import Path
 from typing import Any
@@ -146,21 +147,24 @@ async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_
     assert_learned_once(service, acknowledged)
 
 
-async def test_kill_9_of_redis_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
-    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_kill_9_of_redis_at_a_random_point_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder, seed: int
 ) -> None:
+    # Where the kill lands (mid-batch, mid-snapshot, between the two) is drawn, seeded so a failure replays.
+    kill_after = random.Random(seed).randint(5, 110)
     config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
     service = await RouterService.open(config, embedder=embedder)
     acknowledged: list[str | None] = []
     try:
         assert service.learner is not None
         traffic = asyncio.create_task(load(service, acknowledged, 150))
-        await until(lambda: len(acknowledged) >= 50, 60, "50 rewards")
+        await until(lambda: len(acknowledged) >= kill_after, 60, f"{kill_after} rewards")
         # Redis's append-only file is written before it answers, so what it acknowledged outlives its process.
         assert own_redis.pid is not None
         os.kill(own_redis.pid, signal.SIGKILL)
         await until(lambda: not own_redis.alive(), 30, "redis-server to die")
-        await until(lambda: len(acknowledged) >= 60, 60, "rewards refused while Redis is down")
+        await until(lambda: len(acknowledged) >= kill_after + 10, 60, "rewards refused while Redis is down")
         await asyncio.to_thread(own_redis.start)
         await traffic
         learned_ids = [a for a in acknowledged if a is not None]
