@@ -397,7 +397,8 @@ class AuthConfig:
     # "tenant:token" entries (tokens of 16 or more characters; a tenant may have several). A caller is the
     # tenant of the token it presents, and sees and rewards only that tenant's decisions.
     tokens: tuple[str, ...] = ()
-    # The token the dashboard and /metrics ask for; empty leaves them open (they show aggregates only).
+    # The token that opens the dashboard and /metrics on every tenant's traffic, as an admin tenant's token
+    # does; another tenant's token shows its own traffic. With no token of any kind the dashboard is open.
     dashboard_token: str = ""
     # Tenants that may read GetStats, whose figures (events learned, each model's running cost, energy and
     # latency) come from every tenant's rewards. With tokens and no admin, GetStats is refused to all.

@@ -513,7 +513,7 @@ class RouterService:
             if isinstance(exc, ResponseError) and not refusing(exc):
                 raise
             self._keep_unsaved(decision_id, summary, pending, now, exc)
-            self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
+            self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
             return decision
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
@@ -523,7 +523,7 @@ class RouterService:
             await self.energy.take_off(decision_id, model, now)
         except REDIS_ERRORS as exc:  # its energy will be estimated
             log.warning("could not record the energy flight of %s: %s", decision_id, exc)
-        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice)
+        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
         return decision
 
     def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float) -> tuple[list[float], int]:
@@ -683,7 +683,7 @@ class RouterService:
             raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
         if taken.status == "gone":
             raise await self._missing(request.decision_id)
-        self.monitor.on_reward(request.decision_id, event)
+        self.monitor.on_reward(request.decision_id, event, request.tenant)
         return RewardOutcome(request.decision_id, model.id, float(event["reward"]), cost, energy)
 
     def _event(

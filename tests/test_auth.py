@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -113,14 +114,50 @@ async def test_the_dashboard_asks_for_its_token(tenants: Server) -> None:
                 assert response.status == 401, header
         async with session.get(url + "api/summary", params={"token": "ünïcode"}) as response:
             assert response.status == 401
-        # A tenant's gRPC token is not the dashboard's.
-        async with session.get(url + "metrics", headers={"Authorization": f"Bearer {A}"}) as response:
-            assert response.status == 401
+        # A tenant that is no admin sees its own view, never the pooled metrics.
+        async with session.get(url + "metrics", headers={"Authorization": f"Bearer {B}"}) as response:
+            assert response.status == 403 and "admin" in await response.text()
         # A browser opens /?token=..., gets a cookie, and the page's own requests carry it.
         async with session.get(url + f"?token={DASHBOARD}") as response:
             assert response.status == 200 and "<canvas" in await response.text()
         async with session.get(url + "api/health") as response:
             assert response.status == 200
+
+
+async def test_each_tenant_sees_its_own_traffic_on_the_dashboard(tenants: Server) -> None:
+    """beta's token shows beta's decisions, rewards and tasks only, and none of the figures pooled over every
+    tenant; the dashboard token and an admin tenant's (alpha's) show all of it."""
+    assert tenants.dashboard is not None
+    url = tenants.dashboard.url
+    async with grpc.aio.insecure_channel(tenants.address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        for token, task, count in ((A, "alphatask", 5), (B, "betatask", 3)):
+            for i in range(count):
+                d = await stub.Route(pb.RouteRequest(query=f"question {i}", task=task), metadata=bearer(token))
+                await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.5), metadata=bearer(token))
+        await stub.Route(pb.RouteRequest(query="still pending", task="betatask"), metadata=bearer(B))
+
+    async def view(token: str, path: str) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url + path, headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            assert response.status == 200, (path, await response.text())
+            body: dict[str, Any] = await response.json()
+            return body
+
+    beta = {p: await view(B, f"api/{p}?window=0") for p in ("summary", "shares", "rewards", "health", "ope", "drift")}
+    assert beta["summary"]["viewer"] == "beta" and beta["summary"]["tasks"] == ["betatask"]
+    assert beta["summary"]["events_learned"] is None and beta["summary"]["gate_promotions"] is None
+    assert sum(beta["shares"]["decisions"]) == 4 and beta["shares"]["tasks"] == ["betatask"]
+    assert sum(beta["rewards"]["rewards"]) == 3 and beta["ope"]["n"] == 3
+    assert beta["health"]["pending"] == 1 and beta["health"]["learner_lag_events"] is None
+    assert all("reason" not in g for g in beta["drift"]["gate"])
+    for token in (DASHBOARD, A):
+        pooled = {p: await view(token, f"api/{p}?window=0") for p in ("summary", "shares", "rewards")}
+        assert pooled["summary"]["viewer"] == "all tenants"
+        assert pooled["summary"]["tasks"] == ["alphatask", "betatask"]
+        assert sum(pooled["shares"]["decisions"]) == 9 and sum(pooled["rewards"]["rewards"]) == 8
 
 
 async def test_tls_on_grpc_and_the_dashboard(tmp_path: Path, redis_url: str, embedder: Embedder) -> None:

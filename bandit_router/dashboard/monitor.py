@@ -34,6 +34,8 @@ class RouteSample:
     task: str
     probability: float
     entropy: float
+    # The caller's tenant ("" without authentication): a tenant's dashboard view shows its own samples only.
+    tenant: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RewardSample:
     models: tuple[str, ...]
     index: int
     probability: float
+    tenant: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +132,8 @@ class Monitor:
         self.rewards: collections.deque[RewardSample] = collections.deque(maxlen=config.history)
         self.drift: collections.deque[DriftSample] = collections.deque(maxlen=config.history)
         self.probes: collections.deque[tuple[Choice, tuple[str, ...]]] = collections.deque(maxlen=config.probe_size)
-        # decision id -> Route time, until rewarded or expired
-        self.outstanding: dict[str, float] = {}
+        # decision id -> (Route time, tenant), until rewarded or expired
+        self.outstanding: dict[str, tuple[float, str]] = {}
         self.expired = 0
         self.metrics = Metrics()
         self._first: Policy | None = None
@@ -145,18 +148,15 @@ class Monitor:
         pmf: Sequence[tuple[str, float]],
         probability: float,
         choice: Choice,
+        tenant: str = "",
     ) -> None:
         now = self.clock()
-        self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf])))
+        self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf]), tenant))
         self.probes.append((choice, tuple(m for m, _ in pmf)))
-        self.outstanding[decision_id] = now
+        self.outstanding[decision_id] = (now, tenant)
         self.metrics.decisions.labels(model).inc()
 
-    def on_reward(
-        self,
-        decision_id: str,
-        event: dict[str, Any],
-    ) -> None:
+    def on_reward(self, decision_id: str, event: dict[str, Any], tenant: str = "") -> None:
         now = self.clock()
         self.outstanding.pop(decision_id, None)
         sample = RewardSample(
@@ -172,6 +172,7 @@ class Monitor:
             tuple(m for m, _ in event["pmf"]),
             int(event["index"]),
             float(event["probability"]),
+            tenant,
         )
         self.rewards.append(sample)
         m = self.metrics
@@ -226,6 +227,16 @@ class Monitor:
     def _since(self, window_s: float) -> float:
         return self.clock() - window_s if window_s > 0 else -math.inf
 
+    def _routes(self, window_s: float, tenant: str | None) -> tuple[float, list[RouteSample]]:
+        """The window's start and its decisions (of one tenant, or all with None), copied first: the deques
+        grow while a view reads them."""
+        start = self._since(window_s)
+        return start, [r for r in list(self.routes) if r.t >= start and (tenant is None or r.tenant == tenant)]
+
+    def _rewards(self, window_s: float, tenant: str | None) -> tuple[float, list[RewardSample]]:
+        start = self._since(window_s)
+        return start, [r for r in list(self.rewards) if r.t >= start and (tenant is None or r.tenant == tenant)]
+
     def _edges(self, start: float, samples: Sequence[Any]) -> np.ndarray[Any, Any]:
         begin = max(start, samples[0].t) if samples else self.clock()
         return np.linspace(begin, self.clock() + 1e-9, BUCKETS + 1)
@@ -235,11 +246,12 @@ class Monitor:
         """Seconds per bucket, which the charts show beside their titles."""
         return float(edges[1] - edges[0])
 
-    def shares(self, window_s: float, task: str = "") -> dict[str, Any]:
+    def shares(self, window_s: float, task: str = "", tenant: str | None = None) -> dict[str, Any]:
         """Share of decisions per model in each time bucket (overall, or of one task); None in a bucket without
         decisions, a gap in the chart rather than a drop to zero."""
-        start = self._since(window_s)
-        samples = [r for r in self.routes if r.t >= start and (not task or r.task == task)]
+        start, samples = self._routes(window_s, tenant)
+        everything = samples
+        samples = [r for r in samples if not task or r.task == task]
         edges = self._edges(start, samples)
         models = sorted({r.model for r in samples})
         counts = np.zeros((len(models), BUCKETS))
@@ -256,15 +268,14 @@ class Monitor:
                 m: [float(x) if n > 0 else None for x, n in zip(share[i], totals, strict=True)]
                 for i, m in enumerate(models)
             },
-            "tasks": sorted({r.task for r in self.routes}),
+            "tasks": sorted({r.task for r in everything}),
             "task": task,
         }
 
-    def rewards_view(self, window_s: float) -> dict[str, Any]:
+    def rewards_view(self, window_s: float, tenant: str | None = None) -> dict[str, Any]:
         """Mean reward, quality, cost and energy per bucket, and energy split by its source; None where a bucket
         has no rewards (of that source)."""
-        start = self._since(window_s)
-        samples = [r for r in self.rewards if r.t >= start]
+        start, samples = self._rewards(window_s, tenant)
         edges = self._edges(start, samples)
         buckets: list[list[RewardSample]] = [[] for _ in range(BUCKETS)]
         for r in samples:
@@ -300,10 +311,9 @@ class Monitor:
             },
         }
 
-    def exploration(self, window_s: float) -> dict[str, Any]:
+    def exploration(self, window_s: float, tenant: str | None = None) -> dict[str, Any]:
         """Mean pmf entropy and mean probability of the chosen action per bucket."""
-        start = self._since(window_s)
-        samples = [r for r in self.routes if r.t >= start]
+        start, samples = self._routes(window_s, tenant)
         edges = self._edges(start, samples)
         buckets: list[list[RouteSample]] = [[] for _ in range(BUCKETS)]
         for r in samples:
@@ -317,7 +327,7 @@ class Monitor:
 
     def drift_view(self, window_s: float) -> dict[str, Any]:
         start = self._since(window_s)
-        samples = [d for d in self.drift if d.t >= start]
+        samples = [d for d in list(self.drift) if d.t >= start]
         return {
             "t": [d.t for d in samples],
             "version": [d.version for d in samples],
@@ -332,11 +342,10 @@ class Monitor:
             "probes": len(self.probes),
         }
 
-    def ope(self, window_s: float, z: float = 1.96) -> dict[str, Any]:
+    def ope(self, window_s: float, z: float = 1.96, tenant: str | None = None) -> dict[str, Any]:
         """Off-policy estimates, on the window's rewarded decisions, of the live (logging) policy, uniform
         random and each single model: IPS and SNIPS with intervals of ``z`` standard errors."""
-        start = self._since(window_s)
-        samples = [r for r in self.rewards if r.t >= start]
+        _, samples = self._rewards(window_s, tenant)
         if not samples:
             return {"n": 0, "policies": {}}
         models = sorted({m for r in samples for m in r.models})
@@ -358,14 +367,14 @@ class Monitor:
             result[name] = entry
         return {"n": len(samples), "z": z, "policies": result}
 
-    def alerts(self) -> list[dict[str, Any]]:
+    def alerts(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """Drift alerts: a served policy that moved beyond the threshold within the last ``alert_hold_s``, with
         the models that gained and lost probability on the probes, by how much, and when; and a shift of the
         mean reward between the last two ``shift_window`` rewards. A young policy moves a lot as it learns; its
         swaps raise no alert before it has learned ``shift_window`` events."""
         found: list[dict[str, Any]] = []
         since = self.clock() - self.config.alert_hold_s
-        for d in self.drift:
+        for d in list(self.drift):
             if d.t >= since and d.learned >= self.config.shift_window and d.tv_previous > self.config.drift_alert_tv:
                 change = {
                     m: d.model_mass.get(m, 0.0) - d.previous_mass.get(m, 0.0)
@@ -388,14 +397,14 @@ class Monitor:
                     }
                 )
         n = self.config.shift_window
-        recent = [r.reward for r in self.rewards][-2 * n :]
+        recent = [r.reward for r in list(self.rewards) if tenant is None or r.tenant == tenant][-2 * n :]
         if len(recent) == 2 * n:
             before, after = float(np.mean(recent[:n])), float(np.mean(recent[n:]))
             if abs(after - before) > self.config.reward_shift_alert:
                 found.append(
                     {
                         "kind": "reward",
-                        "t": self.rewards[-1].t,
+                        "t": self.clock(),
                         "text": (
                             f"mean reward of the last {n} rewards is {after:.3f}, {before:.3f} the {n} before "
                             f"(alert beyond {self.config.reward_shift_alert:g})"
@@ -404,17 +413,19 @@ class Monitor:
                 )
         return found
 
-    def health(self, learner_lag: int, expired: int) -> dict[str, Any]:
-        """``expired`` is the store's count, over every replica; the monitor's own is this replica's."""
-        delays = [r.delay_s for r in self.rewards][-1000:]
+    def health(self, learner_lag: int | None, expired: int | None, tenant: str | None = None) -> dict[str, Any]:
+        """``expired`` is the store's count, over every replica; the monitor's own is this replica's. A tenant's
+        view counts its own pending decisions and reward delays (None for the pooled figures)."""
+        delays = [r.delay_s for r in list(self.rewards) if tenant is None or r.tenant == tenant][-1000:]
+        pending = [t for t, who in list(self.outstanding.values()) if tenant is None or who == tenant]
         return {
-            "pending": len(self.outstanding),
+            "pending": len(pending),
             "expired": expired,
             "learner_lag_events": learner_lag,
             "reward_delay_s": {
                 "p50": float(np.percentile(delays, 50)) if delays else None,
                 "p95": float(np.percentile(delays, 95)) if delays else None,
             },
-            "decisions": len(self.routes),
-            "rewards": len(self.rewards),
+            "decisions": len(self.routes) if tenant is None else sum(r.tenant == tenant for r in list(self.routes)),
+            "rewards": len(self.rewards) if tenant is None else sum(r.tenant == tenant for r in list(self.rewards)),
         }

@@ -16,6 +16,7 @@ from bandit_router.colours import model_colours
 from bandit_router.dashboard.guard import GuardedSite
 
 if TYPE_CHECKING:
+    from bandit_router.config import AuthConfig
     from bandit_router.service import RouterService
 
 log = logging.getLogger(__name__)
@@ -68,61 +69,74 @@ def build_app(service: RouterService) -> web.Application:
         return web.Response(body=page.joinpath(name).read_bytes(), content_type=STATIC[name])
 
     async def summary(request: web.Request) -> web.Response:
+        tenant = _tenant(request)
         stats = service.stats()
         learner = service.learner
+        pooled = tenant is None
+        routes = [r for r in list(monitor.routes) if pooled or r.tenant == tenant]
         return _json(
             {
+                "viewer": "all tenants" if pooled else tenant,
                 "policy_version": stats.policy_version,
-                "events_learned": stats.events_learned,
-                "learner_version": f"v{learner.policy.version}" if learner else None,
-                "gate_promotions": learner.promotions if learner else 0,
-                "gate_rejections": learner.rejections if learner else 0,
-                "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts else None,
+                # Counts over every tenant's traffic: in the pooled view only, as GetStats is for admins only.
+                "events_learned": stats.events_learned if pooled else None,
+                "learner_version": f"v{learner.policy.version}" if learner and pooled else None,
+                "gate_promotions": (learner.promotions if learner else 0) if pooled else None,
+                "gate_rejections": (learner.rejections if learner else 0) if pooled else None,
+                "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts and pooled else None,
                 "models": [m.id for m in service.list_models()],
                 # The same colour per model as every report and plot; models routed to under an older catalog too.
-                "colours": model_colours(
-                    [*(m.id for m in service.config.models), *sorted({r.model for r in monitor.routes})]
-                ),
-                "tasks": sorted({r.task for r in monitor.routes}),
-                "alerts": monitor.alerts(),
+                "colours": model_colours([*(m.id for m in service.config.models), *sorted({r.model for r in routes})]),
+                "tasks": sorted({r.task for r in routes}),
+                "alerts": monitor.alerts(tenant),
                 "endpoints": ENDPOINTS,
             }
         )
 
     async def shares(request: web.Request) -> web.Response:
-        return _json(monitor.shares(_window(request), request.query.get("task", "")))
+        return _json(monitor.shares(_window(request), request.query.get("task", ""), _tenant(request)))
 
     async def rewards(request: web.Request) -> web.Response:
-        return _json(_nulls(monitor.rewards_view(_window(request))))
+        return _json(_nulls(monitor.rewards_view(_window(request), _tenant(request))))
 
     async def drift(request: web.Request) -> web.Response:
+        # The served policy is every tenant's: its drift is shown to each; the gate's reasons, estimates over
+        # every tenant's rewards, only in the pooled view.
         window = _window(request)
         view = monitor.drift_view(window)
         since = monitor.clock() - window if window > 0 else float("-inf")
         verdicts = service.learner.verdicts if service.learner else []
+        pooled = _tenant(request) is None
         view["gate"] = [
-            {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, "reason": v.reason}
+            {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, **({"reason": v.reason} if pooled else {})}
             for v in verdicts
             if v.at >= since
         ]
         return _json(_nulls(view))
 
     async def exploration(request: web.Request) -> web.Response:
-        return _json(monitor.exploration(_window(request)))
+        return _json(monitor.exploration(_window(request), _tenant(request)))
 
     async def ope(request: web.Request) -> web.Response:
-        return _json(_nulls(monitor.ope(_window(request))))
+        return _json(_nulls(monitor.ope(_window(request), tenant=_tenant(request))))
 
     async def health(request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        if tenant is not None:
+            return _json(_nulls(monitor.health(None, None, tenant)))
         return _json(_nulls(monitor.health(await service.learner_lag(), await service.expired_count())))
 
     async def metrics(request: web.Request) -> web.Response:
+        if _tenant(request) is not None:
+            raise web.HTTPForbidden(
+                text="metrics pool every tenant's traffic: they need the dashboard token or an admin tenant's"
+            )
         await service.refresh_metrics()
         return web.Response(
             body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application(middlewares=[_token_check(service.config.auth.dashboard_token)])
+    app = web.Application(middlewares=[_token_check(service.config.auth)])
     app.add_routes(
         [
             web.get("/", index),
@@ -148,25 +162,49 @@ def _same(given: str, token: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
 
 
-def _token_check(token: str) -> Any:
-    """With a dashboard token: every path asks for it, as ``Authorization: Bearer TOKEN`` or the cookie
-    that opening ``/?token=TOKEN`` in a browser sets."""
+# The tenant whose view a request gets; None (or unset) for the pooled view of every tenant.
+TENANT = web.RequestKey("tenant", str)
+
+
+def _tenant(request: web.Request) -> str | None:
+    return request.get(TENANT)
+
+
+def _token_check(auth: AuthConfig) -> Any:
+    """Who is looking. Without tokens of any kind the dashboard is open, pooled (one tenant). Otherwise every path
+    asks for a token, as ``Authorization: Bearer TOKEN`` or the cookie that opening ``/?token=TOKEN`` in a
+    browser sets: the dashboard token, or an admin tenant's, sees every tenant pooled; another tenant's token
+    sees that tenant's own traffic only."""
+    tenants = auth.tenant_by_token
+
+    def viewer(given: str) -> tuple[bool, str | None]:
+        """(known, tenant): every token is compared, in constant time, so timing says nothing."""
+        found: tuple[bool, str | None] = (False, None)
+        if auth.dashboard_token and _same(given, auth.dashboard_token):
+            found = (True, None)
+        for token, tenant in tenants.items():
+            if _same(given, token) and not found[0]:
+                found = (True, None if tenant in auth.admin_tenants else tenant)
+        return found
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not token:
+        if not auth.dashboard_token and not tenants:
             return await handler(request)  # type: ignore[no-any-return]
         offered = request.query.get("token", "")
-        if request.path == "/" and offered and _same(offered, token):
+        if request.path == "/" and offered and viewer(offered)[0]:
             response = web.Response(status=302, headers={"Location": "/"})
-            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
+            response.set_cookie(COOKIE, offered, httponly=True, samesite="Strict", secure=request.secure)
             return response
         header = request.headers.get("Authorization", "")
         given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.cookies.get(COOKIE, "")
-        if not _same(given, token):
+        known, tenant = viewer(given) if given else (False, None)
+        if not known:
             raise web.HTTPUnauthorized(
                 text="dashboard: a token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN)"
             )
+        if tenant is not None:
+            request[TENANT] = tenant
         return await handler(request)  # type: ignore[no-any-return]
 
     return check

@@ -85,15 +85,25 @@ function showChange(alert) {
 async function summary() {
   const [s, h] = await Promise.all([get("/api/summary"), get("/api/health")]);
   modelColours = s.colours;
+  // A tenant's view leaves out the figures pooled over every tenant (null): shown as "-".
   const tiles = [
-    ["served policy", s.policy_version], ["learner policy", s.learner_version], ["events learned", s.events_learned],
-    ["gate promoted / held", `${s.gate_promotions} / ${s.gate_rejections}`], ["pending", h.pending],
-    ["expired", h.expired], ["learner lag (events)", h.learner_lag_events],
-    ["reward delay p50 / p95 (s)", h.reward_delay_s.p50 === null ? "-" :
+    ["view", s.viewer], ["served policy", s.policy_version], ["learner policy", s.learner_version],
+    ["events learned", s.events_learned],
+    ["gate promoted / held", s.gate_promotions === null ? null : `${s.gate_promotions} / ${s.gate_rejections}`],
+    ["pending", h.pending], ["expired", h.expired], ["learner lag (events)", h.learner_lag_events],
+    ["reward delay p50 / p95 (s)", h.reward_delay_s.p50 === null ? null :
       `${h.reward_delay_s.p50.toFixed(2)} / ${h.reward_delay_s.p95.toFixed(2)}`],
   ];
-  document.getElementById("tiles").innerHTML =
-    tiles.map(([k, v]) => `<div class="tile">${k}<b>${v}</b></div>`).join("");
+  const tilesNode = document.getElementById("tiles");
+  tilesNode.replaceChildren(...tiles.map(([k, v]) => {
+    const tile = document.createElement("div");
+    tile.className = "tile";
+    tile.append(k);
+    const value = document.createElement("b");
+    value.textContent = v ?? "-";
+    tile.append(value);
+    return tile;
+  }));
   const alerts = document.getElementById("alerts");
   alerts.replaceChildren(...s.alerts.map((a) => {
     const banner = document.createElement("div");
