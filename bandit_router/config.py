@@ -380,6 +380,9 @@ class LimitsConfig:
     # A reported energy_joules or cost_usd may be at most this many times the largest catalog model's figure at
     # the request's tokens: more is not physically plausible, and would swamp every other reward.
     max_report_ratio: float = 100.0
+    # Decisions one tenant may hold waiting for a reward: beyond, Route is RESOURCE_EXHAUSTED, so that one tenant
+    # cannot fill the shared Redis (redis.embedded_maxmemory_mb bounds all of them together).
+    max_pending_per_tenant: int = 100_000
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

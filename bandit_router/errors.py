@@ -38,5 +38,9 @@ class FailedPrecondition(RouterError):
     """The request is valid but cannot be served in the current state (e.g. no candidate left)."""
 
 
+class ResourceExhausted(RouterError):
+    """The caller holds as much as its quota allows (decisions waiting for a reward)."""
+
+
 class Unavailable(RouterError):
     """A dependency (Redis) cannot be reached; the caller should retry."""

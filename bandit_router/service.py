@@ -21,7 +21,7 @@ from bandit_router.config import Config, EmbeddingConfig, ModelSpec
 from bandit_router.dashboard.monitor import Monitor
 from bandit_router.embedding import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder
 from bandit_router.energy import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
-from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from bandit_router.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 from bandit_router.exploration import InFlight
 from bandit_router.features import Choice, Featurizer, action_line
 from bandit_router.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
@@ -39,7 +39,7 @@ from bandit_router.reward import (
     resolve_tokens,
     scalar_reward,
 )
-from bandit_router.store import Store, refusing, stop_if_cancelled
+from bandit_router.store import QuotaExceeded, Store, refusing, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -505,10 +505,17 @@ class RouterService:
             "query_tokens": embedded.token_count,
             "embedding": encode_embedding(embedded.vector),
             "metadata": dict(request.metadata),
+            "tenant": request.tenant,
             "created_at": now,
         }
         try:
-            existing = await self._put(decision_id, summary, pending, now)
+            existing = await self._put(decision_id, summary, pending, now, self.config.limits.max_pending_per_tenant)
+        except QuotaExceeded as exc:
+            who = f"tenant {request.tenant!r}" if request.tenant else "this router's one tenant"
+            raise ResourceExhausted(
+                f"{who} has {exc.held} decisions waiting for a reward, limits.max_pending_per_tenant = "
+                f"{self.config.limits.max_pending_per_tenant}: reward them (or let them expire) first"
+            ) from None
         except (*REDIS_ERRORS, ResponseError) as exc:
             if isinstance(exc, ResponseError) and not refusing(exc):
                 raise
@@ -535,7 +542,7 @@ class RouterService:
         return pmf, index
 
     async def _put(
-        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float
+        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float, quota: int = 0
     ) -> dict[str, Any] | None:
         defaults = self.config.reward
         return await self.store.put_decision(
@@ -546,6 +553,8 @@ class RouterService:
             defaults.retention_s,
             now,
             grace_s=max(60.0, 10 * defaults.expiry_sweep_s),
+            tenant=str(pending.get("tenant", "")),
+            quota=quota,
         )
 
     def _keep_unsaved(
@@ -678,7 +687,9 @@ class RouterService:
             unmeasured = str(exc)
         energy = energy_of(model, request.energy_joules, tokens, measured, unmeasured)
         event = self._event(pending, model, quality, tokens, request.latency_ms, cost, energy, now)
-        taken = await self.store.take_and_append(request.decision_id, event, now, self.config.reward.retention_s)
+        taken = await self.store.take_and_append(
+            request.decision_id, event, now, self.config.reward.retention_s, request.tenant
+        )
         if taken.status == "rewarded":
             raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
         if taken.status == "gone":

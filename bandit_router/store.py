@@ -11,10 +11,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
-# retried Route gets the first decision and no second one is made.
+# retried Route gets the first decision and no second one is made. With a quota (ARGV[7] > 0), refuses a
+# tenant holding that many decisions still within their reward wait: its set of them (KEYS[4], by deadline)
+# sheds the ones past their deadline first, so it heals itself whatever happened to them. In one script, so
+# concurrent Routes cannot both take the last place.
 _PUT_DECISION = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
+local quota = tonumber(ARGV[7])
+if quota > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[8])
+  local held = redis.call('ZCARD', KEYS[4])
+  if held >= quota then return {'quota', held} end
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
@@ -34,6 +45,7 @@ if deadline and tonumber(deadline) < tonumber(ARGV[2]) then return {'gone', ''} 
 local id = redis.call('XADD', KEYS[3], '*', 'event', ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[4], ARGV[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
 redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return {'ok', id}
 """
@@ -50,6 +62,14 @@ redis.call('INCR', KEYS[4])
 if ARGV[3] ~= '' then return redis.call('XADD', KEYS[3], '*', 'event', ARGV[3]) end
 return 'dropped'
 """
+
+
+class QuotaExceeded(Exception):
+    """The tenant already holds its quota of decisions waiting for a reward."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(f"{held} decisions waiting")
+        self.held = held
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +134,10 @@ class Store:
     def _rewarded(self, decision_id: str) -> str:
         return f"{self.prefix}:rewarded:{decision_id}"
 
+    def _open(self, tenant: str) -> str:
+        """A tenant's decisions within their reward wait, by deadline (tenant names never hold ':')."""
+        return f"{self.prefix}:open:{tenant or '-'}"
+
     async def get_summary(self, decision_id: str) -> dict[str, Any] | None:
         raw = await self.client.get(self._decision(decision_id))
         return None if raw is None else dict(json.loads(raw))
@@ -127,12 +151,15 @@ class Store:
         retention_s: float,
         now: float,
         grace_s: float,
+        tenant: str = "",
+        quota: int = 0,
     ) -> dict[str, Any] | None:
         """Stores a new decision, due for a reward by ``now + wait_s``; returns the existing summary instead
         if the id was already decided. The pending entry outlives its deadline by ``grace_s``, so the expiry
-        sweep still finds it to learn a default reward."""
+        sweep still finds it to learn a default reward. With ``quota`` > 0, raises QuotaExceeded if ``tenant``
+        already holds that many decisions within their wait."""
         existing = await self._put(
-            keys=[self._decision(decision_id), self._pending(decision_id), self.deadlines_key],
+            keys=[self._decision(decision_id), self._pending(decision_id), self.deadlines_key, self._open(tenant)],
             args=[
                 json.dumps(summary),
                 json.dumps(pending),
@@ -140,8 +167,12 @@ class Store:
                 _ms(wait_s + grace_s),
                 repr(now + wait_s),
                 decision_id,
+                quota,
+                repr(now),
             ],
         )
+        if isinstance(existing, list):
+            raise QuotaExceeded(int(existing[1]))
         return None if existing is None else dict(json.loads(existing))
 
     async def was_rewarded(self, decision_id: str) -> bool:
@@ -152,10 +183,16 @@ class Store:
         return None if raw is None else dict(json.loads(raw))
 
     async def take_and_append(
-        self, decision_id: str, event: dict[str, Any], now: float, retention_s: float
+        self, decision_id: str, event: dict[str, Any], now: float, retention_s: float, tenant: str = ""
     ) -> TakeResult:
         status, detail = await self._take(
-            keys=[self._pending(decision_id), self._rewarded(decision_id), self.events_key, self.deadlines_key],
+            keys=[
+                self._pending(decision_id),
+                self._rewarded(decision_id),
+                self.events_key,
+                self.deadlines_key,
+                self._open(tenant),
+            ],
             args=[json.dumps(event), repr(now), _ms(retention_s), decision_id],
         )
         status = status.decode() if isinstance(status, bytes) else status

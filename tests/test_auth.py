@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,3 +204,48 @@ def test_bad_auth_settings_are_refused(tmp_path: Path, auth: dict[str, object], 
 def test_tls_files_come_in_pairs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file must be given together"):
         make_config(tmp_path, server={"tls_cert_file": str(DATA / "tls-cert.pem")})
+
+
+async def test_a_tenant_at_its_quota_of_waiting_decisions_is_resource_exhausted_and_others_are_not(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    config = make_config(
+        tmp_path,
+        redis_url,
+        auth={"tokens": (f"alpha:{A}", f"beta:{B}")},
+        limits={"max_pending_per_tenant": 3},
+        reward={"wait_time_s": 3.0, "expiry_sweep_s": 0.2},
+    )
+    server = await serve(config, embedder)
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            held = [
+                await stub.Route(pb.RouteRequest(query=f"q{i}", request_id=f"r{i}"), metadata=bearer(A))
+                for i in range(3)
+            ]
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Route(pb.RouteRequest(query="one too many"), metadata=bearer(A))
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "tenant 'alpha' has 3 decisions waiting for a reward, limits.max_pending_per_tenant = 3" in (
+                caught.value.details() or ""
+            )
+            # A retry of a decision already made is answered, quota or not; another tenant is not held back.
+            again = await stub.Route(pb.RouteRequest(query="q0", request_id="r0"), metadata=bearer(A))
+            assert again.replayed and again.decision_id == held[0].decision_id
+            await stub.Route(pb.RouteRequest(query="beta's own"), metadata=bearer(B))
+            # A reward frees a place at once.
+            await stub.Reward(pb.RewardRequest(decision_id=held[0].decision_id, quality=1.0), metadata=bearer(A))
+            await stub.Route(pb.RouteRequest(query="after a reward"), metadata=bearer(A))
+            # A decision whose wait has passed frees its place too.
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                try:
+                    await stub.Route(pb.RouteRequest(query="after expiry"), metadata=bearer(A))
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    assert asyncio.get_running_loop().time() < deadline, "no place freed by expiry"
+                    await asyncio.sleep(0.2)
+    finally:
+        await server.stop(0)
