@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,32 @@ async def test_idle_connections_are_closed_and_capped_while_the_dashboard_serves
     finally:
         await dashboard.stop()
         await service.close()
+
+
+async def test_a_stuck_dashboard_view_does_not_hold_up_routing(
+    server: Server, stub: router_pb2_grpc.RouterStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard runs on a thread and event loop of its own: a view stuck in computation holds its own
+    loop only, and Route, Reward and the health check go on meanwhile."""
+    stuck, released = threading.Event(), threading.Event()
+    monitor = server.service.monitor
+    shares = monitor.shares
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        stuck.set()
+        released.wait(timeout=120)
+        return shares(*args, **kwargs)
+
+    monkeypatch.setattr(monitor, "shares", slow)
+    async with aiohttp.ClientSession() as session:
+        view = asyncio.ensure_future(get(session, server, "/api/shares"))
+        try:
+            await asyncio.to_thread(stuck.wait, 60)
+            assert stuck.is_set()
+            decision = await stub.Route(pb.RouteRequest(query="Routed while the dashboard is stuck"), timeout=60)
+            await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0), timeout=60)
+            # Answered while the view was still stuck: the two do not share a loop.
+            assert not released.is_set() and not view.done()
+        finally:
+            released.set()
+        assert sum((await view)["decisions"]) >= 1

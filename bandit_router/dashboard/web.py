@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hmac
 import json
 import logging
 import ssl
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +24,10 @@ if TYPE_CHECKING:
     from bandit_router.service import RouterService
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Runs a coroutine on the router's own event loop and gives an awaitable of its result on the dashboard's.
+OnServing = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
 
 STATIC = {
     "dashboard.js": "application/javascript",
@@ -55,8 +63,14 @@ def _json(body: Any) -> web.Response:
     return web.Response(text=json.dumps(body, allow_nan=False, default=str), content_type="application/json")
 
 
-def build_app(service: RouterService) -> web.Application:
+def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
+    """The dashboard's routes. ``on_serving`` runs a coroutine that needs the router's own event loop (its Redis
+    client lives there) and awaits its result; by default the dashboard runs on that loop itself."""
     monitor = service.monitor
+
+    async def call(coro: Coroutine[Any, Any, T]) -> T:
+        return await (on_serving(coro) if on_serving is not None else coro)
+
     page = resources.files("bandit_router.dashboard").joinpath("static")
 
     async def index(request: web.Request) -> web.Response:
@@ -105,7 +119,7 @@ def build_app(service: RouterService) -> web.Application:
         window = _window(request)
         view = monitor.drift_view(window)
         since = monitor.clock() - window if window > 0 else float("-inf")
-        verdicts = service.learner.verdicts if service.learner else []
+        verdicts = list(service.learner.verdicts) if service.learner else []
         pooled = _tenant(request) is None
         view["gate"] = [
             {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, **({"reason": v.reason} if pooled else {})}
@@ -124,14 +138,14 @@ def build_app(service: RouterService) -> web.Application:
         tenant = _tenant(request)
         if tenant is not None:
             return _json(_nulls(monitor.health(None, None, tenant)))
-        return _json(_nulls(monitor.health(await service.learner_lag(), await service.expired_count())))
+        return _json(_nulls(monitor.health(await call(service.learner_lag()), await call(service.expired_count()))))
 
     async def metrics(request: web.Request) -> web.Response:
         if _tenant(request) is not None:
             raise web.HTTPForbidden(
                 text="metrics pool every tenant's traffic: they need the dashboard token or an admin tenant's"
             )
-        await service.refresh_metrics()
+        await call(service.refresh_metrics())
         return web.Response(
             body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -222,15 +236,54 @@ def _nulls(value: Any) -> Any:
 
 
 class Dashboard:
-    """The dashboard's HTTP server, started and stopped with the gRPC server."""
+    """The dashboard's HTTP server, started and stopped with the gRPC server, on a thread and event loop of its
+    own: a flood of dashboard clients, or a slow view over a long history, cannot delay the gRPC calls that
+    the router's loop serves. What needs that loop (Redis) is run there and awaited."""
 
     def __init__(self, service: RouterService, listen: str) -> None:
         self.service = service
         self.listen = listen
-        self.runner = web.AppRunner(build_app(service), access_log=None)
         self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     async def start(self) -> None:
+        serving = asyncio.get_running_loop()
+
+        def on_serving(coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, serving))
+
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open(on_serving))
+            except BaseException as exc:
+                ready.set_exception(exc)
+                loop.close()
+                return
+            ready.set_result(None)
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.runner.cleanup())
+                loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="dashboard", daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            self._loop = None
+            await asyncio.to_thread(self._thread.join)
+            raise
+        log.info("dashboard on %s (metrics at %smetrics)", self.url, self.url)
+
+    async def _open(self, on_serving: OnServing) -> None:
+        self.runner = web.AppRunner(build_app(self.service, on_serving), access_log=None)
         await self.runner.setup()
         host, _, port = self.listen.rpartition(":")
         server = self.service.config.server
@@ -243,11 +296,18 @@ class Dashboard:
             self.runner, host, int(port), limits.max_connections, limits.header_timeout_s, ssl_context=context
         )
         self.site = site
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self.runner.cleanup()
+            raise
         # The bound port, which differs from the configured one when that was 0.
         port = self.runner.addresses[0][1] if self.runner.addresses else port
         self.url = f"{'https' if context else 'http'}://{host}:{port}/"
-        log.info("dashboard on %s (metrics at %smetrics)", self.url, self.url)
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        loop, thread, self._loop = self._loop, self._thread, None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
