@@ -151,9 +151,17 @@ def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> Non
             int(event["output_tokens"]) if event.get("output_tokens_reported") else None,
             _residual(event, "cost_usd", "cost_source", "catalog_cost_usd") or 0.0,
             _residual(event, "energy_joules", "energy_source", "catalog_energy_joules"),
+            tenant=str(event.get("tenant", "")),
         )
-    estimate = policy.estimates.setdefault(event["model"], RunningEstimate())
-    estimate.observe(ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"]))
+    # Pooled (GetStats, for admins), and the tenant's own (its latency budgets): one tenant's reports never
+    # move the figures another tenant routes with.
+    tenant = str(event.get("tenant", ""))
+    owners = [policy.estimates] + ([policy.tenant_estimates.setdefault(tenant, {})] if tenant else [])
+    for estimates in owners:
+        estimate = estimates.setdefault(event["model"], RunningEstimate())
+        estimate.observe(
+            ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
+        )
     policy.learned += 1
 
 

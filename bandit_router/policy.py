@@ -48,6 +48,8 @@ class Snapshot:
     created_at: float
     # Running per-model estimates of observed cost, energy and latency (for latency budgets and stats).
     estimates: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The same per tenant, from its own rewards: what its latency budgets use.
+    tenant_estimates: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
     # Rewards seen per model and cell (exploration.Evidence), and observed tokens and residuals (pricing.Pricing).
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
     pricing: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -64,6 +66,7 @@ class Snapshot:
             "vw_len": len(self.vw_model),
             "clusters_len": len(self.clusters),
             "estimates": self.estimates,
+            "tenant_estimates": self.tenant_estimates,
             "evidence": self.evidence,
             "pricing": self.pricing,
             "warm_starts": self.warm_starts,
@@ -101,6 +104,7 @@ class Snapshot:
             clusters=body[vw_len:],
             created_at=float(header["created_at"]),
             estimates=dict(header.get("estimates", {})),
+            tenant_estimates=dict(header.get("tenant_estimates", {})),
             evidence=dict(header.get("evidence", {})),
             pricing=dict(header.get("pricing", {})),
             warm_starts=list(header.get("warm_starts", [])),
@@ -141,6 +145,7 @@ class Policy:
         self.features = features
         self.clusterer = Clusterer(features, dimension)
         self.estimates: dict[str, RunningEstimate] = {}
+        self.tenant_estimates: dict[str, dict[str, RunningEstimate]] = {}
         self.evidence = Evidence()
         self.pricing = Pricing()
         self.warm_starts: list[str] = []
@@ -158,6 +163,10 @@ class Policy:
             self.learned = snapshot.learned
             self.stream_id = snapshot.stream_id
             self.estimates = {m: RunningEstimate(**e) for m, e in snapshot.estimates.items()}
+            self.tenant_estimates = {
+                t: {m: RunningEstimate(**e) for m, e in by_model.items()}
+                for t, by_model in snapshot.tenant_estimates.items()
+            }
             self.evidence = Evidence.from_json(snapshot.evidence)
             self.pricing = Pricing.from_json(snapshot.pricing)
             self.warm_starts = list(snapshot.warm_starts)
@@ -198,6 +207,11 @@ class Policy:
         self.workspace.learn_one(self._parser.parse_line(line))
         self.evidence.add(self.model_of(action), self.cells(shared))
 
+    def estimates_of(self, tenant: str) -> dict[str, RunningEstimate]:
+        """The running estimates ``tenant``'s budgets use: its own (none yet: empty), or, without tenants, the
+        pooled ones."""
+        return self.tenant_estimates.get(tenant, {}) if tenant else self.estimates
+
     def snapshot(self, version: int, stream_id: str) -> Snapshot:
         return Snapshot(
             version=version,
@@ -207,6 +221,10 @@ class Policy:
             clusters=self.clusterer.to_bytes(),
             created_at=time.time(),
             estimates={m: dataclasses.asdict(e) for m, e in self.estimates.items()},
+            tenant_estimates={
+                t: {m: dataclasses.asdict(e) for m, e in by_model.items()}
+                for t, by_model in self.tenant_estimates.items()
+            },
             evidence=self.evidence.to_json(),
             pricing=self.pricing.to_json(),
             warm_starts=list(self.warm_starts),

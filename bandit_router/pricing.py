@@ -97,13 +97,29 @@ def penalty(expected: Expected, energy_weight: float, cost_weight: float, scales
 
 
 class Pricing:
-    """Per-model and per-(model, task) observations, and the expected energy and cost they imply."""
+    """Per-model and per-(model, task) observations, and the expected energy and cost they imply.
+
+    With tenants, each tenant's pricing is its own, learned from its own rewards only (``tenant``): what one
+    tenant reports (its tokens, its bills, its energy) prices the models for it alone, so that no report,
+    however extreme within the bounds Reward checks, moves another tenant's routing. The tenant "" (no
+    authentication) is this object's own.
+    """
 
     def __init__(self) -> None:
         self.model_to_observed: dict[str, Observed] = {}
         self.cell_to_observed: dict[tuple[str, str], Observed] = {}
+        self.tenant_to_pricing: dict[str, Pricing] = {}
 
-    def expected(self, model: ModelSpec, task: str, input_tokens: int) -> Expected:
+    def of(self, tenant: str) -> Pricing:
+        """The pricing ``tenant`` routes with (created, from the catalog's figures, at its first reward)."""
+        if not tenant:
+            return self
+        found = self.tenant_to_pricing.get(tenant)
+        return found if found is not None else Pricing()
+
+    def expected(self, model: ModelSpec, task: str, input_tokens: int, tenant: str = "") -> Expected:
+        if tenant:
+            return self.of(tenant).expected(model, task, input_tokens)
         overall = self.model_to_observed.get(model.id)
         if overall is None:
             tokens = model.typical_output_tokens
@@ -128,10 +144,21 @@ class Pricing:
         )
 
     def observe(
-        self, model: str, task: str, output_tokens: int | None, cost_residual: float, energy_residual: float | None
+        self,
+        model: str,
+        task: str,
+        output_tokens: int | None,
+        cost_residual: float,
+        energy_residual: float | None,
+        tenant: str = "",
     ) -> None:
         """One rewarded answer: its output tokens (None if not reported), and how far its cost and energy were
-        from the catalog's figures at the tokens it was priced with (energy None: unknown, not learned)."""
+        from the catalog's figures at the tokens it was priced with (energy None: unknown, not learned); into
+        ``tenant``'s own pricing when there is one."""
+        if tenant:
+            own = self.tenant_to_pricing.setdefault(tenant, Pricing())
+            own.observe(model, task, output_tokens, cost_residual, energy_residual)
+            return
         for observed in (
             self.model_to_observed.setdefault(model, Observed()),
             self.cell_to_observed.setdefault((model, task), Observed()),
@@ -143,14 +170,18 @@ class Pricing:
                 observed.energy_residual.add(energy_residual)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "models": {m: o.to_json() for m, o in self.model_to_observed.items()},
             "cells": [[m, t, o.to_json()] for (m, t), o in self.cell_to_observed.items()],
         }
+        if self.tenant_to_pricing:
+            body["tenants"] = {t: p.to_json() for t, p in self.tenant_to_pricing.items()}
+        return body
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Pricing:
         pricing = cls()
         pricing.model_to_observed = {m: Observed.from_json(o) for m, o in raw.get("models", {}).items()}
         pricing.cell_to_observed = {(m, t): Observed.from_json(o) for m, t, o in raw.get("cells", [])}
+        pricing.tenant_to_pricing = {t: cls.from_json(p) for t, p in raw.get("tenants", {}).items()}
         return pricing

@@ -462,7 +462,9 @@ class RouterService:
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
         context = self.featurizer.context(request.query, embedded, request.task, policy.clusterer)
-        expected = {m.id: policy.pricing.expected(m, context.task, embedded.token_count) for m in candidates}
+        expected = {
+            m.id: policy.pricing.expected(m, context.task, embedded.token_count, request.tenant) for m in candidates
+        }
         candidates, excluded = self._within_budget(request, candidates, expected, policy)
         defaults = self.config.reward
         energy_weight = defaults.energy_weight if request.energy_weight is None else request.energy_weight
@@ -597,7 +599,7 @@ class RouterService:
         excluded: list[str] = []
         by_budget: dict[str, list[str]] = {name: [] for name in limits}
         for model in candidates:
-            seen = policy.estimates.get(model.id)
+            seen = policy.estimates_of(request.tenant).get(model.id)
             figure = expected[model.id]
             source = "observed" if figure.observed else "catalog"
             figures = {
@@ -732,6 +734,8 @@ class RouterService:
                     "created_at",
                 )
             },
+            # Whose reward it is: the learner prices the models for that tenant from it alone.
+            "tenant": pending.get("tenant", ""),
             # A decision pending since before penalties were logged had none (every weight 0 was then learned).
             "penalties": pending.get("penalties", [0.0] * len(pending["actions"])),
             "reward": value,

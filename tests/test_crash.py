@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from routerprocess import load, start
 
@@ -16,10 +18,13 @@ from bandit_router.dsjson import read_log
 from bandit_router.policy import Snapshot
 
 
-async def test_kill_9_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
-    tmp_path: Path, redis_url: str
+@pytest.mark.parametrize("seed", [0, 1])
+async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
+    tmp_path: Path, redis_url: str, seed: int
 ) -> None:
-    target, prefix = f"127.0.0.1:{free_port()}", f"crash{os.getpid()}"
+    target, prefix = f"127.0.0.1:{free_port()}", f"crash{os.getpid()}-{seed}"
+    # How far into the load the kill lands is drawn, seeded so that a failure replays.
+    kill_after = 100 + random.Random(seed).randint(0, 300)
     # Snapshots every 64 events: the kill waits for more events outside the last snapshot than there are
     # Rewards in flight (16), so some acknowledged rewards are always left for the restart to learn.
     first = start(
@@ -36,7 +41,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_reward_and_learns_none_tw
     try:
         await wait_serving(target, timeout=120)
         traffic = asyncio.create_task(load(target, acknowledged, stop))
-        while len(acknowledged) < 300 or await client.xlen(f"{prefix}:events") < 24:
+        while len(acknowledged) < kill_after or await client.xlen(f"{prefix}:events") < 24:
             await asyncio.sleep(0.01)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bandit_router.errors import InvalidArgument
+from bandit_router.errors import FailedPrecondition, InvalidArgument
 from bandit_router.learner import REPORT_TRUST
 from bandit_router.ope import ips, snips
 from bandit_router.pricing import catalog_energy
@@ -35,12 +35,16 @@ async def test_an_implausible_report_is_refused_and_the_decision_stays_rewardabl
     assert math.isfinite(outcome.reward)
 
 
-async def test_one_tenants_largest_accepted_reports_price_a_model_at_most_report_trust_times_for_another(
+async def test_one_tenants_extreme_accepted_reports_do_not_move_another_tenants_routing(
     service: RouterService,
 ) -> None:
+    """Tenant a reports the largest energy Reward accepts (99x the catalog's), a latency of a day and the most
+    output tokens: a's pricing of the model moves (as far as REPORT_TRUST lets it), b's does not at all, and
+    b's latency budget still admits the model."""
     learner = service.learner
     assert learner is not None
     model = service.config.models[0]
+    before = service.serving.pricing.expected(model, "translate", 20, "b")
     for i in range(20):
         decision = await service.route(
             RouteInput(query=f"Translate sentence {i} to French.", candidates=(model.id,), task="translate", tenant="a")
@@ -53,14 +57,32 @@ async def test_one_tenants_largest_accepted_reports_price_a_model_at_most_report
                 input_tokens=20,
                 output_tokens=100,
                 energy_joules=99 * catalog,  # just within the 100x bound
+                latency_ms=86_400_000.0,
                 tenant="a",
             )
         )
     await learner.wait_learned(20, timeout=60)
-    seen_by_b = service.serving.pricing.expected(model, "translate", 20)
-    # Reported 99x, learned as at most REPORT_TRUST x the catalog's figure at the predicted tokens.
-    bound = REPORT_TRUST * catalog_energy(model, 20, seen_by_b.output_tokens)
-    assert 0.5 * bound < seen_by_b.energy_joules <= bound + 1e-9
+    pricing = service.serving.pricing
+    seen_by_a = pricing.expected(model, "translate", 20, "a")
+    # Reported 99x, learned for a as at most REPORT_TRUST x the catalog's figure at the predicted tokens.
+    bound = REPORT_TRUST * catalog_energy(model, 20, seen_by_a.output_tokens)
+    assert 0.5 * bound < seen_by_a.energy_joules <= bound + 1e-9
+    # b routes with its own pricing, untouched by a's reports.
+    assert pricing.expected(model, "translate", 20, "b") == before
+    assert model.id not in service.serving.estimates_of("b")
+    decision = await service.route(
+        RouteInput(
+            query="Translate 'hello'.", candidates=(model.id,), task="translate", tenant="b", max_latency_ms=1000
+        )
+    )
+    assert decision.model == model.id and not decision.excluded
+    # a's own latency budget excludes it, on a's own figures.
+    with pytest.raises(FailedPrecondition, match=r"max_latency_ms=1000 excludes"):
+        await service.route(
+            RouteInput(
+                query="Translate 'hi'.", candidates=(model.id,), task="translate", tenant="a", max_latency_ms=1000
+            )
+        )
     # The gate's estimates stay finite.
     for verdict in learner.verdicts:
         for estimate in (verdict.candidate, verdict.serving):
