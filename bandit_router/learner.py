@@ -125,10 +125,10 @@ async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False
 def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float | None:
     """How far a figure was from the catalog's; None where the figure is unknown (an API model's unmeasured
     energy), which teaches nothing. One a caller reported is learned as at most ``REPORT_TRUST`` times the
-    catalog's figure: pricing is shared by every tenant, and one tenant's reports must not price a model out of
-    another's routing by more than that. Where the catalog has no figure (0: no price, no energy profile) a
-    report is all there is, bounded by Reward's plausibility check alone. (Measured figures, NVML's, are the
-    router's own and count whole.)"""
+    catalog's figure, so that one bad report cannot price a model out of routing (with tenants, only the
+    reporting tenant's, whose pricing is its own). Where the catalog has no figure (0: no price, no energy
+    profile) a report is all there is, bounded by Reward's plausibility check alone. (Measured figures, NVML's,
+    are the router's own and count whole.)"""
     if event.get(source) == "unknown":
         return None
     residual = float(event[figure]) - float(event[catalog])
