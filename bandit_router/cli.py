@@ -123,8 +123,8 @@ def _models(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from bandit_router.replay.convert import check_data, from_llmrouter, from_routeprofile
-    from bandit_router.replay.traffic import write_traffic
+    from bandit_router.offline.replay.convert import check_data, from_llmrouter, from_routeprofile
+    from bandit_router.offline.replay.traffic import write_traffic
 
     check_data(args.dataset, args.data, args.split)
     records = from_llmrouter(args.data, args.split) if args.dataset == "llmrouter" else from_routeprofile(args.data)
@@ -146,13 +146,13 @@ def _replay(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from bandit_router.config import load_config
-    from bandit_router.embedding import Embedder
-    from bandit_router.embedding_cache import CachingEmbedder
-    from bandit_router.replay import report
-    from bandit_router.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
-    from bandit_router.replay.scenario import Scenario, ScenarioError, load_scenario
-    from bandit_router.replay.traffic import TrafficError, read_traffic
-    from bandit_router.warm_start import Source, WarmStartError, read_source
+    from bandit_router.embedding.cache import CachingEmbedder
+    from bandit_router.embedding.embedder import Embedder
+    from bandit_router.learning.warm_start import Source, WarmStartError, read_source
+    from bandit_router.offline.replay import report
+    from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
+    from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario
+    from bandit_router.offline.replay.traffic import TrafficError, read_traffic
 
     config = load_config(getattr(args, "config", None))
     if args.command == "demo":
@@ -267,7 +267,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _headline(results: list[dict[str, Any]]) -> None:
     """The bandit against the best single model in hindsight, per run (cold, then warm for the demo)."""
-    from bandit_router.replay.run import BANDIT
+    from bandit_router.offline.replay.run import BANDIT
 
     print()
     for result in results:
@@ -300,7 +300,7 @@ def _show(report: Any, result: dict[str, Any], out: str, title: str) -> None:
 
 def _warm_start(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
-    from bandit_router.warm_start import WarmStartError, run
+    from bandit_router.learning.warm_start import WarmStartError, run
 
     config = load_config(args.config)
     try:
@@ -324,7 +324,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bandit_router.config import load_config
-    from bandit_router.evaluate import evaluate, plot, read_dsjson, reweighted, table
+    from bandit_router.offline.evaluate import evaluate, plot, read_dsjson, reweighted, table
 
     decisions = read_dsjson(args.log)
     trade_offs: dict[str, list[Any]] = {"as logged": decisions}
@@ -571,8 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _user_error(exc: BaseException) -> str | None:
     """The one line to print for an error the user can fix (a file, a flag, a setting, an unreachable
     server), or None for a bug, whose traceback is worth seeing."""
-    from bandit_router.errors import InputError
-    from bandit_router.redis_server import EmbeddedRedisError, RedisUnreachable
+    from bandit_router.domain.errors import InputError
+    from bandit_router.store.embedded import EmbeddedRedisError, RedisUnreachable
 
     if isinstance(exc, (InputError, RedisUnreachable, EmbeddedRedisError)):
         return str(exc)
@@ -587,26 +587,26 @@ def _user_error(exc: BaseException) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.workers > 1:
-            from bandit_router.workers import run_workers
+            from bandit_router.runtime.workers import run_workers
 
             return asyncio.run(run_workers(args.config, args.workers))
-        from bandit_router.server import main as serve_main
+        from bandit_router.transport.grpc_server import main as serve_main
 
         serve_main(args.config)
         return 0
     if args.command == "learner":
         from bandit_router.config import load_config
-        from bandit_router.learner_process import run_learner
+        from bandit_router.learning.process import run_learner
 
         asyncio.run(run_learner(load_config(args.config)))
         return 0
     if args.command == "soak":
-        from bandit_router.soak import run_soak
+        from bandit_router.offline.soak import run_soak
 
         result = asyncio.run(run_soak(args.duration, args.concurrency, args.json))
         return 0 if all(result["checks"].values()) else 1
     if args.command == "bench":
-        from bandit_router.bench import run_bench
+        from bandit_router.offline.bench import run_bench
 
         asyncio.run(
             run_bench(
@@ -622,7 +622,7 @@ def _run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         from bandit_router.config import load_config
-        from bandit_router.dsjson import export
+        from bandit_router.learning.decision_log import export
 
         log_dir = load_config(args.config).server.data_path / "decisions"
         count = export(log_dir, Path(args.out))
@@ -633,7 +633,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "warm-start":
         return _warm_start(args)
     if args.command == "energy-agent":
-        from bandit_router.agent import run_agent
+        from bandit_router.energy.agent import run_agent
 
         return asyncio.run(run_agent(args.config, args.node, args.gpus, args.interval))
     handler = {"route": _route, "reward": _reward, "models": _models, "stats": _stats}[args.command]

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bandit_router.errors import InputError
+from bandit_router.domain.errors import InputError
 
 ENV_PREFIX = "BANDIT_ROUTER_"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -338,7 +338,7 @@ class RewardConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EnergyConfig:
-    """Measured energy (see bandit_router.energy for how it is attributed) and running estimates."""
+    """Measured energy (see bandit_router.energy.attribution for how it is attributed) and running estimates."""
 
     # This router's node name, matched against the catalog's ``node``; empty means the host name.
     node: str = ""

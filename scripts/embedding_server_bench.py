@@ -11,9 +11,9 @@ import tempfile
 import threading
 import time
 
-from bandit_router.bench import queries
 from bandit_router.config import load_config
-from bandit_router.embedding import Embedder, EmbedderConnection, EmbedderProcess, shared_socket
+from bandit_router.embedding.embedder import Embedder, EmbedderConnection, EmbedderProcess, shared_socket
+from bandit_router.offline.bench import queries
 
 
 def hammer(path: str, clients: int, rows: int, seconds: float) -> None:

@@ -1,6 +1,6 @@
 """The decision-quality harness: every shared data set, three trade-offs, several seeds, cold and warm.
 
-Each run is a real replay (``bandit_router.replay.run.replay``: an in-process gRPC router on its own embedded
+Each run is a real replay (``bandit_router.offline.replay.run.replay``: an in-process gRPC router on its own embedded
 Redis, Route and Reward for every query, the learner and its gate as served), shuffled with the seed. Cold:
 the whole stream is routed from nothing. Warm: the first half of the shuffled stream warm-starts the router
 (and the baselines) with every model's outcome, the second half is routed. The table gives, over the seeds,
@@ -33,12 +33,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bandit_router.config import load_config
-from bandit_router.embedding import Embedder
-from bandit_router.embedding_cache import CachingEmbedder
-from bandit_router.replay.convert import from_llmrouter, from_routeprofile
-from bandit_router.replay.run import BANDIT, ReplaySettings, replay
-from bandit_router.replay.traffic import Record
-from bandit_router.warm_start import Source
+from bandit_router.embedding.cache import CachingEmbedder
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.warm_start import Source
+from bandit_router.offline.replay.convert import from_llmrouter, from_routeprofile
+from bandit_router.offline.replay.run import BANDIT, ReplaySettings, replay
+from bandit_router.offline.replay.traffic import Record
 
 SETS: dict[str, Callable[[Path], Iterator[Record]]] = {
     "routeprofile": lambda data: from_routeprofile(data / "routeprofile"),

@@ -22,10 +22,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bandit_router.config import Config, load_config
-from bandit_router.embedding import Embedder
-from bandit_router.redis_server import EmbeddedRedis
-from bandit_router.server import Server
-from bandit_router.service import RouterService
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.serving.router import RouterService
+from bandit_router.store.embedded import EmbeddedRedis
+from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2_grpc
 
 _prefixes = itertools.count()

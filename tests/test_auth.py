@@ -15,9 +15,9 @@ from conftest import make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import Config, ConfigError
-from bandit_router.embedding import Embedder
-from bandit_router.server import Server
-from bandit_router.service import RouterService
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.serving.router import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from bandit_router.cli import main
-from bandit_router.server import Server
-from bandit_router.service import RouterService
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.grpc_server import Server
 
 
 async def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

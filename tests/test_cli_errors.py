@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_router.server import Server
+from bandit_router.transport.grpc_server import Server
 
 # Each command starts a fresh interpreter; a loaded CI machine can take a while to import torch.
 TIMEOUT_S = 300

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 
-from bandit_router.colours import PALETTE, model_colours, policy_colour
 from bandit_router.config import load_config
-from bandit_router.replay.traffic import reference_models
+from bandit_router.observability.colours import PALETTE, model_colours, policy_colour
+from bandit_router.offline.replay.traffic import reference_models
 
 
 def lab(colour: str) -> tuple[float, float, float]:

@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from routerprocess import load, start
 
-from bandit_router.bench import free_port, wait_serving
-from bandit_router.dsjson import read_log
-from bandit_router.policy import Snapshot
+from bandit_router.learning.decision_log import read_log
+from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.policy.vw import Snapshot
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -14,10 +14,10 @@ from playwright.async_api import async_playwright
 from replay.test_scenario import FLAT, stream
 
 from bandit_router.config import Config
-from bandit_router.embedding import Embedder
-from bandit_router.replay.run import ReplaySettings, replay
-from bandit_router.replay.scenario import parse_scenario
-from bandit_router.server import Server
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.offline.replay.run import ReplaySettings, replay
+from bandit_router.offline.replay.scenario import parse_scenario
+from bandit_router.transport.grpc_server import Server
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
 PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")

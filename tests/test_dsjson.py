@@ -11,9 +11,9 @@ from vowpal_wabbit_next import DSJsonFormatParser, TextFormatParser, Workspace
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.dsjson import export
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.learning.decision_log import export
+from bandit_router.serving.router import RouterService
 
 
 def features(examples: list[Any]) -> list[list[tuple[int, list[int], list[float]]]]:

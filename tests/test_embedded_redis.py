@@ -17,12 +17,12 @@ from conftest import make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from routerprocess import start
 
-from bandit_router.bench import free_port, wait_serving
-from bandit_router.embedding import Embedder
-from bandit_router.redis_server import EmbeddedRedis, EmbeddedRedisError
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.server import Server
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.serving.router import RouterService
+from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError
+from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

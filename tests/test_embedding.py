@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bandit_router.config import EmbeddingConfig, load_config
-from bandit_router.embedding import (
+from bandit_router.embedding.embedder import (
     BatchingEmbedder,
     Embedded,
     Embedder,
@@ -308,7 +308,7 @@ def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_war
     code = (
         "import logging; logging.basicConfig(level=logging.DEBUG)\n"
         "from bandit_router.config import EmbeddingConfig\n"
-        "from bandit_router.embedding import Embedder\n"
+        "from bandit_router.embedding.embedder import Embedder\n"
         "e = Embedder(EmbeddingConfig(device='cpu'))\n"
         "print(len(e.embed(['word ' * 3000])))\n"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bandit_router.embedding import Embedder
-from bandit_router.embedding_cache import CachingEmbedder
+from bandit_router.embedding.cache import CachingEmbedder
+from bandit_router.embedding.embedder import Embedder
 
 
 class Counting:

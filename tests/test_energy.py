@@ -14,11 +14,11 @@ import pytest
 from conftest import make_config
 
 from bandit_router.config import Config, ModelSpec
-from bandit_router.embedding import Embedder
-from bandit_router.energy import BusyWindows, Cumulative, EnergyAgent, Flight, NotCovered, attribute
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.reward import Source
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.domain.reward import Source
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.energy.attribution import BusyWindows, Cumulative, EnergyAgent, Flight, NotCovered, attribute
+from bandit_router.serving.router import RouterService
 
 NODE = "gpu-node-1"
 
@@ -196,7 +196,7 @@ def test_overlapping_embedding_batches_count_each_instant_of_gpu_energy_once() -
 
 
 def test_the_agent_logs_its_redis_url_without_the_password() -> None:
-    from bandit_router.redis_server import redacted
+    from bandit_router.store.embedded import redacted
 
     assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert "s3cret" not in redacted("rediss://:s3cret@host")

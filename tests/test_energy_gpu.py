@@ -16,11 +16,11 @@ import pytest
 from conftest import make_config
 
 from bandit_router.config import load_config
-from bandit_router.embedding import Embedder
-from bandit_router.energy import NvmlSource
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.reward import Source
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.domain.reward import Source
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.energy.attribution import NvmlSource
+from bandit_router.serving.router import RouterService
 
 torch = pytest.importorskip("torch")
 pytestmark = [

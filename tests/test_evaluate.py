@@ -10,11 +10,11 @@ import pytest
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.dsjson import export
-from bandit_router.embedding import Embedder
-from bandit_router.evaluate import evaluate, read_dsjson, reweighted
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.decision_log import export
+from bandit_router.offline.evaluate import evaluate, read_dsjson, reweighted
+from bandit_router.serving.router import RouterService
 
 GOOD, BAD = "gemma-2-9b-it", "llama-3.2-3b-instruct"
 

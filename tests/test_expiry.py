@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding import Embedder
-from bandit_router.errors import NotFound
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.errors import NotFound
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.serving.router import RouterService
 
 
 async def open_service(tmp_path: Path, redis_url: str, embedder: Embedder, **reward: object) -> RouterService:

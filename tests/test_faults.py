@@ -16,13 +16,13 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import make_config
 
-from bandit_router.dsjson import read_log
-from bandit_router.embedding import Embedder
-from bandit_router.errors import Unavailable
-from bandit_router.learner import Learner, SnapshotFiles
-from bandit_router.redis_server import EmbeddedRedis
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.errors import Unavailable
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.decision_log import read_log
+from bandit_router.learning.learner import Learner, SnapshotFiles
+from bandit_router.serving.router import RouterService
+from bandit_router.store.embedded import EmbeddedRedis
 
 
 async def reward(service: RouterService, i: int) -> str | None:

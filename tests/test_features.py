@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bandit_router.config import FeaturesConfig, load_config
-from bandit_router.embedding import Embedder
-from bandit_router.features import (
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.policy.features import (
     Choice,
     Clusterer,
     Complexity,
@@ -21,7 +21,7 @@ from bandit_router.features import (
     namespaces,
     vw_number,
 )
-from bandit_router.policy import Policy
+from bandit_router.policy.vw import Policy
 
 
 @pytest.fixture(scope="module")

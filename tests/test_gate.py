@@ -9,13 +9,13 @@ import pytest
 from conftest import make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
-from bandit_router.embedding import Embedder
-from bandit_router.features import Choice
-from bandit_router.gate import Gate, Logged
-from bandit_router.learner import SnapshotFiles
-from bandit_router.policy import Policy
-from bandit_router.service import RouterService
-from bandit_router.store import Store
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.learner import SnapshotFiles
+from bandit_router.policy.features import Choice
+from bandit_router.policy.gate import Gate, Logged
+from bandit_router.policy.vw import Policy
+from bandit_router.serving.router import RouterService
+from bandit_router.store.redis_store import Store
 
 SHARED = "|T query"
 ACTIONS = ("|A model_a", "|A model_b")

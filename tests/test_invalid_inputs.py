@@ -13,9 +13,9 @@ import grpc
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding import Embedder
-from bandit_router.server import Server
-from bandit_router.service import RouterService
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -10,12 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from bandit_router.config import Config
-from bandit_router.embedding import Embedder
-from bandit_router.learner_process import run_learner
-from bandit_router.policy import Snapshot
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.service import RouterService
-from bandit_router.store import Store
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.process import run_learner
+from bandit_router.policy.vw import Snapshot
+from bandit_router.serving.router import RouterService
+from bandit_router.store.redis_store import Store
 
 
 async def reward_some(service: RouterService, n: int, start: int = 0) -> None:

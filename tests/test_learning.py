@@ -9,10 +9,10 @@ from pathlib import Path
 
 from conftest import make_config
 
-from bandit_router.embedding import Embedder
-from bandit_router.policy import sample_index
-from bandit_router.requests import RouteInput
-from bandit_router.service import RouterService
+from bandit_router.domain.requests import RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.policy.vw import sample_index
+from bandit_router.serving.router import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from bandit_router.config import DashboardConfig
-from bandit_router.dashboard.monitor import Monitor, divergence, entropy
-from bandit_router.features import Choice
+from bandit_router.observability.monitor import Monitor, divergence, entropy
+from bandit_router.policy.features import Choice
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.ope import doubly_robust, ips, snips
+from bandit_router.policy.ope import doubly_robust, ips, snips
 
 
 def logged(n: int, seed: int, arms: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

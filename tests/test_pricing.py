@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bandit_router.config import ModelSpec, RewardConfig
-from bandit_router.pricing import HORIZON, PRIOR_WEIGHT, Pricing, catalog_cost, catalog_energy, penalty
+from bandit_router.domain.pricing import HORIZON, PRIOR_WEIGHT, Pricing, catalog_cost, catalog_energy, penalty
 
 MODEL = ModelSpec(
     id="m",

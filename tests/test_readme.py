@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit_router.server import Server
+from bandit_router.transport.grpc_server import Server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

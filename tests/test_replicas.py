@@ -13,13 +13,13 @@ import grpc
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding import Embedder
-from bandit_router.learner_process import run_learner
-from bandit_router.policy import Policy, Snapshot
-from bandit_router.requests import RewardInput, RouteInput
-from bandit_router.server import Server
-from bandit_router.service import RouterService
-from bandit_router.store import Store
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.process import run_learner
+from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.serving.router import RouterService
+from bandit_router.store.redis_store import Store
+from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

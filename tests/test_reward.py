@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bandit_router.config import ModelSpec, RewardConfig
-from bandit_router.reward import Source, cost_of, energy_of, resolve_tokens, scalar_reward
+from bandit_router.domain.reward import Source, cost_of, energy_of, resolve_tokens, scalar_reward
 
 MODEL = ModelSpec(
     "m", 1.0, 3.0, 8.0, energy_j_per_output_token=0.2, energy_j_per_input_token=0.01, typical_output_tokens=100

@@ -13,11 +13,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from routerprocess import load, start
 
-from bandit_router.bench import free_port, wait_serving
 from bandit_router.config import Config
-from bandit_router.embedding import Embedder
-from bandit_router.policy import Snapshot
-from bandit_router.service import RouterService
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.policy.vw import Snapshot
+from bandit_router.serving.router import RouterService
 
 
 async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:

@@ -12,14 +12,14 @@ from conftest import make_config
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.dsjson import to_dsjson
-from bandit_router.embedding import Embedder
-from bandit_router.features import Featurizer
-from bandit_router.policy import Policy
-from bandit_router.replay.traffic import Outcome, Record, write_traffic
-from bandit_router.requests import RouteInput
-from bandit_router.service import RouterService
-from bandit_router.warm_start import Source, WarmStartError, judge_records, read_source, warm
+from bandit_router.domain.requests import RouteInput
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.learning.decision_log import to_dsjson
+from bandit_router.learning.warm_start import Source, WarmStartError, judge_records, read_source, warm
+from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
+from bandit_router.policy.features import Featurizer
+from bandit_router.policy.vw import Policy
+from bandit_router.serving.router import RouterService
 
 SMALL, MID, BIG = "llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct"
 
@@ -113,7 +113,7 @@ async def test_warm_start_refuses_to_write_under_a_running_learner(
 async def service_store_learner(config: Config) -> str | None:
     import redis.asyncio as aioredis
 
-    from bandit_router.store import Store
+    from bandit_router.store.redis_store import Store
 
     client = aioredis.Redis.from_url(config.redis.url)
     try:

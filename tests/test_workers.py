@@ -13,8 +13,8 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from bandit_router.bench import free_port, wait_serving
-from bandit_router.policy import Snapshot
+from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.policy.vw import Snapshot
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bandit_router.replay.traffic import write_traffic
+from bandit_router.offline.replay.traffic import write_traffic
 from replay.test_replay import synthetic
 
 

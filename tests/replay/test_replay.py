@@ -12,10 +12,10 @@ import pytest
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.embedding import Embedder
-from bandit_router.replay import report
-from bandit_router.replay.run import BANDIT, SWEEP_WEIGHTS, ReplaySettings, replay
-from bandit_router.replay.traffic import Outcome, Record, write_traffic
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.offline.replay import report
+from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, ReplaySettings, replay
+from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
 
 MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")
 
@@ -132,7 +132,7 @@ def test_replay_warm_starts_on_a_split_and_scores_the_routed_part_only(
 
 
 def test_churn_is_the_movement_of_the_action_share_between_windows() -> None:
-    from bandit_router.replay.table import churn
+    from bandit_router.offline.replay.table import churn
 
     assert churn([0] * 1000) == {"mean_tv": 0.0, "max_tv": 0.0, "windows": 4}
     # Waves of 200 queries on one model, then on another: every window differs wholly from the next.

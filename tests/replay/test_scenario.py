@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from bandit_router.config import Config
-from bandit_router.embedding import Embedder
-from bandit_router.replay import report
-from bandit_router.replay.run import BANDIT, ReplaySettings, replay
-from bandit_router.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
-from bandit_router.replay.traffic import Outcome, Record, read_traffic
-from bandit_router.reward import cost_of, resolve_tokens
+from bandit_router.domain.reward import cost_of, resolve_tokens
+from bandit_router.embedding.embedder import Embedder
+from bandit_router.offline.replay import report
+from bandit_router.offline.replay.run import BANDIT, ReplaySettings, replay
+from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from bandit_router.offline.replay.traffic import Outcome, Record, read_traffic
 
 MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")
 WORDS = ["river", "mountain", "budget", "invoice", "poem", "python", "theorem", "recipe", "weather", "contract"]
@@ -236,7 +236,7 @@ async def test_quality_gate_holds_back_a_policy_that_learned_corrupted_rewards(
     base = config.replace(
         policy={"gate_window": 512 if gated else 0, "snapshot_every_events": 64, "snapshot_interval_s": 1.0}
     )
-    caplog.set_level(logging.INFO, logger="bandit_router.learner")
+    caplog.set_level(logging.INFO, logger="bandit_router.learning.learner")
     result = await replay(
         records,
         base,

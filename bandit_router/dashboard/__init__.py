@@ -1,1 +1,0 @@
-"""The live dashboard and Prometheus metrics, served by the router itself."""

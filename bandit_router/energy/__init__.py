@@ -1,0 +1,1 @@
+"""Energy: NVML sampling, attribution of GPU energy to decisions, and the energy agent."""

@@ -1,0 +1,1 @@
+"""Observability: the monitor behind the dashboard, Prometheus metrics and colours."""

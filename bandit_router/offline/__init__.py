@@ -1,0 +1,1 @@
+"""Offline tools: replay, evaluation, benchmarks and the soak test."""

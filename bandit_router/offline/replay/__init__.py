@@ -1,0 +1,1 @@
+"""Replaying logged traffic through the router, with baselines, scenarios and reports."""

@@ -1,0 +1,310 @@
+"""Replays traffic through a real router (in-process gRPC server, embedded Redis) and the baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from bandit_router.config import Config
+from bandit_router.embedding.cache import CachingEmbedder
+from bandit_router.embedding.embedder import Embedder, TextEmbedder
+from bandit_router.learning.learner import SnapshotFiles
+from bandit_router.learning.warm_start import Source, publish, warm
+from bandit_router.offline.replay.compare import baseline_features, replay_baselines
+from bandit_router.offline.replay.scenario import Scenario
+from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table, churn
+from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
+from bandit_router.policy.features import Featurizer
+from bandit_router.policy.vw import Policy
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.grpc_server import Server
+from bandit_router.v1 import router_pb2 as pb
+from bandit_router.v1 import router_pb2_grpc
+
+BANDIT = "bandit-router"
+# Energy weight = cost weight at each point of a --sweep.
+SWEEP_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0)
+FORMULA = "quality - energy_weight * energy_joules / energy_scale_joules - cost_weight * cost_usd / cost_scale_usd"
+ENERGY_BASIS = (
+    "where the traffic has no energy: the catalog's profiles from ML.ENERGY (Chung et al., NeurIPS 2025 D&B), "
+    "J per input and output token by model size on H100, times the record's tokens (or estimated tokens)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+    energy_weight: float | None = None
+    cost_weight: float | None = None
+    seed: int = 0
+    concurrency: int = 8
+    # Give the router each record's task as a hint; without it the router infers the task.
+    task_hint: bool = True
+    scenario: Scenario = dataclasses.field(default_factory=Scenario)
+    # Fitted before the first query is routed (bandit-router warm-start's path, through its gate); evaluation
+    # records warm-start the baselines too.
+    warm_start: Source | None = None
+
+
+def _request_id(record: Record, step: int) -> str:
+    return f"{step}-" + re.sub(r"[^A-Za-z0-9._:-]", "_", record.id)[:100]
+
+
+async def _replay_bandit(
+    stub: router_pb2_grpc.RouterStub,
+    records: list[Record],
+    table: OutcomeTable,
+    settings: ReplaySettings,
+    dropped: list[bool],
+    progress: Any,
+) -> tuple[Trace, Counter[str], Counter[str]]:
+    trace = Trace()
+    energy_sources: Counter[str] = Counter()
+    cost_sources: Counter[str] = Counter()
+    arm_index = {a: j for j, a in enumerate(table.arms)}
+    scenario = settings.scenario
+    preferences = pb.Preferences()
+    if settings.energy_weight is not None:
+        preferences.energy_weight = settings.energy_weight
+    if settings.cost_weight is not None:
+        preferences.cost_weight = settings.cost_weight
+    # Decisions whose reward is still to be sent: (step, decision id, model index).
+    owed: deque[tuple[int, str, int]] = deque()
+
+    async def pay(step: int, decision_id: str, j: int) -> None:
+        # Bandit feedback: only the chosen model's logged outcome goes back.
+        outcome = records[step].outcomes[table.arms[j]]
+        request = pb.RewardRequest(
+            decision_id=decision_id,
+            quality=float(1.0 - table.quality[step, j] if scenario.corrupted(step) else table.quality[step, j]),
+            input_tokens=outcome.input_tokens or 0,
+            output_tokens=outcome.output_tokens or 0,
+            latency_ms=outcome.latency_ms or 0.0,
+        )
+        if outcome.energy_joules is not None:
+            request.energy_joules = outcome.energy_joules
+        if outcome.cost_usd is not None or scenario.price_factor(step, table.arms[j]) != 1.0:
+            # After a price change the client reports what it was billed.
+            request.cost_usd = float(table.cost[step, j])
+        reply = await stub.Reward(request)
+        energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
+        cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
+
+    steps = list(enumerate(records))
+    for window in batched(steps, settings.concurrency):
+        decisions = await asyncio.gather(
+            *(
+                stub.Route(
+                    pb.RouteRequest(
+                        query=r.query,
+                        request_id=_request_id(r, i),
+                        candidates=[m for m in r.outcomes if scenario.available(i, m)],
+                        task=r.task if settings.task_hint else "",
+                        preferences=preferences,
+                    )
+                )
+                for i, r in window
+            )
+        )
+        for (i, _), decision in zip(window, decisions, strict=True):
+            j = arm_index[decision.model]
+            # What the application got, whatever reward it then sends.
+            table.step(trace, i, j)
+            if not dropped[i]:
+                owed.append((i, decision.decision_id, j))
+            progress.update(1)
+        last = window[-1][0]
+        while owed and owed[0][0] <= last - scenario.reward_delay:
+            await pay(*owed.popleft())
+    while owed:
+        await pay(*owed.popleft())
+    return trace, energy_sources, cost_sources
+
+
+async def replay(
+    records: list[Record],
+    base: Config,
+    settings: ReplaySettings,
+    embedder: TextEmbedder | None = None,
+    show_progress: bool = True,
+    on_start: Callable[[Server], None] | None = None,
+    hold: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Runs the bandit through a real service and the baselines on the same stream; returns the report.
+
+    Every query is embedded once (the embedder is wrapped in a cache by text) and the same vector serves the
+    router and the baselines. ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited
+    with the report, keeps the service and its dashboard up until it returns."""
+    from tqdm import tqdm
+
+    scenario = settings.scenario
+    records = scenario.stream(records, settings.seed)
+    dropped = scenario.dropped(len(records), settings.seed)
+    warm_source = settings.warm_start
+    warm_records = list(warm_source.records) if warm_source is not None else []
+
+    if embedder is None:
+        embedder = await asyncio.to_thread(Embedder, base.embedding)
+    cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
+    with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
+        reward = {
+            k: v
+            for k, v in (("energy_weight", settings.energy_weight), ("cost_weight", settings.cost_weight))
+            if v is not None
+        }
+        config = base.replace(
+            models=arm_catalog(records, base.models),
+            server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
+            redis={"url": ""},
+            policy={"seed": settings.seed},
+            reward=reward,
+            energy={"measure": False},
+        )
+        embedded = []
+        for chunk in batched([r.query for r in [*warm_records, *records]], 64):
+            embedded.extend(await asyncio.to_thread(cache.embed, list(chunk)))
+        warm_embedded, embedded = embedded[: len(warm_records)], embedded[len(warm_records) :]
+        featurizer = await asyncio.to_thread(Featurizer, config.features, cache.embed, cache.dimension)
+        warm_result = None
+        if warm_source is not None:
+            policy = Policy(config.policy, config.features, cache.dimension)
+            warm_result = await asyncio.to_thread(
+                warm, policy, None, warm_source, cache, featurizer, config, settings.task_hint, settings.seed
+            )
+            files = SnapshotFiles(Path(data_dir) / "snapshots", config.policy.keep_snapshots)
+            await publish(warm_result, files, None)
+        service = await RouterService.open(config, embedder=cache)
+        try:
+            server = Server(service, "127.0.0.1:0")
+        except BaseException:
+            await service.close()
+            raise
+        try:
+            await server.start()
+            if on_start is not None:
+                on_start(server)
+            tokens = [e.token_count for e in embedded]
+            table = build_table(records, config, tokens, scenario)
+            started = time.perf_counter()
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                stub = router_pb2_grpc.RouterStub(channel)
+                with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
+                    bandit, energy_sources, cost_sources = await _replay_bandit(
+                        stub, records, table, settings, dropped, progress
+                    )
+            elapsed = time.perf_counter() - started
+            if service.learner is not None:
+                await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
+
+            def task_of(record: Record, e: Any) -> str:
+                return (
+                    record.task.lower() if settings.task_hint and record.task else featurizer.inferrer.infer(e.vector)
+                )
+
+            tasks = [task_of(r, e) for r, e in zip(records, embedded, strict=True)]
+            warm_tasks = [task_of(r, e) for r, e in zip(warm_records, warm_embedded, strict=True)]
+            features = baseline_features(
+                [r.query for r in [*warm_records, *records]], [*warm_embedded, *embedded], [*warm_tasks, *tasks],
+                config.features,
+            )  # fmt: skip
+            warm_features, features = features[: len(warm_records)], features[len(warm_records) :]
+            warm_table = (
+                (build_table(warm_records, config, [e.token_count for e in warm_embedded]), warm_features, warm_tasks)
+                if warm_records
+                else None
+            )
+            baselines, grid = replay_baselines(
+                table,
+                features,
+                tasks,
+                tokens,
+                list(config.models),
+                config.reward,
+                settings.seed,
+                scenario.reward_delay,
+                dropped,
+                warm_table,
+            )
+            traces = {BANDIT: bandit, **baselines}
+            result = make_report(
+                traces, table, config, settings, elapsed, energy_sources, cost_sources, service.policy_version
+            )
+            result["full_information_grid"] = grid
+            result["records_routed"] = [r.id for r in records]
+            if warm_result is not None:
+                result["warm_start"] = {
+                    **warm_result.to_json(),
+                    "record_ids": [r.id for r in warm_records],
+                    "baselines": "warm-started on the same rows" if warm_records else "cold (a log has no queries)",
+                }
+            if hold is not None:
+                await hold(result)
+        finally:
+            await server.stop(1.0)
+    return result
+
+
+def make_report(
+    traces: dict[str, Trace],
+    table: OutcomeTable,
+    config: Config,
+    settings: ReplaySettings,
+    elapsed: float,
+    energy_sources: Counter[str],
+    cost_sources: Counter[str],
+    policy_version: str,
+) -> dict[str, Any]:
+    oracle = np.array(next(t.rewards for n, t in traces.items() if n.startswith("oracle")))
+    policies = {}
+    for name, trace in traces.items():
+        regret = np.cumsum(oracle - np.array(trace.rewards))
+        shares = Counter(table.arms[a] for a in trace.arms)
+        policies[name] = {
+            "mean_quality": float(np.mean(trace.qualities)),
+            "mean_cost_usd": float(np.mean(trace.costs)),
+            "mean_energy_joules": float(np.mean(trace.energies)),
+            "mean_reward": float(np.mean(trace.rewards)),
+            "cumulative_regret": float(regret[-1]),
+            "regret_curve": [float(v) for v in regret],
+            "arms": [table.arms[a] for a in trace.arms],
+            "share": {a: shares[a] / len(trace.arms) for a in table.arms},
+            "churn": churn(trace.arms),
+        }
+    weights = config.reward
+    estimated = energy_sources.get("estimated", 0)
+    return {
+        "records": len(table.quality),
+        "models": table.arms,
+        "reward": {
+            "formula": FORMULA,
+            "energy_weight": weights.energy_weight,
+            "cost_weight": weights.cost_weight,
+            "energy_scale_joules": weights.energy_scale_joules,
+            "cost_scale_usd": weights.cost_scale_usd,
+        },
+        "energy_source": "estimated" if estimated == sum(energy_sources.values()) else dict(energy_sources),
+        "energy_basis": ENERGY_BASIS,
+        # Models with neither a catalog energy profile nor energy in the traffic: their energy counts as 0 in the
+        # means, and the energy weight does not apply to them.
+        "energy_unknown_models": [a for j, a in enumerate(table.arms) if table.energy_unknown[:, j].any()],
+        "bandit_energy_sources": dict(energy_sources),
+        "bandit_cost_sources": dict(cost_sources),
+        "bandit_policy_version": policy_version,
+        "seed": settings.seed,
+        "task_hint": settings.task_hint,
+        "scenario": settings.scenario.to_json(),
+        # Every sent reward is priced once, so the sources count the rewards the service received.
+        "rewards_never_sent": len(table.quality) - sum(energy_sources.values()),
+        "replay_seconds": elapsed,
+        "replay_queries_per_second": len(table.quality) / elapsed,
+        "policies": policies,
+    }

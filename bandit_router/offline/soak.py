@@ -1,0 +1,172 @@
+"""Soak test: Route + Reward against a real router process for a bounded time, watching errors and memory.
+
+It starts its own Redis and ``bandit-router serve`` as a separate process, runs ``concurrency`` clients that
+each route a query and reward the decision, in a loop, for ``duration_s``, sampling the server's resident
+memory; then stops the server with SIGTERM (which drains the learner) and checks that nothing is pending,
+every acknowledged reward was learned, and no call failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+
+from bandit_router.offline.bench import free_port, queries, wait_serving
+from bandit_router.policy.vw import Snapshot
+from bandit_router.store.embedded import start_embedded
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            # The fields after the parenthesised name: state, then the parent's pid.
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def resident_mib(pid: int) -> float:
+    """Resident set size of the process and all its descendants (the embedding workers, an embedded Redis),
+    from Linux /proc."""
+    total = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total = int(line.split()[1]) / 1024
+            break
+    else:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    for child in _children(pid):
+        with contextlib.suppress(OSError, RuntimeError):
+            total += resident_mib(child)
+    return total
+
+
+async def run_soak(duration_s: float, concurrency: int, json_path: str | None = None) -> dict[str, Any]:
+    from bandit_router.v1 import router_pb2 as pb
+    from bandit_router.v1 import router_pb2_grpc
+
+    texts = queries(20_000, seed=3)
+    prefix = "soak"
+    with tempfile.TemporaryDirectory(prefix="br-soak-") as data_dir:
+        redis = await start_embedded(Path(data_dir) / "redis")
+        redis_url = redis.url
+        target = f"127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "REDIS_URL": redis_url,
+            "BANDIT_ROUTER_REDIS_KEY_PREFIX": prefix,
+            "BANDIT_ROUTER_SERVER_LISTEN": target,
+            "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
+            "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
+        }
+        log_path = Path(data_dir) / "server.log"
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "bandit_router", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        errors: dict[str, int] = {}
+        routes = rewards = 0
+        memory: list[tuple[float, float]] = []
+        try:
+            await wait_serving(target, timeout=120)
+            started = time.monotonic()
+            deadline = started + duration_s
+
+            async def client(offset: int) -> None:
+                nonlocal routes, rewards
+                async with grpc.aio.insecure_channel(target) as channel:
+                    stub = router_pb2_grpc.RouterStub(channel)
+                    i = offset
+                    while time.monotonic() < deadline:
+                        text = texts[i % len(texts)]
+                        i += concurrency
+                        try:
+                            decision = await stub.Route(pb.RouteRequest(query=text), timeout=30)
+                            routes += 1
+                            quality = 0.9 if decision.model.startswith("gemma") else 0.5
+                            await stub.Reward(
+                                pb.RewardRequest(decision_id=decision.decision_id, quality=quality), timeout=30
+                            )
+                            rewards += 1
+                        except grpc.aio.AioRpcError as exc:
+                            errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+            async def sample() -> None:
+                while time.monotonic() < deadline:
+                    memory.append((time.monotonic() - started, resident_mib(server.pid)))
+                    await asyncio.sleep(5.0)
+
+            await asyncio.gather(sample(), *(client(i) for i in range(concurrency)))
+            elapsed = time.monotonic() - started
+        except Exception:
+            print(log_path.read_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            server.send_signal(signal.SIGTERM)
+            exit_code = await asyncio.to_thread(server.wait, 120)
+        client_ = aioredis.Redis.from_url(redis_url)
+        try:
+            pending = [k async for k in client_.scan_iter(match=f"{prefix}:pending:*")]
+            raw = await client_.get(f"{prefix}:snapshot")
+            learned = Snapshot.decode(raw).learned if isinstance(raw, bytes) else 0
+            backlog = await client_.xlen(f"{prefix}:events")
+        finally:
+            await client_.aclose()
+        await asyncio.to_thread(redis.stop)
+
+    third = max(1, len(memory) // 3)
+    early = sum(m for _, m in memory[:third]) / third
+    late = sum(m for _, m in memory[-third:]) / third
+    rss = {"first_third": early, "last_third": late, "max": max(m for _, m in memory)}
+    result: dict[str, Any] = {
+        "duration_s": elapsed,
+        "concurrency": concurrency,
+        "routes": routes,
+        "rewards": rewards,
+        "route_reward_pairs_per_s": rewards / elapsed,
+        "errors": errors,
+        "pending_after": len(pending),
+        "learned": learned,
+        "stream_backlog_after": backlog,
+        "server_exit_code": exit_code,
+        "rss_mib": rss,
+        "rss_samples": memory,
+    }
+    checks = {
+        "no errors": not errors,
+        "nothing pending": not pending,
+        "every reward learned": learned == rewards and backlog == 0,
+        "clean exit": exit_code == 0,
+        # Flat: the last third of the run within 10% of the first (allocator warm-up happens in the first).
+        "memory flat": late <= 1.10 * early,
+    }
+    result["checks"] = checks
+    print(
+        f"soak: {elapsed:.0f} s at concurrency {concurrency}: {routes} Route and {rewards} Reward calls "
+        f"({rewards / elapsed:.1f} pairs/s), errors {errors or 'none'}, pending after {len(pending)}, "
+        f"learned {learned}, RSS of the server and its child processes {early:.0f} -> {late:.0f} MiB "
+        f"(max {rss['max']:.0f})"
+    )
+    for name, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,1 @@
+"""Process-level wiring: the composition root, signals and routing worker processes."""

@@ -1,0 +1,1 @@
+"""Redis state: the store of decisions, the reward stream and snapshots, and the embedded Redis."""

@@ -1,0 +1,1 @@
+"""Transports: the gRPC server and the dashboard's web server."""

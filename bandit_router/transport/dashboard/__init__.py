@@ -1,0 +1,1 @@
+"""The dashboard's web server and its static page."""

@@ -1,0 +1,313 @@
+"""The dashboard's HTTP server: the page, its vendored chart library, JSON endpoints and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bandit_router.observability.colours import model_colours
+from bandit_router.transport.dashboard.guard import GuardedSite
+
+if TYPE_CHECKING:
+    from bandit_router.config import AuthConfig
+    from bandit_router.serving.router import RouterService
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Runs a coroutine on the router's own event loop and gives an awaitable of its result on the dashboard's.
+OnServing = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+
+STATIC = {
+    "dashboard.js": "application/javascript",
+    "dashboard.css": "text/css",
+    "vendor/chart.umd.min.js": "application/javascript",
+}
+# What each JSON endpoint answers (the README documents the same).
+ENDPOINTS = {
+    "/api/summary": "policy versions, learning and gate counters, models, tasks, alerts",
+    "/api/shares": "share of decisions per model per time bucket (?task= for one task)",
+    "/api/rewards": "mean reward, quality, cost and energy per bucket; energy by source; reward per model",
+    "/api/drift": "TV and KL of each served policy from the previous and the first on the probe set; "
+    "each model's mean probability on the probes; the quality gate's verdicts",
+    "/api/exploration": "mean pmf entropy and chosen-action probability per bucket",
+    "/api/ope": "IPS and SNIPS, with intervals, of the live policy, uniform random and each single model",
+    "/api/health": "pending and expired decisions, reward delay, learner lag",
+}
+
+
+def _window(request: web.Request) -> float:
+    text = request.query.get("window", "0")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise web.HTTPBadRequest(text=f"window must be a number of seconds >= 0 (0: everything), got {text!r}")
+    return value
+
+
+def _json(body: Any) -> web.Response:
+    # NaN is not JSON: a value that could not be computed is null.
+    return web.Response(text=json.dumps(body, allow_nan=False, default=str), content_type="application/json")
+
+
+def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
+    """The dashboard's routes. ``on_serving`` runs a coroutine that needs the router's own event loop (its Redis
+    client lives there) and awaits its result; by default the dashboard runs on that loop itself."""
+    monitor = service.monitor
+
+    async def call(coro: Coroutine[Any, Any, T]) -> T:
+        return await (on_serving(coro) if on_serving is not None else coro)
+
+    page = resources.files("bandit_router.transport.dashboard").joinpath("static")
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=page.joinpath("index.html").read_text(encoding="utf-8"), content_type="text/html")
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC:
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return web.Response(body=page.joinpath(name).read_bytes(), content_type=STATIC[name])
+
+    async def summary(request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        stats = service.stats()
+        learner = service.learner
+        pooled = tenant is None
+        routes = [r for r in list(monitor.routes) if pooled or r.tenant == tenant]
+        return _json(
+            {
+                "viewer": "all tenants" if pooled else tenant,
+                "policy_version": stats.policy_version,
+                # Counts over every tenant's traffic: in the pooled view only, as GetStats is for admins only.
+                "events_learned": stats.events_learned if pooled else None,
+                "learner_version": f"v{learner.policy.version}" if learner and pooled else None,
+                "gate_promotions": (learner.promotions if learner else 0) if pooled else None,
+                "gate_rejections": (learner.rejections if learner else 0) if pooled else None,
+                "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts and pooled else None,
+                "models": [m.id for m in service.list_models()],
+                # The same colour per model as every report and plot; models routed to under an older catalog too.
+                "colours": model_colours([*(m.id for m in service.config.models), *sorted({r.model for r in routes})]),
+                "tasks": sorted({r.task for r in routes}),
+                "alerts": monitor.alerts(tenant),
+                "endpoints": ENDPOINTS,
+            }
+        )
+
+    async def shares(request: web.Request) -> web.Response:
+        return _json(monitor.shares(_window(request), request.query.get("task", ""), _tenant(request)))
+
+    async def rewards(request: web.Request) -> web.Response:
+        return _json(_nulls(monitor.rewards_view(_window(request), _tenant(request))))
+
+    async def drift(request: web.Request) -> web.Response:
+        # The served policy is every tenant's: its drift is shown to each; the gate's reasons, estimates over
+        # every tenant's rewards, only in the pooled view.
+        window = _window(request)
+        view = monitor.drift_view(window)
+        since = monitor.clock() - window if window > 0 else float("-inf")
+        verdicts = list(service.learner.verdicts) if service.learner else []
+        pooled = _tenant(request) is None
+        view["gate"] = [
+            {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, **({"reason": v.reason} if pooled else {})}
+            for v in verdicts
+            if v.at >= since
+        ]
+        return _json(_nulls(view))
+
+    async def exploration(request: web.Request) -> web.Response:
+        return _json(monitor.exploration(_window(request), _tenant(request)))
+
+    async def ope(request: web.Request) -> web.Response:
+        return _json(_nulls(monitor.ope(_window(request), tenant=_tenant(request))))
+
+    async def health(request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        if tenant is not None:
+            return _json(_nulls(monitor.health(None, None, tenant)))
+        return _json(_nulls(monitor.health(await call(service.learner_lag()), await call(service.expired_count()))))
+
+    async def metrics(request: web.Request) -> web.Response:
+        if _tenant(request) is not None:
+            raise web.HTTPForbidden(
+                text="metrics pool every tenant's traffic: they need the dashboard token or an admin tenant's"
+            )
+        await call(service.refresh_metrics())
+        return web.Response(
+            body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application(middlewares=[_token_check(service.config.auth)])
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/static/{name:.+}", static),
+            web.get("/api/summary", summary),
+            web.get("/api/shares", shares),
+            web.get("/api/rewards", rewards),
+            web.get("/api/drift", drift),
+            web.get("/api/exploration", exploration),
+            web.get("/api/ope", ope),
+            web.get("/api/health", health),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app
+
+
+COOKIE = "bandit_router_dashboard"
+
+
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison of strings in any script (compare_digest takes only ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
+
+
+# The tenant whose view a request gets; None (or unset) for the pooled view of every tenant.
+TENANT = web.RequestKey("tenant", str)
+
+
+def _tenant(request: web.Request) -> str | None:
+    return request.get(TENANT)
+
+
+def _token_check(auth: AuthConfig) -> Any:
+    """Who is looking. Without tokens of any kind the dashboard is open, pooled (one tenant). Otherwise every path
+    asks for a token, as ``Authorization: Bearer TOKEN`` or the cookie that opening ``/?token=TOKEN`` in a
+    browser sets: the dashboard token, or an admin tenant's, sees every tenant pooled; another tenant's token
+    sees that tenant's own traffic only."""
+    tenants = auth.tenant_by_token
+
+    def viewer(given: str) -> tuple[bool, str | None]:
+        """(known, tenant): every token is compared, in constant time, so timing says nothing."""
+        found: tuple[bool, str | None] = (False, None)
+        if auth.dashboard_token and _same(given, auth.dashboard_token):
+            found = (True, None)
+        for token, tenant in tenants.items():
+            if _same(given, token) and not found[0]:
+                found = (True, None if tenant in auth.admin_tenants else tenant)
+        return found
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not auth.dashboard_token and not tenants:
+            return await handler(request)  # type: ignore[no-any-return]
+        offered = request.query.get("token", "")
+        if request.path == "/" and offered and viewer(offered)[0]:
+            response = web.Response(status=302, headers={"Location": "/"})
+            response.set_cookie(COOKIE, offered, httponly=True, samesite="Strict", secure=request.secure)
+            return response
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else request.cookies.get(COOKIE, "")
+        known, tenant = viewer(given) if given else (False, None)
+        if not known:
+            raise web.HTTPUnauthorized(
+                text="dashboard: a token is required (Authorization: Bearer TOKEN, or open /?token=TOKEN)"
+            )
+        if tenant is not None:
+            request[TENANT] = tenant
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return check
+
+
+def _nulls(value: Any) -> Any:
+    """Non-finite floats (an interval over one sample, a divergence not yet defined) become null."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    return value
+
+
+class Dashboard:
+    """The dashboard's HTTP server, started and stopped with the gRPC server, on a thread and event loop of its
+    own: a flood of dashboard clients, or a slow view over a long history, cannot delay the gRPC calls that
+    the router's loop serves. What needs that loop (Redis) is run there and awaited."""
+
+    def __init__(self, service: RouterService, listen: str) -> None:
+        self.service = service
+        self.listen = listen
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def start(self) -> None:
+        serving = asyncio.get_running_loop()
+
+        def on_serving(coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, serving))
+
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open(on_serving))
+            except BaseException as exc:
+                ready.set_exception(exc)
+                loop.close()
+                return
+            ready.set_result(None)
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.runner.cleanup())
+                loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="dashboard", daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            self._loop = None
+            await asyncio.to_thread(self._thread.join)
+            raise
+        log.info("dashboard on %s (metrics at %smetrics)", self.url, self.url)
+
+    async def _open(self, on_serving: OnServing) -> None:
+        self.runner = web.AppRunner(build_app(self.service, on_serving), access_log=None)
+        await self.runner.setup()
+        host, _, port = self.listen.rpartition(":")
+        server = self.service.config.server
+        context = None
+        if server.tls_cert_file:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+        limits = self.service.config.dashboard
+        site = GuardedSite(
+            self.runner, host, int(port), limits.max_connections, limits.header_timeout_s, ssl_context=context
+        )
+        self.site = site
+        try:
+            await site.start()
+        except BaseException:
+            await self.runner.cleanup()
+            raise
+        # The bound port, which differs from the configured one when that was 0.
+        port = self.runner.addresses[0][1] if self.runner.addresses else port
+        self.url = f"{'https' if context else 'http'}://{host}:{port}/"
+
+    async def stop(self) -> None:
+        loop, thread, self._loop = self._loop, self._thread, None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
