@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -153,6 +152,7 @@ def _replay(args: argparse.Namespace) -> int:
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
     from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario
     from bandit_router.offline.replay.traffic import TrafficError, read_traffic
+    from bandit_router.runtime.root import stop_on_signals
 
     config = load_config(getattr(args, "config", None))
     if args.command == "demo":
@@ -233,13 +233,8 @@ def _replay(args: argparse.Namespace) -> int:
                 _show(report, result, out, title)
                 _headline([*results, result])
                 print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
+                with stop_on_signals() as stop:
+                    await stop.wait()
 
             keep = hold if getattr(args, "hold", False) and not sweep and last else None
             result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
@@ -590,15 +585,20 @@ def _run(args: argparse.Namespace) -> int:
             from bandit_router.runtime.workers import run_workers
 
             return asyncio.run(run_workers(args.config, args.workers))
-        from bandit_router.transport.grpc_server import main as serve_main
+        from bandit_router.config import load_config
+        from bandit_router.runtime.root import serve
 
-        serve_main(args.config)
+        asyncio.run(serve(load_config(args.config)))
         return 0
     if args.command == "learner":
         from bandit_router.config import load_config
-        from bandit_router.learning.process import run_learner
+        from bandit_router.runtime.root import run_learner, stop_on_signals
 
-        asyncio.run(run_learner(load_config(args.config)))
+        async def learn() -> None:
+            with stop_on_signals() as stop:
+                await run_learner(load_config(args.config), stop)
+
+        asyncio.run(learn())
         return 0
     if args.command == "soak":
         from bandit_router.offline.soak import run_soak
@@ -634,8 +634,13 @@ def _run(args: argparse.Namespace) -> int:
         return _warm_start(args)
     if args.command == "energy-agent":
         from bandit_router.energy.agent import run_agent
+        from bandit_router.runtime.root import stop_on_signals
 
-        return asyncio.run(run_agent(args.config, args.node, args.gpus, args.interval))
+        async def publish() -> int:
+            with stop_on_signals() as stop:
+                return await run_agent(args.config, args.node, args.gpus, args.interval, stop)
+
+        return asyncio.run(publish())
     handler = {"route": _route, "reward": _reward, "models": _models, "stats": _stats}[args.command]
     try:
         print(json.dumps(handler(args), indent=2))

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.embedder import Embedder
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.transport.grpc_server import Server
@@ -108,7 +109,7 @@ def config(tmp_path: Path, redis_url: str) -> Config:
 
 @pytest.fixture
 async def service(config: Config, embedder: Embedder) -> AsyncIterator[RouterService]:
-    svc = await RouterService.open(config, embedder=embedder)
+    svc = await open_router(config, embedder=embedder)
     yield svc
     await svc.close()
 

@@ -12,6 +12,7 @@ from conftest import make_config
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.embedder import Embedder
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -31,7 +32,7 @@ def api_config(tmp_path: Path, redis_url: str) -> Config:
 async def api_stub(
     api_config: Config, embedder: Embedder
 ) -> AsyncIterator[tuple[router_pb2_grpc.RouterStub, RouterService]]:
-    service = await RouterService.open(api_config, embedder=embedder)
+    service = await open_router(api_config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     try:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import Config, ConfigError
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
@@ -31,7 +31,7 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 
 async def serve(config: Config, embedder: Embedder) -> Server:
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     return server

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
 
 import grpc
 import pytest
 
+from bandit_router.domain.records import PendingDecision
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.serving.router import RouterService
 from bandit_router.v1 import router_pb2 as pb
@@ -154,16 +154,16 @@ async def test_each_action_carries_the_penalty_its_expected_energy_and_cost_incu
     query until a model is observed, then its running estimate; no penalty at all without a trade-off."""
     specs = {m.id: m for m in service.config.models}
 
-    def penalties(pending: dict[str, Any]) -> dict[str, float]:
+    def penalties(pending: PendingDecision) -> dict[str, float]:
         # The penalties are in the order of the pmf.
-        return {model: p for (model, _), p in zip(pending["pmf"], pending["penalties"], strict=True)}
+        return {model: p for (model, _), p in zip(pending.decision.pmf, pending.penalties, strict=True)}
 
     d = await service.route(
         RouteInput(query="Explain tea briefly.", candidates=(BIG, SMALL), energy_weight=2.0, cost_weight=0.5)
     )
     pending = await service.store.get_pending(d.decision_id)
     assert pending is not None
-    tokens = int(pending["query_tokens"])
+    tokens = pending.query_tokens
     for model, penalty in penalties(pending).items():
         spec = specs[model]
         energy = tokens * spec.energy_j_per_input_token + spec.typical_output_tokens * spec.energy_j_per_output_token

@@ -69,7 +69,7 @@ async def test_route_options_and_readable_json(
     assert status == 0, err
     decision = json.loads(out)
     pending = await service.store.get_pending(decision["decision_id"])
-    assert pending is not None and pending["metadata"] == {"user": "alice", "app": "cli=test"}
+    assert pending is not None and pending.metadata == {"user": "alice", "app": "cli=test"}
     when = datetime.datetime.fromisoformat(decision["expires_at_iso"].replace("Z", "+00:00"))
     assert when.timestamp() == pytest.approx(decision["expires_at"], abs=0.001)
     # A budget nothing fits is refused, naming the budget.

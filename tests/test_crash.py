@@ -77,7 +77,7 @@ async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_
     assert isinstance(raw, bytes), raw
     snapshot = Snapshot.decode(raw)
     logged = list(read_log(sorted((tmp_path / "decisions").glob("decisions-*.jsonl"))))
-    learned_ids = [e["decision_id"] for e in logged]
+    learned_ids = [e.decision_id for e in logged]
     # Every acknowledged reward was learned...
     assert set(acknowledged) <= set(learned_ids), len(set(acknowledged) - set(learned_ids))
     # ...and nothing twice: one event per decision, and the model learned exactly as many events as there are.

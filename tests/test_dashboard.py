@@ -16,7 +16,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 from bandit_router.transport.dashboard.web import Dashboard
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -126,7 +126,7 @@ async def test_idle_connections_are_closed_and_capped_while_the_dashboard_serves
     config = make_config(
         tmp_path, redis_url, dashboard={"listen": "127.0.0.1:0", "max_connections": 8, "header_timeout_s": 0.5}
     )
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     dashboard = Dashboard(service, config.dashboard.listen)
     await dashboard.start()
     try:

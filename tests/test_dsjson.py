@@ -70,6 +70,7 @@ def test_export_log_command_writes_the_file(
     event = {
         "event_id": "1-0",
         "decision_id": "d1",
+        "model": "m",
         "index": 0,
         "reward": 0.5,
         "probability": 0.9,

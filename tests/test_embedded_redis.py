@@ -20,6 +20,7 @@ from routerprocess import start
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from bandit_router.transport.grpc_server import Server
@@ -64,7 +65,7 @@ def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> Non
 async def test_a_killed_embedded_redis_is_restarted_and_health_says_so_meanwhile(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    service = await RouterService.open(make_config(tmp_path), embedder=embedder)
+    service = await open_router(make_config(tmp_path), embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     statuses: list[int] = []
@@ -143,7 +144,7 @@ async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Em
         config = make_config(
             tmp_path / "data", redis.url, server={"stop_timeout_s": 2.0}, reward={"expiry_sweep_s": 0.05}
         )
-        service = await RouterService.open(config, embedder=embedder)
+        service = await open_router(config, embedder=embedder)
         decision = await service.route(RouteInput(query="Name a prime number."))
         await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
         admin = aioredis.Redis.from_url(redis.url)

@@ -18,6 +18,7 @@ from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.energy.attribution import BusyWindows, Cumulative, EnergyAgent, Flight, NotCovered, attribute
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 NODE = "gpu-node-1"
@@ -102,7 +103,7 @@ async def measured(
 ) -> AsyncIterator[tuple[RouterService, EnergyAgent, FakeCounters, Clock]]:
     config = placed(make_config(tmp_path, redis_url), {"gemma-2-9b-it": (0,), "llama-3.3-70b-instruct": (0, 1)})
     clock = Clock(1000.0)
-    service = await RouterService.open(config, embedder=embedder, clock=clock)
+    service = await open_router(config, embedder=embedder, clock=clock)
     counters = FakeCounters({0: 5000.0, 1: 100.0})
     agent = EnergyAgent(counters, service.store.client, config.redis.key_prefix, NODE, 1.0, 3600.0, clock=clock)
     yield service, agent, counters, clock

@@ -20,7 +20,7 @@ from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.energy.attribution import NvmlSource
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -87,7 +87,7 @@ async def test_decisions_and_the_routers_embedding_are_measured_on_the_gpu(
     base = make_config(tmp_path, redis_url)
     models = tuple(dataclasses.replace(m, gpus=(0,)) if m.id == "gemma-2-9b-it" else m for m in base.models)
     config = base.replace(models=models, embedding={"device": "cuda:0"}, energy={"sample_interval_s": 0.1})
-    service = await RouterService.open(config, embedder=gpu_embedder)
+    service = await open_router(config, embedder=gpu_embedder)
     try:
         assert service.agent is not None
         await asyncio.sleep(0.3)

@@ -14,6 +14,7 @@ from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.learning.decision_log import export
 from bandit_router.offline.evaluate import evaluate, read_dsjson, reweighted
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 GOOD, BAD = "gemma-2-9b-it", "llama-3.2-3b-instruct"
@@ -84,7 +85,7 @@ async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
     """Candidates narrow some decisions, a budget others, and a model is added to the catalog mid-log: each
     decision's probabilities are over what it offered, and "always M" is scored where M was offered."""
     third = "qwen2.5-7b-instruct"
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         for i in range(150):
             candidates = (GOOD, BAD) if i % 3 == 0 else (GOOD, BAD, third)
@@ -121,7 +122,7 @@ async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
     assert narrowed > 0
     # The same store and log, with an API model added to the catalog.
     added = dataclasses.replace(config.models[0], id="acme-api", parameters_b=None)
-    service = await RouterService.open(config.replace(models=(*config.models, added)), embedder=embedder)
+    service = await open_router(config.replace(models=(*config.models, added)), embedder=embedder)
     try:
         for i in range(40):
             d = await service.route(

@@ -12,13 +12,14 @@ from conftest import make_config
 from bandit_router.domain.errors import NotFound
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 
 async def open_service(tmp_path: Path, redis_url: str, embedder: Embedder, **reward: object) -> RouterService:
     # A sweep interval far beyond the test: the test sweeps by hand, when it wants to.
     config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.5, "expiry_sweep_s": 1000.0, **reward})
-    return await RouterService.open(config, embedder=embedder)
+    return await open_router(config, embedder=embedder)
 
 
 async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dropped(

@@ -20,9 +20,11 @@ from bandit_router.domain.errors import Unavailable
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.learning.decision_log import read_log
-from bandit_router.learning.learner import Learner, SnapshotFiles
+from bandit_router.learning.learner import Learner
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
+from bandit_router.store.snapshots import SnapshotFiles
 
 
 async def reward(service: RouterService, i: int) -> str | None:
@@ -53,7 +55,7 @@ def assert_learned_once(service: RouterService, acknowledged: list[str | None]) 
 def logged(service: RouterService) -> list[str]:
     """Decision ids in the decision log as export reads it (repeats of a retried write dropped)."""
     paths = sorted((service.config.server.data_path / "decisions").glob("decisions-*.jsonl"))
-    return [event["decision_id"] for event in read_log(paths)]
+    return [event.decision_id for event in read_log(paths)]
 
 
 async def until(condition: Any, timeout: float, what: str) -> None:
@@ -92,7 +94,7 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     monkeypatch.setattr(SnapshotFiles, "write", snapshot_write)
     monkeypatch.setattr(Learner, "_append", log_append)
     config = make_config(tmp_path, redis_url, policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 8})
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         assert service.learner is not None
         acknowledged = [await reward(service, i) for i in range(60)]
@@ -115,7 +117,7 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     for path in [*(data / "snapshots").glob("*.snap"), *(data / "decisions").glob("*.jsonl")]:
         assert path.stat().st_mode & 0o077 == 0, path
     # A restart relearns nothing: every event is in the snapshot it loads.
-    again = await RouterService.open(config, embedder=embedder)
+    again = await open_router(config, embedder=embedder)
     try:
         assert again.learner is not None and again.learner.policy.learned == 80
         assert again.learner.skipped == 0
@@ -127,7 +129,7 @@ async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_
     tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
 ) -> None:
     config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     admin = aioredis.Redis.from_url(own_redis.url)
     acknowledged: list[str | None] = []
     try:
@@ -154,7 +156,7 @@ async def test_kill_9_of_redis_at_a_random_point_under_load_loses_no_acknowledge
     # Where the kill lands (mid-batch, mid-snapshot, between the two) is drawn, seeded so a failure replays.
     kill_after = random.Random(seed).randint(5, 110)
     config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     acknowledged: list[str | None] = []
     try:
         assert service.learner is not None

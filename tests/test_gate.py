@@ -10,12 +10,12 @@ from conftest import make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.learning.learner import SnapshotFiles
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged
 from bandit_router.policy.vw import Policy
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import SnapshotFiles
 
 SHARED = "|T query"
 ACTIONS = ("|A model_a", "|A model_b")
@@ -82,7 +82,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
     files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
     files.write(checkpoint.encode(), checkpoint.version)
     files.write_served(served.encode())
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         assert service.policy_version == "v3"
         assert service.learner is not None and service.learner.policy.version == 9
@@ -94,7 +94,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
         await service.close()
     for path in (config.server.data_path / "snapshots").iterdir():
         path.unlink()
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         assert service.policy_version == "v3"
         assert service.learner is not None and service.learner.policy.version == 9

@@ -14,6 +14,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.embedding.embedder import Embedder
+from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -177,7 +178,7 @@ async def test_nothing_left_after_filtering_is_failed_precondition(
 ) -> None:
     base = make_config(tmp_path, redis_url)
     models = tuple(m if m.id != "gemma-2-9b-it" else type(m)(**{**m.__dict__, "enabled": False}) for m in base.models)
-    service = await RouterService.open(base.replace(models=models), embedder=embedder)
+    service = await open_router(base.replace(models=models), embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     try:
@@ -202,7 +203,7 @@ async def test_expired_decision_gets_not_found_naming_the_expiry(
     embedder: Embedder, redis_url: str, tmp_path: Path
 ) -> None:
     config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.3})
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     try:

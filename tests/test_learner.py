@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.learning.process import run_learner
 from bandit_router.policy.vw import Snapshot
+from bandit_router.runtime.root import open_router, run_learner
 from bandit_router.serving.router import RouterService
 from bandit_router.store.redis_store import Store
 
@@ -55,7 +55,7 @@ async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
 async def test_a_backlog_delivered_before_a_crash_is_read_once(
     config: Config, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    replica = await RouterService.open(config.replace(server={"learner": False}), embedder=embedder)
+    replica = await open_router(config.replace(server={"learner": False}), embedder=embedder)
     try:
         await reward_some(replica, 3)
         store = replica.store
@@ -70,7 +70,7 @@ async def test_a_backlog_delivered_before_a_crash_is_read_once(
             return await xack(client, key, group, *ids)
 
         monkeypatch.setattr(aioredis.Redis, "xack", recording)
-        learner = await RouterService.open(config, embedder=embedder)
+        learner = await open_router(config, embedder=embedder)
         try:
             assert learner.learner is not None
             await learner.learner.wait_learned(3, timeout=20)
@@ -98,7 +98,7 @@ async def test_a_learner_stopped_as_it_starts_still_learns_what_is_in_the_stream
     config: Config, embedder: Embedder
 ) -> None:
     # Replicas were quicker than the learner: their rewards wait in the stream when the stop comes.
-    replica = await RouterService.open(config.replace(server={"learner": False}), embedder=embedder)
+    replica = await open_router(config.replace(server={"learner": False}), embedder=embedder)
     try:
         await reward_some(replica, 3)
         stop = asyncio.Event()

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bandit_router.config import DashboardConfig
+from bandit_router.domain.records import LearningEvent
 from bandit_router.observability.monitor import Monitor, divergence, entropy
 from bandit_router.policy.features import Choice
 
@@ -19,21 +20,28 @@ class Clock:
         return self.now
 
 
-def event(model: str, reward: float, created_at: float) -> dict[str, object]:
-    return {
-        "model": model,
-        "task": "t",
-        "reward": reward,
-        "quality": reward,
-        "cost_usd": 0.001,
-        "cost_source": "computed",
-        "energy_joules": 2.0,
-        "energy_source": "estimated",
-        "created_at": created_at,
-        "pmf": [["a", 0.5], ["b", 0.5]],
-        "index": 0 if model == "a" else 1,
-        "probability": 0.5,
-    }
+def event(model: str, reward: float, created_at: float) -> LearningEvent:
+    return LearningEvent.from_json(
+        {
+            "decision_id": "d",
+            "shared": "|T t",
+            "actions": ["|A a", "|A b"],
+            "energy_weight": 0.0,
+            "cost_weight": 0.0,
+            "model": model,
+            "task": "t",
+            "reward": reward,
+            "quality": reward,
+            "cost_usd": 0.001,
+            "cost_source": "computed",
+            "energy_joules": 2.0,
+            "energy_source": "estimated",
+            "created_at": created_at,
+            "pmf": [["a", 0.5], ["b", 0.5]],
+            "index": 0 if model == "a" else 1,
+            "probability": 0.5,
+        }
+    )
 
 
 def test_divergences_and_entropy_with_known_answers() -> None:

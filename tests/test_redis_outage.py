@@ -11,7 +11,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -22,7 +22,7 @@ async def test_route_answers_through_an_outage_and_nothing_is_lost(
     tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
 ) -> None:
     config = make_config(tmp_path / "data", own_redis.url, reward={"expiry_sweep_s": 0.2})
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     try:
@@ -55,7 +55,7 @@ async def test_route_answers_through_an_outage_and_nothing_is_lost(
                         await asyncio.sleep(0.2)
                 else:
                     pytest.fail(f"reward of {d.decision_id} still refused after Redis came back")
-            assert not service._unsaved
+            assert not len(service.outage)
             assert service.learner is not None
             await service.learner.wait_learned(7, timeout=30)
             assert service.learner.policy.learned == 7

@@ -15,9 +15,8 @@ from conftest import make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
-from bandit_router.learning.process import run_learner
 from bandit_router.policy.vw import Policy, Snapshot
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router, run_learner
 from bandit_router.store.redis_store import Store
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -34,7 +33,7 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
         config = base.replace(
             server={"data_dir": str(tmp_path / name), "learner": False}, policy={"reload_poll_s": 30.0}
         )
-        service = await RouterService.open(config, embedder=embedder)
+        service = await open_router(config, embedder=embedder)
         replicas.append(Server(service, "127.0.0.1:0"))
         await replicas[-1].start()
     rewarded: list[str] = []
@@ -82,11 +81,11 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
 async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
     tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    learner = await RouterService.open(make_config(tmp_path / "learner", redis_url), embedder=embedder)
+    learner = await open_router(make_config(tmp_path / "learner", redis_url), embedder=embedder)
     config = learner.config.replace(server={"data_dir": str(tmp_path / "replica"), "learner": False})
-    replica = await RouterService.open(config, embedder=embedder)
+    replica = await open_router(config, embedder=embedder)
     try:
-        build = replica._new_policy
+        build = replica.new_policy
         failures: list[int] = []
 
         def flaky(snapshot: Snapshot | None) -> Policy:
@@ -96,7 +95,7 @@ async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
                 raise SystemError("AST constructor recursion depth mismatch (before=45, after=42)")
             return build(snapshot)
 
-        monkeypatch.setattr(replica, "_new_policy", flaky)
+        monkeypatch.setattr(replica, "new_policy", flaky)
         assert learner.learner is not None
 
         async def reward_one(n: int) -> None:

@@ -17,7 +17,7 @@ from bandit_router.config import Config
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.offline.bench import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 
 
 async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:
@@ -70,7 +70,7 @@ async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
 ) -> None:
     """redis-py can turn a cancellation during a command into a timeout error; the sweep, which retries on
     Redis errors, must still end when close() cancels it (it looped, and a test teardown hung 300 s)."""
-    service = await RouterService.open(config.replace(reward={"expiry_sweep_s": 0.01}), embedder=embedder)
+    service = await open_router(config.replace(reward={"expiry_sweep_s": 0.01}), embedder=embedder)
     entered = asyncio.Event()
 
     async def sweep_in_a_slow_redis_call() -> int:

@@ -12,6 +12,7 @@ from conftest import make_config
 
 from bandit_router.cli import main
 from bandit_router.config import Config
+from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.requests import RouteInput
 from bandit_router.embedding.embedder import Embedder
 from bandit_router.learning.decision_log import to_dsjson
@@ -19,7 +20,7 @@ from bandit_router.learning.warm_start import Source, WarmStartError, judge_reco
 from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
 
 SMALL, MID, BIG = "llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct"
 
@@ -69,7 +70,7 @@ async def test_warm_start_serves_a_policy_that_routes_each_task_to_its_best_mode
     assert status == 0, out
     assert "warm-started policy v1 from" in out and "served: the gate promoted it (nothing served yet)" in out
     assert "held-out mean reward, candidate:" in out
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         assert service.policy_version == "v1" and service.serving.warm_starts[0].startswith("v1: ")
         for query, task, right in (
@@ -93,7 +94,7 @@ async def test_warm_start_refuses_to_write_under_a_running_learner(
 ) -> None:
     traffic = tmp_path / "eval.jsonl"
     write_traffic(evaluation_set(10), traffic)
-    service = await RouterService.open(config, embedder=embedder)
+    service = await open_router(config, embedder=embedder)
     try:
         async with asyncio.timeout(30):
             while await service.store.running_learner() is None:
@@ -137,6 +138,7 @@ def test_a_decision_log_warm_start_learns_the_logged_qualities(
         quality = 1.0 if models[index] == good else 0.2
         event = {
             "decision_id": f"d{i}",
+            "model": models[index],
             "index": index,
             "probability": 1 / 3,
             "pmf": [[m, 1 / 3] for m in models],
@@ -154,7 +156,7 @@ def test_a_decision_log_warm_start_learns_the_logged_qualities(
             "cost_weight": 0.0,
             "policy_version": "v0",
         }
-        lines.append(json.dumps(to_dsjson(event)))
+        lines.append(json.dumps(to_dsjson(LearningEvent.from_json(event))))
     log = tmp_path / "log.dsjson"
     log.write_text("\n".join(lines) + "\n")
     source = read_source(log, config)

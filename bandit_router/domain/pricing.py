@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any
 
 from bandit_router.config import ModelSpec, RewardConfig
+from bandit_router.domain.reward import Figure, Tokens, cost_of, energy_of, weighted_penalty
 
 # A cell (model, task) counts as this many observations of the model's own mean before its own are added.
 PRIOR_WEIGHT = 2.0
@@ -89,10 +90,37 @@ def catalog_cost(model: ModelSpec, input_tokens: float, output_tokens: float) ->
 
 
 def penalty(expected: Expected, energy_weight: float, cost_weight: float, scales: RewardConfig) -> float:
-    """The part of the reward known before the answer: ``w_E * E / E_scale + w_C * C / C_scale``."""
-    return (
-        energy_weight * expected.energy_joules / scales.energy_scale_joules
-        + cost_weight * expected.cost_usd / scales.cost_scale_usd
+    """The part of the reward known before the answer, at the request's weights."""
+    return weighted_penalty(expected.energy_joules, expected.cost_usd, energy_weight, cost_weight, scales)
+
+
+@dataclasses.dataclass(frozen=True)
+class Priced:
+    """What an answered (or expired) decision cost, with the catalog's figures at the same tokens."""
+
+    tokens: Tokens
+    cost: Figure
+    energy: Figure
+    catalog_cost_usd: float
+    catalog_energy_joules: float
+
+
+def price_outcome(
+    model: ModelSpec,
+    tokens: Tokens,
+    reported_cost: float | None = None,
+    reported_energy: float | None = None,
+    measured: Figure | None = None,
+    unmeasured: str = "",
+) -> Priced:
+    """The cost and energy of one answer (see ``cost_of`` and ``energy_of`` for which figure wins), priced the
+    same way for a Reward and for an expiry's default reward."""
+    return Priced(
+        tokens,
+        cost_of(model, reported_cost, tokens),
+        energy_of(model, reported_energy, tokens, measured, unmeasured),
+        catalog_cost(model, tokens.input, tokens.output),
+        catalog_energy(model, tokens.input, tokens.output),
     )
 
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from bandit_router.config import ModelSpec
-from bandit_router.domain.reward import Figure, Tokens
+import numpy as np
+
+from bandit_router.config import ModelSpec, RewardConfig
+from bandit_router.domain.pricing import Priced
+from bandit_router.domain.reward import scalar_reward
 
 # Written into every stored record; a reader refuses a record from a newer writer rather than misread it.
 # Records without one were written before it existed and read as version 1.
 SCHEMA_VERSION = 1
+
+
+def encode_embedding(vector: np.ndarray[Any, np.dtype[np.float32]]) -> str:
+    """An embedding as a record holds it: float16, base64 (half the size, and precise enough to cluster)."""
+    return base64.b64encode(vector.astype(np.float16).tobytes()).decode()
+
+
+def decode_embedding(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(np.float32)
 
 
 class RecordError(ValueError):
@@ -159,17 +172,6 @@ class PendingDecision:
 
 
 @dataclasses.dataclass(frozen=True)
-class Priced:
-    """What a rewarded (or expired) decision cost, with the catalog's figures at the same tokens."""
-
-    tokens: Tokens
-    cost: Figure
-    energy: Figure
-    catalog_cost_usd: float
-    catalog_energy_joules: float
-
-
-@dataclasses.dataclass(frozen=True)
 class LearningEvent:
     """One rewarded decision as the learner, the dashboard and the decision log read it."""
 
@@ -213,13 +215,15 @@ class LearningEvent:
         cls,
         pending: PendingDecision,
         quality: float,
-        reward: float,
         latency_ms: float,
         priced: Priced,
         now: float,
+        scales: RewardConfig,
         expired: bool = False,
     ) -> LearningEvent:
+        """The event of a decision answered with ``quality`` at ``priced``, its reward at the decision's weights."""
         d = pending.decision
+        reward = scalar_reward(quality, priced.energy.value, priced.cost.value, d.energy_weight, d.cost_weight, scales)
         return cls(
             decision_id=d.decision_id,
             model=d.model,

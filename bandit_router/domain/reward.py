@@ -127,8 +127,16 @@ def bounded(reward: float) -> float:
     return REWARD_FLOOR if math.isnan(reward) else min(1.0, max(REWARD_FLOOR, reward))
 
 
+def weighted_penalty(
+    energy: float, cost: float, energy_weight: float, cost_weight: float, config: RewardConfig
+) -> float:
+    """``w_E * energy / E_scale + w_C * cost / C_scale``: the reward's price of an answer, expected (Route) or
+    actual (Reward, expiry) alike."""
+    return energy_weight * energy / config.energy_scale_joules + cost_weight * cost / config.cost_scale_usd
+
+
 def scalar_reward(
     quality: float, energy: float, cost: float, energy_weight: float, cost_weight: float, config: RewardConfig
 ) -> float:
-    """r = quality - w_E * energy / E_scale - w_C * cost / C_scale; the policy learns cost = -r."""
-    return quality - energy_weight * energy / config.energy_scale_joules - cost_weight * cost / config.cost_scale_usd
+    """r = quality - w_E * energy / E_scale - w_C * cost / C_scale."""
+    return quality - weighted_penalty(energy, cost, energy_weight, cost_weight, config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 import redis.asyncio as aioredis
@@ -16,7 +15,10 @@ from bandit_router.store.embedded import redacted
 log = logging.getLogger(__name__)
 
 
-async def run_agent(config_path: str | None, node: str | None, gpus: list[int] | None, interval: float | None) -> int:
+async def run_agent(
+    config_path: str | None, node: str | None, gpus: list[int] | None, interval: float | None, stop: asyncio.Event
+) -> int:
+    """Publishes until ``stop`` is set; 0, or an exit status with the reason printed."""
     config = load_config(config_path)
     if not config.redis.url:
         print("error: energy-agent needs the routers' Redis: set REDIS_URL or redis.url", file=sys.stderr)
@@ -36,10 +38,6 @@ async def run_agent(config_path: str | None, node: str | None, gpus: list[int] |
         retention_s=config.reward.wait_time_s + 60,
         wrap_joules=NvmlSource.WRAP_JOULES,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     log.info("energy agent for node %r publishing to %s every %g s", name, redacted(config.redis.url), agent.interval_s)
     try:
         await agent.run(stop)

@@ -9,65 +9,61 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
 from bandit_router.policy.features import namespaces
 
 log = logging.getLogger(__name__)
 
 
-def to_dsjson(event: dict[str, Any]) -> dict[str, Any]:
+def to_dsjson(event: LearningEvent) -> dict[str, Any]:
     """One learned event as a DSJSON object: cost = -reward, actions 1-based with the chosen one first."""
-    index = int(event["index"])
-    pmf = [p for _, p in event["pmf"]]
+    index = event.index
+    pmf = [p for _, p in event.pmf]
     order = [index, *(i for i in range(len(pmf)) if i != index)]
     return {
-        "_label_cost": -bounded(float(event["reward"])),
-        "_label_probability": float(event["probability"]),
+        "_label_cost": -bounded(event.reward),
+        "_label_probability": event.probability,
         "_label_Action": index + 1,
         "_labelIndex": index,
         "a": [i + 1 for i in order],
-        "c": {**namespaces(event["shared"]), "_multi": [namespaces(a) for a in event["actions"]]},
+        "c": {**namespaces(event.shared), "_multi": [namespaces(a) for a in event.actions]},
         "p": [pmf[i] for i in order],
-        "EventId": event["decision_id"],
-        "Timestamp": datetime.fromtimestamp(float(event["created_at"]), UTC).isoformat().replace("+00:00", "Z"),
+        "EventId": event.decision_id,
+        "Timestamp": datetime.fromtimestamp(event.created_at, UTC).isoformat().replace("+00:00", "Z"),
         # Everything else the reward was made of, for evaluating other trade-offs offline.
         "_bandit_router": {
-            "models": [m for m, _ in event["pmf"]],
+            "models": [m for m, _ in event.pmf],
             # Each action's penalty at the decision's weights: with the context, what a policy's pmf depends on.
-            "penalties": event.get("penalties", [0.0] * len(pmf)),
-            **{
-                k: event[k]
-                for k in (
-                    "task",
-                    "quality",
-                    "cost_usd",
-                    "cost_source",
-                    "energy_joules",
-                    "energy_source",
-                    "energy_weight",
-                    "cost_weight",
-                    "policy_version",
-                )
-            },
+            "penalties": list(event.penalties),
+            "task": event.task,
+            "quality": event.quality,
+            "cost_usd": event.cost_usd,
+            "cost_source": event.cost_source,
+            "energy_joules": event.energy_joules,
+            "energy_source": event.energy_source,
+            "energy_weight": event.energy_weight,
+            "cost_weight": event.cost_weight,
+            "policy_version": event.policy_version,
         },
     }
 
 
-def read_log(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+def read_log(paths: Iterable[Path]) -> Iterator[LearningEvent]:
     """Learned events from the decision log files, each once (a crash can log an event twice)."""
     seen: set[str] = set()
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 try:
-                    event = json.loads(line)
+                    raw = json.loads(line)
                 except json.JSONDecodeError:
                     # The unfinished line of a write that failed part way; the retry logged the event whole.
                     log.warning("%s:%d: skipping an unfinished line", path, number)
                     continue
-                if event["event_id"] not in seen:
-                    seen.add(event["event_id"])
-                    yield event
+                if raw["event_id"] not in seen:
+                    seen.add(raw["event_id"])
+                    yield LearningEvent.from_json(raw)
 
 
 def export(log_dir: Path, out: Path) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import concurrent.futures
 import contextlib
@@ -16,30 +15,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis.asyncio as aioredis
 
 from bandit_router.config import PolicyConfig
+from bandit_router.domain.records import LearningEvent, decode_embedding
 from bandit_router.domain.reward import RunningEstimate, bounded
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged, Verdict
-from bandit_router.policy.vw import Policy, Snapshot, SnapshotError
-from bandit_router.store.redis_store import Store, stop_if_cancelled
+from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
+from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import SnapshotFiles, private
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 # A running learner marks itself in Redis this often, and the mark lapses this long after the last one, so
 # that `bandit-router warm-start` does not write snapshots under it.
 MARK_EVERY_S = 2.0
 MARK_TTL_S = 10.0
 # A reported cost or energy is learned as at most this many times the catalog's figure (see _residual).
 REPORT_TRUST = 10.0
-
-
-def private(path: str, flags: int) -> int:
-    """Opens a file readable by its owner only: snapshots and logs hold request metadata."""
-    return os.open(path, flags, 0o600)
 
 
 class DiskError(Exception):
@@ -51,117 +46,44 @@ def stream_position(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def decode_embedding(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(np.float32)
-
-
-def encode_embedding(vector: np.ndarray[Any, np.dtype[np.float32]]) -> str:
-    return base64.b64encode(vector.astype(np.float16).tobytes()).decode()
-
-
-class SnapshotFiles:
-    """Snapshots on disk, newest kept, written atomically (temporary file, fsync, rename)."""
-
-    def __init__(self, directory: Path, keep: int) -> None:
-        self.directory = directory
-        self.keep = keep
-
-    def write_served(self, data: bytes) -> Path:
-        """The snapshot the quality gate last promoted, kept apart from the rotating checkpoints."""
-        return self._write_atomic(self.directory / "served.snap", data)
-
-    def served(self) -> Snapshot | None:
-        path = self.directory / "served.snap"
-        try:
-            return Snapshot.decode(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (SnapshotError, ValueError, KeyError) as exc:
-            log.warning("skipping served snapshot %s: %s", path, exc)
-            return None
-
-    def _write_atomic(self, path: Path, data: bytes) -> Path:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb", opener=private) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
-
-    def write(self, data: bytes, version: int) -> Path:
-        path = self._write_atomic(self.directory / f"policy-{version:010d}.snap", data)
-        for old in sorted(self.directory.glob("policy-*.snap"))[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def newest(self) -> Snapshot | None:
-        """The newest snapshot that decodes; a corrupt or truncated file is skipped with a warning."""
-        for path in sorted(self.directory.glob("policy-*.snap"), reverse=True):
-            try:
-                return Snapshot.decode(path.read_bytes())
-            except (SnapshotError, ValueError, KeyError) as exc:
-                log.warning("skipping snapshot %s: %s", path, exc)
-        return None
-
-
-async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False) -> Snapshot | None:
-    """The newer of Redis's and the disk's snapshots (the learner's checkpoint, or with ``served`` the one
-    the quality gate last promoted); a corrupt one is skipped."""
-    candidates: list[Snapshot] = []
-    raw = await (store.load_served() if served else store.load_snapshot())
-    if raw is not None:
-        try:
-            candidates.append(Snapshot.decode(raw))
-        except SnapshotError as exc:
-            log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
-    on_disk = await asyncio.to_thread(files.served if served else files.newest)
-    if on_disk is not None:
-        candidates.append(on_disk)
-    return max(candidates, key=lambda s: s.version, default=None)
-
-
-def _residual(event: dict[str, Any], figure: str, source: str, catalog: str) -> float | None:
+def _residual(figure: float, source: str, catalog: float) -> float | None:
     """How far a figure was from the catalog's; None where the figure is unknown (an API model's unmeasured
     energy), which teaches nothing. One a caller reported is learned as at most ``REPORT_TRUST`` times the
     catalog's figure, so that one bad report cannot price a model out of routing (with tenants, only the
     reporting tenant's, whose pricing is its own). Where the catalog has no figure (0: no price, no energy
     profile) a report is all there is, bounded by Reward's plausibility check alone. (Measured figures, NVML's,
     are the router's own and count whole.)"""
-    if event.get(source) == "unknown":
+    if source == "unknown":
         return None
-    residual = float(event[figure]) - float(event[catalog])
-    if event.get(source) == "reported" and float(event[catalog]) > 0:
-        residual = min(residual, (REPORT_TRUST - 1) * float(event[catalog]))
+    residual = figure - catalog
+    if source == "reported" and catalog > 0:
+        residual = min(residual, (REPORT_TRUST - 1) * catalog)
     return residual
 
 
-def learn_event(policy: Policy, event: dict[str, Any], ewma_alpha: float) -> None:
+def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float) -> None:
     """Learns one rewarded decision into ``policy``: the chosen model's quality in its context (the regressor
     and the evidence), its tokens and residuals (pricing), and its running cost, energy and latency."""
-    index = int(event["index"])
-    policy.learn_quality(event["shared"], event["actions"][index], float(event["quality"]))
-    if event.get("embedding"):
-        policy.clusterer.learn_one(decode_embedding(event["embedding"]))
-    if "catalog_cost_usd" in event:  # events from before pricing learned residuals carry no catalog figures
+    policy.learn_quality(event.shared, event.actions[event.index], event.quality)
+    if event.embedding:
+        policy.clusterer.learn_one(decode_embedding(event.embedding))
+    # Events from before pricing learned residuals carry no catalog figures.
+    if event.catalog_cost_usd is not None and event.catalog_energy_joules is not None:
         policy.pricing.observe(
-            event["model"],
-            event["task"],
-            int(event["output_tokens"]) if event.get("output_tokens_reported") else None,
-            _residual(event, "cost_usd", "cost_source", "catalog_cost_usd") or 0.0,
-            _residual(event, "energy_joules", "energy_source", "catalog_energy_joules"),
-            tenant=str(event.get("tenant", "")),
+            event.model,
+            event.task,
+            event.output_tokens if event.output_tokens_reported else None,
+            _residual(event.cost_usd, event.cost_source, event.catalog_cost_usd) or 0.0,
+            _residual(event.energy_joules, event.energy_source, event.catalog_energy_joules),
+            tenant=event.tenant,
         )
     # Pooled (GetStats, for admins), and the tenant's own (its latency budgets): one tenant's reports never
     # move the figures another tenant routes with.
-    tenant = str(event.get("tenant", ""))
+    tenant = event.tenant
     owners = [policy.estimates] + ([policy.tenant_estimates.setdefault(tenant, {})] if tenant else [])
     for estimates in owners:
-        estimate = estimates.setdefault(event["model"], RunningEstimate())
-        estimate.observe(
-            ewma_alpha, float(event["cost_usd"]), float(event["energy_joules"]), float(event["latency_ms"])
-        )
+        estimate = estimates.setdefault(event.model, RunningEstimate())
+        estimate.observe(ewma_alpha, event.cost_usd, event.energy_joules, event.latency_ms)
     policy.learned += 1
 
 
@@ -310,13 +232,7 @@ class Learner:
         # Stopping, the learner drains what is there without waiting for more.
         block = None if backlog or self._stopping.is_set() else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
         try:
-            reply: Any = await self.store.client.xreadgroup(
-                Store.GROUP,
-                self.consumer,
-                {self.store.events_key: self._backlog_after if backlog else ">"},
-                count=256,
-                block=block,
-            )
+            entries = await self.store.read_events(self.consumer, self._backlog_after if backlog else None, 256, block)
         except aioredis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -324,16 +240,13 @@ class Learner:
             log.warning("the reward stream's consumer group is gone (%s); creating it again", exc)
             self._group_ready = False
             return False
-        entries = reply[0][1] if reply else []
         if backlog and not entries:
             self._backlog = False
-        for event_id, fields in entries:
-            event_id = event_id.decode() if isinstance(event_id, bytes) else event_id
-            await self._learn(event_id, fields)
+        for event_id, raw in entries:
+            await self._learn(event_id, raw)
         if backlog and entries:
             # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
-            last = entries[-1][0]
-            self._backlog_after = last.decode() if isinstance(last, bytes) else last
+            self._backlog_after = entries[-1][0]
             if len(self._unacked) >= self.config.snapshot_every_events:
                 await self._snapshot()
             return False
@@ -349,33 +262,33 @@ class Learner:
             return True
         return False
 
-    async def _learn(self, event_id: str, fields: dict[Any, Any]) -> None:
-        raw: Any = fields.get(b"event", fields.get("event"))
+    async def _learn(self, event_id: str, raw: str) -> None:
         if stream_position(event_id) <= stream_position(self.policy.stream_id):
             # Learned into the snapshot this learner started from; only the acknowledgement was lost.
             self.skipped += 1
         else:
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
+                event = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
                 if self.log_dir is not None:
-                    self._log_buffer.append(json.dumps({"event_id": event_id, **json.loads(raw)}))
+                    self._log_buffer.append(json.dumps({"event_id": event_id, **event.to_json()}))
             except Exception:  # one malformed event must not stop learning; it is logged and skipped
                 self.failures += 1
                 log.exception("could not learn event %s", event_id)
             self.policy.stream_id = event_id
         self._unacked[event_id] = None
 
-    def _learn_sync(self, raw: Any) -> None:
-        event = json.loads(raw)
+    def _learn_sync(self, raw: str) -> LearningEvent:
+        event = LearningEvent.loads(raw)
         learn_event(self.policy, event, self.ewma_alpha)
         self.gate.observe(
             Logged(
-                Choice.of(event["shared"], event["actions"], event.get("penalties")),
-                int(event["index"]),
-                float(event["probability"]),
-                bounded(float(event["reward"])),
+                Choice.of(event.shared, event.actions, event.penalties),
+                event.index,
+                event.probability,
+                bounded(event.reward),
             )
         )
+        return event
 
     async def _judge(self, snapshot: Snapshot, data: bytes) -> None:
         """Serves the snapshot if the quality gate promotes it; logs the verdict either way."""
@@ -444,11 +357,10 @@ class Learner:
         await self.store.save_snapshot(data)
         self.policy.version = version
         await self._judge(snapshot, data)
-        # Only now is every event in this snapshot safe to acknowledge and drop from the stream.
-        await self.store.client.xack(self.store.events_key, Store.GROUP, *self._unacked)
-        # MINID keeps ids >= the threshold: trim from just past the last learned event.
+        # Only now is every event in this snapshot safe to acknowledge and drop from the stream: trimmed up to
+        # just past the last learned event.
         ms, seq = stream_position(self.policy.stream_id)
-        await self.store.client.xtrim(self.store.events_key, minid=f"{ms}-{seq + 1}")
+        await self.store.acknowledge(list(self._unacked), keep_from=f"{ms}-{seq + 1}")
         self._unacked.clear()
         self.problem = None
         self._last_snapshot = time.monotonic()

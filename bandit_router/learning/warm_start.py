@@ -32,7 +32,6 @@ from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.errors import InputError
 from bandit_router.domain.pricing import penalty
 from bandit_router.embedding.embedder import Embedded, Embedder, Embeds
-from bandit_router.learning.learner import SnapshotFiles, load_snapshot
 from bandit_router.offline.replay.table import build_table
 from bandit_router.offline.replay.traffic import Record, TrafficError, read_traffic
 from bandit_router.policy.features import Choice, Featurizer, action_line
@@ -41,6 +40,7 @@ from bandit_router.policy.ope import Estimate
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.store.embedded import connect
 from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
 
 # Importance weights of logged decisions are capped here: a rare action's weight stays informative without one
 # decision outweighing a thousand.

@@ -19,6 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from bandit_router.config import DashboardConfig
+from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
 from bandit_router.policy.features import Choice
 from bandit_router.policy.ope import ips, snips
@@ -156,22 +157,22 @@ class Monitor:
         self.outstanding[decision_id] = (now, tenant)
         self.metrics.decisions.labels(model).inc()
 
-    def on_reward(self, decision_id: str, event: dict[str, Any], tenant: str = "") -> None:
+    def on_reward(self, decision_id: str, event: LearningEvent, tenant: str = "") -> None:
         now = self.clock()
         self.outstanding.pop(decision_id, None)
         sample = RewardSample(
             now,
-            event["model"],
-            event["task"],
-            bounded(float(event["reward"])),
-            float(event["quality"]),
-            float(event["cost_usd"]),
-            float(event["energy_joules"]),
-            str(event["energy_source"]),
-            now - float(event["created_at"]),
-            tuple(m for m, _ in event["pmf"]),
-            int(event["index"]),
-            float(event["probability"]),
+            event.model,
+            event.task,
+            bounded(event.reward),
+            event.quality,
+            event.cost_usd,
+            event.energy_joules,
+            event.energy_source,
+            now - event.created_at,
+            tuple(m for m, _ in event.pmf),
+            event.index,
+            event.probability,
             tenant,
         )
         self.rewards.append(sample)
@@ -180,7 +181,7 @@ class Monitor:
         m.reward.labels(sample.model).observe(sample.reward)
         m.quality.labels(sample.model).observe(sample.quality)
         m.energy.labels(sample.model, sample.energy_source).inc(sample.energy_joules)
-        m.cost.labels(sample.model, str(event["cost_source"])).inc(sample.cost_usd)
+        m.cost.labels(sample.model, event.cost_source).inc(sample.cost_usd)
 
     def on_expired(self, decision_id: str) -> None:
         """A decision the expiry sweep expired (learned with the default reward, or dropped)."""

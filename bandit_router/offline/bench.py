@@ -258,11 +258,13 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
     snapshot covers them all (snapshots and acknowledgements included)."""
     import redis.asyncio as aioredis
 
-    from bandit_router.learning.learner import Learner, SnapshotFiles
+    from bandit_router.domain.records import LearningEvent
+    from bandit_router.learning.learner import Learner
     from bandit_router.policy.features import Complexity, Context, action_line
     from bandit_router.policy.vw import Policy
     from bandit_router.store.embedded import start_embedded
     from bandit_router.store.redis_store import Store
+    from bandit_router.store.snapshots import SnapshotFiles
 
     config = load_config()
     rng = random.Random(0)
@@ -284,6 +286,11 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
                 index = rng.randrange(len(actions))
                 quality = rng.random()
                 event = {
+                    "decision_id": f"bench-{i}",
+                    "pmf": [[m.id, 1 / len(actions)] for m in config.models],
+                    "created_at": 0.0,
+                    "energy_weight": 0.1,
+                    "cost_weight": 0.1,
                     "shared": context.line(config.features.context),
                     "actions": actions,
                     "penalties": [0.01 * j for j in range(len(actions))],
@@ -301,7 +308,7 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
                     "output_tokens_reported": True,
                     "latency_ms": 0.0,
                 }
-                pipe.xadd(store.events_key, {"event": json.dumps(event)})
+                pipe.xadd(store.events_key, {"event": LearningEvent.from_json(event).dumps()})
             await pipe.execute()
 
         def rebuild(snapshot: Any) -> Policy:

@@ -21,7 +21,7 @@ import tempfile
 
 from bandit_router.config import Config, EmbeddingConfig, load_config
 from bandit_router.embedding.embedder import EmbedderProcess, available_cpus, shared_socket
-from bandit_router.learning.process import run_learner
+from bandit_router.runtime.root import run_learner, stop_on_signals
 from bandit_router.store.embedded import start_embedded
 
 log = logging.getLogger(__name__)
@@ -96,30 +96,27 @@ async def _supervise(
         [c.pid for c in children],
         len(servers),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    with stop_on_signals() as stop:
 
-    async def watch() -> None:
-        # A worker or an embedding server that dies takes the whole group down: a supervisor (systemd,
-        # Kubernetes) restarts it.
-        while all(c.poll() is None for c in children) and not any(s.exited for s in servers):
-            await asyncio.sleep(0.5)
-        log.error(
-            "a worker or embedding server exited (workers: %s, servers exited: %s); stopping",
-            [c.returncode for c in children],
-            [s.exited for s in servers],
-        )
-        stop.set()
+        async def watch() -> None:
+            # A worker or an embedding server that dies takes the whole group down: a supervisor (systemd,
+            # Kubernetes) restarts it.
+            while all(c.poll() is None for c in children) and not any(s.exited for s in servers):
+                await asyncio.sleep(0.5)
+            log.error(
+                "a worker or embedding server exited (workers: %s, servers exited: %s); stopping",
+                [c.returncode for c in children],
+                [s.exited for s in servers],
+            )
+            stop.set()
 
-    watcher = loop.create_task(watch())
-    try:
-        await run_learner(config, stop)
-    finally:
-        watcher.cancel()
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        codes = [await asyncio.to_thread(child.wait, 60) for child in children]
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await run_learner(config, stop)
+        finally:
+            watcher.cancel()
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            codes = [await asyncio.to_thread(child.wait, 60) for child in children]
     return 0 if all(code == 0 for code in codes) else 1

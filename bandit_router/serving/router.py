@@ -7,63 +7,39 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bandit_router.config import Config, EmbeddingConfig, ModelSpec
-from bandit_router.domain.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
-from bandit_router.domain.pricing import Expected, catalog_cost, catalog_energy, penalty
-from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
-from bandit_router.domain.reward import (
-    Figure,
-    RunningEstimate,
-    Source,
-    Tokens,
-    cost_of,
-    energy_of,
-    resolve_tokens,
-    scalar_reward,
-)
-from bandit_router.embedding.embedder import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder
-from bandit_router.energy.attribution import BusyWindows, DecisionEnergy, EnergyAgent, NotCovered, NvmlSource
-from bandit_router.learning.learner import Learner, SnapshotFiles, encode_embedding, load_snapshot
+from bandit_router.config import Config, ModelSpec
+from bandit_router.domain.errors import ResourceExhausted
+from bandit_router.domain.pricing import penalty
+from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.domain.reward import Figure, RunningEstimate, Source
+from bandit_router.embedding.embedder import BatchingEmbedder, Embedded, TextEmbedder
+from bandit_router.energy.attribution import BusyWindows, DecisionEnergy, EnergyAgent, NvmlSource
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Featurizer, action_line
 from bandit_router.policy.vw import Policy, Snapshot, SnapshotError, sample_index
-from bandit_router.store.embedded import EmbeddedRedis, connect
-from bandit_router.store.redis_store import QuotaExceeded, Store, refusing, stop_if_cancelled
+from bandit_router.serving.budgets import within_budget
+from bandit_router.serving.expiry import Expiry
+from bandit_router.serving.follower import follow
+from bandit_router.serving.outage import OutageBuffer
+from bandit_router.serving.rewards import Rewarder
+from bandit_router.serving.supervisor import RedisSupervisor
+from bandit_router.store.embedded import EmbeddedRedis
+from bandit_router.store.errors import REDIS_ERRORS, refusing, stop_if_cancelled
+from bandit_router.store.redis_store import QuotaExceeded, Store
+from bandit_router.store.snapshots import SnapshotFiles
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-SUPERVISE_EVERY_S = 0.2
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    decision_id: str
-    model: str
-    probability: float
-    pmf: list[tuple[str, float]]
-    policy_version: str
-    task: str
-    task_source: str
-    cluster: int
-    estimated_cost_usd: float
-    estimated_energy_joules: float
-    energy_weight: float
-    cost_weight: float
-    expires_at: float
-    excluded: list[str] = dataclasses.field(default_factory=list)
-    replayed: bool = False
+__all__ = ["Decision", "LearnerHandle", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +63,20 @@ class RewardOutcome:
     energy: Figure
 
 
+class LearnerHandle(Protocol):
+    """What the router needs of the learner that runtime attached: its health, counts and a stop."""
+
+    problem: str | None
+    promotions: int
+    rejections: int
+
+    async def stop(self, timeout: float = ...) -> None: ...
+
+
 def scoped_id(tenant: str, decision_id: str) -> str:
     """A tenant's decision ids carry its name, so tenants' ids never collide and a Reward from another
     tenant is refused without a lookup."""
     return f"{tenant}.{decision_id}" if tenant else decision_id
-
-
-def _public(exc: BaseException) -> str:
-    """An error's text for a caller: without file system paths (the Redis socket's) that tell it nothing."""
-    return re.sub(r"(unix://)?/[^\s:'\"]+", "<path>", str(exc))
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -103,15 +84,16 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
         log.error("measuring the served policy's drift failed: %r", future.exception())
 
 
-def _version_name(version: int) -> str:
+def version_name(version: int) -> str:
     return f"v{version}"
 
 
 class RouterService:
-    """One router: embeds, featurises and decides on Route; validates, prices and enqueues on Reward.
+    """One router: embeds, featurises and decides on Route; Reward and expiry go to their own parts.
 
-    Built with :meth:`open`, which connects Redis (or starts the embedded one), loads the newest
-    snapshot and starts the learner; :meth:`close` drains the learner and stops what it started.
+    Built by ``bandit_router.runtime.root.open_router``, which connects Redis, loads the snapshots and
+    attaches the learner; :meth:`close` stops what it holds. Construction embeds the task prototypes and
+    builds a VW workspace: do it off the event loop.
     """
 
     def __init__(
@@ -135,10 +117,10 @@ class RouterService:
         # the event loop must never wait on it.
         self._vw = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
         self.files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
-        self.serving: Policy = self._new_policy(None)
+        self.serving: Policy = self.new_policy(None)
         # This router's trials that the served policy has not learned yet (see exploration.InFlight).
         self.in_flight = InFlight(config.reward.wait_time_s)
-        self.learner: Learner | None = None
+        self.learner: Any = None  # a LearnerHandle, attached by the runtime when this router learns
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
         self.node = config.energy.node_name
@@ -146,17 +128,13 @@ class RouterService:
             store.client, config.redis.key_prefix, self.node, config.reward.wait_time_s, config.energy
         )
         self.agent: EnergyAgent | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        # Why the embedded Redis is not serving, while it is being restarted.
-        self._redis_problem: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: RedisSupervisor | None = None
         # Set whenever health_problem() may have changed, so health follows a short outage too.
         self.health_changed = asyncio.Event()
-        self._follower: asyncio.Task[None] | None = None
-        # Decisions made while Redis was unreachable, in order: id -> (summary, pending, time).
-        self._unsaved: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {}
-        self.unsaved_dropped = 0
-        self._flushing = asyncio.Lock()
+        self.outage = OutageBuffer(config.redis.outage_buffer)
+        self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
+        self.expiry = Expiry(config, store, self.monitor, clock)
         self._agent_stop = asyncio.Event()
         self._agent_task: asyncio.Task[None] | None = None
         self._nvml: NvmlSource | None = None
@@ -165,92 +143,33 @@ class RouterService:
         if embedder.device.startswith("cuda"):
             self.embedding_energy = BusyWindows(int(embedder.device.partition(":")[2] or 0))
 
-    @classmethod
-    async def open(cls, config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
-        """Opens a router; one given ``embedder`` stays the caller's to close, one it builds is its own."""
-        client, embedded = await connect(config.redis.url, config.server.data_path, config.redis.embedded_maxmemory_mb)
-        owned = embedder is None
-        service: RouterService | None = None
-        try:
-            if embedder is None:
-                kind: Callable[[EmbeddingConfig], TextEmbedder] = (
-                    EmbedderPool if config.embedding.processes else Embedder
-                )
-                embedder = await asyncio.to_thread(kind, config.embedding)
-            service = cls(config, Store(client, config.redis.key_prefix), embedder, **kwargs)
-            service._embedded = embedded
-            service._owns_embedder = owned
-            await service.start()
-        except BaseException:
-            # A start that failed or was cancelled (Ctrl-C while it loads) stops what it started, the
-            # embedded Redis last, so that nothing outlives it (a caller's temporary folder then goes safely).
-            try:
-                if service is not None:
-                    await service.close()
-                else:
-                    await client.aclose()
-                    if owned and embedder is not None:
-                        await asyncio.to_thread(embedder.close)
-            finally:
-                if embedded is not None:
-                    await asyncio.to_thread(embedded.stop)
-            raise
-        return service
-
-    def _new_policy(self, snapshot: Snapshot | None) -> Policy:
+    def new_policy(self, snapshot: Snapshot | None) -> Policy:
+        """A policy of this router's configuration from ``snapshot`` (a fresh one from None); blocking."""
         return Policy(self.config.policy, self.config.features, self.embedder.dimension, snapshot)
 
-    async def start(self) -> None:
-        snapshot = await load_snapshot(self.store, self.files)
-        # A store written before the gate existed has no served snapshot: serve the checkpoint.
-        served = await load_snapshot(self.store, self.files, served=True) or snapshot
+    def adopt(self, embedded: EmbeddedRedis | None, owns_embedder: bool) -> None:
+        """Takes over what the runtime started for this router: closed by :meth:`close`."""
+        self._embedded = embedded
+        self._owns_embedder = owns_embedder
+
+    def _spawn(self, job: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(job, name=name))
+
+    async def start(self, served: Snapshot | None) -> None:
+        """Serves ``served`` (a fresh policy when None) and starts the background work: the expiry sweep, the
+        embedded Redis's supervisor, a replica's follower (when no learner is attached), the batcher, NVML."""
         if served is not None:
-            log.info("serving policy %s (%d events learned)", _version_name(served.version), served.learned)
-        self.serving = await asyncio.to_thread(self._new_policy, served)
-        if self.config.server.learner:
-            if snapshot is not None:
-                log.info("loaded policy %s (%d events learned)", _version_name(snapshot.version), snapshot.learned)
-            learning = await asyncio.to_thread(self._new_policy, snapshot)
-            self.learner = Learner(
-                self.store,
-                learning,
-                self.config.policy,
-                self.files,
-                self._install,
-                self._new_policy,
-                ewma_alpha=self.config.energy.ewma_alpha,
-                log_dir=self.config.server.data_path / "decisions",
-                serving=await asyncio.to_thread(self._new_policy, served),
-            )
-            self.learner.start()
-        else:
-            self._follower = asyncio.get_running_loop().create_task(self._follow(), name="snapshot-follower")
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="expiry-sweep")
+            log.info("serving policy %s (%d events learned)", version_name(served.version), served.learned)
+            self.serving = await asyncio.to_thread(self.new_policy, served)
+        if self.learner is None:
+            self._spawn(follow(self.store, self.reload, self.config.policy.reload_poll_s), "snapshot-follower")
+        self._spawn(self._sweep_forever(), "expiry-sweep")
         if self._embedded is not None:
-            self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="redis-supervisor")
+            self._supervisor = RedisSupervisor(self._embedded, self.health_changed)
+            self._spawn(self._supervisor.run(), "redis-supervisor")
         self._watch(self.serving)
         self.batcher.start()
         await self._start_agent()
-
-    async def _follow(self) -> None:
-        """A replica's loop: swaps in each snapshot the learner announces; polls in case one was missed."""
-        poll = self.config.policy.reload_poll_s
-        while True:
-            pubsub = self.store.client.pubsub()
-            try:
-                await pubsub.subscribe(self.store.snapshots_channel)
-                await self.reload()
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll)
-                    if message is None or message.get("type") == "message":
-                        await self.reload()
-            except REDIS_ERRORS as exc:
-                stop_if_cancelled(exc)
-                log.warning("snapshot follower lost Redis (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(*REDIS_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def reload(self) -> bool:
         """Swaps in the served snapshot if it is newer than the one in use."""
@@ -265,46 +184,20 @@ class RouterService:
         if snapshot.version <= self.serving.version:
             return False
         try:
-            policy = await asyncio.to_thread(self._new_policy, snapshot)
+            policy = await asyncio.to_thread(self.new_policy, snapshot)
         except Exception:  # the replica keeps serving, and following: the next announcement or poll retries
             log.exception("could not load served policy v%d; keeping %s", snapshot.version, self.policy_version)
             return False
-        self._install(policy)
+        self.install(policy)
         log.info("now serving policy %s", self.policy_version)
         return True
 
-    async def _supervise(self) -> None:
-        """Restarts the embedded Redis when it dies, on the same socket and append-only file; health says
-        NOT_SERVING meanwhile. Clients reconnect by themselves."""
-        embedded = self._embedded
-        assert embedded is not None
-        while True:
-            await asyncio.sleep(SUPERVISE_EVERY_S)
-            if embedded.alive():
-                continue
-            self._redis_problem = "the embedded Redis died; restarting it"
-            self.health_changed.set()
-            log.error("embedded Redis died; restarting it on %s", embedded.url)
-            while not embedded.alive():
-                try:
-                    embedded.spawn()  # on the loop's thread, which the server lives no longer than
-                    await asyncio.to_thread(embedded.wait_ready)
-                    embedded.restarts += 1
-                except Exception as exc:  # any failure is retried; health says why meanwhile
-                    stop_if_cancelled(exc)
-                    self._redis_problem = f"the embedded Redis died and does not start again: {exc}"
-                    log.error("%s; retrying in 1 s", self._redis_problem)
-                    await asyncio.sleep(1.0)
-            log.info("embedded Redis is back (pid %s)", embedded.pid)
-            self._redis_problem = None
-            self.health_changed.set()
-
     def health_problem(self) -> str | None:
         """Why this router cannot do its whole job now (health is NOT_SERVING meanwhile); None when it can."""
-        if self._redis_problem is not None:
-            return self._redis_problem
+        if self._supervisor is not None and self._supervisor.problem is not None:
+            return self._supervisor.problem
         if self.learner is not None and self.learner.problem is not None:
-            return self.learner.problem
+            return str(self.learner.problem)
         return None
 
     def local_gpus(self) -> list[int]:
@@ -341,7 +234,8 @@ class RouterService:
         if self.embedding_energy is not None and self.embedding_energy.gpu in totals:
             self.embedding_energy.add_sample(t, totals[self.embedding_energy.gpu])
 
-    def _install(self, policy: Policy) -> None:
+    def install(self, policy: Policy) -> None:
+        """Serves ``policy`` from the next Route on (the learner's publish, a replica's reload)."""
         # A reference swap: a Route already predicting keeps the policy it started with.
         self.in_flight.learned(policy.learned - self.serving.learned)
         self.serving = policy
@@ -350,14 +244,14 @@ class RouterService:
     def _watch(self, policy: Policy) -> None:
         """Measures the served policy's drift on the policy thread, which owns the serving policies."""
         future = asyncio.get_running_loop().run_in_executor(
-            self._vw, self.monitor.on_policy, policy, _version_name(policy.version)
+            self._vw, self.monitor.on_policy, policy, version_name(policy.version)
         )
         future.add_done_callback(_log_failure)
 
     async def learner_lag(self) -> int:
         """Reward events in the stream not yet in a persisted snapshot (the learner trims the rest)."""
         try:
-            return int(await self.store.client.xlen(self.store.events_key))
+            return await self.store.backlog()
         except REDIS_ERRORS:
             return -1
 
@@ -381,19 +275,18 @@ class RouterService:
 
     @property
     def policy_version(self) -> str:
-        return _version_name(self.serving.version)
+        return version_name(self.serving.version)
 
     async def close(self) -> None:
-        for task in (self._supervisor, self._sweeper, self._follower):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._unsaved:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if len(self.outage):
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.flush_unsaved()
-            if self._unsaved:
-                log.error("Redis still unreachable: %d decisions made meanwhile are lost", len(self._unsaved))
+            if len(self.outage):
+                log.error("Redis still unreachable: %d decisions made meanwhile are lost", len(self.outage))
         if self._agent_task is not None:
             self._agent_stop.set()
             await self._agent_task
@@ -405,32 +298,30 @@ class RouterService:
         if self._owns_embedder:
             await asyncio.to_thread(self.embedder.close)
         self._vw.shutdown(wait=True)
-        await self.store.client.aclose()
+        await self.store.close()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 
     def list_models(self) -> list[ModelSpec]:
         return list(self.config.models)
 
+    def _embedding_energy(self) -> tuple[Figure, Source | None]:
+        if self.embedding_energy is None:
+            return Figure(0.0, Source.ESTIMATED, f"not measured: the router embeds on {self.embedder.device}"), None
+        if self.agent is None:
+            return Figure(0.0, Source.ESTIMATED, "not measured: NVML is unavailable on this host"), None
+        meter = self.embedding_energy
+        basis = (
+            f"NVML energy of GPU {meter.gpu} over the embedding batches of {meter.items} queries, idle power "
+            f"included; {meter.unmeasured_items} more queries not yet or not covered by samples"
+        )
+        return Figure(meter.joules, Source.MEASURED, basis), Source.MEASURED
+
     def stats(self) -> Stats:
         policy = self.serving
-        if self.embedding_energy is None:
-            energy = Figure(0.0, Source.ESTIMATED, f"not measured: the router embeds on {self.embedder.device}")
-            energy_source = None
-        elif self.agent is None:
-            energy = Figure(0.0, Source.ESTIMATED, "not measured: NVML is unavailable on this host")
-            energy_source = None
-        else:
-            meter = self.embedding_energy
-            energy = Figure(
-                meter.joules,
-                Source.MEASURED,
-                f"NVML energy of GPU {meter.gpu} over the embedding batches of {meter.items} queries, idle power "
-                f"included; {meter.unmeasured_items} more queries not yet or not covered by samples",
-            )
-            energy_source = Source.MEASURED
+        energy, energy_source = self._embedding_energy()
         return Stats(
-            policy_version=_version_name(policy.version),
+            policy_version=version_name(policy.version),
             events_learned=policy.learned,
             estimates=dict(policy.estimates),
             embedding_device=self.embedder.device,
@@ -450,41 +341,58 @@ class RouterService:
                 try:
                     summary = await self.store.get_summary(scoped)
                 except REDIS_ERRORS:
-                    summary = self._unsaved.get(scoped, (None, None, 0.0))[0]
+                    summary = self.outage.summary(scoped)
                 if summary is not None:
-                    summary = dict(summary)
-                    request.check_retry(summary.pop("request_digest", None))
-                    return Decision(**{**summary, "replayed": True})
+                    return self._replayed(request, summary)
             return await self._decide(request, candidates)
+
+    @staticmethod
+    def _replayed(request: RouteInput, summary: Summary) -> Decision:
+        request.check_retry(summary.request_digest)
+        return dataclasses.replace(summary.decision, replayed=True)
+
+    def _choice(
+        self, request: RouteInput, candidates: list[ModelSpec], embedded: Embedded, policy: Policy
+    ) -> tuple[Choice, list[ModelSpec], list[str], dict[str, Any], Any]:
+        """The decision's context, the candidates the budgets leave (and why the others went), their expected
+        figures, and each action's penalty at the request's weights."""
+        context = self.featurizer.context(request.query, embedded, request.task, policy.clusterer)
+        expected = {
+            m.id: policy.pricing.expected(m, context.task, embedded.token_count, request.tenant) for m in candidates
+        }
+        kept, excluded = within_budget(request, candidates, expected, policy.estimates_of(request.tenant))
+        energy_weight, cost_weight = self._weights(request)
+        choice = Choice(
+            context.line(self.config.features.context),
+            tuple(action_line(m) for m in kept),
+            tuple(penalty(expected[m.id], energy_weight, cost_weight, self.config.reward) for m in kept),
+        )
+        return choice, kept, excluded, expected, context
+
+    def _weights(self, request: RouteInput) -> tuple[float, float]:
+        defaults = self.config.reward
+        return (
+            defaults.energy_weight if request.energy_weight is None else request.energy_weight,
+            defaults.cost_weight if request.cost_weight is None else request.cost_weight,
+        )
 
     async def _decide(self, request: RouteInput, candidates: list[ModelSpec]) -> Decision:
         decision_id = scoped_id(request.tenant, request.request_id or self._new_id())
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
-        context = self.featurizer.context(request.query, embedded, request.task, policy.clusterer)
-        expected = {
-            m.id: policy.pricing.expected(m, context.task, embedded.token_count, request.tenant) for m in candidates
-        }
-        candidates, excluded = self._within_budget(request, candidates, expected, policy)
-        defaults = self.config.reward
-        energy_weight = defaults.energy_weight if request.energy_weight is None else request.energy_weight
-        cost_weight = defaults.cost_weight if request.cost_weight is None else request.cost_weight
-        choice = Choice(
-            context.line(self.config.features.context),
-            tuple(action_line(m) for m in candidates),
-            tuple(penalty(expected[m.id], energy_weight, cost_weight, defaults) for m in candidates),
-        )
+        choice, candidates, excluded, expected, context = self._choice(request, candidates, embedded, policy)
         now = self._clock()
         pmf, index = await asyncio.get_running_loop().run_in_executor(
             self._vw, self._choose, policy, choice, decision_id, now
         )
         model = candidates[index]
+        energy_weight, cost_weight = self._weights(request)
         decision = Decision(
             decision_id=decision_id,
             model=model.id,
             probability=pmf[index],
             pmf=[(m.id, p) for m, p in zip(candidates, pmf, strict=True)],
-            policy_version=_version_name(policy.version),
+            policy_version=version_name(policy.version),
             task=context.task,
             task_source="hint" if request.task else "inferred",
             cluster=context.cluster,
@@ -492,48 +400,54 @@ class RouterService:
             estimated_energy_joules=expected[model.id].energy_joules,
             energy_weight=energy_weight,
             cost_weight=cost_weight,
-            expires_at=now + defaults.wait_time_s,
+            expires_at=now + self.config.reward.wait_time_s,
             excluded=excluded,
         )
-        summary = {**dataclasses.asdict(decision), "request_digest": request.digest()}
-        del summary["replayed"]
-        pending = {
-            **summary,
-            "index": index,
-            "shared": choice.shared,
-            "actions": list(choice.actions),
-            "penalties": list(choice.penalties),
-            "model_spec": dataclasses.asdict(model),
-            "query_tokens": embedded.token_count,
-            "embedding": encode_embedding(embedded.vector),
-            "metadata": dict(request.metadata),
-            "tenant": request.tenant,
-            "created_at": now,
-        }
+        pending = PendingDecision(
+            decision=decision,
+            request_digest=request.digest(),
+            index=index,
+            shared=choice.shared,
+            actions=choice.actions,
+            penalties=choice.penalties,
+            model_spec=model,
+            query_tokens=embedded.token_count,
+            embedding=encode_embedding(embedded.vector),
+            metadata=dict(request.metadata),
+            tenant=request.tenant,
+            created_at=now,
+        )
+        existing = await self._save(pending, now)
+        if existing is not None:
+            # A concurrent Route with the same request_id won the race; answer its decision.
+            return self._replayed(request, existing)
+        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
+        return decision
+
+    async def _save(self, pending: PendingDecision, now: float) -> Summary | None:
+        """Stores the decision and its energy flight; keeps it in memory while Redis is unreachable. Returns
+        the summary of an earlier decision with the same id instead, if there is one."""
+        quota = self.config.limits.max_pending_per_tenant
         try:
-            existing = await self._put(decision_id, summary, pending, now, self.config.limits.max_pending_per_tenant)
+            existing = await self._put(pending, now, quota)
         except QuotaExceeded as exc:
-            who = f"tenant {request.tenant!r}" if request.tenant else "this router's one tenant"
+            who = f"tenant {pending.tenant!r}" if pending.tenant else "this router's one tenant"
             raise ResourceExhausted(
                 f"{who} has {exc.held} decisions waiting for a reward, limits.max_pending_per_tenant = "
-                f"{self.config.limits.max_pending_per_tenant}: reward them (or let them expire) first"
+                f"{quota}: reward them (or let them expire) first"
             ) from None
         except (*REDIS_ERRORS, ResponseError) as exc:
             if isinstance(exc, ResponseError) and not refusing(exc):
                 raise
-            self._keep_unsaved(decision_id, summary, pending, now, exc)
-            self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
-            return decision
+            self.outage.keep(pending, now, exc)
+            return None
         if existing is not None:
-            # A concurrent Route with the same request_id won the race; answer its decision.
-            request.check_retry(existing.pop("request_digest", None))
-            return Decision(**{**existing, "replayed": True})
+            return existing
         try:
-            await self.energy.take_off(decision_id, model, now)
+            await self.energy.take_off(pending.decision_id, pending.model_spec, now)
         except REDIS_ERRORS as exc:  # its energy will be estimated
-            log.warning("could not record the energy flight of %s: %s", decision_id, exc)
-        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
-        return decision
+            log.warning("could not record the energy flight of %s: %s", pending.decision_id, exc)
+        return None
 
     def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float) -> tuple[list[float], int]:
         """The pmf (narrowed by this router's trials not learned yet), the action drawn from it for this
@@ -543,254 +457,28 @@ class RouterService:
         self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
         return pmf, index
 
-    async def _put(
-        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float, quota: int = 0
-    ) -> dict[str, Any] | None:
+    async def _put(self, pending: PendingDecision, now: float, quota: int = 0) -> Summary | None:
         defaults = self.config.reward
         return await self.store.put_decision(
-            decision_id,
-            summary,
             pending,
             defaults.wait_time_s,
             defaults.retention_s,
             now,
             grace_s=max(60.0, 10 * defaults.expiry_sweep_s),
-            tenant=str(pending.get("tenant", "")),
             quota=quota,
         )
 
-    def _keep_unsaved(
-        self, decision_id: str, summary: dict[str, Any], pending: dict[str, Any], now: float, exc: Exception
-    ) -> None:
-        if not self._unsaved:
-            log.warning("Redis is unreachable (%s): keeping decisions in memory until it is back", exc)
-        if len(self._unsaved) >= self.config.redis.outage_buffer:
-            oldest = next(iter(self._unsaved))
-            del self._unsaved[oldest]
-            self.unsaved_dropped += 1
-            log.error("outage buffer full: decision %s dropped; its reward will be NOT_FOUND", oldest)
-        if self.config.redis.outage_buffer > 0:
-            self._unsaved[decision_id] = (summary, pending, now)
-
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
-        written = 0
-        # One flush at a time (the sweep and a Reward may both start one); the write is idempotent anyway.
-        async with self._flushing:
-            while self._unsaved:
-                decision_id, (summary, pending, now) = next(iter(self._unsaved.items()))
-                await self._put(decision_id, summary, pending, now)
-                self._unsaved.pop(decision_id, None)
-                written += 1
-        if written:
-            log.info("Redis is back: wrote %d decisions kept in memory", written)
-        return written
-
-    def _within_budget(
-        self, request: RouteInput, candidates: list[ModelSpec], expected: dict[str, Expected], policy: Policy
-    ) -> tuple[list[ModelSpec], list[str]]:
-        """Drops the candidates whose expected cost or energy for this query (observed, or before any observation
-        the catalog's) or running latency breaks a budget. A model with no observed latency is kept: it could
-        never be observed otherwise."""
-        limits = {name: getattr(request, name) for name in BUDGETS if getattr(request, name) is not None}
-        if not limits:
-            return candidates, []
-        kept: list[ModelSpec] = []
-        excluded: list[str] = []
-        by_budget: dict[str, list[str]] = {name: [] for name in limits}
-        for model in candidates:
-            seen = policy.estimates_of(request.tenant).get(model.id)
-            figure = expected[model.id]
-            source = "observed" if figure.observed else "catalog"
-            figures = {
-                "max_cost_usd": (figure.cost_usd, source),
-                # A model whose energy is unknown cannot be shown to fit an energy budget.
-                "max_energy_joules": (figure.energy_joules, source) if figure.energy_known else (None, "unknown"),
-                "max_latency_ms": (seen.latency_ms, "observed") if seen and seen.latency_observations else None,
-            }
-            broken = []
-            for name, limit in limits.items():
-                found = figures[name]
-                if found is None:
-                    continue
-                value, where = found
-                if value is None or value > limit:
-                    broken.append(
-                        f"{name}={limit:g} (energy unknown)"
-                        if value is None
-                        else f"{name}={limit:g} ({where} {value:.6g})"
-                    )
-                    by_budget[name].append(
-                        f"{model.id} (" + ("energy unknown" if value is None else f"{value:.6g}") + ")"
-                    )
-            if broken:
-                excluded.append(f"{model.id}: " + ", ".join(broken))
-            else:
-                kept.append(model)
-        if not kept:
-            reasons = "; ".join(
-                f"{name}={limits[name]:g} excludes {', '.join(ids)}" for name, ids in by_budget.items() if ids
-            )
-            raise FailedPrecondition(f"budget: no candidate fits: {reasons}")
-        return kept, excluded
+        return await self.outage.flush(self._put)
 
     async def reward(self, request: RewardInput) -> RewardOutcome:
-        quality = request.validate(self.config.limits)
-        try:
-            with self.monitor.metrics.reward_latency.time():
-                return await self._reward(request, quality)
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis is unreachable, retry: {_public(exc)}") from exc
-        except ResponseError as exc:
-            if not refusing(exc):
-                raise
-            raise Unavailable(f"Redis refuses writes for now, retry: {_public(exc)}") from exc
-
-    async def _missing(self, decision_id: str) -> Exception:
-        """Says why a decision is not pending: already rewarded, expired, or never made."""
-        if await self.store.was_rewarded(decision_id):
-            return AlreadyExists(f"decision_id {decision_id!r} was already rewarded; the first reward counts")
-        summary = await self.store.get_summary(decision_id)
-        if summary is not None:
-            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(summary["expires_at"]))
-            return NotFound(
-                f"decision_id {decision_id!r} expired at {expired} "
-                f"(rewards are accepted for {self.config.reward.wait_time_s:g} s after Route)"
-            )
-        return self._unknown(decision_id)
-
-    def _unknown(self, decision_id: str) -> NotFound:
-        retention = self.config.reward.retention_s
-        return NotFound(
-            f"decision_id {decision_id!r} is unknown: no Route made it, or it expired over {retention:g} s ago"
-        )
-
-    async def _reward(self, request: RewardInput, quality: float) -> RewardOutcome:
-        if request.tenant and not request.decision_id.startswith(request.tenant + "."):
-            # Another tenant's decision, or none: the same answer either way, so nothing is revealed.
-            raise self._unknown(request.decision_id)
-        if request.decision_id in self._unsaved:
-            # Made while Redis was down; write it (and those before it) first, or answer UNAVAILABLE.
-            await self.flush_unsaved()
-        pending = await self.store.get_pending(request.decision_id)
-        if pending is None:
-            raise await self._missing(request.decision_id)
-        model = self.models.get(pending["model"]) or ModelSpec(**pending["model_spec"])
-        tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, int(pending["query_tokens"]))
-        request.check_plausible(self.config.models, tokens, self.config.limits.max_report_ratio)
-        cost = cost_of(model, request.cost_usd, tokens)
-        now = self._clock()
-        measured: Figure | None = None
-        unmeasured = ""
-        try:
-            landed = await self.energy.land(request.decision_id, model, float(pending["created_at"]), now)
-            measured = Figure(landed.joules, Source.MEASURED, landed.basis)
-        except NotCovered as exc:
-            unmeasured = str(exc)
-        energy = energy_of(model, request.energy_joules, tokens, measured, unmeasured)
-        event = self._event(pending, model, quality, tokens, request.latency_ms, cost, energy, now)
-        taken = await self.store.take_and_append(
-            request.decision_id, event, now, self.config.reward.retention_s, request.tenant
-        )
-        if taken.status == "rewarded":
-            raise AlreadyExists(f"decision_id {request.decision_id!r} was already rewarded; the first reward counts")
-        if taken.status == "gone":
-            raise await self._missing(request.decision_id)
-        self.monitor.on_reward(request.decision_id, event, request.tenant)
-        return RewardOutcome(request.decision_id, model.id, float(event["reward"]), cost, energy)
-
-    def _event(
-        self,
-        pending: dict[str, Any],
-        model: ModelSpec,
-        quality: float,
-        tokens: Tokens,
-        latency_ms: float,
-        cost: Figure,
-        energy: Figure,
-        now: float,
-    ) -> dict[str, Any]:
-        """The learning event of a decision: its context and the reward made of quality, cost and energy."""
-        value = scalar_reward(
-            quality, energy.value, cost.value, pending["energy_weight"], pending["cost_weight"], self.config.reward
-        )
-        return {
-            **{
-                k: pending[k]
-                for k in (
-                    "decision_id",
-                    "model",
-                    "index",
-                    "probability",
-                    "pmf",
-                    "shared",
-                    "actions",
-                    "embedding",
-                    "policy_version",
-                    "task",
-                    "cluster",
-                    "energy_weight",
-                    "cost_weight",
-                    "created_at",
-                )
-            },
-            # Whose reward it is: the learner prices the models for that tenant from it alone.
-            "tenant": pending.get("tenant", ""),
-            # A decision pending since before penalties were logged had none (every weight 0 was then learned).
-            "penalties": pending.get("penalties", [0.0] * len(pending["actions"])),
-            "reward": value,
-            "quality": quality,
-            "input_tokens": tokens.input,
-            "output_tokens": tokens.output,
-            "output_tokens_reported": tokens.output_reported,
-            "latency_ms": latency_ms,
-            "cost_usd": cost.value,
-            "cost_source": cost.source.value,
-            # The catalog's figures at these tokens: the learner learns how far reality is from them.
-            "catalog_cost_usd": catalog_cost(model, tokens.input, tokens.output),
-            "energy_joules": energy.value,
-            "energy_source": energy.source.value,
-            "catalog_energy_joules": catalog_energy(model, tokens.input, tokens.output),
-            "rewarded_at": now,
-        }
+        event, cost, energy = await self.rewards.reward(request)
+        return RewardOutcome(event.decision_id, event.model, event.reward, cost, energy)
 
     async def sweep_expired(self) -> int:
-        """Expires the decisions whose reward wait has run out: learns each with the default reward or
-        drops it (``reward.on_expiry``). Atomic against Reward: a decision is rewarded or expired, not both.
-        Any replica may sweep; each decision expires once. Returns how many expired."""
-        now = self._clock()
-        expired = 0
-        # In batches until none is due (each expiry takes its id off the deadlines), so that the deadlines
-        # cannot pile up at any routing rate.
-        while batch := await self.store.due(now):
-            expired += await self._expire_batch(batch, now)
-        return expired
-
-    async def _expire_batch(self, batch: list[str], now: float) -> int:
-        defaults = self.config.reward
-        expired = 0
-        for decision_id in batch:
-            event = None
-            pending = await self.store.get_pending(decision_id)
-            if pending is not None and defaults.on_expiry == "default":
-                model = self.models.get(pending["model"]) or ModelSpec(**pending["model_spec"])
-                tokens = resolve_tokens(model, 0, 0, int(pending["query_tokens"]))
-                why = f"never rewarded within {defaults.wait_time_s:g} s: default reward"
-                event = self._event(
-                    pending,
-                    model,
-                    defaults.default_quality,
-                    tokens,
-                    0.0,
-                    cost_of(model, None, tokens),
-                    energy_of(model, None, tokens, None, why),
-                    now,
-                )
-                event["expired"] = True
-            if await self.store.expire(decision_id, now, event) is not None:
-                expired += 1
-                self.monitor.on_expired(decision_id)
-        return expired
+        """Expires the decisions whose reward wait has run out (see :class:`Expiry`); returns how many."""
+        return await self.expiry.sweep()
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import OutOfMemoryError
+
+from bandit_router.domain.records import LearningEvent, PendingDecision, Summary
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
 # retried Route gets the first decision and no second one is made. With a quota (ARGV[7] > 0), refuses a
@@ -81,22 +80,8 @@ class TakeResult:
     rewarded_at: float = 0.0
 
 
-def refusing(exc: BaseException) -> bool:
-    """Whether Redis is up but refuses writes for now: out of memory (maxmemory) or unable to save (MISCONF, as
-    on a full disk). Both pass, so they are answered as an outage (UNAVAILABLE, retry), not as a bug."""
-    text = str(exc)
-    return isinstance(exc, OutOfMemoryError) or (
-        isinstance(exc, aioredis.ResponseError) and ("MISCONF" in text or "OOM command not allowed" in text)
-    )
-
-
-def stop_if_cancelled(exc: BaseException) -> None:
-    """Raises CancelledError if the running task was cancelled. redis-py can turn a cancellation that arrives
-    during a command into a connection or timeout error; a loop that retries those would then never end, and
-    close(), awaiting it, would hang (seen as a 300 s test timeout in a teardown)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _ms(seconds: float) -> int:
@@ -138,31 +123,34 @@ class Store:
         """A tenant's decisions within their reward wait, by deadline (tenant names never hold ':')."""
         return f"{self.prefix}:open:{tenant or '-'}"
 
-    async def get_summary(self, decision_id: str) -> dict[str, Any] | None:
+    async def get_summary(self, decision_id: str) -> Summary | None:
         raw = await self.client.get(self._decision(decision_id))
-        return None if raw is None else dict(json.loads(raw))
+        return None if raw is None else Summary.from_json(raw)
 
     async def put_decision(
         self,
-        decision_id: str,
-        summary: dict[str, Any],
-        pending: dict[str, Any],
+        pending: PendingDecision,
         wait_s: float,
         retention_s: float,
         now: float,
         grace_s: float,
-        tenant: str = "",
         quota: int = 0,
-    ) -> dict[str, Any] | None:
+    ) -> Summary | None:
         """Stores a new decision, due for a reward by ``now + wait_s``; returns the existing summary instead
         if the id was already decided. The pending entry outlives its deadline by ``grace_s``, so the expiry
-        sweep still finds it to learn a default reward. With ``quota`` > 0, raises QuotaExceeded if ``tenant``
-        already holds that many decisions within their wait."""
+        sweep still finds it to learn a default reward. With ``quota`` > 0, raises QuotaExceeded if the
+        decision's tenant already holds that many decisions within their wait."""
+        decision_id = pending.decision_id
         existing = await self._put(
-            keys=[self._decision(decision_id), self._pending(decision_id), self.deadlines_key, self._open(tenant)],
+            keys=[
+                self._decision(decision_id),
+                self._pending(decision_id),
+                self.deadlines_key,
+                self._open(pending.tenant),
+            ],
             args=[
-                json.dumps(summary),
-                json.dumps(pending),
+                pending.summary.to_json(),
+                pending.to_json(),
                 _ms(wait_s + retention_s),
                 _ms(wait_s + grace_s),
                 repr(now + wait_s),
@@ -173,17 +161,17 @@ class Store:
         )
         if isinstance(existing, list):
             raise QuotaExceeded(int(existing[1]))
-        return None if existing is None else dict(json.loads(existing))
+        return None if existing is None else Summary.from_json(existing)
 
     async def was_rewarded(self, decision_id: str) -> bool:
         return bool(await self.client.exists(self._rewarded(decision_id)))
 
-    async def get_pending(self, decision_id: str) -> dict[str, Any] | None:
+    async def get_pending(self, decision_id: str) -> PendingDecision | None:
         raw = await self.client.get(self._pending(decision_id))
-        return None if raw is None else dict(json.loads(raw))
+        return None if raw is None else PendingDecision.from_json(raw)
 
     async def take_and_append(
-        self, decision_id: str, event: dict[str, Any], now: float, retention_s: float, tenant: str = ""
+        self, decision_id: str, event: LearningEvent, now: float, retention_s: float, tenant: str = ""
     ) -> TakeResult:
         status, detail = await self._take(
             keys=[
@@ -193,7 +181,7 @@ class Store:
                 self.deadlines_key,
                 self._open(tenant),
             ],
-            args=[json.dumps(event), repr(now), _ms(retention_s), decision_id],
+            args=[event.dumps(), repr(now), _ms(retention_s), decision_id],
         )
         status = status.decode() if isinstance(status, bytes) else status
         detail = detail.decode() if isinstance(detail, bytes) else detail
@@ -209,17 +197,45 @@ class Store:
         ids = await self.client.zrangebyscore(self.deadlines_key, "-inf", repr(now), start=0, num=limit)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
-    async def expire(self, decision_id: str, now: float, event: dict[str, Any] | None) -> str | None:
+    async def expire(self, decision_id: str, now: float, event: LearningEvent | None) -> str | None:
         """Expires a due decision: appends ``event`` (its default reward) or drops it. None if it was
         rewarded or expired meanwhile; else the event id, or "dropped"."""
         result = await self._expire(
             keys=[self._pending(decision_id), self.deadlines_key, self.events_key, self.expired_key],
-            args=[decision_id, repr(now), json.dumps(event) if event is not None else ""],
+            args=[decision_id, repr(now), event.dumps() if event is not None else ""],
         )
         return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
 
     async def expired_count(self) -> int:
         return int(await self.client.get(self.expired_key) or 0)
+
+    async def read_events(
+        self, consumer: str, after: str | None, count: int, block_ms: int | None
+    ) -> list[tuple[str, str]]:
+        """Reward events for the learner's ``consumer``: new ones (``after`` None), or those delivered to it
+        and not acknowledged, after the stream id ``after``; as (event id, event text)."""
+        reply: Any = await self.client.xreadgroup(
+            self.GROUP, consumer, {self.events_key: ">" if after is None else after}, count=count, block=block_ms
+        )
+        entries = reply[0][1] if reply else []
+        return [(_text(event_id), _text(fields.get(b"event", fields.get("event")))) for event_id, fields in entries]
+
+    async def acknowledge(self, event_ids: list[str], keep_from: str) -> None:
+        """Acknowledges learned events and trims the stream before ``keep_from`` (MINID keeps ids >= it)."""
+        if event_ids:
+            await self.client.xack(self.events_key, self.GROUP, *event_ids)
+        await self.client.xtrim(self.events_key, minid=keep_from)
+
+    async def backlog(self) -> int:
+        """Reward events in the stream: appended, and not yet trimmed after a persisted snapshot."""
+        return int(await self.client.xlen(self.events_key))
+
+    def subscribe_snapshots(self) -> Any:
+        """A pubsub (not yet subscribed) for the served snapshots' announcements; the caller closes it."""
+        return self.client.pubsub()
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
     async def ensure_group(self) -> None:
         try:

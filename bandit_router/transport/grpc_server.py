@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +15,6 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bandit_router.config import Config, load_config
 from bandit_router.domain import errors
 from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
@@ -325,33 +323,3 @@ class Server:
                 await self.dashboard.stop()
         finally:
             await self.service.close()
-
-
-async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
-    """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
-    started is stopped again, the embedded Redis included, before the error goes up."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    service = await RouterService.open(config)
-    try:
-        server = Server(service, config.server.listen)
-    except BaseException:
-        await service.close()
-        raise
-    try:
-        await server.start()
-    except BaseException:
-        await server.stop(0)
-        raise
-    log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
-    if ready is not None:
-        ready(server)
-    await stop.wait()
-    log.info("stopping: draining in-flight calls and the learner")
-    await server.stop(config.server.grace_s)
-
-
-def main(config_path: str | None = None) -> None:
-    asyncio.run(serve(load_config(config_path)))

@@ -18,7 +18,6 @@ import numpy as np
 from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.embedder import Embedder, TextEmbedder
-from bandit_router.learning.learner import SnapshotFiles
 from bandit_router.learning.warm_start import Source, publish, warm
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
 from bandit_router.offline.replay.scenario import Scenario
@@ -26,7 +25,8 @@ from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table,
 from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
-from bandit_router.serving.router import RouterService
+from bandit_router.runtime.root import open_router
+from bandit_router.store.snapshots import SnapshotFiles
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
@@ -182,7 +182,7 @@ async def replay(
             )
             files = SnapshotFiles(Path(data_dir) / "snapshots", config.policy.keep_snapshots)
             await publish(warm_result, files, None)
-        service = await RouterService.open(config, embedder=cache)
+        service = await open_router(config, embedder=cache)
         try:
             server = Server(service, "127.0.0.1:0")
         except BaseException:

@@ -1,0 +1,177 @@
+"""The composition root: builds a router (Redis, embedder, policies, learner) and the processes around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from bandit_router.config import Config, ConfigError, EmbeddingConfig
+from bandit_router.embedding.embedder import Embedder, EmbedderPool, TextEmbedder
+from bandit_router.learning.learner import Learner
+from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.serving.router import RouterService, version_name
+from bandit_router.store.embedded import connect
+from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
+from bandit_router.transport.grpc_server import Server
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (on the running loop); the handlers go after."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+def snapshot_files(config: Config) -> SnapshotFiles:
+    return SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+
+
+def new_policy(config: Config, dimension: int, snapshot: Snapshot | None) -> Policy:
+    """A policy of ``config`` over embeddings of ``dimension`` from ``snapshot``; blocking (VW)."""
+    return Policy(config.policy, config.features, dimension, snapshot)
+
+
+async def load_snapshots(store: Store, files: SnapshotFiles) -> tuple[Snapshot | None, Snapshot | None]:
+    """The learner's newest checkpoint and the snapshot Route serves (a store written before the quality gate
+    existed has no served one: the checkpoint is served)."""
+    checkpoint = await load_snapshot(store, files)
+    served = await load_snapshot(store, files, served=True) or checkpoint
+    return checkpoint, served
+
+
+async def build_learner(
+    config: Config,
+    store: Store,
+    dimension: int,
+    publish: Callable[[Policy], None],
+    checkpoint: Snapshot | None,
+    served: Snapshot | None,
+) -> Learner:
+    """The learner, learning on from ``checkpoint``, judging against ``served``; not yet started."""
+    rebuild = partial(new_policy, config, dimension)
+    if checkpoint is not None:
+        log.info("loaded policy %s (%d events learned)", version_name(checkpoint.version), checkpoint.learned)
+    return Learner(
+        store,
+        await asyncio.to_thread(rebuild, checkpoint),
+        config.policy,
+        snapshot_files(config),
+        publish,
+        rebuild,
+        ewma_alpha=config.energy.ewma_alpha,
+        log_dir=config.server.data_path / "decisions",
+        serving=await asyncio.to_thread(rebuild, served),
+    )
+
+
+def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
+    """Worker processes when ``embedding.processes`` says so, else in this process; blocking (loads weights)."""
+    return EmbedderPool(config) if config.processes else Embedder(config)
+
+
+async def open_router(config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
+    """Opens a router: connects Redis (or starts the embedded one), loads the newest snapshots, starts the
+    learner when ``server.learner`` (else follows the learner's announcements). A given ``embedder`` stays the
+    caller's to close; one built here is the router's. ``kwargs`` go to RouterService (clock, new_id)."""
+    client, embedded = await connect(config.redis.url, config.server.data_path, config.redis.embedded_maxmemory_mb)
+    owned = embedder is None
+    service: RouterService | None = None
+    try:
+        if embedder is None:
+            embedder = await asyncio.to_thread(build_embedder, config.embedding)
+        store = Store(client, config.redis.key_prefix)
+        # Embeds the task prototypes and builds a VW workspace: off the event loop.
+        service = await asyncio.to_thread(partial(RouterService, config, store, embedder, **kwargs))
+        service.adopt(embedded, owned)
+        checkpoint, served = await load_snapshots(store, service.files)
+        if config.server.learner:
+            service.learner = await build_learner(
+                config, store, embedder.dimension, service.install, checkpoint, served
+            )
+            service.learner.start()
+        await service.start(served)
+    except BaseException:
+        # A start that failed or was cancelled (Ctrl-C while it loads) stops what it started, the
+        # embedded Redis last, so that nothing outlives it (a caller's temporary folder then goes safely).
+        try:
+            if service is not None:
+                await service.close()
+            else:
+                await client.aclose()
+                if owned and embedder is not None:
+                    await asyncio.to_thread(embedder.close)
+        finally:
+            if embedded is not None and service is None:
+                await asyncio.to_thread(embedded.stop)
+        raise
+    return service
+
+
+async def run_learner(config: Config, stop: asyncio.Event) -> None:
+    """The learner as a process of its own, for replicas sharing one Redis (`bandit-router learner`): learns
+    every reward the replicas append, snapshots, announces each served snapshot on ``PREFIX:snapshots``, and
+    stops (draining what is in the stream) when ``stop`` is set."""
+    if not config.redis.url:
+        raise ConfigError("redis.url is required for a separate learner: set REDIS_URL to the replicas' Redis")
+    client, _ = await connect(config.redis.url, config.server.data_path)
+    store = Store(client, config.redis.key_prefix)
+    try:
+        # The clusters' dimension is the embedding model's; the learner embeds nothing itself.
+        dimension = (await asyncio.to_thread(Embedder, config.embedding)).dimension
+        checkpoint, served = await load_snapshots(store, snapshot_files(config))
+        # Replicas hear of a served snapshot through Redis.
+        learner = await build_learner(config, store, dimension, lambda policy: None, checkpoint, served)
+        learner.start()
+        log.info(
+            "learner consuming %s (policy v%d, %d events learned)",
+            store.events_key,
+            learner.policy.version,
+            learner.policy.learned,
+        )
+        try:
+            await stop.wait()
+            log.info("stopping: learning what is in the stream, then a last snapshot")
+        finally:
+            await learner.stop()
+    finally:
+        await store.close()
+
+
+async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
+    """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
+    started is stopped again, the embedded Redis included, before the error goes up."""
+    with stop_on_signals() as stop:
+        service = await open_router(config)
+        try:
+            server = Server(service, config.server.listen)
+        except BaseException:
+            await service.close()
+            raise
+        try:
+            await server.start()
+        except BaseException:
+            await server.stop(0)
+            raise
+        log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+        log.info("stopping: draining in-flight calls and the learner")
+        await server.stop(config.server.grace_s)
