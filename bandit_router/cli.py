@@ -147,11 +147,11 @@ def _replay(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
     from bandit_router.embedding.cache import CachingEmbedder
     from bandit_router.embedding.embedder import Embedder
-    from bandit_router.learning.warm_start import Source, WarmStartError, read_source
     from bandit_router.offline.replay import report
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
     from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario
     from bandit_router.offline.replay.traffic import TrafficError, read_traffic
+    from bandit_router.offline.warm_start import Source, WarmStartError, read_source
     from bandit_router.runtime.root import stop_on_signals
 
     config = load_config(getattr(args, "config", None))
@@ -295,7 +295,7 @@ def _show(report: Any, result: dict[str, Any], out: str, title: str) -> None:
 
 def _warm_start(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
-    from bandit_router.learning.warm_start import WarmStartError, run
+    from bandit_router.offline.warm_start import WarmStartError, run
 
     config = load_config(args.config)
     try:
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _user_error(exc: BaseException) -> str | None:
     """The one line to print for an error the user can fix (a file, a flag, a setting, an unreachable
     server), or None for a bug, whose traceback is worth seeing."""
-    from bandit_router.domain.errors import InputError
+    from bandit_router.errors import InputError
     from bandit_router.store.embedded import EmbeddedRedisError, RedisUnreachable
 
     if isinstance(exc, (InputError, RedisUnreachable, EmbeddedRedisError)):

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bandit_router.domain.errors import InputError
+from bandit_router.errors import InputError
 
 ENV_PREFIX = "BANDIT_ROUTER_"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")

@@ -16,9 +16,9 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import make_config
 
-from bandit_router.domain.errors import Unavailable
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.embedder import Embedder
+from bandit_router.errors import Unavailable
 from bandit_router.learning.decision_log import read_log
 from bandit_router.learning.learner import Learner
 from bandit_router.runtime.root import open_router

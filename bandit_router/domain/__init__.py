@@ -1,1 +1,1 @@
-"""The domain: requests, rewards, pricing, the records a decision leaves, and domain errors."""
+"""The domain: requests, rewards, pricing and the records a decision leaves."""

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from bandit_router.config import LimitsConfig, ModelSpec
-from bandit_router.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from bandit_router.domain.pricing import catalog_cost, catalog_energy
 from bandit_router.domain.reward import Tokens
+from bandit_router.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

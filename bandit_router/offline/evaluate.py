@@ -22,8 +22,8 @@ from typing import Any, cast
 from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
 from bandit_router.config import RewardConfig
-from bandit_router.domain.errors import InputError
 from bandit_router.domain.reward import scalar_reward
+from bandit_router.errors import InputError
 from bandit_router.policy.ope import Estimate, doubly_robust, ips, snips
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bandit_router.config import ModelSpec
-from bandit_router.domain.errors import FailedPrecondition
 from bandit_router.domain.pricing import Expected
 from bandit_router.domain.requests import BUDGETS, RouteInput
 from bandit_router.domain.reward import RunningEstimate
+from bandit_router.errors import FailedPrecondition
 
 
 def _figures(figure: Expected, seen: RunningEstimate | None) -> dict[str, tuple[float | None, str] | None]:

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from redis.exceptions import ResponseError
 
 from bandit_router.config import Config, ModelSpec
-from bandit_router.domain.errors import AlreadyExists, NotFound, Unavailable
 from bandit_router.domain.pricing import price_outcome
 from bandit_router.domain.records import LearningEvent, PendingDecision
 from bandit_router.domain.requests import RewardInput
 from bandit_router.domain.reward import Figure, Source, resolve_tokens
 from bandit_router.energy.attribution import DecisionEnergy, NotCovered
+from bandit_router.errors import AlreadyExists, NotFound, Unavailable
 from bandit_router.observability.monitor import Monitor
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.store.errors import REDIS_ERRORS, refusing

@@ -15,13 +15,13 @@ from typing import Any, Protocol
 from redis.exceptions import ResponseError
 
 from bandit_router.config import Config, ModelSpec
-from bandit_router.domain.errors import ResourceExhausted
 from bandit_router.domain.pricing import penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Figure, RunningEstimate, Source
 from bandit_router.embedding.embedder import BatchingEmbedder, Embedded, TextEmbedder
 from bandit_router.energy.attribution import BusyWindows, DecisionEnergy, EnergyAgent, NvmlSource
+from bandit_router.errors import ResourceExhausted
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Featurizer, action_line

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bandit_router.domain import errors
+from bandit_router import errors
 from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.serving.router import Decision, RouterService

@@ -18,11 +18,11 @@ import numpy as np
 from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.embedder import Embedder, TextEmbedder
-from bandit_router.learning.warm_start import Source, publish, warm
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
 from bandit_router.offline.replay.scenario import Scenario
 from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table, churn
 from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
+from bandit_router.offline.warm_start import Source, publish, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
 from bandit_router.runtime.root import open_router

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bandit_router.domain.errors import InputError
+from bandit_router.errors import InputError
 from bandit_router.offline.replay.traffic import Record
 
 KINDS = ("price", "degrade", "add", "remove", "mix", "corrupt")

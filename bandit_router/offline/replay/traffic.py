@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.config import ModelSpec
-from bandit_router.domain.errors import InputError
+from bandit_router.errors import InputError
 
 OPTIONAL_FIELDS = {
     "cost_usd": float,

@@ -1,0 +1,104 @@
+"""The package's import graph: no cycles, and every import runs down the layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "bandit_router"
+
+# Lowest first. A module may import its own layer's modules and any lower layer's, never a higher one's.
+LAYERS: list[set[str]] = [
+    {"v1", "data"},
+    {"config", "errors"},
+    {"domain"},
+    {"embedding", "store", "energy", "policy"},
+    {"observability"},
+    {"serving", "learning"},
+    {"transport"},
+    {"runtime"},
+    {"offline"},
+    {"cli", "__main__"},
+]
+# Peers that must not know each other: the routing side never imports the learner, nor the learner routing.
+APART = [("serving", "learning"), ("learning", "serving")]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(("bandit_router", *parts))] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that ``path`` imports (at any depth of the file: lazy imports count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found |= {n for n in names if n in modules and n != "bandit_router"}
+    return found
+
+
+def _top(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def _layer(module: str) -> int:
+    top = _top(module)
+    for i, layer in enumerate(LAYERS):
+        if top in layer:
+            return i
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
+
+
+GRAPH = {m: _imports(p, _modules()) for m, p in _modules().items() if m != "bandit_router"}
+
+
+def test_every_import_runs_down_the_layers() -> None:
+    upward = [
+        f"{m} ({_top(m)}) imports {i} ({_top(i)})"
+        for m, targets in GRAPH.items()
+        for i in targets
+        if _layer(i) > _layer(m) or (_top(m), _top(i)) in APART
+    ]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    # Only package-internal edges between modules (a package's __init__ holds no code here).
+    graph = {m: {i for i in t if i in GRAPH and i != m} for m, t in GRAPH.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt) :], nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_every_module_says_its_job_in_its_first_line(module: str) -> None:
+    path = _modules()[module]
+    if "v1" in module.split("."):
+        pytest.skip("generated code")
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    assert doc, f"{path} has no docstring"
