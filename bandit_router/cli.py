@@ -146,7 +146,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from bandit_router.config import load_config
     from bandit_router.embedding.cache import CachingEmbedder
-    from bandit_router.embedding.embedder import Embedder
+    from bandit_router.embedding.model import Embedder
     from bandit_router.offline.replay import report
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
     from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario

@@ -12,7 +12,10 @@ import threading
 import time
 
 from bandit_router.config import load_config
-from bandit_router.embedding.embedder import Embedder, EmbedderConnection, EmbedderProcess, shared_socket
+from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.shared import EmbedderConnection
+from bandit_router.embedding.wire import shared_socket
+from bandit_router.embedding.worker import EmbedderProcess
 from bandit_router.offline.bench import queries
 
 

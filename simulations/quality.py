@@ -34,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bandit_router.config import load_config
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay.convert import from_llmrouter, from_routeprofile
 from bandit_router.offline.replay.run import BANDIT, ReplaySettings, replay
 from bandit_router.offline.replay.traffic import Record

@@ -22,7 +22,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bandit_router.config import Config, load_config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis

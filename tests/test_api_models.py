@@ -11,7 +11,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.config import Config, load_config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server

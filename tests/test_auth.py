@@ -15,7 +15,7 @@ from conftest import make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import Config, ConfigError
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb

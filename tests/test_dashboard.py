@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.transport.dashboard.web import Dashboard
 from bandit_router.transport.grpc_server import Server

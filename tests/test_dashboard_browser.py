@@ -14,7 +14,7 @@ from playwright.async_api import async_playwright
 from replay.test_scenario import FLAT, stream
 
 from bandit_router.config import Config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay.run import ReplaySettings, replay
 from bandit_router.offline.replay.scenario import parse_scenario
 from bandit_router.transport.grpc_server import Server

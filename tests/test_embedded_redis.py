@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from routerprocess import start
 
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.offline.bench import free_port, wait_serving
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService

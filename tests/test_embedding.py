@@ -17,17 +17,13 @@ import numpy as np
 import pytest
 
 from bandit_router.config import EmbeddingConfig, load_config
-from bandit_router.embedding.embedder import (
-    BatchingEmbedder,
-    Embedded,
-    Embedder,
-    EmbedderConnection,
-    EmbedderPool,
-    EmbedderProcess,
-    available_cpus,
-    resolve_dtype,
-    shared_socket,
-)
+from bandit_router.embedding.batcher import BatchingEmbedder
+from bandit_router.embedding.model import Embedder, resolve_dtype
+from bandit_router.embedding.pool import EmbedderPool, available_cpus
+from bandit_router.embedding.shared import EmbedderConnection
+from bandit_router.embedding.types import Embedded
+from bandit_router.embedding.wire import shared_socket
+from bandit_router.embedding.worker import EmbedderProcess
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
 
@@ -308,7 +304,7 @@ def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_war
     code = (
         "import logging; logging.basicConfig(level=logging.DEBUG)\n"
         "from bandit_router.config import EmbeddingConfig\n"
-        "from bandit_router.embedding.embedder import Embedder\n"
+        "from bandit_router.embedding.model import Embedder\n"
         "e = Embedder(EmbeddingConfig(device='cpu'))\n"
         "print(len(e.embed(['word ' * 3000])))\n"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 
 
 class Counting:

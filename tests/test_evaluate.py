@@ -11,7 +11,7 @@ import pytest
 from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.learning.decision_log import export
 from bandit_router.offline.evaluate import evaluate, read_dsjson, reweighted
 from bandit_router.runtime.root import open_router

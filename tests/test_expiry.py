@@ -10,7 +10,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.errors import NotFound
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from conftest import make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.errors import Unavailable
 from bandit_router.learning.decision_log import read_log
 from bandit_router.learning.learner import Learner

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bandit_router.config import FeaturesConfig, load_config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.policy.features import (
     Choice,
     Clusterer,

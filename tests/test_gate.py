@@ -9,7 +9,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged
 from bandit_router.policy.vw import Policy

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Snapshot
 from bandit_router.runtime.root import open_router, run_learner
 from bandit_router.serving.router import RouterService

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from conftest import make_config
 
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.transport.grpc_server import Server

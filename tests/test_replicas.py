@@ -14,7 +14,7 @@ import pytest
 from conftest import make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.runtime.root import open_router, run_learner
 from bandit_router.store.redis_store import Store

@@ -14,7 +14,7 @@ from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.requests import RouteInput
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.learning.decision_log import to_dsjson
 from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
 from bandit_router.offline.warm_start import Source, WarmStartError, judge_records, read_source, warm

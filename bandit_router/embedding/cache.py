@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit_router.embedding.embedder import Embedded, TextEmbedder
+from bandit_router.embedding.types import Embedded, TextEmbedder
 
 
 class CachingEmbedder:

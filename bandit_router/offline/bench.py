@@ -22,7 +22,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import load_config
-from bandit_router.embedding.embedder import BatchingEmbedder, Embedder, EmbedderPool, TextEmbedder, available_cpus
+from bandit_router.embedding.batcher import BatchingEmbedder
+from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.pool import EmbedderPool, available_cpus
+from bandit_router.embedding.types import TextEmbedder
 from bandit_router.runtime.workers import start_embedding_servers
 
 TEMPLATES = (

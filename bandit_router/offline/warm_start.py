@@ -30,7 +30,8 @@ import numpy as np
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.pricing import penalty
-from bandit_router.embedding.embedder import Embedded, Embedder, Embeds
+from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.types import Embedded, Embeds
 from bandit_router.errors import InputError
 from bandit_router.offline.replay.table import build_table
 from bandit_router.offline.replay.traffic import Record, TrafficError, read_traffic

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bandit_router.config import FeaturesConfig, ModelSpec
-from bandit_router.embedding.embedder import Embedded, FloatArray
+from bandit_router.embedding.types import Embedded, FloatArray
 
 # VW namespaces. The first letter is what --interactions refers to.
 NS_TASK = "T"

@@ -11,7 +11,9 @@ from functools import partial
 from typing import Any
 
 from bandit_router.config import Config, ConfigError, EmbeddingConfig
-from bandit_router.embedding.embedder import Embedder, EmbedderPool, TextEmbedder
+from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.pool import EmbedderPool
+from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.serving.router import RouterService, version_name

@@ -19,7 +19,8 @@ from bandit_router.domain.pricing import penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Figure, RunningEstimate, Source
-from bandit_router.embedding.embedder import BatchingEmbedder, Embedded, TextEmbedder
+from bandit_router.embedding.batcher import BatchingEmbedder
+from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import BusyWindows, DecisionEnergy, EnergyAgent, NvmlSource
 from bandit_router.errors import ResourceExhausted
 from bandit_router.observability.monitor import Monitor

@@ -12,7 +12,7 @@ import pytest
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
 from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, ReplaySettings, replay
 from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic

@@ -16,7 +16,7 @@ import yaml
 
 from bandit_router.config import Config
 from bandit_router.domain.reward import cost_of, resolve_tokens
-from bandit_router.embedding.embedder import Embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
 from bandit_router.offline.replay.run import BANDIT, ReplaySettings, replay
 from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario

@@ -12,7 +12,7 @@ import numpy as np
 
 from bandit_router.config import FeaturesConfig, ModelSpec, RewardConfig
 from bandit_router.domain.pricing import Pricing, penalty
-from bandit_router.embedding.embedder import Embedded
+from bandit_router.embedding.types import Embedded
 from bandit_router.offline.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
 from bandit_router.offline.replay.table import OutcomeTable, Trace
 from bandit_router.policy.features import (

@@ -17,7 +17,8 @@ import numpy as np
 
 from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.embedder import Embedder, TextEmbedder
+from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.types import TextEmbedder
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
 from bandit_router.offline.replay.scenario import Scenario
 from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table, churn
