@@ -44,7 +44,9 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            submodules = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+            # `from package import module` needs the module, not the package's __init__.
+            names = submodules if len(submodules) == len(node.names) else [node.module, *submodules]
         found |= {n for n in names if n in modules and n != "bandit_router"}
     return found
 

@@ -1,0 +1,239 @@
+"""The replay commands: convert a public data set, replay traffic through the router, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from typing import Any
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from bandit_router.offline.replay.convert import check_data, from_llmrouter, from_routeprofile
+    from bandit_router.offline.replay.traffic import write_traffic
+
+    check_data(args.dataset, args.data, args.split)
+    records = from_llmrouter(args.data, args.split) if args.dataset == "llmrouter" else from_routeprofile(args.data)
+    count = write_traffic(records, args.out)
+    print(f"wrote {count} records to {args.out}")
+    return 0
+
+
+def _split(records: list[Any], fraction: float | None) -> tuple[list[Any], list[Any]]:
+    """The first ``fraction`` of the records (to warm-start from) and the rest (to route)."""
+    if not fraction:
+        return [], records
+    cut = round(len(records) * fraction)
+    return records[:cut], records[cut:]
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    from importlib import resources
+
+    from bandit_router.config import load_config
+    from bandit_router.embedding.cache import CachingEmbedder
+    from bandit_router.embedding.model import Embedder
+    from bandit_router.offline.replay import report
+    from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
+    from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario
+    from bandit_router.offline.replay.traffic import TrafficError, read_traffic
+    from bandit_router.offline.warm_start import Source, WarmStartError, read_source
+    from bandit_router.runtime.root import stop_on_signals
+
+    config = load_config(getattr(args, "config", None))
+    if args.command == "demo":
+        source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
+        with resources.as_file(source) as path:
+            records = read_traffic(path)
+        # Shuffled once, so the warm-start half and the routed half mix the tasks alike.
+        random.Random(0).shuffle(records)
+        settings, title = ReplaySettings(), "bandit-router demo: RouteProfile sample"
+        warm_part, routed = _split(records, 0.5)
+        runs = [
+            ("cold", f"{title}, cold start", records, settings),
+            (
+                "warm",
+                f"{title}, warm start on the other half",
+                routed,
+                dataclasses.replace(
+                    settings,
+                    warm_start=Source(
+                        f"{len(warm_part)} of the {len(records)} sample prompts (every model's outcome), disjoint from "
+                        "the routed ones",
+                        records=tuple(warm_part),
+                    ),
+                ),
+            ),
+        ]
+    else:
+        if args.split is not None and not 0 < args.split < 1:
+            print(f"error: --split must be in (0, 1), got {args.split}", file=sys.stderr)
+            return 2
+        try:
+            records = read_traffic(args.traffic, args.limit)
+            if args.shuffle:
+                random.Random(args.seed).shuffle(records)
+            warm_part, records = _split(records, args.split)
+            scenario = load_scenario(args.scenario, records) if args.scenario else Scenario()
+            warm_from = read_source(args.warm_start, config) if args.warm_start else None
+        except (OSError, TrafficError, ScenarioError, WarmStartError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        warm_start = None
+        if warm_part or warm_from is not None:
+            parts = [f"the first {len(warm_part)} records of {args.traffic}"] if warm_part else []
+            parts += [warm_from.description] if warm_from is not None else []
+            warm_start = Source(
+                " and ".join(parts),
+                records=(*warm_part, *(warm_from.records if warm_from else ())),
+                logged=warm_from.logged if warm_from else (),
+            )
+            if warm_start.records and warm_start.logged:
+                print("error: --split and a DSJSON --warm-start cannot be combined", file=sys.stderr)
+                return 2
+        settings = ReplaySettings(
+            args.energy_weight,
+            args.cost_weight,
+            args.seed,
+            args.concurrency,
+            not args.no_task_hint,
+            scenario,
+            warm_start,
+        )
+        runs = [("", f"Replay of {args.traffic}", records, settings)]
+    sweep = getattr(args, "sweep", False)
+
+    async def run() -> tuple[list[dict[str, Any]], dict[float, dict[str, Any]]]:
+        # One embedding model, and each query embedded once, for every replay here.
+        embedder = CachingEmbedder(
+            await asyncio.to_thread(Embedder, config.embedding),
+            getattr(args, "embedding_cache", None),
+            config.embedding.head_tokens,
+        )
+        results: list[dict[str, Any]] = []
+        for i, (folder, title, stream, at) in enumerate(runs):
+            last = i == len(runs) - 1
+            out = f"{args.out}/{folder}" if folder else args.out
+
+            async def hold(result: dict[str, Any], out: str = out, title: str = title) -> None:
+                _show(report, result, out, title)
+                _headline([*results, result])
+                print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
+                with stop_on_signals() as stop:
+                    await stop.wait()
+
+            keep = hold if getattr(args, "hold", False) and not sweep and last else None
+            result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
+            if keep is None:
+                _show(report, result, out, title)
+            results.append(result)
+        swept = {}
+        for weight in SWEEP_WEIGHTS if sweep else ():
+            print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
+            at = dataclasses.replace(settings, energy_weight=weight, cost_weight=weight)
+            swept[weight] = await replay(records, config, at, embedder)
+        embedder.close()
+        return results, swept
+
+    results, swept = asyncio.run(run())
+    if swept:
+        written = report.write_sweep(swept, args.out, runs[0][1])
+        print("\n".join(f"  {path}" for path in written))
+    if not getattr(args, "hold", False) or sweep:
+        _headline(results)
+    if config.dashboard.listen and not getattr(args, "hold", False):
+        print("The dashboard ran while the replay did; `bandit-router demo --hold` keeps it up afterwards.")
+    return 0
+
+
+def _headline(results: list[dict[str, Any]]) -> None:
+    """The bandit against the best single model in hindsight, per run (cold, then warm for the demo)."""
+    from bandit_router.offline.replay.run import BANDIT
+
+    print()
+    for result in results:
+        policies = result["policies"]
+        bandit = policies[BANDIT]["mean_reward"]
+        best_name, best = next((n, p["mean_reward"]) for n, p in policies.items() if n.startswith("best single"))
+        how = "warm-started" if "warm_start" in result else "cold-started"
+        verdict = "beats" if bandit > best else "does not beat"
+        print(
+            f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries, {verdict} the "
+            f"{best_name} ({best:.4f}; ratio {bandit / best:.3f})"
+            if best > 0
+            else f"{how}: {bandit:.4f}"
+        )
+
+
+def _announce(server: Any) -> None:
+    if server.dashboard is not None:
+        print(f"dashboard: {server.dashboard.url} (metrics: {server.dashboard.url}metrics)", file=sys.stderr)
+
+
+def _show(report: Any, result: dict[str, Any], out: str, title: str) -> None:
+    written = report.write(result, out, title)
+    print(f"\n{title}\n")
+    print("\n".join(report.table_rows(result)))
+    print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
+    for path in written:
+        print(f"  {path}")
+
+
+COMMANDS = {"convert": _convert, "replay": _replay, "demo": _replay}
+
+
+def add_parsers(commands: Any) -> None:
+    convert = commands.add_parser("convert", help="convert a public outcome dataset to the traffic format")
+    convert.add_argument("dataset", choices=["llmrouter", "routeprofile"])
+    convert.add_argument("--data", required=True, help="the dataset's folder (e.g. ../shared/data/llmrouter)")
+    convert.add_argument("--split", default="test", help="llmrouter only: train or test (default: %(default)s)")
+    convert.add_argument("--out", required=True, help="traffic file to write (JSON Lines)")
+
+    replay = commands.add_parser("replay", help="replay a traffic file through the router and the baselines")
+    replay.add_argument("traffic")
+    replay.add_argument("--out", required=True, help="folder for report.json, report.md and the plots")
+    replay.add_argument("--energy-weight", type=float)
+    replay.add_argument("--cost-weight", type=float)
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--limit", type=int, help="replay only the first N records")
+    replay.add_argument("--concurrency", type=int, default=8, help="Route calls in flight (default: %(default)s)")
+    replay.add_argument("--no-task-hint", action="store_true", help="let the router infer each query's task")
+    replay.add_argument("--shuffle", action="store_true", help="replay the records in an order shuffled with --seed")
+    replay.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also replay at energy weight = cost weight in 0, 0.1, 0.3, 1, 3 and plot quality against cost "
+        "and energy (pareto.png, sweep.md)",
+    )
+    replay.add_argument(
+        "--scenario", help="YAML drift scenario: price changes, degradation, models added or removed, lost rewards"
+    )
+    replay.add_argument(
+        "--warm-start",
+        metavar="FILE",
+        help="fit the router first from FILE: an evaluation set in the traffic format (every model's outcome) or "
+        "a DSJSON decision log (export-log); evaluation rows warm-start the baselines too",
+    )
+    replay.add_argument(
+        "--split",
+        type=float,
+        metavar="FRACTION",
+        help="warm-start from the first FRACTION of the (shuffled) traffic and route the rest",
+    )
+    replay.add_argument("--config", help="TOML configuration (catalog, VW arguments, reward scales)")
+
+    demo = commands.add_parser("demo", help="replay the bundled sample of real traffic and print the results")
+    demo.add_argument(
+        "--out", default="bandit-router-demo", help="folder for the report and plots (default: %(default)s)"
+    )
+    for parser_ in (replay, demo):
+        parser_.add_argument(
+            "--hold", action="store_true", help="after the replay, keep the router and its dashboard up until Ctrl-C"
+        )
+        parser_.add_argument(
+            "--embedding-cache",
+            metavar="PATH",
+            help="SQLite file of embeddings by model and text, reused across runs (default: in memory only)",
+        )
