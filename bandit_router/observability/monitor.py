@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from bandit_router.config import DashboardConfig
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
+from bandit_router.observability.metrics import Metrics
 from bandit_router.policy.features import Choice
 from bandit_router.policy.ope import ips, snips
 from bandit_router.policy.vw import Policy
@@ -96,31 +96,6 @@ def _movers(change: dict[str, float], most: int = 3) -> str:
         if movers
     ]
     return "; ".join(parts) or "no model moved by 0.01 or more"
-
-
-class Metrics:
-    """The Prometheus series, in a registry of this router's own."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.route_latency = Histogram("bandit_router_route_seconds", "Route latency", registry=r)
-        self.reward_latency = Histogram("bandit_router_reward_seconds", "Reward latency", registry=r)
-        self.decisions = Counter("bandit_router_decisions", "Decisions by model", ["model"], registry=r)
-        self.rewards = Counter("bandit_router_rewards", "Rewards received by model", ["model"], registry=r)
-        self.reward = Summary("bandit_router_reward", "Scalar reward of rewarded decisions", ["model"], registry=r)
-        self.quality = Summary("bandit_router_quality", "Quality of rewarded decisions", ["model"], registry=r)
-        self.energy = Counter(
-            "bandit_router_energy_joules", "Energy of rewarded decisions", ["model", "source"], registry=r
-        )
-        self.cost = Counter("bandit_router_cost_usd", "Cost of rewarded decisions", ["model", "source"], registry=r)
-        self.learner_lag = Gauge("bandit_router_learner_lag_events", "Reward events not yet learned", registry=r)
-        self.pending = Gauge("bandit_router_pending_decisions", "Decisions waiting for a reward", registry=r)
-        self.expired = Gauge("bandit_router_expired_decisions", "Decisions that expired unrewarded", registry=r)
-        self.policy_version = Gauge("bandit_router_policy_version", "Version of the served policy", registry=r)
-        self.drift = Gauge("bandit_router_policy_drift_tv", "TV distance of the last swap on the probes", registry=r)
-        self.promotions = Gauge("bandit_router_gate_promotions", "Snapshots the quality gate served", registry=r)
-        self.rejections = Gauge("bandit_router_gate_rejections", "Snapshots the quality gate held back", registry=r)
 
 
 class Monitor:

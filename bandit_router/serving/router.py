@@ -21,7 +21,7 @@ from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Figure, RunningEstimate, Source
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.types import Embedded, TextEmbedder
-from bandit_router.energy.attribution import BusyWindows, DecisionEnergy, EnergyAgent, NvmlSource
+from bandit_router.energy.attribution import DecisionEnergy, EnergyAgent
 from bandit_router.errors import ResourceExhausted
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
@@ -31,6 +31,7 @@ from bandit_router.serving.budgets import within_budget
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
+from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
 from bandit_router.serving.supervisor import RedisSupervisor
 from bandit_router.store.embedded import EmbeddedRedis
@@ -108,7 +109,8 @@ class RouterService:
         self.config = config
         self.store = store
         self.embedder = embedder
-        self.batcher = BatchingEmbedder(embedder, config.embedding, self._on_batch, embedder.lanes)
+        self.own_energy = OwnEnergy(config, store, embedder.device)
+        self.batcher = BatchingEmbedder(embedder, config.embedding, self.own_energy.on_batch, embedder.lanes)
         self.featurizer = Featurizer(config.features, embedder.embed, embedder.dimension)
         self.models = config.model_by_id
         self._clock = clock
@@ -124,11 +126,9 @@ class RouterService:
         self.learner: Any = None  # a LearnerHandle, attached by the runtime when this router learns
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
-        self.node = config.energy.node_name
         self.energy = DecisionEnergy(
-            store.client, config.redis.key_prefix, self.node, config.reward.wait_time_s, config.energy
+            store.client, config.redis.key_prefix, config.energy.node_name, config.reward.wait_time_s, config.energy
         )
-        self.agent: EnergyAgent | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._supervisor: RedisSupervisor | None = None
         # Set whenever health_problem() may have changed, so health follows a short outage too.
@@ -136,13 +136,6 @@ class RouterService:
         self.outage = OutageBuffer(config.redis.outage_buffer)
         self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
         self.expiry = Expiry(config, store, self.monitor, clock)
-        self._agent_stop = asyncio.Event()
-        self._agent_task: asyncio.Task[None] | None = None
-        self._nvml: NvmlSource | None = None
-        # The router's own embedding energy, when it embeds on a GPU.
-        self.embedding_energy: BusyWindows | None = None
-        if embedder.device.startswith("cuda"):
-            self.embedding_energy = BusyWindows(int(embedder.device.partition(":")[2] or 0))
 
     def new_policy(self, snapshot: Snapshot | None) -> Policy:
         """A policy of this router's configuration from ``snapshot`` (a fresh one from None); blocking."""
@@ -170,7 +163,7 @@ class RouterService:
             self._spawn(self._supervisor.run(), "redis-supervisor")
         self._watch(self.serving)
         self.batcher.start()
-        await self._start_agent()
+        await self.own_energy.start()
 
     async def reload(self) -> bool:
         """Swaps in the served snapshot if it is newer than the one in use."""
@@ -200,40 +193,6 @@ class RouterService:
         if self.learner is not None and self.learner.problem is not None:
             return str(self.learner.problem)
         return None
-
-    def local_gpus(self) -> list[int]:
-        """GPUs of this node that the catalog places models on, or that embed queries."""
-        gpus = {g for m in self.config.models if (m.node or self.node) == self.node for g in m.gpus}
-        if self.embedding_energy is not None:
-            gpus.add(self.embedding_energy.gpu)
-        return sorted(gpus)
-
-    async def _start_agent(self) -> None:
-        gpus = self.local_gpus()
-        if not self.config.energy.measure or not gpus:
-            return
-        self._nvml = await asyncio.to_thread(NvmlSource.open, gpus)
-        if self._nvml is None:
-            return
-        self.agent = EnergyAgent(
-            self._nvml,
-            self.store.client,
-            self.config.redis.key_prefix,
-            self.node,
-            self.config.energy.sample_interval_s,
-            retention_s=self.config.reward.wait_time_s + 60,
-            wrap_joules=NvmlSource.WRAP_JOULES,
-            on_sample=self._on_sample,
-        )
-        self._agent_task = asyncio.get_running_loop().create_task(self.agent.run(self._agent_stop), name="energy-agent")
-
-    def _on_batch(self, start: float, end: float, items: int) -> None:
-        if self.embedding_energy is not None:
-            self.embedding_energy.add_window(start, end, items)
-
-    def _on_sample(self, t: float, totals: dict[int, float]) -> None:
-        if self.embedding_energy is not None and self.embedding_energy.gpu in totals:
-            self.embedding_energy.add_sample(t, totals[self.embedding_energy.gpu])
 
     def install(self, policy: Policy) -> None:
         """Serves ``policy`` from the next Route on (the learner's publish, a replica's reload)."""
@@ -275,6 +234,11 @@ class RouterService:
             m.rejections.set(self.learner.rejections)
 
     @property
+    def agent(self) -> EnergyAgent | None:
+        """The energy agent sampling this node's GPUs, while NVML is there."""
+        return self.own_energy.agent
+
+    @property
     def policy_version(self) -> str:
         return version_name(self.serving.version)
 
@@ -288,11 +252,7 @@ class RouterService:
                 await self.flush_unsaved()
             if len(self.outage):
                 log.error("Redis still unreachable: %d decisions made meanwhile are lost", len(self.outage))
-        if self._agent_task is not None:
-            self._agent_stop.set()
-            await self._agent_task
-        if self._nvml is not None:
-            self._nvml.close()
+        await self.own_energy.close()
         if self.learner is not None:
             await self.learner.stop(self.config.server.stop_timeout_s)
         await self.batcher.close()
@@ -306,21 +266,9 @@ class RouterService:
     def list_models(self) -> list[ModelSpec]:
         return list(self.config.models)
 
-    def _embedding_energy(self) -> tuple[Figure, Source | None]:
-        if self.embedding_energy is None:
-            return Figure(0.0, Source.ESTIMATED, f"not measured: the router embeds on {self.embedder.device}"), None
-        if self.agent is None:
-            return Figure(0.0, Source.ESTIMATED, "not measured: NVML is unavailable on this host"), None
-        meter = self.embedding_energy
-        basis = (
-            f"NVML energy of GPU {meter.gpu} over the embedding batches of {meter.items} queries, idle power "
-            f"included; {meter.unmeasured_items} more queries not yet or not covered by samples"
-        )
-        return Figure(meter.joules, Source.MEASURED, basis), Source.MEASURED
-
     def stats(self) -> Stats:
         policy = self.serving
-        energy, energy_source = self._embedding_energy()
+        energy, energy_source = self.own_energy.figure()
         return Stats(
             policy_version=version_name(policy.version),
             events_learned=policy.learned,

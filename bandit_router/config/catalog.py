@@ -1,0 +1,70 @@
+"""The model catalog's entries, and where the catalog starts from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bandit_router.config.checks import MODEL_ID_PATTERN, finite_nonneg, positive, require
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry: a model the router may choose, with its price and energy profile."""
+
+    id: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    # Unknown for an API model (gpt-4o, a fine-tune behind a provider): its energy is then unknown too, unless
+    # it is measured or reported, and the energy weight does not apply to it.
+    parameters_b: float | None = None
+    energy_j_per_output_token: float | None = None
+    energy_j_per_input_token: float | None = None
+    energy_profile_source: str = "unspecified"
+    typical_output_tokens: float = 150.0
+    # A disabled model stays in the catalog (and keeps its learned weights) but is never chosen.
+    enabled: bool = True
+    # Where the model runs, for measured energy: the GPU indices on ``node`` (empty: this router's
+    # node). No GPUs means its energy is estimated from the profile above.
+    node: str = ""
+    gpus: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        require(
+            bool(MODEL_ID_PATTERN.fullmatch(self.id)), "models.id", f"must match {MODEL_ID_PATTERN.pattern}", self.id
+        )
+        for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
+        for name in ("energy_j_per_output_token", "energy_j_per_input_token"):
+            if getattr(self, name) is not None:
+                finite_nonneg(f"models[{self.id}].{name}", getattr(self, name))
+        require(
+            (self.energy_j_per_output_token is None) == (self.energy_j_per_input_token is None),
+            f"models[{self.id}].energy_j_per_output_token and energy_j_per_input_token",
+            "must be given together (or both left out: energy unknown)",
+            (self.energy_j_per_output_token, self.energy_j_per_input_token),
+        )
+        if self.parameters_b is not None:
+            positive(f"models[{self.id}].parameters_b", self.parameters_b)
+        positive(f"models[{self.id}].typical_output_tokens", self.typical_output_tokens)
+        require(all(g >= 0 for g in self.gpus), f"models[{self.id}].gpus", "must be GPU indices >= 0", list(self.gpus))
+        require(
+            len(set(self.gpus)) == len(self.gpus), f"models[{self.id}].gpus", "must not repeat a GPU", list(self.gpus)
+        )
+
+    @property
+    def energy_known(self) -> bool:
+        """Whether the catalog has an energy profile for the model (else only a measurement gives its energy)."""
+        return self.energy_j_per_output_token is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogConfig:
+    """Where the catalog starts before the configuration's ``[[models]]`` entries apply."""
+
+    # "shipped": the shipped catalog (bandit_router/data/catalog.toml), which each [[models]] entry extends
+    # (a new id) or overrides key by key (a shipped id, giving only the keys it changes). "empty": the
+    # catalog is exactly the [[models]] entries.
+    base: str = "shipped"
+
+    def __post_init__(self) -> None:
+        require(self.base in ("shipped", "empty"), "catalog.base", "must be shipped or empty", self.base)

