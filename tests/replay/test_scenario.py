@@ -262,9 +262,9 @@ def test_the_readme_and_shipped_scenarios_parse() -> None:
     root = Path(__file__).resolve().parents[2]
     sample = read_traffic(root / "bandit_router" / "data" / "sample_traffic.jsonl")
     doubled = sample + [dataclasses.replace(r, id=r.id + "-again") for r in sample]
-    blocks = re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "docs" / "replay.md").read_text(), flags=re.S)
     assert len(blocks) == 1
-    scenario = parse_scenario(yaml.safe_load(blocks[0]), doubled, name="README")
+    scenario = parse_scenario(yaml.safe_load(blocks[0]), doubled, name="docs/replay.md")
     assert {e.kind for e in scenario.events} == {"degrade", "price", "add", "remove", "mix", "corrupt"}
     for path in sorted((root / "simulations" / "scenarios").glob("*.yaml")):
         assert load_scenario(path, sample).events, path
