@@ -85,8 +85,9 @@ valid_reward = st.fixed_dictionaries(
         "input_tokens": st.integers(0, 100_000),
         "output_tokens": st.integers(0, 100_000),
         "latency_ms": st.floats(0, 1e6),
-        "energy_joules": st.one_of(st.none(), st.floats(0, 1e6)),
-        "cost_usd": st.one_of(st.none(), st.floats(0, 100)),
+        # Within what Reward finds plausible for a short query (a few joules and cents), so that most are accepted.
+        "energy_joules": st.one_of(st.none(), st.floats(0, 50)),
+        "cost_usd": st.one_of(st.none(), st.floats(0, 0.01)),
     }
 )
 
