@@ -16,7 +16,7 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.shared import EmbedderConnection
 from bandit_router.embedding.wire import shared_socket
 from bandit_router.embedding.worker import EmbedderProcess
-from bandit_router.offline.bench import queries
+from bandit_router.offline.load import queries
 
 
 def hammer(path: str, clients: int, rows: int, seconds: float) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from bandit_router.offline.bench import queries
+from bandit_router.offline.load import queries
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

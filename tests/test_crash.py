@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from routerprocess import load, start
 
 from bandit_router.learning.decision_log import read_log
-from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
 
 

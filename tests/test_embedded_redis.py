@@ -19,7 +19,7 @@ from routerprocess import start
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError

@@ -15,7 +15,7 @@ from routerprocess import load, start
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
 from bandit_router.runtime.root import open_router
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from bandit_router.offline.bench import free_port, wait_serving
+from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc

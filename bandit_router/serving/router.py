@@ -41,7 +41,7 @@ from bandit_router.store.snapshots import SnapshotFiles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Decision", "LearnerHandle", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
+__all__ = ["Decision", "LearnerHandle", "LearnerState", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,16 @@ class RewardOutcome:
     reward: float
     cost: Figure
     energy: Figure
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerState:
+    """What the learner attached to this router has done: its checkpoint's version and the gate's verdicts."""
+
+    version: int
+    promotions: int
+    rejections: int
+    verdicts: tuple[Any, ...]
 
 
 class LearnerHandle(Protocol):
@@ -232,6 +242,13 @@ class RouterService:
         if self.learner is not None:
             m.promotions.set(self.learner.promotions)
             m.rejections.set(self.learner.rejections)
+
+    def learner_state(self) -> LearnerState | None:
+        """The attached learner's state; None on a replica, whose learner runs elsewhere."""
+        learner = self.learner
+        if learner is None:
+            return None
+        return LearnerState(learner.policy.version, learner.promotions, learner.rejections, tuple(learner.verdicts))
 
     @property
     def agent(self) -> EnergyAgent | None:

@@ -63,106 +63,125 @@ def _json(body: Any) -> web.Response:
     return web.Response(text=json.dumps(body, allow_nan=False, default=str), content_type="application/json")
 
 
-def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
-    """The dashboard's routes. ``on_serving`` runs a coroutine that needs the router's own event loop (its Redis
-    client lives there) and awaits its result; by default the dashboard runs on that loop itself."""
-    monitor = service.monitor
+class _Views:
+    """The dashboard's views of one router. ``on_serving`` runs a coroutine that needs the router's own event
+    loop (its Redis client lives there) and awaits its result; without it the dashboard runs on that loop."""
 
-    async def call(coro: Coroutine[Any, Any, T]) -> T:
-        return await (on_serving(coro) if on_serving is not None else coro)
+    def __init__(self, service: RouterService, on_serving: OnServing | None) -> None:
+        self.service = service
+        self.monitor = service.monitor
+        self.on_serving = on_serving
+        self.page = resources.files("bandit_router.transport.dashboard").joinpath("static")
 
-    page = resources.files("bandit_router.transport.dashboard").joinpath("static")
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await (self.on_serving(coro) if self.on_serving is not None else coro)
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(text=page.joinpath("index.html").read_text(encoding="utf-8"), content_type="text/html")
+    async def index(self, request: web.Request) -> web.Response:
+        text = self.page.joinpath("index.html").read_text(encoding="utf-8")
+        return web.Response(text=text, content_type="text/html")
 
-    async def static(request: web.Request) -> web.Response:
+    async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in STATIC:
             raise web.HTTPNotFound(text=f"no static file {name!r}")
-        return web.Response(body=page.joinpath(name).read_bytes(), content_type=STATIC[name])
+        return web.Response(body=self.page.joinpath(name).read_bytes(), content_type=STATIC[name])
 
-    async def summary(request: web.Request) -> web.Response:
+    def _gate(self) -> dict[str, Any]:
+        """The learner's figures: counts over every tenant's traffic, so for the pooled view only."""
+        state = self.service.learner_state()
+        if state is None:
+            return {"learner_version": None, "gate_promotions": 0, "gate_rejections": 0, "gate_last": None}
+        return {
+            "learner_version": f"v{state.version}",
+            "gate_promotions": state.promotions,
+            "gate_rejections": state.rejections,
+            "gate_last": state.verdicts[-1].to_json() if state.verdicts else None,
+        }
+
+    async def summary(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        stats = service.stats()
-        learner = service.learner
+        service, stats = self.service, self.service.stats()
         pooled = tenant is None
-        routes = [r for r in list(monitor.routes) if pooled or r.tenant == tenant]
+        routes = [r for r in list(self.monitor.routes) if pooled or r.tenant == tenant]
+        gate = self._gate() if pooled else dict.fromkeys(("learner_version", "gate_promotions", "gate_rejections"))
         return _json(
             {
                 "viewer": "all tenants" if pooled else tenant,
                 "policy_version": stats.policy_version,
                 # Counts over every tenant's traffic: in the pooled view only, as GetStats is for admins only.
                 "events_learned": stats.events_learned if pooled else None,
-                "learner_version": f"v{learner.policy.version}" if learner and pooled else None,
-                "gate_promotions": (learner.promotions if learner else 0) if pooled else None,
-                "gate_rejections": (learner.rejections if learner else 0) if pooled else None,
-                "gate_last": learner.verdicts[-1].to_json() if learner and learner.verdicts and pooled else None,
+                "gate_last": None,
+                **gate,
                 "models": [m.id for m in service.list_models()],
                 # The same colour per model as every report and plot; models routed to under an older catalog too.
                 "colours": model_colours([*(m.id for m in service.config.models), *sorted({r.model for r in routes})]),
                 "tasks": sorted({r.task for r in routes}),
-                "alerts": monitor.alerts(tenant),
+                "alerts": self.monitor.alerts(tenant),
                 "endpoints": ENDPOINTS,
             }
         )
 
-    async def shares(request: web.Request) -> web.Response:
-        return _json(monitor.shares(_window(request), request.query.get("task", ""), _tenant(request)))
+    async def shares(self, request: web.Request) -> web.Response:
+        return _json(self.monitor.shares(_window(request), request.query.get("task", ""), _tenant(request)))
 
-    async def rewards(request: web.Request) -> web.Response:
-        return _json(_nulls(monitor.rewards_view(_window(request), _tenant(request))))
+    async def rewards(self, request: web.Request) -> web.Response:
+        return _json(_nulls(self.monitor.rewards_view(_window(request), _tenant(request))))
 
-    async def drift(request: web.Request) -> web.Response:
+    async def drift(self, request: web.Request) -> web.Response:
         # The served policy is every tenant's: its drift is shown to each; the gate's reasons, estimates over
         # every tenant's rewards, only in the pooled view.
         window = _window(request)
-        view = monitor.drift_view(window)
-        since = monitor.clock() - window if window > 0 else float("-inf")
-        verdicts = list(service.learner.verdicts) if service.learner else []
+        view = self.monitor.drift_view(window)
+        since = self.monitor.clock() - window if window > 0 else float("-inf")
+        state = self.service.learner_state()
         pooled = _tenant(request) is None
         view["gate"] = [
             {"t": v.at, "version": f"v{v.version}", "promoted": v.promoted, **({"reason": v.reason} if pooled else {})}
-            for v in verdicts
+            for v in (state.verdicts if state else ())
             if v.at >= since
         ]
         return _json(_nulls(view))
 
-    async def exploration(request: web.Request) -> web.Response:
-        return _json(monitor.exploration(_window(request), _tenant(request)))
+    async def exploration(self, request: web.Request) -> web.Response:
+        return _json(self.monitor.exploration(_window(request), _tenant(request)))
 
-    async def ope(request: web.Request) -> web.Response:
-        return _json(_nulls(monitor.ope(_window(request), tenant=_tenant(request))))
+    async def ope(self, request: web.Request) -> web.Response:
+        return _json(_nulls(self.monitor.ope(_window(request), tenant=_tenant(request))))
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
         if tenant is not None:
-            return _json(_nulls(monitor.health(None, None, tenant)))
-        return _json(_nulls(monitor.health(await call(service.learner_lag()), await call(service.expired_count()))))
+            return _json(_nulls(self.monitor.health(None, None, tenant)))
+        lag, expired = await self.call(self.service.learner_lag()), await self.call(self.service.expired_count())
+        return _json(_nulls(self.monitor.health(lag, expired)))
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.Response:
         if _tenant(request) is not None:
             raise web.HTTPForbidden(
                 text="metrics pool every tenant's traffic: they need the dashboard token or an admin tenant's"
             )
-        await call(service.refresh_metrics())
+        await self.call(self.service.refresh_metrics())
         return web.Response(
-            body=generate_latest(monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=generate_latest(self.monitor.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
+
+def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
+    """The dashboard's routes (see :class:`_Views`), behind the token check."""
+    views = _Views(service, on_serving)
     app = web.Application(middlewares=[_token_check(service.config.auth)])
     app.add_routes(
         [
-            web.get("/", index),
-            web.get("/static/{name:.+}", static),
-            web.get("/api/summary", summary),
-            web.get("/api/shares", shares),
-            web.get("/api/rewards", rewards),
-            web.get("/api/drift", drift),
-            web.get("/api/exploration", exploration),
-            web.get("/api/ope", ope),
-            web.get("/api/health", health),
-            web.get("/metrics", metrics),
+            web.get("/", views.index),
+            web.get("/static/{name:.+}", views.static),
+            web.get("/api/summary", views.summary),
+            web.get("/api/shares", views.shares),
+            web.get("/api/rewards", views.rewards),
+            web.get("/api/drift", views.drift),
+            web.get("/api/exploration", views.exploration),
+            web.get("/api/ope", views.ope),
+            web.get("/api/health", views.health),
+            web.get("/metrics", views.metrics),
         ]
     )
     return app
