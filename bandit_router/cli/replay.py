@@ -28,116 +28,127 @@ def _split(records: list[Any], fraction: float | None) -> tuple[list[Any], list[
     return records[:cut], records[cut:]
 
 
-def _replay(args: argparse.Namespace) -> int:
+Run = tuple[str, str, list[Any], Any]  # (folder under --out, title, records routed, ReplaySettings)
+
+
+def _demo_runs() -> list[Run]:
+    """The demo's two runs on the vendored sample: cold on all of it, and warm on half, routing the other."""
     import dataclasses
     from importlib import resources
 
-    from bandit_router.config import load_config
+    from bandit_router.offline.replay.run import ReplaySettings
+    from bandit_router.offline.replay.traffic import read_traffic
+    from bandit_router.offline.warm_start import Source
+
+    source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
+    with resources.as_file(source) as path:
+        records = read_traffic(path)
+    # Shuffled once, so the warm-start half and the routed half mix the tasks alike.
+    random.Random(0).shuffle(records)
+    settings, title = ReplaySettings(), "bandit-router demo: RouteProfile sample"
+    warm_part, routed = _split(records, 0.5)
+    warm_start = Source(
+        f"{len(warm_part)} of the {len(records)} sample prompts (every model's outcome), disjoint from the routed ones",
+        records=tuple(warm_part),
+    )
+    return [
+        ("cold", f"{title}, cold start", records, settings),
+        (
+            "warm",
+            f"{title}, warm start on the other half",
+            routed,
+            dataclasses.replace(settings, warm_start=warm_start),
+        ),
+    ]
+
+
+def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
+    """The one run ``replay`` asks for; raises InputError for flags, files or a scenario that break a rule."""
+    from bandit_router.errors import InputError
+    from bandit_router.offline.replay.run import ReplaySettings
+    from bandit_router.offline.replay.scenario import Scenario, load_scenario
+    from bandit_router.offline.replay.traffic import read_traffic
+    from bandit_router.offline.warm_start import Source, read_source
+
+    if args.split is not None and not 0 < args.split < 1:
+        raise InputError(f"--split must be in (0, 1), got {args.split}")
+    try:
+        records = read_traffic(args.traffic, args.limit)
+        if args.shuffle:
+            random.Random(args.seed).shuffle(records)
+        warm_part, records = _split(records, args.split)
+        scenario = load_scenario(args.scenario, records) if args.scenario else Scenario()
+        warm_from = read_source(args.warm_start, config) if args.warm_start else None
+    except OSError as exc:
+        raise InputError(str(exc)) from None
+    warm_start = None
+    if warm_part or warm_from is not None:
+        parts = [f"the first {len(warm_part)} records of {args.traffic}"] if warm_part else []
+        parts += [warm_from.description] if warm_from is not None else []
+        warm_start = Source(
+            " and ".join(parts),
+            records=(*warm_part, *(warm_from.records if warm_from else ())),
+            logged=warm_from.logged if warm_from else (),
+        )
+        if warm_start.records and warm_start.logged:
+            raise InputError("--split and a DSJSON --warm-start cannot be combined")
+    settings = ReplaySettings(
+        args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint, scenario, warm_start
+    )
+    return [("", f"Replay of {args.traffic}", records, settings)]
+
+
+async def _run_all(
+    args: argparse.Namespace, config: Any, runs: list[Run], sweep: bool
+) -> tuple[list[dict[str, Any]], dict[float, dict[str, Any]]]:
+    """Every run, then the sweep's replays of the first run's records; one embedder, each query embedded once."""
+    import dataclasses
+
     from bandit_router.embedding.cache import CachingEmbedder
     from bandit_router.embedding.model import Embedder
     from bandit_router.offline.replay import report
-    from bandit_router.offline.replay.run import SWEEP_WEIGHTS, ReplaySettings, replay
-    from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario
-    from bandit_router.offline.replay.traffic import TrafficError, read_traffic
-    from bandit_router.offline.warm_start import Source, WarmStartError, read_source
+    from bandit_router.offline.replay.run import SWEEP_WEIGHTS, replay
     from bandit_router.runtime.root import stop_on_signals
 
+    embedder = CachingEmbedder(
+        await asyncio.to_thread(Embedder, config.embedding),
+        getattr(args, "embedding_cache", None),
+        config.embedding.head_tokens,
+    )
+    results: list[dict[str, Any]] = []
+    for i, (folder, title, stream, at) in enumerate(runs):
+        last = i == len(runs) - 1
+        out = f"{args.out}/{folder}" if folder else args.out
+
+        async def hold(result: dict[str, Any], out: str = out, title: str = title) -> None:
+            _show(report, result, out, title)
+            _headline([*results, result])
+            print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
+            with stop_on_signals() as stop:
+                await stop.wait()
+
+        keep = hold if getattr(args, "hold", False) and not sweep and last else None
+        result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
+        if keep is None:
+            _show(report, result, out, title)
+        results.append(result)
+    swept = {}
+    for weight in SWEEP_WEIGHTS if sweep else ():
+        print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
+        at = dataclasses.replace(runs[0][3], energy_weight=weight, cost_weight=weight)
+        swept[weight] = await replay(runs[0][2], config, at, embedder)
+    embedder.close()
+    return results, swept
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bandit_router.config import load_config
+    from bandit_router.offline.replay import report
+
     config = load_config(getattr(args, "config", None))
-    if args.command == "demo":
-        source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
-        with resources.as_file(source) as path:
-            records = read_traffic(path)
-        # Shuffled once, so the warm-start half and the routed half mix the tasks alike.
-        random.Random(0).shuffle(records)
-        settings, title = ReplaySettings(), "bandit-router demo: RouteProfile sample"
-        warm_part, routed = _split(records, 0.5)
-        runs = [
-            ("cold", f"{title}, cold start", records, settings),
-            (
-                "warm",
-                f"{title}, warm start on the other half",
-                routed,
-                dataclasses.replace(
-                    settings,
-                    warm_start=Source(
-                        f"{len(warm_part)} of the {len(records)} sample prompts (every model's outcome), disjoint from "
-                        "the routed ones",
-                        records=tuple(warm_part),
-                    ),
-                ),
-            ),
-        ]
-    else:
-        if args.split is not None and not 0 < args.split < 1:
-            print(f"error: --split must be in (0, 1), got {args.split}", file=sys.stderr)
-            return 2
-        try:
-            records = read_traffic(args.traffic, args.limit)
-            if args.shuffle:
-                random.Random(args.seed).shuffle(records)
-            warm_part, records = _split(records, args.split)
-            scenario = load_scenario(args.scenario, records) if args.scenario else Scenario()
-            warm_from = read_source(args.warm_start, config) if args.warm_start else None
-        except (OSError, TrafficError, ScenarioError, WarmStartError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        warm_start = None
-        if warm_part or warm_from is not None:
-            parts = [f"the first {len(warm_part)} records of {args.traffic}"] if warm_part else []
-            parts += [warm_from.description] if warm_from is not None else []
-            warm_start = Source(
-                " and ".join(parts),
-                records=(*warm_part, *(warm_from.records if warm_from else ())),
-                logged=warm_from.logged if warm_from else (),
-            )
-            if warm_start.records and warm_start.logged:
-                print("error: --split and a DSJSON --warm-start cannot be combined", file=sys.stderr)
-                return 2
-        settings = ReplaySettings(
-            args.energy_weight,
-            args.cost_weight,
-            args.seed,
-            args.concurrency,
-            not args.no_task_hint,
-            scenario,
-            warm_start,
-        )
-        runs = [("", f"Replay of {args.traffic}", records, settings)]
+    runs = _demo_runs() if args.command == "demo" else _replay_runs(args, config)
     sweep = getattr(args, "sweep", False)
-
-    async def run() -> tuple[list[dict[str, Any]], dict[float, dict[str, Any]]]:
-        # One embedding model, and each query embedded once, for every replay here.
-        embedder = CachingEmbedder(
-            await asyncio.to_thread(Embedder, config.embedding),
-            getattr(args, "embedding_cache", None),
-            config.embedding.head_tokens,
-        )
-        results: list[dict[str, Any]] = []
-        for i, (folder, title, stream, at) in enumerate(runs):
-            last = i == len(runs) - 1
-            out = f"{args.out}/{folder}" if folder else args.out
-
-            async def hold(result: dict[str, Any], out: str = out, title: str = title) -> None:
-                _show(report, result, out, title)
-                _headline([*results, result])
-                print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
-                with stop_on_signals() as stop:
-                    await stop.wait()
-
-            keep = hold if getattr(args, "hold", False) and not sweep and last else None
-            result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
-            if keep is None:
-                _show(report, result, out, title)
-            results.append(result)
-        swept = {}
-        for weight in SWEEP_WEIGHTS if sweep else ():
-            print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
-            at = dataclasses.replace(settings, energy_weight=weight, cost_weight=weight)
-            swept[weight] = await replay(records, config, at, embedder)
-        embedder.close()
-        return results, swept
-
-    results, swept = asyncio.run(run())
+    results, swept = asyncio.run(_run_all(args, config, runs, sweep))
     if swept:
         written = report.write_sweep(swept, args.out, runs[0][1])
         print("\n".join(f"  {path}" for path in written))

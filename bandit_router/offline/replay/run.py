@@ -157,19 +157,7 @@ async def replay(
         embedder = await asyncio.to_thread(Embedder, base.embedding)
     cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
-        reward = {
-            k: v
-            for k, v in (("energy_weight", settings.energy_weight), ("cost_weight", settings.cost_weight))
-            if v is not None
-        }
-        config = base.replace(
-            models=arm_catalog(records, base.models),
-            server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
-            redis={"url": ""},
-            policy={"seed": settings.seed},
-            reward=reward,
-            energy={"measure": False},
-        )
+        config = _replay_config(base, records, settings, data_dir)
         embedded = []
         for chunk in batched([r.query for r in [*warm_records, *records]], 64):
             embedded.extend(await asyncio.to_thread(cache.embed, list(chunk)))
@@ -206,34 +194,8 @@ async def replay(
             if service.learner is not None:
                 await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
 
-            def task_of(record: Record, e: Any) -> str:
-                return (
-                    record.task.lower() if settings.task_hint and record.task else featurizer.inferrer.infer(e.vector)
-                )
-
-            tasks = [task_of(r, e) for r, e in zip(records, embedded, strict=True)]
-            warm_tasks = [task_of(r, e) for r, e in zip(warm_records, warm_embedded, strict=True)]
-            features = baseline_features(
-                [r.query for r in [*warm_records, *records]], [*warm_embedded, *embedded], [*warm_tasks, *tasks],
-                config.features,
-            )  # fmt: skip
-            warm_features, features = features[: len(warm_records)], features[len(warm_records) :]
-            warm_table = (
-                (build_table(warm_records, config, [e.token_count for e in warm_embedded]), warm_features, warm_tasks)
-                if warm_records
-                else None
-            )
-            baselines, grid = replay_baselines(
-                table,
-                features,
-                tasks,
-                tokens,
-                list(config.models),
-                config.reward,
-                settings.seed,
-                scenario.reward_delay,
-                dropped,
-                warm_table,
+            baselines, grid = _baselines(
+                config, settings, featurizer, table, dropped, (records, embedded), (warm_records, warm_embedded)
             )
             traces = {BANDIT: bandit, **baselines}
             result = make_report(
@@ -252,6 +214,67 @@ async def replay(
         finally:
             await server.stop(1.0)
     return result
+
+
+def _replay_config(base: Config, records: list[Record], settings: ReplaySettings, data_dir: str) -> Config:
+    """The replayed router's configuration: the records' models, its own embedded Redis and data folder, the
+    replay's seed and weights, and no NVML (nothing is served for real)."""
+    reward = {
+        k: v
+        for k, v in (("energy_weight", settings.energy_weight), ("cost_weight", settings.cost_weight))
+        if v is not None
+    }
+    return base.replace(
+        models=arm_catalog(records, base.models),
+        server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
+        redis={"url": ""},
+        policy={"seed": settings.seed},
+        reward=reward,
+        energy={"measure": False},
+    )
+
+
+def _baselines(
+    config: Config,
+    settings: ReplaySettings,
+    featurizer: Featurizer,
+    table: OutcomeTable,
+    dropped: list[bool],
+    routed: tuple[list[Record], list[Any]],
+    warmed: tuple[list[Record], list[Any]],
+) -> tuple[dict[str, Trace], Any]:
+    """The baselines on the routed records (and the full-information grid), warm-started on the warm records
+    where there are any, with the same tasks and features the router had."""
+    (records, embedded), (warm_records, warm_embedded) = routed, warmed
+
+    def task_of(record: Record, e: Any) -> str:
+        return record.task.lower() if settings.task_hint and record.task else featurizer.inferrer.infer(e.vector)
+
+    tasks = [task_of(r, e) for r, e in zip(records, embedded, strict=True)]
+    warm_tasks = [task_of(r, e) for r, e in zip(warm_records, warm_embedded, strict=True)]
+    features = baseline_features(
+        [r.query for r in [*warm_records, *records]], [*warm_embedded, *embedded], [*warm_tasks, *tasks],
+        config.features,
+    )  # fmt: skip
+    warm_features, features = features[: len(warm_records)], features[len(warm_records) :]
+    warm_table = (
+        (build_table(warm_records, config, [e.token_count for e in warm_embedded]), warm_features, warm_tasks)
+        if warm_records
+        else None
+    )
+    tokens = [e.token_count for e in embedded]
+    return replay_baselines(
+        table,
+        features,
+        tasks,
+        tokens,
+        list(config.models),
+        config.reward,
+        settings.seed,
+        settings.scenario.reward_delay,
+        dropped,
+        warm_table,
+    )
 
 
 def make_report(
