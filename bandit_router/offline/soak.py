@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -58,20 +59,63 @@ def resident_mib(pid: int) -> float:
     return total
 
 
-async def run_soak(duration_s: float, concurrency: int, json_path: str | None = None) -> dict[str, Any]:
+@dataclasses.dataclass
+class _Tally:
+    routes: int = 0
+    rewards: int = 0
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+async def _clients(target: str, texts: list[str], concurrency: int, deadline: float, tally: _Tally) -> None:
+    """``concurrency`` clients doing Route then Reward until ``deadline``, counting calls and errors."""
     from bandit_router.v1 import router_pb2 as pb
     from bandit_router.v1 import router_pb2_grpc
 
+    async def client(offset: int) -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            i = offset
+            while time.monotonic() < deadline:
+                text = texts[i % len(texts)]
+                i += concurrency
+                try:
+                    decision = await stub.Route(pb.RouteRequest(query=text), timeout=30)
+                    tally.routes += 1
+                    quality = 0.9 if decision.model.startswith("gemma") else 0.5
+                    await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=quality), timeout=30)
+                    tally.rewards += 1
+                except grpc.aio.AioRpcError as exc:
+                    tally.errors[exc.code().name] = tally.errors.get(exc.code().name, 0) + 1
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+
+
+async def _left_in(redis_url: str, prefix: str) -> tuple[int, int, int]:
+    """What the stopped router left in Redis: pending decisions, events in its snapshot, stream backlog."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        pending = [k async for k in client.scan_iter(match=f"{prefix}:pending:*")]
+        raw = await client.get(f"{prefix}:snapshot")
+        learned = Snapshot.decode(raw).learned if isinstance(raw, bytes) else 0
+        backlog = await client.xlen(f"{prefix}:events")
+    finally:
+        await client.aclose()
+    return len(pending), learned, int(backlog)
+
+
+async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
+    """Runs a router process on its own Redis under load for ``duration_s``; the raw figures."""
     texts = queries(20_000, seed=3)
     prefix = "soak"
+    tally = _Tally()
+    memory: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="br-soak-") as data_dir:
         redis = await start_embedded(Path(data_dir) / "redis")
-        redis_url = redis.url
         target = f"127.0.0.1:{free_port()}"
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
-            "REDIS_URL": redis_url,
+            "REDIS_URL": redis.url,
             "BANDIT_ROUTER_REDIS_KEY_PREFIX": prefix,
             "BANDIT_ROUTER_SERVER_LISTEN": target,
             "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
@@ -82,39 +126,17 @@ async def run_soak(duration_s: float, concurrency: int, json_path: str | None = 
             server = subprocess.Popen(
                 [sys.executable, "-m", "bandit_router", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        errors: dict[str, int] = {}
-        routes = rewards = 0
-        memory: list[tuple[float, float]] = []
         try:
             await wait_serving(target, timeout=120)
             started = time.monotonic()
             deadline = started + duration_s
-
-            async def client(offset: int) -> None:
-                nonlocal routes, rewards
-                async with grpc.aio.insecure_channel(target) as channel:
-                    stub = router_pb2_grpc.RouterStub(channel)
-                    i = offset
-                    while time.monotonic() < deadline:
-                        text = texts[i % len(texts)]
-                        i += concurrency
-                        try:
-                            decision = await stub.Route(pb.RouteRequest(query=text), timeout=30)
-                            routes += 1
-                            quality = 0.9 if decision.model.startswith("gemma") else 0.5
-                            await stub.Reward(
-                                pb.RewardRequest(decision_id=decision.decision_id, quality=quality), timeout=30
-                            )
-                            rewards += 1
-                        except grpc.aio.AioRpcError as exc:
-                            errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
 
             async def sample() -> None:
                 while time.monotonic() < deadline:
                     memory.append((time.monotonic() - started, resident_mib(server.pid)))
                     await asyncio.sleep(5.0)
 
-            await asyncio.gather(sample(), *(client(i) for i in range(concurrency)))
+            await asyncio.gather(sample(), _clients(target, texts, concurrency, deadline, tally))
             elapsed = time.monotonic() - started
         except Exception:
             print(log_path.read_text()[-4000:], file=sys.stderr)
@@ -122,47 +144,46 @@ async def run_soak(duration_s: float, concurrency: int, json_path: str | None = 
         finally:
             server.send_signal(signal.SIGTERM)
             exit_code = await asyncio.to_thread(server.wait, 120)
-        client_ = aioredis.Redis.from_url(redis_url)
-        try:
-            pending = [k async for k in client_.scan_iter(match=f"{prefix}:pending:*")]
-            raw = await client_.get(f"{prefix}:snapshot")
-            learned = Snapshot.decode(raw).learned if isinstance(raw, bytes) else 0
-            backlog = await client_.xlen(f"{prefix}:events")
-        finally:
-            await client_.aclose()
+        pending, learned, backlog = await _left_in(redis.url, prefix)
         await asyncio.to_thread(redis.stop)
+    return {
+        "duration_s": elapsed,
+        "concurrency": concurrency,
+        "routes": tally.routes,
+        "rewards": tally.rewards,
+        "route_reward_pairs_per_s": tally.rewards / elapsed,
+        "errors": tally.errors,
+        "pending_after": pending,
+        "learned": learned,
+        "stream_backlog_after": backlog,
+        "server_exit_code": exit_code,
+        "rss_samples": memory,
+    }
 
+
+async def run_soak(duration_s: float, concurrency: int, json_path: str | None = None) -> dict[str, Any]:
+    """Soaks a router process, prints the figures and each check's verdict, and returns them."""
+    result = await _soak_server(duration_s, concurrency)
+    memory = result["rss_samples"]
     third = max(1, len(memory) // 3)
     early = sum(m for _, m in memory[:third]) / third
     late = sum(m for _, m in memory[-third:]) / third
     rss = {"first_third": early, "last_third": late, "max": max(m for _, m in memory)}
-    result: dict[str, Any] = {
-        "duration_s": elapsed,
-        "concurrency": concurrency,
-        "routes": routes,
-        "rewards": rewards,
-        "route_reward_pairs_per_s": rewards / elapsed,
-        "errors": errors,
-        "pending_after": len(pending),
-        "learned": learned,
-        "stream_backlog_after": backlog,
-        "server_exit_code": exit_code,
-        "rss_mib": rss,
-        "rss_samples": memory,
-    }
+    result["rss_mib"] = rss
+    errors, rewards, elapsed = result["errors"], result["rewards"], result["duration_s"]
     checks = {
         "no errors": not errors,
-        "nothing pending": not pending,
-        "every reward learned": learned == rewards and backlog == 0,
-        "clean exit": exit_code == 0,
+        "nothing pending": not result["pending_after"],
+        "every reward learned": result["learned"] == rewards and result["stream_backlog_after"] == 0,
+        "clean exit": result["server_exit_code"] == 0,
         # Flat: the last third of the run within 10% of the first (allocator warm-up happens in the first).
         "memory flat": late <= 1.10 * early,
     }
     result["checks"] = checks
     print(
-        f"soak: {elapsed:.0f} s at concurrency {concurrency}: {routes} Route and {rewards} Reward calls "
-        f"({rewards / elapsed:.1f} pairs/s), errors {errors or 'none'}, pending after {len(pending)}, "
-        f"learned {learned}, RSS of the server and its child processes {early:.0f} -> {late:.0f} MiB "
+        f"soak: {elapsed:.0f} s at concurrency {concurrency}: {result['routes']} Route and {rewards} Reward calls "
+        f"({rewards / elapsed:.1f} pairs/s), errors {errors or 'none'}, pending after {result['pending_after']}, "
+        f"learned {result['learned']}, RSS of the server and its child processes {early:.0f} -> {late:.0f} MiB "
         f"(max {rss['max']:.0f})"
     )
     for name, ok in checks.items():
