@@ -1,4 +1,4 @@
-"""The NVML wrapper against a stand-in module (the real NVML runs in tests/test_energy_gpu.py on a GPU)."""
+"""The NVML wrapper against a stand-in module (the real NVML runs in tests/energy/test_energy_gpu.py on a GPU)."""
 
 from __future__ import annotations
 

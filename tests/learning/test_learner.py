@@ -35,7 +35,7 @@ async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
         return 0
 
     # As after a crash between snapshot and acknowledgement: the snapshot holds the events, the stream
-    # still has them unacknowledged, and the group delivers them again. (tests/test_crash.py kills a
+    # still has them unacknowledged, and the group delivers them again. (tests/learning/test_crash.py kills a
     # real router process at a random point; this makes the one window certain.)
     monkeypatch.setattr(client, "xack", lost)
     monkeypatch.setattr(client, "xtrim", lost)

@@ -1,6 +1,6 @@
 """Energy: counter wraparound, attribution arithmetic, precedence, and measurement through the service.
 
-The counter source is injected here (its NVML counterpart runs in tests/test_energy_gpu.py on a GPU);
+The counter source is injected here (its NVML counterpart runs in tests/energy/test_energy_gpu.py on a GPU);
 Redis, the agent, the attribution and the service are the real ones.
 """
 

@@ -21,7 +21,7 @@ from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 A, B = "token-for-tenant-a-0123456789", "token-for-tenant-b-9876543210"
 DASHBOARD = "dashboard-token-0123456789"
 

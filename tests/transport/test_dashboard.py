@@ -106,9 +106,7 @@ async def test_every_endpoint_reports_the_traffic(server: Server, stub: router_p
 async def test_grafana_board_queries_only_metrics_the_router_exports(
     server: Server, stub: router_pb2_grpc.RouterStub
 ) -> None:
-    board = json.loads(
-        (Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "bandit-router.json").read_text()
-    )
+    board = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "bandit-router.json").read_text())
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)) and len(ids) >= 8
     queried = {m for p in board["panels"] for t in p["targets"] for m in re.findall(r"bandit_router_\w+", t["expr"])}

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bandit_router.offline.replay.traffic import write_traffic
-from replay.test_replay import synthetic
+from offline.replay.test_replay import synthetic
 
 
 def descendants(pid: int) -> set[int]:

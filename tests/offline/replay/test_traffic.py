@@ -19,7 +19,7 @@ from bandit_router.offline.replay.traffic import (
     write_traffic,
 )
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 GOOD = {"id": "q1", "query": "What is 2+2?", "task": "math", "outcomes": {"a": {"quality": 1, "output_tokens": 3}}}
 
 

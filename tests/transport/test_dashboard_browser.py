@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from offline.replay.test_scenario import FLAT, stream
 from playwright.async_api import async_playwright
-from replay.test_scenario import FLAT, stream
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
@@ -19,7 +19,7 @@ from bandit_router.offline.replay.run import ReplaySettings, replay
 from bandit_router.offline.replay.scenario import parse_scenario
 from bandit_router.transport.grpc_server import Server
 
-ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")
 # What the machine's closed network needs: no background connections, no sandbox as root.
 CHROMIUM_ARGS = [
