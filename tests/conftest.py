@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import itertools
@@ -105,6 +106,26 @@ def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str) -> Config:
     return make_config(tmp_path, redis_url)
+
+
+@contextlib.asynccontextmanager
+async def routed(
+    config: Config, embedder: Embedder, **kwargs: Any
+) -> AsyncIterator[tuple[router_pb2_grpc.RouterStub, RouterService]]:
+    """A router on ``config`` behind an in-process gRPC server, with a stub to it; both stopped afterwards,
+    whatever the test did. For a test that needs a configuration of its own (else: the ``stub`` fixture)."""
+    service = await open_router(config, embedder=embedder, **kwargs)
+    try:
+        server = Server(service, "127.0.0.1:0")
+    except BaseException:
+        await service.close()
+        raise
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            yield router_pb2_grpc.RouterStub(channel), service
+    finally:
+        await server.stop(0)
 
 
 @pytest.fixture

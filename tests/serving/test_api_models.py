@@ -8,13 +8,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import make_config
+from conftest import make_config, routed
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.model import Embedder
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -32,14 +30,8 @@ def api_config(tmp_path: Path, redis_url: str) -> Config:
 async def api_stub(
     api_config: Config, embedder: Embedder
 ) -> AsyncIterator[tuple[router_pb2_grpc.RouterStub, RouterService]]:
-    service = await open_router(api_config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            yield router_pb2_grpc.RouterStub(channel), service
-    finally:
-        await server.stop(0)
+    async with routed(api_config, embedder) as pair:
+        yield pair
 
 
 async def test_an_api_models_energy_is_unknown_and_not_weighed(

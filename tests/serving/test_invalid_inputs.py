@@ -11,10 +11,9 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import make_config
+from conftest import make_config, routed
 
 from bandit_router.embedding.model import Embedder
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -178,46 +177,30 @@ async def test_nothing_left_after_filtering_is_failed_precondition(
 ) -> None:
     base = make_config(tmp_path, redis_url)
     models = tuple(m if m.id != "gemma-2-9b-it" else type(m)(**{**m.__dict__, "enabled": False}) for m in base.models)
-    service = await open_router(base.replace(models=models), embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = router_pb2_grpc.RouterStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Route(pb.RouteRequest(query="hello", candidates=["gemma-2-9b-it"]))
-            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "no model left after filtering; disabled in the catalog: gemma-2-9b-it" in (
-                caught.value.details() or ""
-            )
-            listed = await stub.ListModels(pb.ListModelsRequest())
-            assert "gemma-2-9b-it" not in [m.id for m in listed.models]
-            decision = await stub.Route(pb.RouteRequest(query="hello"))
-            assert decision.model != "gemma-2-9b-it"
-            assert "gemma-2-9b-it" not in [a.model for a in decision.pmf]
-    finally:
-        await server.stop(0)
+    async with routed(base.replace(models=models), embedder) as (stub, _):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Route(pb.RouteRequest(query="hello", candidates=["gemma-2-9b-it"]))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no model left after filtering; disabled in the catalog: gemma-2-9b-it" in (caught.value.details() or "")
+        listed = await stub.ListModels(pb.ListModelsRequest())
+        assert "gemma-2-9b-it" not in [m.id for m in listed.models]
+        decision = await stub.Route(pb.RouteRequest(query="hello"))
+        assert decision.model != "gemma-2-9b-it"
+        assert "gemma-2-9b-it" not in [a.model for a in decision.pmf]
 
 
 async def test_expired_decision_gets_not_found_naming_the_expiry(
     embedder: Embedder, redis_url: str, tmp_path: Path
 ) -> None:
     config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.3})
-    service = await open_router(config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            stub = router_pb2_grpc.RouterStub(channel)
-            decision = await stub.Route(pb.RouteRequest(query="What is 6 times 7?"))
-            await asyncio.sleep(0.6)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
-            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-            assert f"decision_id {decision.decision_id!r} expired at" in (caught.value.details() or "")
-            assert "accepted for 0.3 s after Route" in (caught.value.details() or "")
-    finally:
-        await server.stop(0)
+    async with routed(config, embedder) as (stub, _):
+        decision = await stub.Route(pb.RouteRequest(query="What is 6 times 7?"))
+        await asyncio.sleep(0.6)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert f"decision_id {decision.decision_id!r} expired at" in (caught.value.details() or "")
+        assert "accepted for 0.3 s after Route" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize("method", ["Route", "Reward", "GetStats"])
