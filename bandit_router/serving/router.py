@@ -10,79 +10,36 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from redis.exceptions import ResponseError
+from typing import Any
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.pricing import penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.domain.reward import Figure, RunningEstimate, Source
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import DecisionEnergy, EnergyAgent
-from bandit_router.errors import ResourceExhausted
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Featurizer, action_line
 from bandit_router.policy.vw import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.serving.budgets import within_budget
+from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
+from bandit_router.serving.status import LearnerHandle, LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
 from bandit_router.store.embedded import EmbeddedRedis
-from bandit_router.store.errors import REDIS_ERRORS, refusing, stop_if_cancelled
-from bandit_router.store.redis_store import QuotaExceeded, Store
+from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
+from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Decision", "LearnerHandle", "LearnerState", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Stats:
-    policy_version: str
-    events_learned: int
-    estimates: dict[str, RunningEstimate]
-    embedding_device: str
-    queries_embedded: int
-    embedding_energy: Figure
-    # None when the router's energy is not measured (CPU, or no NVML).
-    embedding_energy_source: Source | None
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardOutcome:
-    decision_id: str
-    model: str
-    reward: float
-    cost: Figure
-    energy: Figure
-
-
-@dataclasses.dataclass(frozen=True)
-class LearnerState:
-    """What the learner attached to this router has done: its checkpoint's version and the gate's verdicts."""
-
-    version: int
-    promotions: int
-    rejections: int
-    verdicts: tuple[Any, ...]
-
-
-class LearnerHandle(Protocol):
-    """What the router needs of the learner that runtime attached: its health, counts and a stop."""
-
-    problem: str | None
-    promotions: int
-    rejections: int
-
-    async def stop(self, timeout: float = ...) -> None: ...
 
 
 def scoped_id(tenant: str, decision_id: str) -> str:
@@ -144,6 +101,7 @@ class RouterService:
         # Set whenever health_problem() may have changed, so health follows a short outage too.
         self.health_changed = asyncio.Event()
         self.outage = OutageBuffer(config.redis.outage_buffer)
+        self.writer = DecisionWriter(config, store, self.energy, self.outage)
         self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
         self.expiry = Expiry(config, store, self.monitor, clock)
 
@@ -383,37 +341,12 @@ class RouterService:
             tenant=request.tenant,
             created_at=now,
         )
-        existing = await self._save(pending, now)
+        existing = await self.writer.save(pending, now)
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return self._replayed(request, existing)
         self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
         return decision
-
-    async def _save(self, pending: PendingDecision, now: float) -> Summary | None:
-        """Stores the decision and its energy flight; keeps it in memory while Redis is unreachable. Returns
-        the summary of an earlier decision with the same id instead, if there is one."""
-        quota = self.config.limits.max_pending_per_tenant
-        try:
-            existing = await self._put(pending, now, quota)
-        except QuotaExceeded as exc:
-            who = f"tenant {pending.tenant!r}" if pending.tenant else "this router's one tenant"
-            raise ResourceExhausted(
-                f"{who} has {exc.held} decisions waiting for a reward, limits.max_pending_per_tenant = "
-                f"{quota}: reward them (or let them expire) first"
-            ) from None
-        except (*REDIS_ERRORS, ResponseError) as exc:
-            if isinstance(exc, ResponseError) and not refusing(exc):
-                raise
-            self.outage.keep(pending, now, exc)
-            return None
-        if existing is not None:
-            return existing
-        try:
-            await self.energy.take_off(pending.decision_id, pending.model_spec, now)
-        except REDIS_ERRORS as exc:  # its energy will be estimated
-            log.warning("could not record the energy flight of %s: %s", pending.decision_id, exc)
-        return None
 
     def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float) -> tuple[list[float], int]:
         """The pmf (narrowed by this router's trials not learned yet), the action drawn from it for this
@@ -423,20 +356,9 @@ class RouterService:
         self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
         return pmf, index
 
-    async def _put(self, pending: PendingDecision, now: float, quota: int = 0) -> Summary | None:
-        defaults = self.config.reward
-        return await self.store.put_decision(
-            pending,
-            defaults.wait_time_s,
-            defaults.retention_s,
-            now,
-            grace_s=max(60.0, 10 * defaults.expiry_sweep_s),
-            quota=quota,
-        )
-
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
-        return await self.outage.flush(self._put)
+        return await self.writer.flush()
 
     async def reward(self, request: RewardInput) -> RewardOutcome:
         event, cost, energy = await self.rewards.reward(request)
