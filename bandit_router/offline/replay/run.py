@@ -9,7 +9,6 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -158,19 +157,12 @@ async def replay(
     cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         config = _replay_config(base, records, settings, data_dir)
-        embedded = []
-        for chunk in batched([r.query for r in [*warm_records, *records]], 64):
-            embedded.extend(await asyncio.to_thread(cache.embed, list(chunk)))
+        embedded = await _embed_all(cache, [r.query for r in [*warm_records, *records]])
         warm_embedded, embedded = embedded[: len(warm_records)], embedded[len(warm_records) :]
         featurizer = await asyncio.to_thread(Featurizer, config.features, cache.embed, cache.dimension)
         warm_result = None
         if warm_source is not None:
-            policy = Policy(config.policy, config.features, cache.dimension)
-            warm_result = await asyncio.to_thread(
-                warm, policy, None, warm_source, cache, featurizer, config, settings.task_hint, settings.seed
-            )
-            files = SnapshotFiles(Path(data_dir) / "snapshots", config.policy.keep_snapshots)
-            await publish(warm_result, files, None)
+            warm_result = await _warm_start(config, settings, cache, featurizer, warm_source)
         service = await open_router(config, embedder=cache)
         try:
             server = Server(service, "127.0.0.1:0")
@@ -213,6 +205,27 @@ async def replay(
                 await hold(result)
         finally:
             await server.stop(1.0)
+    return result
+
+
+async def _embed_all(cache: CachingEmbedder, queries: list[str]) -> list[Any]:
+    """Every query's embedding, in batches off the event loop (each embedded once: the cache keeps them)."""
+    embedded: list[Any] = []
+    for chunk in batched(queries, 64):
+        embedded.extend(await asyncio.to_thread(cache.embed, list(chunk)))
+    return embedded
+
+
+async def _warm_start(
+    config: Config, settings: ReplaySettings, cache: CachingEmbedder, featurizer: Featurizer, source: Any
+) -> Any:
+    """Fits a policy from ``source`` and publishes it where the replayed router loads its snapshots."""
+    policy = Policy(config.policy, config.features, cache.dimension)
+    result = await asyncio.to_thread(
+        warm, policy, None, source, cache, featurizer, config, settings.task_hint, settings.seed
+    )
+    files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+    await publish(result, files, None)
     return result
 
 
