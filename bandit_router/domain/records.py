@@ -160,7 +160,8 @@ class PendingDecision:
                 actions=actions,
                 # A decision pending since before penalties were logged had none (every weight 0 was learned).
                 penalties=tuple(float(p) for p in raw.get("penalties", [0.0] * len(actions))),
-                model_spec=ModelSpec(**raw["model_spec"]),
+                # JSON has no tuples: the spec is frozen with a tuple of GPUs, as the catalog builds it.
+                model_spec=ModelSpec(**{**raw["model_spec"], "gpus": tuple(raw["model_spec"].get("gpus", ()))}),
                 query_tokens=int(raw["query_tokens"]),
                 embedding=str(raw.get("embedding", "")),
                 metadata=dict(raw.get("metadata", {})),
