@@ -9,7 +9,8 @@ import sys
 import redis.asyncio as aioredis
 
 from bandit_router.config import load_config
-from bandit_router.energy.attribution import EnergyAgent, NvmlSource
+from bandit_router.energy.nvml import NvmlSource
+from bandit_router.energy.samples import EnergyAgent
 from bandit_router.store.embedded import redacted
 
 log = logging.getLogger(__name__)

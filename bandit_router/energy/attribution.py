@@ -18,138 +18,19 @@ decisions are in flight is charged to them. Energy while no decision is in fligh
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
-import contextlib
 import dataclasses
 import itertools
-import logging
 import math
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-log = logging.getLogger(__name__)
+from bandit_router.energy.samples import parse_samples, sample_key
 
 
 class NotCovered(Exception):
     """The samples do not cover the window: the GPU is missing, or its agent is silent."""
-
-
-class CounterSource(Protocol):
-    """Raw cumulative energy per GPU index, in joules; a GPU that cannot be read is left out."""
-
-    def read(self) -> dict[int, float]: ...
-
-
-class Cumulative:
-    """Turns raw counter readings into monotone cumulative joules.
-
-    A reading below the previous one means the counter wrapped (at ``wrap_joules``, when known) or was
-    reset (a driver reload): the energy since then is counted, never a negative step.
-    """
-
-    def __init__(self, wrap_joules: float | None = None) -> None:
-        self.wrap_joules = wrap_joules
-        self._last: dict[int, float] = {}
-        self.total: dict[int, float] = {}
-
-    def update(self, readings: dict[int, float]) -> dict[int, float]:
-        for gpu, raw in readings.items():
-            last = self._last.get(gpu)
-            if last is None:
-                delta = 0.0
-            elif raw >= last:
-                delta = raw - last
-            elif self.wrap_joules is not None:
-                delta = raw + self.wrap_joules - last
-            else:
-                delta = raw
-            self._last[gpu] = raw
-            self.total[gpu] = self.total.get(gpu, 0.0) + delta
-        return {gpu: self.total[gpu] for gpu in readings}
-
-
-class NvmlSource:
-    """Cumulative energy of the local NVIDIA GPUs through NVML.
-
-    Uses the driver's energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver
-    loaded) where the GPU has one; otherwise a background thread integrates ``nvmlDeviceGetPowerUsage``
-    (mW) every ``power_interval_s``. A GPU whose reads fail is left out of the reading.
-    """
-
-    # NVML's counter is an unsigned 64-bit count of millijoules.
-    WRAP_JOULES = 2**64 / 1000
-
-    def __init__(self, nvml: Any, handles: dict[int, Any], power_interval_s: float = 0.05) -> None:
-        self._nvml = nvml
-        self._handles = handles
-        self._integrated: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        unsupported = [i for i, h in handles.items() if not self._has_counter(h)]
-        if unsupported:
-            log.info("GPUs %s have no energy counter; integrating their sampled power", unsupported)
-            self._integrated = {i: 0.0 for i in unsupported}
-            self._thread = threading.Thread(
-                target=self._integrate, args=(power_interval_s,), daemon=True, name="nvml-power"
-            )
-            self._thread.start()
-
-    @classmethod
-    def open(cls, indices: Iterable[int] | None = None) -> NvmlSource | None:
-        """The local GPUs (all, or ``indices``), or None with one log line when NVML is absent."""
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            count = pynvml.nvmlDeviceGetCount()
-        except Exception as exc:  # no library, no driver, no GPU: the service runs on unmeasured
-            log.warning("NVML unavailable (%s): GPU energy will not be measured on this host", exc)
-            return None
-        wanted = range(count) if indices is None else [i for i in indices if 0 <= i < count]
-        return cls(pynvml, {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in wanted})
-
-    def _has_counter(self, handle: Any) -> bool:
-        try:
-            self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-            return True
-        except self._nvml.NVMLError:
-            return False
-
-    def _integrate(self, interval: float) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(interval):
-            now = time.monotonic()
-            for gpu in list(self._integrated):
-                try:
-                    watts = self._nvml.nvmlDeviceGetPowerUsage(self._handles[gpu]) / 1000.0
-                except self._nvml.NVMLError:
-                    continue
-                self._integrated[gpu] += watts * (now - last)
-            last = now
-
-    def read(self) -> dict[int, float]:
-        readings: dict[int, float] = {}
-        for gpu, handle in self._handles.items():
-            if gpu in self._integrated:
-                readings[gpu] = self._integrated[gpu]
-                continue
-            try:
-                readings[gpu] = self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
-            except self._nvml.NVMLError as exc:
-                log.warning("GPU %d cannot be read (%s); leaving it out", gpu, exc)
-        return readings
-
-    def power_watts(self, gpu: int) -> float:
-        return float(self._nvml.nvmlDeviceGetPowerUsage(self._handles[gpu])) / 1000.0
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,74 +75,6 @@ def attribute(
         sharing = sum(1 for f in flights if f.start <= middle <= f.end)
         total += watts * (b - a) / max(sharing, 1)
     return total
-
-
-class EnergyAgent:
-    """Publishes every GPU's cumulative energy to Redis at a fixed interval, for the routers to attribute.
-
-    Keys: ``{prefix}:energy:{node}:{gpu}``, a sorted set of ``"time joules"`` scored by time, trimmed
-    to ``retention_s``.
-    """
-
-    def __init__(
-        self,
-        source: CounterSource,
-        client: Any,
-        prefix: str,
-        node: str,
-        interval_s: float,
-        retention_s: float,
-        clock: Callable[[], float] = time.time,
-        wrap_joules: float | None = None,
-        on_sample: Callable[[float, dict[int, float]], None] | None = None,
-    ) -> None:
-        self._on_sample = on_sample
-        self.source = source
-        self.client = client
-        self.prefix = prefix
-        self.node = node
-        self.interval_s = interval_s
-        self.retention_s = retention_s
-        self._clock = clock
-        self._cumulative = Cumulative(wrap_joules)
-
-    async def publish_once(self) -> dict[int, float]:
-        readings = await asyncio.to_thread(self.source.read)
-        now = self._clock()
-        totals = self._cumulative.update(readings)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for gpu, joules in totals.items():
-                key = sample_key(self.prefix, self.node, gpu)
-                pipe.zadd(key, {f"{now!r} {joules!r}": now})
-                pipe.zremrangebyscore(key, "-inf", now - self.retention_s)
-            await pipe.execute()
-        if self._on_sample is not None:
-            self._on_sample(now, totals)
-        return totals
-
-    async def run(self, stop: Any) -> None:
-        """Publishes until ``stop`` (an asyncio.Event) is set; a failed round is logged and retried."""
-        while not stop.is_set():
-            try:
-                await self.publish_once()
-            except Exception:  # Redis away for a moment: the next round tries again
-                log.exception("energy agent %s could not publish", self.node)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-
-
-def sample_key(prefix: str, node: str, gpu: int) -> str:
-    return f"{prefix}:energy:{node}:{gpu}"
-
-
-def parse_samples(members: Iterable[bytes | str]) -> list[tuple[float, float]]:
-    pairs = []
-    for member in members:
-        text = member.decode() if isinstance(member, bytes) else member
-        t, joules = text.split(" ")
-        pairs.append((float(t), float(joules)))
-    pairs.sort()
-    return pairs
 
 
 @dataclasses.dataclass(frozen=True)

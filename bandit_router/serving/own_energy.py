@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from bandit_router.config import Config
 from bandit_router.domain.reward import Figure, Source
-from bandit_router.energy.attribution import BusyWindows, EnergyAgent, NvmlSource
+from bandit_router.energy.attribution import BusyWindows
+from bandit_router.energy.nvml import NvmlSource
+from bandit_router.energy.samples import EnergyAgent
 from bandit_router.store.redis_store import Store
 
 

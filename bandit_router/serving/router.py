@@ -18,7 +18,8 @@ from bandit_router.domain.records import Decision, PendingDecision, Summary, enc
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.types import Embedded, TextEmbedder
-from bandit_router.energy.attribution import DecisionEnergy, EnergyAgent
+from bandit_router.energy.attribution import DecisionEnergy
+from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Featurizer, action_line

@@ -17,7 +17,9 @@ from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.embedding.model import Embedder
-from bandit_router.energy.attribution import BusyWindows, Cumulative, EnergyAgent, Flight, NotCovered, attribute
+from bandit_router.energy.attribution import BusyWindows, Flight, NotCovered, attribute
+from bandit_router.energy.nvml import Cumulative
+from bandit_router.energy.samples import EnergyAgent
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 

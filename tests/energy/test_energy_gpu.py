@@ -19,7 +19,7 @@ from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.embedding.model import Embedder
-from bandit_router.energy.attribution import NvmlSource
+from bandit_router.energy.nvml import NvmlSource
 from bandit_router.runtime.root import open_router
 
 torch = pytest.importorskip("torch")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bandit_router.cli import main
-from bandit_router.energy.attribution import NvmlSource
+from bandit_router.energy.nvml import NvmlSource
 
 
 class NVMLError(Exception):
@@ -67,9 +67,9 @@ def test_without_nvml_the_source_is_absent_with_one_log_line(caplog: pytest.LogC
         pytest.skip("NVML is present on this host")
     except pynvml.NVMLError:
         pass
-    with caplog.at_level(logging.WARNING, logger="bandit_router.energy.attribution"):
+    with caplog.at_level(logging.WARNING, logger="bandit_router.energy.nvml"):
         assert NvmlSource.open() is None
-    messages = [r.getMessage() for r in caplog.records if r.name == "bandit_router.energy.attribution"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "bandit_router.energy.nvml"]
     assert len(messages) == 1 and messages[0].startswith("NVML unavailable (")
 
 
