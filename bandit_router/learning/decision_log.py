@@ -1,9 +1,11 @@
-"""Decisions joined with their rewards, written as DSJSON (the log format VW and Personalizer tools read)."""
+"""The decision log: learned events and gate verdicts on disk, read back once each, exported as DSJSON."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,8 +14,34 @@ from typing import Any
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
 from bandit_router.policy.features import namespaces
+from bandit_router.store.snapshots import private
 
 log = logging.getLogger(__name__)
+
+
+class DecisionLog:
+    """The learner's logs on disk: each learned event (``decisions-YYYYMMDD.jsonl``) and each verdict of the
+    quality gate (``gate.jsonl``), readable by their owner only."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def append_events(self, lines: list[str]) -> None:
+        """Appends to today's log file. Written before the snapshot, so a crash can log an event twice
+        (export drops the repeat) but never lose it."""
+        self.append(time.strftime("decisions-%Y%m%d.jsonl", time.gmtime()), lines)
+
+    def append(self, name: str, lines: list[str]) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.directory / name, "a+b", opener=private) as f:
+            # A write that failed part way left a line unfinished: end it, so that the retry starts a line.
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write(("\n".join(lines) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def to_dsjson(event: LearningEvent) -> dict[str, Any]:

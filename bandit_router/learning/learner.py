@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +19,13 @@ import redis.asyncio as aioredis
 from bandit_router.config import PolicyConfig
 from bandit_router.domain.records import LearningEvent, decode_embedding
 from bandit_router.domain.reward import RunningEstimate, bounded
+from bandit_router.learning.decision_log import DecisionLog
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
 from bandit_router.store.redis_store import Store
-from bandit_router.store.snapshots import SnapshotFiles, private
+from bandit_router.store.snapshots import SnapshotFiles
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class Learner:
     ) -> None:
         # Learned events, appended to the decision log before the snapshot that contains them.
         self.log_dir = log_dir
+        self.decision_log = DecisionLog(log_dir) if log_dir is not None else None
         self._log_buffer: list[str] = []
         self.ewma_alpha = ewma_alpha
         self.store = store
@@ -269,7 +270,7 @@ class Learner:
         else:
             try:
                 event = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
-                if self.log_dir is not None:
+                if self.decision_log is not None:
                     self._log_buffer.append(json.dumps({"event_id": event_id, **event.to_json()}))
             except Exception:  # one malformed event must not stop learning; it is logged and skipped
                 self.failures += 1
@@ -314,26 +315,8 @@ class Learner:
         else:
             self.rejections += 1
             log.info("candidate v%d held: %s", snapshot.version, verdict.reason)
-        if self.log_dir is not None:
-            await self._on_disk(self._append, "gate.jsonl", [json.dumps(verdict.to_json())])
-
-    def _write_log(self, lines: list[str]) -> None:
-        """Appends to today's log file. Written before the snapshot, so a crash can log an event twice
-        (export drops the repeat) but never lose it."""
-        self._append(time.strftime("decisions-%Y%m%d.jsonl", time.gmtime()), lines)
-
-    def _append(self, name: str, lines: list[str]) -> None:
-        assert self.log_dir is not None
-        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.log_dir / name, "a+b", opener=private) as f:
-            # A write that failed part way left a line unfinished: end it, so that the retry starts a line.
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-            f.write(("\n".join(lines) + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
+        if self.decision_log is not None:
+            await self._on_disk(self.decision_log.append, "gate.jsonl", [json.dumps(verdict.to_json())])
 
     async def _on_disk(self, write: Callable[..., Any], *args: Any) -> Any:
         """Runs a file write on the learner's thread; a failing disk becomes a DiskError, told apart from Redis."""
@@ -344,9 +327,9 @@ class Learner:
 
     async def _snapshot(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._log_buffer:
+        if self._log_buffer and self.decision_log is not None:
             lines = list(self._log_buffer)
-            await self._on_disk(self._write_log, lines)
+            await self._on_disk(self.decision_log.append_events, lines)
             # Dropped only once written: a failed write keeps them for the next try (a partial write then
             # logs some twice, and export drops the repeats).
             del self._log_buffer[: len(lines)]

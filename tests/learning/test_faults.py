@@ -19,8 +19,7 @@ from conftest import make_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import Unavailable
-from bandit_router.learning.decision_log import read_log
-from bandit_router.learning.learner import Learner
+from bandit_router.learning.decision_log import DecisionLog, read_log
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
@@ -72,7 +71,7 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     # The snapshot folder and the decision log fail as a read-only or full disk does, for a while: as root a
     # chmod would not stop the writes, so the fault is injected where the files are written.
     failing = {"on": True, "snapshots": 0, "logs": 0}
-    write, append = SnapshotFiles.write, Learner._append
+    write, append = SnapshotFiles.write, DecisionLog.append
 
     def snapshot_write(files: SnapshotFiles, data: bytes, version: int) -> Path:
         if failing["on"]:
@@ -80,19 +79,18 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
             raise OSError(errno.EROFS, "Read-only file system", str(files.directory))
         return write(files, data, version)
 
-    def log_append(learner: Learner, name: str, lines: list[str]) -> None:
+    def log_append(log: DecisionLog, name: str, lines: list[str]) -> None:
         if failing["on"] and failing["logs"] % 2 == 0:
             failing["logs"] += 1
             # Half a line reaches the file before the disk fills up.
-            assert learner.log_dir is not None
-            with open(learner.log_dir / name, "a", encoding="utf-8") as f:
+            with open(log.directory / name, "a", encoding="utf-8") as f:
                 f.write(lines[0][: len(lines[0]) // 2])
             raise OSError(errno.ENOSPC, "No space left on device", name)
         failing["logs"] += 1
-        append(learner, name, lines)
+        append(log, name, lines)
 
     monkeypatch.setattr(SnapshotFiles, "write", snapshot_write)
-    monkeypatch.setattr(Learner, "_append", log_append)
+    monkeypatch.setattr(DecisionLog, "append", log_append)
     config = make_config(tmp_path, redis_url, policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 8})
     service = await open_router(config, embedder=embedder)
     try:
