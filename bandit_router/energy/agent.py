@@ -6,12 +6,10 @@ import asyncio
 import logging
 import sys
 
-import redis.asyncio as aioredis
-
 from bandit_router.config import load_config
 from bandit_router.energy.nvml import NvmlSource
 from bandit_router.energy.samples import EnergyAgent
-from bandit_router.store.embedded import redacted
+from bandit_router.store.embedded import connect, redacted
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,11 @@ async def run_agent(
         print("error: NVML is unavailable on this host, so there is nothing to publish", file=sys.stderr)
         return 1
     name = node or config.energy.node_name
-    client = aioredis.Redis.from_url(config.redis.url)
+    try:
+        client, _ = await connect(config.redis.url, config.server.data_path)
+    except BaseException:
+        source.close()
+        raise
     agent = EnergyAgent(
         source,
         client,

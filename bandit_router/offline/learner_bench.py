@@ -78,7 +78,7 @@ async def learner_throughput(events: int = 5000) -> dict[str, float]:
             await pipe.execute()
 
         def rebuild(snapshot: Any) -> Policy:
-            return Policy(config.policy, config.features, 384, snapshot)
+            return Policy.of(config, 384, snapshot)
 
         learner = Learner(
             store,

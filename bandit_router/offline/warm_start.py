@@ -331,7 +331,7 @@ async def run(config: Config, path: str | Path, task_hint: bool = True) -> Resul
         featurizer = await asyncio.to_thread(Featurizer, config.features, embedder.embed, embedder.dimension)
 
         def rebuild(snapshot: Snapshot | None) -> Policy:
-            return Policy(config.policy, config.features, embedder.dimension, snapshot)
+            return Policy.of(config, embedder.dimension, snapshot)
 
         base = await asyncio.to_thread(rebuild, checkpoint)
         serving = await asyncio.to_thread(rebuild, served) if served is not None else None

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
 
-from bandit_router.config import FeaturesConfig, PolicyConfig
+from bandit_router.config import Config, FeaturesConfig, PolicyConfig
 from bandit_router.domain.pricing import Pricing
 from bandit_router.domain.reward import RunningEstimate
 from bandit_router.policy.exploration import Evidence, optimistic_pmf
@@ -133,6 +133,12 @@ def interactions(features: FeaturesConfig) -> list[str]:
 class Policy:
     """Quality regressor, evidence, pricing and clusterer. Not thread-safe: each owner calls it from one thread
     at a time."""
+
+    @classmethod
+    def of(cls, config: Config, dimension: int, snapshot: Snapshot | None = None) -> Policy:
+        """The policy ``config`` describes, over embeddings of ``dimension``, from ``snapshot`` (fresh from None).
+        Blocking: it builds a VW workspace."""
+        return cls(config.policy, config.features, dimension, snapshot)
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ def snapshot_files(config: Config) -> SnapshotFiles:
 
 def new_policy(config: Config, dimension: int, snapshot: Snapshot | None) -> Policy:
     """A policy of ``config`` over embeddings of ``dimension`` from ``snapshot``; blocking (VW)."""
-    return Policy(config.policy, config.features, dimension, snapshot)
+    return Policy.of(config, dimension, snapshot)
 
 
 async def load_snapshots(store: Store, files: SnapshotFiles) -> tuple[Snapshot | None, Snapshot | None]:

@@ -108,7 +108,7 @@ class RouterService:
 
     def new_policy(self, snapshot: Snapshot | None) -> Policy:
         """A policy of this router's configuration from ``snapshot`` (a fresh one from None); blocking."""
-        return Policy(self.config.policy, self.config.features, self.embedder.dimension, snapshot)
+        return Policy.of(self.config, self.embedder.dimension, snapshot)
 
     def adopt(self, embedded: EmbeddedRedis | None, owns_embedder: bool) -> None:
         """Takes over what the runtime started for this router: closed by :meth:`close`."""

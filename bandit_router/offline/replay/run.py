@@ -220,7 +220,7 @@ async def _warm_start(
     config: Config, settings: ReplaySettings, cache: CachingEmbedder, featurizer: Featurizer, source: Any
 ) -> Any:
     """Fits a policy from ``source`` and publishes it where the replayed router loads its snapshots."""
-    policy = Policy(config.policy, config.features, cache.dimension)
+    policy = Policy.of(config, cache.dimension)
     result = await asyncio.to_thread(
         warm, policy, None, source, cache, featurizer, config, settings.task_hint, settings.seed
     )
