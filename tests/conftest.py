@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -106,6 +106,26 @@ def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str) -> Config:
     return make_config(tmp_path, redis_url)
+
+
+Routers = Callable[..., Awaitable[RouterService]]
+
+
+@pytest.fixture
+async def routers(embedder: Embedder) -> AsyncIterator[Routers]:
+    """Opens routers on configurations of a test's own (``await routers(config)``, or with another embedder,
+    clock or id generator); every one still open when the test ends is closed, whatever the test did."""
+    opened: list[RouterService] = []
+
+    async def open_one(config: Config, **kwargs: Any) -> RouterService:
+        kwargs.setdefault("embedder", embedder)
+        service = await open_router(config, **kwargs)
+        opened.append(service)
+        return service
+
+    yield open_one
+    for service in reversed(opened):
+        await service.close()
 
 
 @contextlib.asynccontextmanager

@@ -98,6 +98,7 @@ class RouterService:
             store.client, config.redis.key_prefix, config.energy.node_name, config.reward.wait_time_s, config.energy
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self._supervisor: RedisSupervisor | None = None
         # Set whenever health_problem() may have changed, so health follows a short outage too.
         self.health_changed = asyncio.Event()
@@ -219,6 +220,10 @@ class RouterService:
         return version_name(self.serving.version)
 
     async def close(self) -> None:
+        """Stops what this router holds; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

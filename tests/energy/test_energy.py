@@ -11,16 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
-from bandit_router.embedding.model import Embedder
 from bandit_router.energy.attribution import BusyWindows, Flight, NotCovered, attribute
 from bandit_router.energy.nvml import Cumulative
 from bandit_router.energy.samples import EnergyAgent
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 NODE = "gpu-node-1"
@@ -101,15 +99,14 @@ def placed(config: Config, placements: dict[str, tuple[int, ...]]) -> Config:
 
 @pytest.fixture
 async def measured(
-    embedder: Embedder, redis_url: str, tmp_path: Path
+    routers: Routers, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[RouterService, EnergyAgent, FakeCounters, Clock]]:
     config = placed(make_config(tmp_path, redis_url), {"gemma-2-9b-it": (0,), "llama-3.3-70b-instruct": (0, 1)})
     clock = Clock(1000.0)
-    service = await open_router(config, embedder=embedder, clock=clock)
+    service = await routers(config, clock=clock)
     counters = FakeCounters({0: 5000.0, 1: 100.0})
     agent = EnergyAgent(counters, service.store.client, config.redis.key_prefix, NODE, 1.0, 3600.0, clock=clock)
     yield service, agent, counters, clock
-    await service.close()
 
 
 async def tick(agent: EnergyAgent, counters: FakeCounters, clock: Clock, watts: dict[int, float]) -> None:

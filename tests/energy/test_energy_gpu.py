@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.embedding.model import Embedder
 from bandit_router.energy.nvml import NvmlSource
-from bandit_router.runtime.root import open_router
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -82,12 +81,12 @@ def test_nvml_energy_counter_agrees_with_average_power_times_time(gpu_embedder: 
 
 
 async def test_decisions_and_the_routers_embedding_are_measured_on_the_gpu(
-    gpu_embedder: Embedder, nvml: NvmlSource, redis_url: str, tmp_path: Path
+    gpu_embedder: Embedder, nvml: NvmlSource, redis_url: str, tmp_path: Path, routers: Routers
 ) -> None:
     base = make_config(tmp_path, redis_url)
     models = tuple(dataclasses.replace(m, gpus=(0,)) if m.id == "gemma-2-9b-it" else m for m in base.models)
     config = base.replace(models=models, embedding={"device": "cuda:0"}, energy={"sample_interval_s": 0.1})
-    service = await open_router(config, embedder=gpu_embedder)
+    service = await routers(config, embedder=gpu_embedder)
     try:
         assert service.agent is not None
         await asyncio.sleep(0.3)

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import Unavailable
 from bandit_router.learning.decision_log import DecisionLog, read_log
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.store.snapshots import SnapshotFiles
@@ -66,7 +65,7 @@ async def until(condition: Any, timeout: float, what: str) -> None:
 
 
 async def test_a_failing_disk_loses_no_acknowledged_reward(
-    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, routers: Routers
 ) -> None:
     # The snapshot folder and the decision log fail as a read-only or full disk does, for a while: as root a
     # chmod would not stop the writes, so the fault is injected where the files are written.
@@ -92,7 +91,7 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     monkeypatch.setattr(SnapshotFiles, "write", snapshot_write)
     monkeypatch.setattr(DecisionLog, "append", log_append)
     config = make_config(tmp_path, redis_url, policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 8})
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.learner is not None
         acknowledged = [await reward(service, i) for i in range(60)]
@@ -115,7 +114,7 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
     for path in [*(data / "snapshots").glob("*.snap"), *(data / "decisions").glob("*.jsonl")]:
         assert path.stat().st_mode & 0o077 == 0, path
     # A restart relearns nothing: every event is in the snapshot it loads.
-    again = await open_router(config, embedder=embedder)
+    again = await routers(config)
     try:
         assert again.learner is not None and again.learner.policy.learned == 80
         assert again.learner.skipped == 0
@@ -124,10 +123,10 @@ async def test_a_failing_disk_loses_no_acknowledged_reward(
 
 
 async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
-    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder, routers: Routers
 ) -> None:
     config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     admin = aioredis.Redis.from_url(own_redis.url)
     acknowledged: list[str | None] = []
     try:
@@ -149,12 +148,12 @@ async def test_a_redis_pause_under_load_loses_no_acknowledged_reward_and_learns_
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 async def test_kill_9_of_redis_at_a_random_point_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
-    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder, seed: int
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder, seed: int, routers: Routers
 ) -> None:
     # Where the kill lands (mid-batch, mid-snapshot, between the two) is drawn, seeded so a failure replays.
     kill_after = random.Random(seed).randint(5, 110)
     config = make_config(tmp_path / "data", own_redis.url, policy={"snapshot_every_events": 16})
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     acknowledged: list[str | None] = []
     try:
         assert service.learner is not None

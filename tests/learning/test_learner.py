@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from conftest import Routers
 
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Snapshot
-from bandit_router.runtime.root import open_router, run_learner
+from bandit_router.runtime.root import run_learner
 from bandit_router.serving.router import RouterService
 from bandit_router.store.redis_store import Store
 
@@ -53,9 +54,9 @@ async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
 
 
 async def test_a_backlog_delivered_before_a_crash_is_read_once(
-    config: Config, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    config: Config, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, routers: Routers
 ) -> None:
-    replica = await open_router(config.replace(server={"learner": False}), embedder=embedder)
+    replica = await routers(config.replace(server={"learner": False}))
     try:
         await reward_some(replica, 3)
         store = replica.store
@@ -70,7 +71,7 @@ async def test_a_backlog_delivered_before_a_crash_is_read_once(
             return await xack(client, key, group, *ids)
 
         monkeypatch.setattr(aioredis.Redis, "xack", recording)
-        learner = await open_router(config, embedder=embedder)
+        learner = await routers(config)
         try:
             assert learner.learner is not None
             await learner.learner.wait_learned(3, timeout=20)
@@ -95,10 +96,10 @@ async def test_a_malformed_event_is_logged_and_skipped(service: RouterService) -
 
 
 async def test_a_learner_stopped_as_it_starts_still_learns_what_is_in_the_stream(
-    config: Config, embedder: Embedder
+    config: Config, embedder: Embedder, routers: Routers
 ) -> None:
     # Replicas were quicker than the learner: their rewards wait in the stream when the stop comes.
-    replica = await open_router(config.replace(server={"learner": False}), embedder=embedder)
+    replica = await routers(config.replace(server={"learner": False}))
     try:
         await reward_some(replica, 3)
         stop = asyncio.Event()

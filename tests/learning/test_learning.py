@@ -7,12 +7,11 @@ import math
 import random
 from pathlib import Path
 
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.domain.requests import RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import sample_index
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
@@ -92,10 +91,10 @@ async def test_policy_learns_which_model_suits_which_queries(
 
 
 async def test_same_decision_id_and_policy_give_the_same_action(
-    service: RouterService, embedder: Embedder, redis_url: str, tmp_path: Path
+    service: RouterService, embedder: Embedder, redis_url: str, tmp_path: Path, routers: Routers
 ) -> None:
     """A second, independent service with the same policy takes the same action for each decision id."""
-    twin = await open_router(make_config(tmp_path / "twin", redis_url), embedder=embedder)
+    twin = await routers(make_config(tmp_path / "twin", redis_url))
     try:
         models = set()
         for i in range(30):

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Policy, Snapshot
-from bandit_router.runtime.root import open_router, run_learner
+from bandit_router.runtime.root import run_learner
 from bandit_router.store.redis_store import Store
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 
-async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder: Embedder) -> None:
+async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers) -> None:
     base = make_config(tmp_path / "learner", redis_url)
     prefix = base.redis.key_prefix
     learner_stop = asyncio.Event()
@@ -33,7 +33,7 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
         config = base.replace(
             server={"data_dir": str(tmp_path / name), "learner": False}, policy={"reload_poll_s": 30.0}
         )
-        service = await open_router(config, embedder=embedder)
+        service = await routers(config)
         replicas.append(Server(service, "127.0.0.1:0"))
         await replicas[-1].start()
     rewarded: list[str] = []
@@ -79,11 +79,11 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
 
 
 async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
-    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, routers: Routers
 ) -> None:
-    learner = await open_router(make_config(tmp_path / "learner", redis_url), embedder=embedder)
+    learner = await routers(make_config(tmp_path / "learner", redis_url))
     config = learner.config.replace(server={"data_dir": str(tmp_path / "replica"), "learner": False})
-    replica = await open_router(config, embedder=embedder)
+    replica = await routers(config)
     try:
         build = replica.new_policy
         failures: list[int] = []

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Routers
 
 from bandit_router.cli import main
 from bandit_router.config import Config
@@ -14,7 +15,6 @@ from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.learning.decision_log import export
 from bandit_router.offline.evaluate import evaluate, read_dsjson, reweighted
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 GOOD, BAD = "gemma-2-9b-it", "llama-3.2-3b-instruct"
@@ -80,12 +80,12 @@ async def test_estimates_cover_the_known_values_of_candidates(
 
 
 async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
-    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str], routers: Routers
 ) -> None:
     """Candidates narrow some decisions, a budget others, and a model is added to the catalog mid-log: each
     decision's probabilities are over what it offered, and "always M" is scored where M was offered."""
     third = "qwen2.5-7b-instruct"
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         for i in range(150):
             candidates = (GOOD, BAD) if i % 3 == 0 else (GOOD, BAD, third)
@@ -122,7 +122,7 @@ async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
     assert narrowed > 0
     # The same store and log, with an API model added to the catalog.
     added = dataclasses.replace(config.models[0], id="acme-api", parameters_b=None)
-    service = await open_router(config.replace(models=(*config.models, added)), embedder=embedder)
+    service = await routers(config.replace(models=(*config.models, added)), embedder=embedder)
     try:
         for i in range(40):
             d = await service.route(

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.cli import main
 from bandit_router.config import Config
@@ -20,7 +20,6 @@ from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
 from bandit_router.offline.warm_start import Source, WarmStartError, judge_records, read_source, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
-from bandit_router.runtime.root import open_router
 
 SMALL, MID, BIG = "llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct"
 
@@ -59,7 +58,7 @@ listen = ""
 
 
 async def test_warm_start_serves_a_policy_that_routes_each_task_to_its_best_model_at_once(
-    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str], routers: Routers
 ) -> None:
     traffic = tmp_path / "eval.jsonl"
     write_traffic(evaluation_set(80), traffic)
@@ -70,7 +69,7 @@ async def test_warm_start_serves_a_policy_that_routes_each_task_to_its_best_mode
     assert status == 0, out
     assert "warm-started policy v1 from" in out and "served: the gate promoted it (nothing served yet)" in out
     assert "held-out mean reward, candidate:" in out
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.policy_version == "v1" and service.serving.warm_starts[0].startswith("v1: ")
         for query, task, right in (
@@ -90,11 +89,11 @@ async def test_warm_start_serves_a_policy_that_routes_each_task_to_its_best_mode
 
 
 async def test_warm_start_refuses_to_write_under_a_running_learner(
-    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config: Config, embedder: Embedder, tmp_path: Path, capsys: pytest.CaptureFixture[str], routers: Routers
 ) -> None:
     traffic = tmp_path / "eval.jsonl"
     write_traffic(evaluation_set(10), traffic)
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         async with asyncio.timeout(30):
             while await service.store.running_learner() is None:

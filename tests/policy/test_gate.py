@@ -6,14 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged
 from bandit_router.policy.vw import Policy
-from bandit_router.runtime.root import open_router
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
 
@@ -73,7 +72,7 @@ def test_gate_promotes_the_better_candidate() -> None:
 
 
 async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint(
-    tmp_path: Path, redis_url: str, embedder: Embedder
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
     config: Config = make_config(tmp_path, redis_url)
     dimension = embedder.dimension
@@ -82,7 +81,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
     files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
     files.write(checkpoint.encode(), checkpoint.version)
     files.write_served(served.encode())
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.policy_version == "v3"
         assert service.learner is not None and service.learner.policy.version == 9
@@ -94,7 +93,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
         await service.close()
     for path in (config.server.data_path / "snapshots").iterdir():
         path.unlink()
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.policy_version == "v3"
         assert service.learner is not None and service.learner.policy.version == 9

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import redis.asyncio as aioredis
+from conftest import Routers
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from routerprocess import load, start
@@ -17,7 +18,6 @@ from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
-from bandit_router.runtime.root import open_router
 
 
 async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:
@@ -66,11 +66,11 @@ async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, re
 
 
 async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
-    config: Config, embedder: Embedder
+    config: Config, embedder: Embedder, routers: Routers
 ) -> None:
     """redis-py can turn a cancellation during a command into a timeout error; the sweep, which retries on
     Redis errors, must still end when close() cancels it (it looped, and a test teardown hung 300 s)."""
-    service = await open_router(config.replace(reward={"expiry_sweep_s": 0.01}), embedder=embedder)
+    service = await routers(config.replace(reward={"expiry_sweep_s": 0.01}))
     entered = asyncio.Event()
 
     async def sweep_in_a_slow_redis_call() -> int:

@@ -7,25 +7,24 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import NotFound
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 
 
-async def open_service(tmp_path: Path, redis_url: str, embedder: Embedder, **reward: object) -> RouterService:
+async def open_service(routers: Routers, tmp_path: Path, redis_url: str, **reward: object) -> RouterService:
     # A sweep interval far beyond the test: the test sweeps by hand, when it wants to.
     config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.5, "expiry_sweep_s": 1000.0, **reward})
-    return await open_router(config, embedder=embedder)
+    return await routers(config)
 
 
 async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dropped(
-    tmp_path: Path, redis_url: str, embedder: Embedder
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(tmp_path, redis_url, embedder)
+    service = await open_service(routers, tmp_path, redis_url)
     try:
         decision = await service.route(RouteInput(query="What is the capital of France?"))
         await asyncio.sleep(0.7)
@@ -44,9 +43,9 @@ async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dr
 
 
 async def test_the_default_reward_is_learned_for_expired_decisions(
-    tmp_path: Path, redis_url: str, embedder: Embedder
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(tmp_path, redis_url, embedder, on_expiry="default", default_quality=0.25)
+    service = await open_service(routers, tmp_path, redis_url, on_expiry="default", default_quality=0.25)
     try:
         decisions = [await service.route(RouteInput(query=f"Question {i}?")) for i in range(3)]
         answered = await service.reward(RewardInput(decision_id=decisions[0].decision_id, quality=1.0))
@@ -68,7 +67,7 @@ async def test_the_default_reward_is_learned_for_expired_decisions(
 
 
 async def test_the_sweep_goes_on_after_one_fails(
-    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, routers: Routers
 ) -> None:
     calls: list[float] = []
 
@@ -79,7 +78,7 @@ async def test_the_sweep_goes_on_after_one_fails(
         return 0
 
     monkeypatch.setattr(RouterService, "sweep_expired", flaky)
-    service = await open_service(tmp_path, redis_url, embedder, expiry_sweep_s=0.05)
+    service = await open_service(routers, tmp_path, redis_url, expiry_sweep_s=0.05)
     try:
         deadline = asyncio.get_running_loop().time() + 10
         while len(calls) < 3:
@@ -90,9 +89,9 @@ async def test_the_sweep_goes_on_after_one_fails(
 
 
 async def test_one_sweep_expires_every_due_decision_beyond_a_batch(
-    tmp_path: Path, redis_url: str, embedder: Embedder
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(tmp_path, redis_url, embedder)
+    service = await open_service(routers, tmp_path, redis_url)
     try:
         # More than one batch of the store's due() (256): a routing rate above that per sweep interval must
         # not let the deadlines pile up.

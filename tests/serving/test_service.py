@@ -7,14 +7,13 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from conftest import make_config
+from conftest import Routers, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -111,10 +110,12 @@ async def test_health_reflection_and_catalog(server: Server, stub: router_pb2_gr
     assert all(m.energy_profile_source.startswith(("measured", "estimated")) for m in listed.models)
 
 
-async def test_restart_brings_back_the_policy_and_pending_decisions(embedder: Embedder, tmp_path: Path) -> None:
+async def test_restart_brings_back_the_policy_and_pending_decisions(
+    embedder: Embedder, tmp_path: Path, routers: Routers
+) -> None:
     """With the embedded Redis: learn, stop, start again from the same data directory."""
     config = make_config(tmp_path, redis_url="")
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     for i in range(40):
         decision = await service.route(
             RouteInput(query=f"What is {i} plus {i + 3}?", candidates=("gemma-2-9b-it", "llama-3.2-3b-instruct"))
@@ -131,7 +132,7 @@ async def test_restart_brings_back_the_policy_and_pending_decisions(embedder: Em
     waiting = await service.route(RouteInput(query="A decision rewarded only after the restart"))
     await service.close()
 
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.policy_version == before.policy_version != "v0"
         after = await service.route(
@@ -146,9 +147,11 @@ async def test_restart_brings_back_the_policy_and_pending_decisions(embedder: Em
         await service.close()
 
 
-async def test_corrupt_snapshot_in_redis_falls_back_to_disk(embedder: Embedder, redis_url: str, tmp_path: Path) -> None:
+async def test_corrupt_snapshot_in_redis_falls_back_to_disk(
+    embedder: Embedder, redis_url: str, tmp_path: Path, routers: Routers
+) -> None:
     config = make_config(tmp_path, redis_url)
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     decision = await service.route(RouteInput(query="hello there"))
     await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
     await service.learner.wait_learned(1, timeout=10)  # type: ignore[union-attr]
@@ -159,7 +162,7 @@ async def test_corrupt_snapshot_in_redis_falls_back_to_disk(embedder: Embedder, 
     key = f"{config.redis.key_prefix}:snapshot"
     client.set(key, client.get(key)[:-10])
     client.close()
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     try:
         assert service.policy_version == version
     finally:

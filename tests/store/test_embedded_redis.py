@@ -13,14 +13,13 @@ from pathlib import Path
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from conftest import make_config
+from conftest import Routers, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from routerprocess import start
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.load import free_port, wait_serving
-from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from bandit_router.transport.grpc_server import Server
@@ -63,9 +62,9 @@ def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> Non
 
 
 async def test_a_killed_embedded_redis_is_restarted_and_health_says_so_meanwhile(
-    tmp_path: Path, embedder: Embedder
+    tmp_path: Path, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_router(make_config(tmp_path), embedder=embedder)
+    service = await routers(make_config(tmp_path))
     server = Server(service, "127.0.0.1:0")
     await server.start()
     statuses: list[int] = []
@@ -137,14 +136,14 @@ async def test_a_second_router_on_a_taken_port_fails_at_once(service: RouterServ
         Server(service, server.address)
 
 
-async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Embedder) -> None:
+async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Embedder, routers: Routers) -> None:
     redis = EmbeddedRedis(tmp_path / "redis")
     redis.start()
     try:
         config = make_config(
             tmp_path / "data", redis.url, server={"stop_timeout_s": 2.0}, reward={"expiry_sweep_s": 0.05}
         )
-        service = await open_router(config, embedder=embedder)
+        service = await routers(config)
         decision = await service.route(RouteInput(query="Name a prime number."))
         await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
         admin = aioredis.Redis.from_url(redis.url)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.embedding.model import Embedder
-from bandit_router.runtime.root import open_router
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -19,10 +18,10 @@ from bandit_router.v1 import router_pb2_grpc
 
 
 async def test_route_answers_through_an_outage_and_nothing_is_lost(
-    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder
+    tmp_path: Path, own_redis: EmbeddedRedis, embedder: Embedder, routers: Routers
 ) -> None:
     config = make_config(tmp_path / "data", own_redis.url, reward={"expiry_sweep_s": 0.2})
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     try:

@@ -13,10 +13,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import make_config
+from conftest import Routers, make_config
 
 from bandit_router.embedding.model import Embedder
-from bandit_router.runtime.root import open_router
 from bandit_router.transport.dashboard.web import Dashboard
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
@@ -119,12 +118,12 @@ async def test_grafana_board_queries_only_metrics_the_router_exports(
 
 
 async def test_idle_connections_are_closed_and_capped_while_the_dashboard_serves(
-    tmp_path: Path, redis_url: str, embedder: Embedder
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
     config = make_config(
         tmp_path, redis_url, dashboard={"listen": "127.0.0.1:0", "max_connections": 8, "header_timeout_s": 0.5}
     )
-    service = await open_router(config, embedder=embedder)
+    service = await routers(config)
     dashboard = Dashboard(service, config.dashboard.listen)
     await dashboard.start()
     try:
