@@ -143,16 +143,24 @@ def replay_baselines(
         table.step(oracle, i, int(np.argmax(table.reward[i])))
     while owed:
         owed.popleft()[1]()
+    return _named(traces, {name: trace for name, (_, trace) in fixed.items()}, oracle)
+
+
+def _named(
+    traces: dict[str, Trace], fixed: dict[str, Trace], oracle: Trace
+) -> tuple[dict[str, Trace], dict[str, float]]:
+    """The traces a report shows: the learners (of the full-information ridges, the best in hindsight), each
+    single model, the best of those in hindsight and the oracle; and each ridge's mean reward."""
     grid = {name: float(np.mean(trace.rewards)) for name, trace in traces.items() if name.startswith(FULL_INFORMATION)}
     best_ridge = max(grid, key=lambda n: grid[n])
     result = {n: t for n, t in traces.items() if not n.startswith(FULL_INFORMATION)}
     ridges = "/".join(f"{r:g}" for r in FULL_INFORMATION_RIDGES)
     label = best_ridge.replace("every outcome seen", f"every outcome seen; best of ridge {ridges} in hindsight")
     result[label] = traces[best_ridge]
-    result.update({name: trace for name, (_, trace) in fixed.items()})
+    result.update(fixed)
     if fixed:
-        best = max(fixed, key=lambda n: sum(fixed[n][1].rewards))
-        result[f"best single model in hindsight ({best.removeprefix('always ')})"] = fixed[best][1]
+        best = max(fixed, key=lambda n: sum(fixed[n].rewards))
+        result[f"best single model in hindsight ({best.removeprefix('always ')})"] = fixed[best]
     result["oracle (per query)"] = oracle
     return result, grid
 

@@ -59,6 +59,45 @@ def _request_id(record: Record, step: int) -> str:
     return f"{step}-" + re.sub(r"[^A-Za-z0-9._:-]", "_", record.id)[:100]
 
 
+async def _route_all(
+    address: str,
+    records: list[Record],
+    table: OutcomeTable,
+    settings: ReplaySettings,
+    dropped: list[bool],
+    show_progress: bool,
+) -> tuple[Trace, Counter[str], Counter[str]]:
+    """Every record through the router at ``address`` (Route, then Reward as the scenario allows)."""
+    from tqdm import tqdm
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
+            return await _replay_bandit(stub, records, table, settings, dropped, progress)
+
+
+def _reward_request(
+    record: Record, table: OutcomeTable, scenario: Any, step: int, decision_id: str, j: int
+) -> pb.RewardRequest:
+    """The Reward a client would send for model ``j`` at ``step``: bandit feedback, only the chosen model's
+    logged outcome, as the scenario changed it (corrupted quality, a billed price after a price change)."""
+    outcome = record.outcomes[table.arms[j]]
+    quality = table.quality[step, j]
+    request = pb.RewardRequest(
+        decision_id=decision_id,
+        quality=float(1.0 - quality if scenario.corrupted(step) else quality),
+        input_tokens=outcome.input_tokens or 0,
+        output_tokens=outcome.output_tokens or 0,
+        latency_ms=outcome.latency_ms or 0.0,
+    )
+    if outcome.energy_joules is not None:
+        request.energy_joules = outcome.energy_joules
+    if outcome.cost_usd is not None or scenario.price_factor(step, table.arms[j]) != 1.0:
+        # After a price change the client reports what it was billed.
+        request.cost_usd = float(table.cost[step, j])
+    return request
+
+
 async def _replay_bandit(
     stub: router_pb2_grpc.RouterStub,
     records: list[Record],
@@ -81,21 +120,7 @@ async def _replay_bandit(
     owed: deque[tuple[int, str, int]] = deque()
 
     async def pay(step: int, decision_id: str, j: int) -> None:
-        # Bandit feedback: only the chosen model's logged outcome goes back.
-        outcome = records[step].outcomes[table.arms[j]]
-        request = pb.RewardRequest(
-            decision_id=decision_id,
-            quality=float(1.0 - table.quality[step, j] if scenario.corrupted(step) else table.quality[step, j]),
-            input_tokens=outcome.input_tokens or 0,
-            output_tokens=outcome.output_tokens or 0,
-            latency_ms=outcome.latency_ms or 0.0,
-        )
-        if outcome.energy_joules is not None:
-            request.energy_joules = outcome.energy_joules
-        if outcome.cost_usd is not None or scenario.price_factor(step, table.arms[j]) != 1.0:
-            # After a price change the client reports what it was billed.
-            request.cost_usd = float(table.cost[step, j])
-        reply = await stub.Reward(request)
+        reply = await stub.Reward(_reward_request(records[step], table, scenario, step, decision_id, j))
         energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
         cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
 
@@ -144,7 +169,6 @@ async def replay(
     Every query is embedded once (the embedder is wrapped in a cache by text) and the same vector serves the
     router and the baselines. ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited
     with the report, keeps the service and its dashboard up until it returns."""
-    from tqdm import tqdm
 
     scenario = settings.scenario
     records = scenario.stream(records, settings.seed)
@@ -176,12 +200,9 @@ async def replay(
             tokens = [e.token_count for e in embedded]
             table = build_table(records, config, tokens, scenario)
             started = time.perf_counter()
-            async with grpc.aio.insecure_channel(server.address) as channel:
-                stub = router_pb2_grpc.RouterStub(channel)
-                with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
-                    bandit, energy_sources, cost_sources = await _replay_bandit(
-                        stub, records, table, settings, dropped, progress
-                    )
+            bandit, energy_sources, cost_sources = await _route_all(
+                server.address, records, table, settings, dropped, show_progress
+            )
             elapsed = time.perf_counter() - started
             if service.learner is not None:
                 await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
@@ -189,18 +210,17 @@ async def replay(
             baselines, grid = _baselines(
                 config, settings, featurizer, table, dropped, (records, embedded), (warm_records, warm_embedded)
             )
-            traces = {BANDIT: bandit, **baselines}
             result = make_report(
-                traces, table, config, settings, elapsed, energy_sources, cost_sources, service.policy_version
+                {BANDIT: bandit, **baselines},
+                table,
+                config,
+                settings,
+                elapsed,
+                energy_sources,
+                cost_sources,
+                service.policy_version,
             )
-            result["full_information_grid"] = grid
-            result["records_routed"] = [r.id for r in records]
-            if warm_result is not None:
-                result["warm_start"] = {
-                    **warm_result.to_json(),
-                    "record_ids": [r.id for r in warm_records],
-                    "baselines": "warm-started on the same rows" if warm_records else "cold (a log has no queries)",
-                }
+            result.update(_provenance(grid, records, warm_result, warm_records))
             if hold is not None:
                 await hold(result)
         finally:
@@ -227,6 +247,18 @@ async def _warm_start(
     files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
     await publish(result, files, None)
     return result
+
+
+def _provenance(grid: Any, records: list[Record], warm_result: Any, warm_records: list[Record]) -> dict[str, Any]:
+    """What a report says of its own making: the ridges tried, the records routed, what was warm-started."""
+    extra: dict[str, Any] = {"full_information_grid": grid, "records_routed": [r.id for r in records]}
+    if warm_result is not None:
+        extra["warm_start"] = {
+            **warm_result.to_json(),
+            "record_ids": [r.id for r in warm_records],
+            "baselines": "warm-started on the same rows" if warm_records else "cold (a log has no queries)",
+        }
+    return extra
 
 
 def _replay_config(base: Config, records: list[Record], settings: ReplaySettings, data_dir: str) -> Config:

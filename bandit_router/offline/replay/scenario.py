@@ -175,6 +175,48 @@ def _positive(where: str, field: str, value: Any, high: float = float("inf")) ->
     return float(value)
 
 
+def _event(where: str, item: Any, models: set[str], tasks: set[str], steps: int) -> Event:
+    """One scenario event, validated against the stream's models, tasks and length."""
+    if not isinstance(item, dict):
+        raise ScenarioError(f"{where} must be a mapping, got {item!r}")
+    kind = item.get("kind")
+    if kind not in KINDS:
+        raise ScenarioError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    fields = KIND_FIELDS[kind]
+    extra = sorted(set(item) - set(fields) - {"at", "kind"})
+    if extra:
+        raise ScenarioError(f"{where}: a {kind} event takes at, {', '.join(fields)}; got unknown {extra}")
+    missing = [f for f, required in fields.items() if required and f not in item] + ([] if "at" in item else ["at"])
+    if missing:
+        raise ScenarioError(f"{where}: a {kind} event needs {', '.join(missing)}")
+    values: dict[str, Any] = {"at": _step(where, "at", item["at"], steps), "kind": kind}
+    if "model" in fields:
+        if item["model"] not in models:
+            raise ScenarioError(
+                f"{where}: model must be one of the traffic's models {sorted(models)}, got {item['model']!r}"
+            )
+        values["model"] = item["model"]
+    if kind == "price":
+        values["factor"] = _positive(where, "factor", item["factor"])
+    if kind == "degrade":
+        values["quality_factor"] = _positive(where, "quality_factor", item["quality_factor"], 1.0)
+    if kind == "corrupt":
+        until = _step(where, "until", item["until"], steps)
+        if until <= values["at"]:
+            raise ScenarioError(f"{where}: until must be after at ({values['at']}), got {item['until']!r}")
+        values["until"] = until
+    if kind == "mix":
+        chosen = item["tasks"]
+        if not isinstance(chosen, list) or not chosen or any(t not in tasks for t in chosen):
+            raise ScenarioError(
+                f"{where}: tasks must be a non-empty list of the traffic's tasks {sorted(tasks)}, got {chosen!r}"
+            )
+        values["tasks"] = tuple(chosen)
+        values["share"] = _positive(where, "share", item["share"], 1.0)
+
+    return Event(**values)
+
+
 def parse_scenario(raw: Any, records: Sequence[Record], name: str = "scenario") -> Scenario:
     """Validates a parsed scenario against the stream it will change."""
     if raw is None:
@@ -191,44 +233,7 @@ def parse_scenario(raw: Any, records: Sequence[Record], name: str = "scenario") 
         raise ScenarioError(f"{name}: events must be a list, got {events_raw!r}")
     events = []
     for number, item in enumerate(events_raw):
-        where = f"{name}: events[{number}]"
-        if not isinstance(item, dict):
-            raise ScenarioError(f"{where} must be a mapping, got {item!r}")
-        kind = item.get("kind")
-        if kind not in KINDS:
-            raise ScenarioError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        fields = KIND_FIELDS[kind]
-        extra = sorted(set(item) - set(fields) - {"at", "kind"})
-        if extra:
-            raise ScenarioError(f"{where}: a {kind} event takes at, {', '.join(fields)}; got unknown {extra}")
-        missing = [f for f, required in fields.items() if required and f not in item] + ([] if "at" in item else ["at"])
-        if missing:
-            raise ScenarioError(f"{where}: a {kind} event needs {', '.join(missing)}")
-        values: dict[str, Any] = {"at": _step(where, "at", item["at"], len(records)), "kind": kind}
-        if "model" in fields:
-            if item["model"] not in models:
-                raise ScenarioError(
-                    f"{where}: model must be one of the traffic's models {sorted(models)}, got {item['model']!r}"
-                )
-            values["model"] = item["model"]
-        if kind == "price":
-            values["factor"] = _positive(where, "factor", item["factor"])
-        if kind == "degrade":
-            values["quality_factor"] = _positive(where, "quality_factor", item["quality_factor"], 1.0)
-        if kind == "corrupt":
-            until = _step(where, "until", item["until"], len(records))
-            if until <= values["at"]:
-                raise ScenarioError(f"{where}: until must be after at ({values['at']}), got {item['until']!r}")
-            values["until"] = until
-        if kind == "mix":
-            chosen = item["tasks"]
-            if not isinstance(chosen, list) or not chosen or any(t not in tasks for t in chosen):
-                raise ScenarioError(
-                    f"{where}: tasks must be a non-empty list of the traffic's tasks {sorted(tasks)}, got {chosen!r}"
-                )
-            values["tasks"] = tuple(chosen)
-            values["share"] = _positive(where, "share", item["share"], 1.0)
-        events.append(Event(**values))
+        events.append(_event(f"{name}: events[{number}]", item, models, tasks, len(records)))
     rewards = raw.get("rewards") or {}
     if not isinstance(rewards, dict) or set(rewards) - {"delay", "drop"}:
         raise ScenarioError(f"{name}: rewards must be a mapping with delay and drop, got {rewards!r}")
