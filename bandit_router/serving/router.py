@@ -10,10 +10,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from bandit_router.config import Config, ModelSpec
-from bandit_router.domain.pricing import penalty
+from bandit_router.domain.pricing import Expected, penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.batcher import BatchingEmbedder
@@ -22,7 +22,7 @@ from bandit_router.energy.attribution import DecisionEnergy
 from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
-from bandit_router.policy.features import Choice, Featurizer, action_line
+from bandit_router.policy.features import Choice, Context, Featurizer, action_line
 from bandit_router.policy.vw import Policy, Snapshot, SnapshotError, sample_index
 from bandit_router.serving.budgets import within_budget
 from bandit_router.serving.decisions import DecisionWriter
@@ -31,7 +31,7 @@ from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
-from bandit_router.serving.status import LearnerHandle, LearnerState, RewardOutcome, Stats
+from bandit_router.serving.status import LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
@@ -40,7 +40,15 @@ from bandit_router.store.snapshots import SnapshotFiles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Decision", "LearnerHandle", "LearnerState", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
+__all__ = ["Decision", "LearnerState", "RewardOutcome", "RouterService", "Stats", "scoped_id"]
+
+
+class _Scored(NamedTuple):
+    choice: Choice
+    kept: list[ModelSpec]
+    excluded: list[str]
+    expected: dict[str, Expected]
+    context: Context
 
 
 def scoped_id(tenant: str, decision_id: str) -> str:
@@ -91,7 +99,8 @@ class RouterService:
         self.serving: Policy = self.new_policy(None)
         # This router's trials that the served policy has not learned yet (see exploration.InFlight).
         self.in_flight = InFlight(config.reward.wait_time_s)
-        self.learner: Any = None  # a LearnerHandle, attached by the runtime when this router learns
+        # The learner, when this router learns: attached by the runtime (serving never imports learning).
+        self.learner: Any = None
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
         self.energy = DecisionEnergy(
@@ -281,9 +290,14 @@ class RouterService:
         request.check_retry(summary.request_digest)
         return dataclasses.replace(summary.decision, replayed=True)
 
-    def _choice(
-        self, request: RouteInput, candidates: list[ModelSpec], embedded: Embedded, policy: Policy
-    ) -> tuple[Choice, list[ModelSpec], list[str], dict[str, Any], Any]:
+    def _score(
+        self,
+        request: RouteInput,
+        candidates: list[ModelSpec],
+        embedded: Embedded,
+        policy: Policy,
+        weights: tuple[float, float],
+    ) -> _Scored:
         """The decision's context, the candidates the budgets leave (and why the others went), their expected
         figures, and each action's penalty at the request's weights."""
         context = self.featurizer.context(request.query, embedded, request.task, policy.clusterer)
@@ -291,13 +305,12 @@ class RouterService:
             m.id: policy.pricing.expected(m, context.task, embedded.token_count, request.tenant) for m in candidates
         }
         kept, excluded = within_budget(request, candidates, expected, policy.estimates_of(request.tenant))
-        energy_weight, cost_weight = self._weights(request)
         choice = Choice(
             context.line(self.config.features.context),
             tuple(action_line(m) for m in kept),
-            tuple(penalty(expected[m.id], energy_weight, cost_weight, self.config.reward) for m in kept),
+            tuple(penalty(expected[m.id], *weights, self.config.reward) for m in kept),
         )
-        return choice, kept, excluded, expected, context
+        return _Scored(choice, kept, excluded, expected, context)
 
     def _weights(self, request: RouteInput) -> tuple[float, float]:
         defaults = self.config.reward
@@ -310,13 +323,15 @@ class RouterService:
         decision_id = scoped_id(request.tenant, request.request_id or self._new_id())
         embedded = await self.batcher.embed(request.query)
         policy = self.serving
-        choice, candidates, excluded, expected, context = self._choice(request, candidates, embedded, policy)
+        energy_weight, cost_weight = self._weights(request)
+        choice, candidates, excluded, expected, context = self._score(
+            request, candidates, embedded, policy, (energy_weight, cost_weight)
+        )
         now = self._clock()
         pmf, index = await asyncio.get_running_loop().run_in_executor(
             self._vw, self._choose, policy, choice, decision_id, now
         )
         model = candidates[index]
-        energy_weight, cost_weight = self._weights(request)
         decision = Decision(
             decision_id=decision_id,
             model=model.id,

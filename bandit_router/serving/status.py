@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 from bandit_router.domain.reward import Figure, RunningEstimate, Source
 
@@ -37,13 +37,3 @@ class LearnerState:
     promotions: int
     rejections: int
     verdicts: tuple[Any, ...]
-
-
-class LearnerHandle(Protocol):
-    """What the router needs of the learner that runtime attached: its health, counts and a stop."""
-
-    problem: str | None
-    promotions: int
-    rejections: int
-
-    async def stop(self, timeout: float = ...) -> None: ...
