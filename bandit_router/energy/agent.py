@@ -10,6 +10,7 @@ from bandit_router.config import load_config
 from bandit_router.energy.nvml import NvmlSource
 from bandit_router.energy.samples import EnergyAgent
 from bandit_router.store.embedded import connect, redacted
+from bandit_router.store.energy import EnergyRecords
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ async def run_agent(
         raise
     agent = EnergyAgent(
         source,
-        client,
-        config.redis.key_prefix,
+        EnergyRecords(client, config.redis.key_prefix),
         name,
         interval or config.energy.sample_interval_s,
         retention_s=config.reward.wait_time_s + 60,

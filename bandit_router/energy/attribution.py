@@ -1,4 +1,4 @@
-"""GPU energy: NVML counters, per-GPU cumulative samples in Redis, and attribution of energy to decisions.
+"""Attribution of measured GPU energy to decisions: each shares its GPUs' draw, by time, with the others in flight.
 
 How a decision's energy is measured
 -----------------------------------
@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from bandit_router.energy.samples import parse_samples, sample_key
+from bandit_router.store.energy import EnergyRecords
 
 
 class NotCovered(Exception):
@@ -86,68 +86,39 @@ class Measurement:
 class DecisionEnergy:
     """Records which decisions are in flight on which GPUs, and measures a decision's energy at Reward.
 
-    Keys per GPU: ``{prefix}:flight:{node}:{gpu}`` (decision id scored by its Route time) and
-    ``{prefix}:landed:{node}:{gpu}`` (decision id scored by its Reward time). An unrewarded decision
-    counts as in flight until it expires.
+    An unrewarded decision counts as in flight until it expires.
     """
 
-    def __init__(self, client: Any, prefix: str, node: str, wait_time_s: float, config: Any) -> None:
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, records: EnergyRecords, node: str, wait_time_s: float, config: Any) -> None:
+        self.records = records
         self.node = node
         self.wait_time_s = wait_time_s
         self.config = config
-
-    def _keys(self, node: str, gpu: int) -> tuple[str, str]:
-        return f"{self.prefix}:flight:{node}:{gpu}", f"{self.prefix}:landed:{node}:{gpu}"
 
     def placement(self, model: Any) -> tuple[str, tuple[int, ...]]:
         return (model.node or self.node), tuple(model.gpus)
 
     async def take_off(self, decision_id: str, model: Any, start: float) -> None:
         node, gpus = self.placement(model)
-        if not gpus:
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for gpu in gpus:
-                pipe.zadd(self._keys(node, gpu)[0], {decision_id: start})
-            await pipe.execute()
+        if gpus:
+            await self.records.take_off(node, gpus, decision_id, start)
 
     async def land(self, decision_id: str, model: Any, start: float, end: float) -> Measurement:
         """Marks the decision rewarded and returns its measured energy; raises NotCovered if it cannot be measured."""
         node, gpus = self.placement(model)
         if not gpus:
             raise NotCovered(f"{model.id} has no GPUs in the catalog")
-        horizon = start - self.wait_time_s
-        async with self.client.pipeline(transaction=False) as pipe:
-            for gpu in gpus:
-                flight, landed = self._keys(node, gpu)
-                samples = sample_key(self.prefix, node, gpu)
-                pipe.zadd(landed, {decision_id: end}, nx=True)
-                pipe.zrangebyscore(flight, horizon, end, withscores=True)
-                # The newest sample at or before the start, then every one after it.
-                pipe.zrevrangebyscore(samples, start, "-inf", start=0, num=1)
-                pipe.zrangebyscore(samples, f"({start}", "+inf")
-                # Nothing still needed ends before the oldest decision that can still be rewarded.
-                pipe.zremrangebyscore(flight, "-inf", end - 2 * self.wait_time_s)
-                pipe.zremrangebyscore(landed, "-inf", end - 2 * self.wait_time_s)
-            replies = await pipe.execute()
+        windows = await self.records.land(node, gpus, decision_id, start, end, self.wait_time_s)
         total = 0.0
         most_sharing = 1
-        for n, gpu in enumerate(gpus):
-            _, flown, before, after, _, _ = replies[6 * n : 6 * n + 6]
-            ids = [m.decode() if isinstance(m, bytes) else m for m, _ in flown]
-            landed_at = await self.client.zmscore(self._keys(node, gpu)[1], ids) if ids else []
-            flights = [
-                Flight(float(s), float(e) if e is not None else min(float(s) + self.wait_time_s, end))
-                for (_, s), e in zip(flown, landed_at, strict=True)
-            ]
+        for window in windows:
+            flights = [Flight(s, e if e is not None else min(s + self.wait_time_s, end)) for s, e in window.flown]
             own = Flight(start, end)
             if not any(f == own for f in flights):
                 flights.append(own)
             try:
                 total += attribute(
-                    parse_samples([*before, *after]),
+                    window.samples,
                     flights,
                     own,
                     idle_watts=self.config.idle_watts,
@@ -155,7 +126,7 @@ class DecisionEnergy:
                     max_sample_age_s=self.config.max_sample_age_s,
                 )
             except NotCovered:
-                raise NotCovered(f"no energy samples of GPU {gpu} on node {node!r} cover the decision") from None
+                raise NotCovered(f"no energy samples of GPU {window.gpu} on node {node!r} cover the decision") from None
             most_sharing = max(most_sharing, sum(1 for f in flights if f.start < end and f.end > start))
         idle = "idle power charged" if self.config.charge_idle else f"above {self.config.idle_watts:g} W idle per GPU"
         basis = (

@@ -1,4 +1,4 @@
-"""Per-GPU cumulative energy samples in Redis: the agent that publishes them, and how they are keyed and read."""
+"""The energy agent: publishes every GPU's cumulative energy counter for the routers to attribute."""
 
 from __future__ import annotations
 
@@ -6,26 +6,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from bandit_router.energy.nvml import CounterSource, Cumulative
+from bandit_router.store.energy import EnergyRecords
 
 log = logging.getLogger(__name__)
 
 
 class EnergyAgent:
-    """Publishes every GPU's cumulative energy to Redis at a fixed interval, for the routers to attribute.
-
-    Keys: ``{prefix}:energy:{node}:{gpu}``, a sorted set of ``"time joules"`` scored by time, trimmed
-    to ``retention_s``.
-    """
+    """Publishes every GPU's cumulative energy to Redis at a fixed interval, for the routers to attribute;
+    samples older than ``retention_s`` are dropped."""
 
     def __init__(
         self,
         source: CounterSource,
-        client: Any,
-        prefix: str,
+        records: EnergyRecords,
         node: str,
         interval_s: float,
         retention_s: float,
@@ -35,8 +32,7 @@ class EnergyAgent:
     ) -> None:
         self._on_sample = on_sample
         self.source = source
-        self.client = client
-        self.prefix = prefix
+        self.records = records
         self.node = node
         self.interval_s = interval_s
         self.retention_s = retention_s
@@ -47,12 +43,7 @@ class EnergyAgent:
         readings = await asyncio.to_thread(self.source.read)
         now = self._clock()
         totals = self._cumulative.update(readings)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for gpu, joules in totals.items():
-                key = sample_key(self.prefix, self.node, gpu)
-                pipe.zadd(key, {f"{now!r} {joules!r}": now})
-                pipe.zremrangebyscore(key, "-inf", now - self.retention_s)
-            await pipe.execute()
+        await self.records.append_samples(self.node, now, totals, self.retention_s)
         if self._on_sample is not None:
             self._on_sample(now, totals)
         return totals
@@ -66,17 +57,3 @@ class EnergyAgent:
                 log.exception("energy agent %s could not publish", self.node)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
-
-
-def sample_key(prefix: str, node: str, gpu: int) -> str:
-    return f"{prefix}:energy:{node}:{gpu}"
-
-
-def parse_samples(members: Iterable[bytes | str]) -> list[tuple[float, float]]:
-    pairs = []
-    for member in members:
-        text = member.decode() if isinstance(member, bytes) else member
-        t, joules = text.split(" ")
-        pairs.append((float(t), float(joules)))
-    pairs.sort()
-    return pairs

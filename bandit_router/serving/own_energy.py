@@ -46,8 +46,7 @@ class OwnEnergy:
             return
         self.agent = EnergyAgent(
             self._nvml,
-            self.store.client,
-            self.config.redis.key_prefix,
+            self.store.energy,
             self.node,
             self.config.energy.sample_interval_s,
             retention_s=self.config.reward.wait_time_s + 60,

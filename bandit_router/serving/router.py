@@ -103,9 +103,7 @@ class RouterService:
         self.learner: Any = None
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
-        self.energy = DecisionEnergy(
-            store.client, config.redis.key_prefix, config.energy.node_name, config.reward.wait_time_s, config.energy
-        )
+        self.energy = DecisionEnergy(store.energy, config.energy.node_name, config.reward.wait_time_s, config.energy)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._supervisor: RedisSupervisor | None = None

@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bandit_router.domain.records import LearningEvent, PendingDecision, Summary
+from bandit_router.store.energy import EnergyRecords
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
 # retried Route gets the first decision and no second one is made. With a quota (ARGV[7] > 0), refuses a
@@ -106,6 +107,7 @@ class Store:
         self.expired_key = f"{prefix}:expired"
         # Held by the running learner (it refreshes it), so that nothing else writes its snapshots meanwhile.
         self.learner_key = f"{prefix}:learner"
+        self.energy = EnergyRecords(client, prefix)
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
         self._expire = client.register_script(_EXPIRE)

@@ -105,7 +105,7 @@ async def measured(
     clock = Clock(1000.0)
     service = await routers(config, clock=clock)
     counters = FakeCounters({0: 5000.0, 1: 100.0})
-    agent = EnergyAgent(counters, service.store.client, config.redis.key_prefix, NODE, 1.0, 3600.0, clock=clock)
+    agent = EnergyAgent(counters, service.store.energy, NODE, 1.0, 3600.0, clock=clock)
     yield service, agent, counters, clock
 
 
