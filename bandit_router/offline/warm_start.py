@@ -324,7 +324,7 @@ async def run(config: Config, path: str | Path, task_hint: bool = True) -> Resul
                 f"a learner ({running}) is running on this store and would overwrite the warm start: stop "
                 "`bandit-router serve` (or `bandit-router learner`) first"
             )
-        files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+        files = SnapshotFiles.of(config)
         checkpoint = await load_snapshot(store, files)
         served = await load_snapshot(store, files, served=True)
         embedder = await asyncio.to_thread(Embedder, config.embedding)

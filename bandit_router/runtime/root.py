@@ -16,7 +16,8 @@ from bandit_router.embedding.pool import EmbedderPool
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner
 from bandit_router.policy.vw import Policy, Snapshot
-from bandit_router.serving.router import RouterService, version_name
+from bandit_router.serving.router import RouterService
+from bandit_router.serving.served import version_name
 from bandit_router.store.embedded import connect
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
@@ -41,15 +42,6 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
-def snapshot_files(config: Config) -> SnapshotFiles:
-    return SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
-
-
-def new_policy(config: Config, dimension: int, snapshot: Snapshot | None) -> Policy:
-    """A policy of ``config`` over embeddings of ``dimension`` from ``snapshot``; blocking (VW)."""
-    return Policy.of(config, dimension, snapshot)
-
-
 async def load_snapshots(store: Store, files: SnapshotFiles) -> tuple[Snapshot | None, Snapshot | None]:
     """The learner's newest checkpoint and the snapshot Route serves (a store written before the quality gate
     existed has no served one: the checkpoint is served)."""
@@ -67,14 +59,14 @@ async def build_learner(
     served: Snapshot | None,
 ) -> Learner:
     """The learner, learning on from ``checkpoint``, judging against ``served``; not yet started."""
-    rebuild = partial(new_policy, config, dimension)
+    rebuild = partial(Policy.of, config, dimension)
     if checkpoint is not None:
         log.info("loaded policy %s (%d events learned)", version_name(checkpoint.version), checkpoint.learned)
     return Learner(
         store,
         await asyncio.to_thread(rebuild, checkpoint),
         config.policy,
-        snapshot_files(config),
+        SnapshotFiles.of(config),
         publish,
         rebuild,
         ewma_alpha=config.energy.ewma_alpha,
@@ -105,7 +97,7 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
         checkpoint, served = await load_snapshots(store, service.files)
         if config.server.learner:
             service.learner = await build_learner(
-                config, store, embedder.dimension, service.install, checkpoint, served
+                config, store, embedder.dimension, service.served.install, checkpoint, served
             )
             service.learner.start()
         await service.start(served)
@@ -137,7 +129,7 @@ async def run_learner(config: Config, stop: asyncio.Event) -> None:
     try:
         # The clusters' dimension is the embedding model's; the learner embeds nothing itself.
         dimension = (await asyncio.to_thread(Embedder, config.embedding)).dimension
-        checkpoint, served = await load_snapshots(store, snapshot_files(config))
+        checkpoint, served = await load_snapshots(store, SnapshotFiles.of(config))
         # Replicas hear of a served snapshot through Redis.
         learner = await build_learner(config, store, dimension, lambda policy: None, checkpoint, served)
         learner.start()

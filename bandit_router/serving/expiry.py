@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from bandit_router.config import Config
 from bandit_router.domain.pricing import price_outcome
@@ -10,7 +12,10 @@ from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import resolve_tokens
 from bandit_router.observability.monitor import Monitor
 from bandit_router.serving.rewards import model_of
+from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
 from bandit_router.store.redis_store import Store
+
+log = logging.getLogger(__name__)
 
 
 class Expiry:
@@ -33,6 +38,20 @@ class Expiry:
         while batch := await self.store.due(now):
             expired += await self._expire_batch(batch, now)
         return expired
+
+    async def run(self, flush_unsaved: Callable[[], Awaitable[int]]) -> None:
+        """Sweeps every ``reward.expiry_sweep_s`` until cancelled, first writing what a Redis outage kept."""
+        while True:
+            await asyncio.sleep(self.config.reward.expiry_sweep_s)
+            try:
+                await flush_unsaved()
+                await self.sweep()
+            except REDIS_ERRORS as exc:
+                stop_if_cancelled(exc)
+                log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)
+            except Exception as exc:  # one bad decision must not end the sweeps of every later one
+                stop_if_cancelled(exc)
+                log.exception("expiry sweep failed; the next sweep retries")
 
     async def _default_event(self, decision_id: str, now: float) -> LearningEvent | None:
         """The default-reward event of a due decision; None when it is dropped instead (or already gone)."""

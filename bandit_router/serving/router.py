@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -23,7 +22,7 @@ from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Context, Featurizer, action_line
-from bandit_router.policy.vw import Policy, Snapshot, SnapshotError, sample_index
+from bandit_router.policy.vw import Policy, Snapshot, sample_index
 from bandit_router.serving.budgets import within_budget
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
@@ -31,10 +30,11 @@ from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
+from bandit_router.serving.served import ServedPolicy, version_name
 from bandit_router.serving.status import LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
 from bandit_router.store.embedded import EmbeddedRedis
-from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
+from bandit_router.store.errors import REDIS_ERRORS
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
 
@@ -55,15 +55,6 @@ def scoped_id(tenant: str, decision_id: str) -> str:
     """A tenant's decision ids carry its name, so tenants' ids never collide and a Reward from another
     tenant is refused without a lookup."""
     return f"{tenant}.{decision_id}" if tenant else decision_id
-
-
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if future.exception() is not None:
-        log.error("measuring the served policy's drift failed: %r", future.exception())
-
-
-def version_name(version: int) -> str:
-    return f"v{version}"
 
 
 class RouterService:
@@ -92,13 +83,10 @@ class RouterService:
         self._clock = clock
         self._new_id = new_id
         self.monitor = Monitor(config.dashboard, clock)
-        # VW calls of the serving policy run on one thread: the workspace is not thread-safe, and
-        # the event loop must never wait on it.
-        self._vw = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
-        self.files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
-        self.serving: Policy = self.new_policy(None)
+        self.files = SnapshotFiles.of(config)
         # This router's trials that the served policy has not learned yet (see exploration.InFlight).
         self.in_flight = InFlight(config.reward.wait_time_s)
+        self.served = ServedPolicy(config, embedder.dimension, store, self.monitor, self.in_flight)
         # The learner, when this router learns: attached by the runtime (serving never imports learning).
         self.learner: Any = None
         self._embedded: EmbeddedRedis | None = None
@@ -114,10 +102,6 @@ class RouterService:
         self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
         self.expiry = Expiry(config, store, self.monitor, clock)
 
-    def new_policy(self, snapshot: Snapshot | None) -> Policy:
-        """A policy of this router's configuration from ``snapshot`` (a fresh one from None); blocking."""
-        return Policy.of(self.config, self.embedder.dimension, snapshot)
-
     def adopt(self, embedded: EmbeddedRedis | None, owns_embedder: bool) -> None:
         """Takes over what the runtime started for this router: closed by :meth:`close`."""
         self._embedded = embedded
@@ -129,39 +113,15 @@ class RouterService:
     async def start(self, served: Snapshot | None) -> None:
         """Serves ``served`` (a fresh policy when None) and starts the background work: the expiry sweep, the
         embedded Redis's supervisor, a replica's follower (when no learner is attached), the batcher, NVML."""
-        if served is not None:
-            log.info("serving policy %s (%d events learned)", version_name(served.version), served.learned)
-            self.serving = await asyncio.to_thread(self.new_policy, served)
+        await self.served.start(served)
         if self.learner is None:
-            self._spawn(follow(self.store, self.reload, self.config.policy.reload_poll_s), "snapshot-follower")
-        self._spawn(self._sweep_forever(), "expiry-sweep")
+            self._spawn(follow(self.store, self.served.reload, self.config.policy.reload_poll_s), "snapshot-follower")
+        self._spawn(self.expiry.run(self.flush_unsaved), "expiry-sweep")
         if self._embedded is not None:
             self._supervisor = RedisSupervisor(self._embedded, self.health_changed)
             self._spawn(self._supervisor.run(), "redis-supervisor")
-        self._watch(self.serving)
         self.batcher.start()
         await self.own_energy.start()
-
-    async def reload(self) -> bool:
-        """Swaps in the served snapshot if it is newer than the one in use."""
-        raw = await self.store.load_served()
-        if raw is None:
-            return False
-        try:
-            snapshot = Snapshot.decode(raw)
-        except SnapshotError as exc:
-            log.warning("served snapshot in Redis is unusable (%s); keeping %s", exc, self.policy_version)
-            return False
-        if snapshot.version <= self.serving.version:
-            return False
-        try:
-            policy = await asyncio.to_thread(self.new_policy, snapshot)
-        except Exception:  # the replica keeps serving, and following: the next announcement or poll retries
-            log.exception("could not load served policy v%d; keeping %s", snapshot.version, self.policy_version)
-            return False
-        self.install(policy)
-        log.info("now serving policy %s", self.policy_version)
-        return True
 
     def health_problem(self) -> str | None:
         """Why this router cannot do its whole job now (health is NOT_SERVING meanwhile); None when it can."""
@@ -170,20 +130,6 @@ class RouterService:
         if self.learner is not None and self.learner.problem is not None:
             return str(self.learner.problem)
         return None
-
-    def install(self, policy: Policy) -> None:
-        """Serves ``policy`` from the next Route on (the learner's publish, a replica's reload)."""
-        # A reference swap: a Route already predicting keeps the policy it started with.
-        self.in_flight.learned(policy.learned - self.serving.learned)
-        self.serving = policy
-        self._watch(policy)
-
-    def _watch(self, policy: Policy) -> None:
-        """Measures the served policy's drift on the policy thread, which owns the serving policies."""
-        future = asyncio.get_running_loop().run_in_executor(
-            self._vw, self.monitor.on_policy, policy, version_name(policy.version)
-        )
-        future.add_done_callback(_log_failure)
 
     async def learner_lag(self) -> int:
         """Reward events in the stream not yet in a persisted snapshot (the learner trims the rest)."""
@@ -223,8 +169,13 @@ class RouterService:
         return self.own_energy.agent
 
     @property
+    def serving(self) -> Policy:
+        """The policy serving Routes now."""
+        return self.served.policy
+
+    @property
     def policy_version(self) -> str:
-        return version_name(self.serving.version)
+        return self.served.version
 
     async def close(self) -> None:
         """Stops what this router holds; a second call does nothing."""
@@ -246,7 +197,7 @@ class RouterService:
         await self.batcher.close()
         if self._owns_embedder:
             await asyncio.to_thread(self.embedder.close)
-        self._vw.shutdown(wait=True)
+        self.served.close()
         await self.store.close()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
@@ -326,9 +277,7 @@ class RouterService:
             request, candidates, embedded, policy, (energy_weight, cost_weight)
         )
         now = self._clock()
-        pmf, index = await asyncio.get_running_loop().run_in_executor(
-            self._vw, self._choose, policy, choice, decision_id, now
-        )
+        pmf, index = await self.served.run(self._choose, policy, choice, decision_id, now)
         model = candidates[index]
         decision = Decision(
             decision_id=decision_id,
@@ -386,16 +335,3 @@ class RouterService:
     async def sweep_expired(self) -> int:
         """Expires the decisions whose reward wait has run out (see :class:`Expiry`); returns how many."""
         return await self.expiry.sweep()
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.reward.expiry_sweep_s)
-            try:
-                await self.flush_unsaved()
-                await self.sweep_expired()
-            except REDIS_ERRORS as exc:
-                stop_if_cancelled(exc)
-                log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)
-            except Exception as exc:  # one bad decision must not end the sweeps of every later one
-                stop_if_cancelled(exc)
-                log.exception("expiry sweep failed; the next sweep retries")

@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from bandit_router.config import Config
 from bandit_router.policy.vw import Snapshot, SnapshotError
 from bandit_router.store.redis_store import Store
 
@@ -24,6 +25,11 @@ class SnapshotFiles:
     def __init__(self, directory: Path, keep: int) -> None:
         self.directory = directory
         self.keep = keep
+
+    @classmethod
+    def of(cls, config: Config) -> SnapshotFiles:
+        """The snapshots of ``config``'s data folder."""
+        return cls(config.server.data_path / "snapshots", config.policy.keep_snapshots)
 
     def write_served(self, data: bytes) -> Path:
         """The snapshot the quality gate last promoted, kept apart from the rotating checkpoints."""

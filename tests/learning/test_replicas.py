@@ -85,7 +85,7 @@ async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
     config = learner.config.replace(server={"data_dir": str(tmp_path / "replica"), "learner": False})
     replica = await routers(config)
     try:
-        build = replica.new_policy
+        build = replica.served.new
         failures: list[int] = []
 
         def flaky(snapshot: Snapshot | None) -> Policy:
@@ -95,7 +95,7 @@ async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
                 raise SystemError("AST constructor recursion depth mismatch (before=45, after=42)")
             return build(snapshot)
 
-        monkeypatch.setattr(replica, "new_policy", flaky)
+        monkeypatch.setattr(replica.served, "new", flaky)
         assert learner.learner is not None
 
         async def reward_one(n: int) -> None:

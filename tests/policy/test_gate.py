@@ -78,7 +78,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
     dimension = embedder.dimension
     served = Policy(config.policy, config.features, dimension).snapshot(3, "5-0")
     checkpoint = Policy(config.policy, config.features, dimension).snapshot(9, "12-0")
-    files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+    files = SnapshotFiles.of(config)
     files.write(checkpoint.encode(), checkpoint.version)
     files.write_served(served.encode())
     service = await routers(config)

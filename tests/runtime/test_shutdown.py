@@ -81,6 +81,6 @@ async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
             raise RedisTimeoutError("Timeout reading from socket") from None
         return 0
 
-    service.sweep_expired = sweep_in_a_slow_redis_call  # type: ignore[method-assign]
+    service.expiry.sweep = sweep_in_a_slow_redis_call  # type: ignore[method-assign]
     await asyncio.wait_for(entered.wait(), timeout=30)
     await asyncio.wait_for(service.close(), timeout=30)

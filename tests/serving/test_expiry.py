@@ -12,6 +12,7 @@ from conftest import Routers, make_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import NotFound
+from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.router import RouterService
 
 
@@ -71,13 +72,13 @@ async def test_the_sweep_goes_on_after_one_fails(
 ) -> None:
     calls: list[float] = []
 
-    async def flaky(self: RouterService) -> int:
+    async def flaky(self: Expiry) -> int:
         calls.append(asyncio.get_running_loop().time())
         if len(calls) == 1:
             raise ValueError("a decision could not be read")
         return 0
 
-    monkeypatch.setattr(RouterService, "sweep_expired", flaky)
+    monkeypatch.setattr(Expiry, "sweep", flaky)
     service = await open_service(routers, tmp_path, redis_url, expiry_sweep_s=0.05)
     try:
         deadline = asyncio.get_running_loop().time() + 10

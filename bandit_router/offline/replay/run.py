@@ -244,7 +244,7 @@ async def _warm_start(
     result = await asyncio.to_thread(
         warm, policy, None, source, cache, featurizer, config, settings.task_hint, settings.seed
     )
-    files = SnapshotFiles(config.server.data_path / "snapshots", config.policy.keep_snapshots)
+    files = SnapshotFiles.of(config)
     await publish(result, files, None)
     return result
 

@@ -1,0 +1,99 @@
+"""The policy a router serves: swapped in whole by the learner's publish or a replica's reload, on its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from bandit_router.config import Config
+from bandit_router.observability.monitor import Monitor
+from bandit_router.policy.exploration import InFlight
+from bandit_router.policy.vw import Policy, Snapshot, SnapshotError
+from bandit_router.store.redis_store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def version_name(version: int) -> str:
+    return f"v{version}"
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if future.exception() is not None:
+        log.error("measuring the served policy's drift failed: %r", future.exception())
+
+
+class ServedPolicy:
+    """Holds the served policy and the one thread its VW calls run on (a workspace is not thread-safe, and
+    the event loop must never wait on it). Construction builds a VW workspace: do it off the event loop."""
+
+    def __init__(self, config: Config, dimension: int, store: Store, monitor: Monitor, in_flight: InFlight) -> None:
+        self.config = config
+        self.dimension = dimension
+        self.store = store
+        self.monitor = monitor
+        self.in_flight = in_flight
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy")
+        self.policy: Policy = self.new(None)
+
+    def new(self, snapshot: Snapshot | None) -> Policy:
+        """A policy of this router's configuration from ``snapshot`` (a fresh one from None); blocking."""
+        return Policy.of(self.config, self.dimension, snapshot)
+
+    @property
+    def version(self) -> str:
+        return version_name(self.policy.version)
+
+    async def run(self, job: Callable[..., T], *args: Any) -> T:
+        """Runs ``job(*args)`` on the policy thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, job, *args)
+
+    async def start(self, served: Snapshot | None) -> None:
+        """Serves ``served`` (keeps the fresh policy when None) and starts measuring its drift."""
+        if served is not None:
+            log.info("serving policy %s (%d events learned)", version_name(served.version), served.learned)
+            self.policy = await asyncio.to_thread(self.new, served)
+        self._watch(self.policy)
+
+    def install(self, policy: Policy) -> None:
+        """Serves ``policy`` from the next Route on (the learner's publish, a replica's reload)."""
+        # A reference swap: a Route already predicting keeps the policy it started with.
+        self.in_flight.learned(policy.learned - self.policy.learned)
+        self.policy = policy
+        self._watch(policy)
+
+    async def reload(self) -> bool:
+        """Swaps in the served snapshot if it is newer than the one in use."""
+        raw = await self.store.load_served()
+        if raw is None:
+            return False
+        try:
+            snapshot = Snapshot.decode(raw)
+        except SnapshotError as exc:
+            log.warning("served snapshot in Redis is unusable (%s); keeping %s", exc, self.version)
+            return False
+        if snapshot.version <= self.policy.version:
+            return False
+        try:
+            policy = await asyncio.to_thread(self.new, snapshot)
+        except Exception:  # the replica keeps serving, and following: the next announcement or poll retries
+            log.exception("could not load served policy v%d; keeping %s", snapshot.version, self.version)
+            return False
+        self.install(policy)
+        log.info("now serving policy %s", self.version)
+        return True
+
+    def _watch(self, policy: Policy) -> None:
+        """Measures the served policy's drift on the policy thread, which owns the serving policies."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._thread, self.monitor.on_policy, policy, version_name(policy.version)
+        )
+        future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
