@@ -36,7 +36,7 @@ def _demo_runs() -> list[Run]:
     import dataclasses
     from importlib import resources
 
-    from bandit_router.offline.replay.run import ReplaySettings
+    from bandit_router.offline.replay.settings import ReplaySettings
     from bandit_router.offline.replay.traffic import read_traffic
     from bandit_router.offline.warm_start import Source
 
@@ -65,8 +65,8 @@ def _demo_runs() -> list[Run]:
 def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
     """The one run ``replay`` asks for; raises InputError for flags, files or a scenario that break a rule."""
     from bandit_router.errors import InputError
-    from bandit_router.offline.replay.run import ReplaySettings
     from bandit_router.offline.replay.scenario import Scenario, load_scenario
+    from bandit_router.offline.replay.settings import ReplaySettings
     from bandit_router.offline.replay.traffic import read_traffic
     from bandit_router.offline.warm_start import Source, read_source
 

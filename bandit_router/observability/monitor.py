@@ -21,81 +21,12 @@ from bandit_router.config import DashboardConfig
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
 from bandit_router.observability.metrics import Metrics
+from bandit_router.observability.samples import DriftSample, RewardSample, RouteSample, divergence, entropy, movers
 from bandit_router.policy.features import Choice
 from bandit_router.policy.ope import ips, snips
 from bandit_router.policy.vw import Policy
 
 BUCKETS = 30
-
-
-@dataclasses.dataclass(frozen=True)
-class RouteSample:
-    t: float
-    model: str
-    task: str
-    probability: float
-    entropy: float
-    # The caller's tenant ("" without authentication): a tenant's dashboard view shows its own samples only.
-    tenant: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class RewardSample:
-    t: float
-    model: str
-    task: str
-    reward: float
-    quality: float
-    cost_usd: float
-    energy_joules: float
-    energy_source: str
-    delay_s: float
-    models: tuple[str, ...]
-    index: int
-    probability: float
-    tenant: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class DriftSample:
-    t: float
-    version: str
-    tv_previous: float
-    kl_previous: float
-    tv_first: float
-    kl_first: float
-    # Events the policy had learned.
-    learned: int
-    # Each model's mean probability over the probes under this policy, and under the one it replaced.
-    model_mass: dict[str, float]
-    previous_mass: dict[str, float]
-    previous_version: str
-
-
-def entropy(pmf: Sequence[float]) -> float:
-    return -sum(p * math.log(p) for p in pmf if p > 0)
-
-
-def divergence(p: Sequence[Sequence[float]], q: Sequence[Sequence[float]]) -> tuple[float, float]:
-    """Mean total variation and mean KL(p || q) over probes; q is floored at 1e-6 so KL stays finite."""
-    tvs, kls = [], []
-    for a, b in zip(p, q, strict=True):
-        x, y = np.asarray(a), np.maximum(np.asarray(b), 1e-6)
-        tvs.append(0.5 * float(np.abs(x - np.asarray(b)).sum()))
-        kls.append(float(np.sum(np.where(x > 0, x * np.log(np.maximum(x, 1e-12) / y), 0.0))))
-    return float(np.mean(tvs)), float(np.mean(kls))
-
-
-def _movers(change: dict[str, float], most: int = 3) -> str:
-    """ "gained a +0.40, b +0.10; lost c -0.50": the models whose mean probability moved by 0.01 or more."""
-    gained = sorted(((m, c) for m, c in change.items() if c >= 0.01), key=lambda mc: -mc[1])[:most]
-    lost = sorted(((m, c) for m, c in change.items() if c <= -0.01), key=lambda mc: mc[1])[:most]
-    parts = [
-        f"{word} " + ", ".join(f"{m} {c:+.2f}" for m, c in movers)
-        for word, movers in (("gained", gained), ("lost", lost))
-        if movers
-    ]
-    return "; ".join(parts) or "no model moved by 0.01 or more"
 
 
 class Monitor:
@@ -365,7 +296,7 @@ class Monitor:
                         "text": (
                             f"{time.strftime('%H:%M:%S UTC', time.gmtime(d.t))}: policy {d.version} moved "
                             f"{d.tv_previous:.2f} in total variation from the one before it on the probes (alert above "
-                            f"{self.config.drift_alert_tv:g}); {_movers(change)}"
+                            f"{self.config.drift_alert_tv:g}); {movers(change)}"
                         ),
                         "change": change,
                         "before": dict(d.previous_mass),

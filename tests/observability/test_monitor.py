@@ -8,7 +8,8 @@ import pytest
 
 from bandit_router.config import DashboardConfig
 from bandit_router.domain.records import LearningEvent
-from bandit_router.observability.monitor import Monitor, divergence, entropy
+from bandit_router.observability.monitor import Monitor
+from bandit_router.observability.samples import divergence, entropy
 from bandit_router.policy.features import Choice
 
 

@@ -15,8 +15,9 @@ from playwright.async_api import async_playwright
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.replay.run import ReplaySettings, replay
+from bandit_router.offline.replay.run import replay
 from bandit_router.offline.replay.scenario import parse_scenario
+from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.transport.grpc_server import Server
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))

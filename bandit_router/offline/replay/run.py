@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import numpy as np
 
 from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import TextEmbedder
+from bandit_router.offline.replay.client import route_all
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
-from bandit_router.offline.replay.scenario import Scenario
+from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table, churn
 from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
-from bandit_router.offline.warm_start import Source, publish, warm
+from bandit_router.offline.warm_start import publish, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
 from bandit_router.runtime.root import open_router
 from bandit_router.store.snapshots import SnapshotFiles
 from bandit_router.transport.grpc_server import Server
-from bandit_router.v1 import router_pb2 as pb
-from bandit_router.v1 import router_pb2_grpc
 
 BANDIT = "bandit-router"
 # Energy weight = cost weight at each point of a --sweep.
@@ -42,117 +39,13 @@ ENERGY_BASIS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplaySettings:
-    energy_weight: float | None = None
-    cost_weight: float | None = None
-    seed: int = 0
-    concurrency: int = 8
-    # Give the router each record's task as a hint; without it the router infers the task.
-    task_hint: bool = True
-    scenario: Scenario = dataclasses.field(default_factory=Scenario)
-    # Fitted before the first query is routed (bandit-router warm-start's path, through its gate); evaluation
-    # records warm-start the baselines too.
-    warm_start: Source | None = None
+class _Prepared:
+    """What a replay computes before its router starts: every embedding once, the featurizer, the warm start."""
 
-
-def _request_id(record: Record, step: int) -> str:
-    return f"{step}-" + re.sub(r"[^A-Za-z0-9._:-]", "_", record.id)[:100]
-
-
-async def _route_all(
-    address: str,
-    records: list[Record],
-    table: OutcomeTable,
-    settings: ReplaySettings,
-    dropped: list[bool],
-    show_progress: bool,
-) -> tuple[Trace, Counter[str], Counter[str]]:
-    """Every record through the router at ``address`` (Route, then Reward as the scenario allows)."""
-    from tqdm import tqdm
-
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = router_pb2_grpc.RouterStub(channel)
-        with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
-            return await _replay_bandit(stub, records, table, settings, dropped, progress)
-
-
-def _reward_request(
-    record: Record, table: OutcomeTable, scenario: Any, step: int, decision_id: str, j: int
-) -> pb.RewardRequest:
-    """The Reward a client would send for model ``j`` at ``step``: bandit feedback, only the chosen model's
-    logged outcome, as the scenario changed it (corrupted quality, a billed price after a price change)."""
-    outcome = record.outcomes[table.arms[j]]
-    quality = table.quality[step, j]
-    request = pb.RewardRequest(
-        decision_id=decision_id,
-        quality=float(1.0 - quality if scenario.corrupted(step) else quality),
-        input_tokens=outcome.input_tokens or 0,
-        output_tokens=outcome.output_tokens or 0,
-        latency_ms=outcome.latency_ms or 0.0,
-    )
-    if outcome.energy_joules is not None:
-        request.energy_joules = outcome.energy_joules
-    if outcome.cost_usd is not None or scenario.price_factor(step, table.arms[j]) != 1.0:
-        # After a price change the client reports what it was billed.
-        request.cost_usd = float(table.cost[step, j])
-    return request
-
-
-async def _replay_bandit(
-    stub: router_pb2_grpc.RouterStub,
-    records: list[Record],
-    table: OutcomeTable,
-    settings: ReplaySettings,
-    dropped: list[bool],
-    progress: Any,
-) -> tuple[Trace, Counter[str], Counter[str]]:
-    trace = Trace()
-    energy_sources: Counter[str] = Counter()
-    cost_sources: Counter[str] = Counter()
-    arm_index = {a: j for j, a in enumerate(table.arms)}
-    scenario = settings.scenario
-    preferences = pb.Preferences()
-    if settings.energy_weight is not None:
-        preferences.energy_weight = settings.energy_weight
-    if settings.cost_weight is not None:
-        preferences.cost_weight = settings.cost_weight
-    # Decisions whose reward is still to be sent: (step, decision id, model index).
-    owed: deque[tuple[int, str, int]] = deque()
-
-    async def pay(step: int, decision_id: str, j: int) -> None:
-        reply = await stub.Reward(_reward_request(records[step], table, scenario, step, decision_id, j))
-        energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
-        cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
-
-    steps = list(enumerate(records))
-    for window in batched(steps, settings.concurrency):
-        decisions = await asyncio.gather(
-            *(
-                stub.Route(
-                    pb.RouteRequest(
-                        query=r.query,
-                        request_id=_request_id(r, i),
-                        candidates=[m for m in r.outcomes if scenario.available(i, m)],
-                        task=r.task if settings.task_hint else "",
-                        preferences=preferences,
-                    )
-                )
-                for i, r in window
-            )
-        )
-        for (i, _), decision in zip(window, decisions, strict=True):
-            j = arm_index[decision.model]
-            # What the application got, whatever reward it then sends.
-            table.step(trace, i, j)
-            if not dropped[i]:
-                owed.append((i, decision.decision_id, j))
-            progress.update(1)
-        last = window[-1][0]
-        while owed and owed[0][0] <= last - scenario.reward_delay:
-            await pay(*owed.popleft())
-    while owed:
-        await pay(*owed.popleft())
-    return trace, energy_sources, cost_sources
+    embedded: list[Any]
+    warm_embedded: list[Any]
+    featurizer: Featurizer
+    warm_result: Any
 
 
 async def replay(
@@ -169,24 +62,14 @@ async def replay(
     Every query is embedded once (the embedder is wrapped in a cache by text) and the same vector serves the
     router and the baselines. ``on_start`` is shown the running server (and its dashboard); ``hold``, awaited
     with the report, keeps the service and its dashboard up until it returns."""
-
-    scenario = settings.scenario
-    records = scenario.stream(records, settings.seed)
-    dropped = scenario.dropped(len(records), settings.seed)
-    warm_source = settings.warm_start
-    warm_records = list(warm_source.records) if warm_source is not None else []
-
+    records = settings.scenario.stream(records, settings.seed)
+    warm_records = list(settings.warm_start.records) if settings.warm_start is not None else []
     if embedder is None:
         embedder = await asyncio.to_thread(Embedder, base.embedding)
     cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         config = _replay_config(base, records, settings, data_dir)
-        embedded = await _embed_all(cache, [r.query for r in [*warm_records, *records]])
-        warm_embedded, embedded = embedded[: len(warm_records)], embedded[len(warm_records) :]
-        featurizer = await asyncio.to_thread(Featurizer, config.features, cache.embed, cache.dimension)
-        warm_result = None
-        if warm_source is not None:
-            warm_result = await _warm_start(config, settings, cache, featurizer, warm_source)
+        prepared = await _prepare(config, settings, cache, records, warm_records)
         service = await open_router(config, embedder=cache)
         try:
             server = Server(service, "127.0.0.1:0")
@@ -197,34 +80,66 @@ async def replay(
             await server.start()
             if on_start is not None:
                 on_start(server)
-            tokens = [e.token_count for e in embedded]
-            table = build_table(records, config, tokens, scenario)
-            started = time.perf_counter()
-            bandit, energy_sources, cost_sources = await _route_all(
-                server.address, records, table, settings, dropped, show_progress
-            )
-            elapsed = time.perf_counter() - started
-            if service.learner is not None:
-                await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
-
-            baselines, grid = _baselines(
-                config, settings, featurizer, table, dropped, (records, embedded), (warm_records, warm_embedded)
-            )
-            result = make_report(
-                {BANDIT: bandit, **baselines},
-                table,
-                config,
-                settings,
-                elapsed,
-                energy_sources,
-                cost_sources,
-                service.policy_version,
-            )
-            result.update(_provenance(grid, records, warm_result, warm_records))
+            result = await _route_and_compare(server, config, settings, records, warm_records, prepared, show_progress)
             if hold is not None:
                 await hold(result)
         finally:
             await server.stop(1.0)
+    return result
+
+
+async def _prepare(
+    config: Config, settings: ReplaySettings, cache: CachingEmbedder, records: list[Record], warm_records: list[Record]
+) -> _Prepared:
+    embedded = await _embed_all(cache, [r.query for r in [*warm_records, *records]])
+    featurizer = await asyncio.to_thread(Featurizer, config.features, cache.embed, cache.dimension)
+    warm_result = None
+    if settings.warm_start is not None:
+        warm_result = await _warm_start(config, settings, cache, featurizer, settings.warm_start)
+    return _Prepared(embedded[len(warm_records) :], embedded[: len(warm_records)], featurizer, warm_result)
+
+
+async def _route_and_compare(
+    server: Server,
+    config: Config,
+    settings: ReplaySettings,
+    records: list[Record],
+    warm_records: list[Record],
+    prepared: _Prepared,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Routes the stream through the running router, waits until it has learned it, runs the baselines on the
+    same stream and returns the report."""
+    service = server.service
+    dropped = settings.scenario.dropped(len(records), settings.seed)
+    table = build_table(records, config, [e.token_count for e in prepared.embedded], settings.scenario)
+    started = time.perf_counter()
+    bandit, energy_sources, cost_sources = await route_all(
+        server.address, records, table, settings, dropped, show_progress
+    )
+    elapsed = time.perf_counter() - started
+    if service.learner is not None:
+        await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
+    baselines, grid = _baselines(
+        config,
+        settings,
+        prepared.featurizer,
+        table,
+        dropped,
+        (records, prepared.embedded),
+        (warm_records, prepared.warm_embedded),
+    )
+    result = make_report(
+        {BANDIT: bandit, **baselines},
+        table,
+        config,
+        settings,
+        elapsed,
+        energy_sources,
+        cost_sources,
+        service.policy_version,
+    )
+    result.update(_provenance(grid, records, prepared.warm_result, warm_records))
     return result
 
 

@@ -14,7 +14,8 @@ from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
-from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, ReplaySettings, replay
+from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, replay
+from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
 
 MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")

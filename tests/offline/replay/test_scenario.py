@@ -18,8 +18,9 @@ from bandit_router.config import Config
 from bandit_router.domain.reward import cost_of, resolve_tokens
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
-from bandit_router.offline.replay.run import BANDIT, ReplaySettings, replay
+from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.offline.replay.traffic import Outcome, Record, read_traffic
 
 MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")
