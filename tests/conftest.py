@@ -99,6 +99,7 @@ def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
         embedding={"device": "cpu"},
         policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 32},
         dashboard={"listen": "127.0.0.1:0"},
+        http={"listen": "127.0.0.1:0"},
     )
     return base.replace(**sections) if sections else base
 
@@ -160,7 +161,7 @@ async def server(service: RouterService) -> AsyncIterator[Server]:
     srv = Server(service, "127.0.0.1:0")
     await srv.start()
     yield srv
-    await srv.grpc.stop(0)
+    await srv.stop(0)
 
 
 @pytest.fixture

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from bandit_router.config.checks import MODEL_ID_PATTERN, finite_nonneg, positive, require
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,11 @@ class ModelSpec:
     # node). No GPUs means its energy is estimated from the profile above.
     node: str = ""
     gpus: tuple[int, ...] = ()
+    # The gateway's backend: an OpenAI-compatible base URL (vLLM, TGI, llama.cpp, a provider; ".../v1"), the
+    # model's name there (empty: the id) and the environment variable holding its API key (never the key).
+    base_url: str = ""
+    upstream_model: str = ""
+    api_key_env: str = ""
 
     def __post_init__(self) -> None:
         require(
@@ -50,6 +58,23 @@ class ModelSpec:
         require(
             len(set(self.gpus)) == len(self.gpus), f"models[{self.id}].gpus", "must not repeat a GPU", list(self.gpus)
         )
+        require(
+            self.base_url == "" or self.base_url.startswith(("http://", "https://")),
+            f"models[{self.id}].base_url",
+            "must be empty or an http:// or https:// URL",
+            self.base_url,
+        )
+        require(
+            self.api_key_env == "" or ENV_NAME.fullmatch(self.api_key_env) is not None,
+            f"models[{self.id}].api_key_env",
+            "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*), not hold the key",
+            self.api_key_env[:4] + "..." if self.api_key_env else "",
+        )
+
+    @property
+    def upstream(self) -> str:
+        """The model's name at its backend."""
+        return self.upstream_model or self.id
 
     @property
     def energy_known(self) -> bool:

@@ -137,8 +137,12 @@ class RewardConfig:
     default_quality: float = 0.0
     # How often expired decisions are looked for.
     expiry_sweep_s: float = 1.0
+    # The quality learned for a model call that failed (an error, a timeout, an overloaded backend), so that
+    # traffic moves off a broken model.
+    failure_quality: float = 0.0
 
     def __post_init__(self) -> None:
+        require(0 <= self.failure_quality <= 1, "reward.failure_quality", "must be in [0, 1]", self.failure_quality)
         finite_nonneg("reward.energy_weight", self.energy_weight)
         finite_nonneg("reward.cost_weight", self.cost_weight)
         positive("reward.energy_scale_joules", self.energy_scale_joules)

@@ -13,6 +13,7 @@ from bandit_router.config.serving import (
     AuthConfig,
     DashboardConfig,
     EmbeddingConfig,
+    HttpConfig,
     LimitsConfig,
     RedisConfig,
     ServerConfig,
@@ -30,6 +31,7 @@ class Config:
     energy: EnergyConfig = dataclasses.field(default_factory=EnergyConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     catalog: CatalogConfig = dataclasses.field(default_factory=CatalogConfig)
     models: tuple[ModelSpec, ...] = ()
@@ -65,6 +67,7 @@ SECTIONS: dict[str, type] = {
     "energy": EnergyConfig,
     "limits": LimitsConfig,
     "dashboard": DashboardConfig,
+    "http": HttpConfig,
     "auth": AuthConfig,
     "catalog": CatalogConfig,
 }

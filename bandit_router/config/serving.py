@@ -1,4 +1,4 @@
-"""Configuration of the serving side: server, Redis, embedding, limits, auth and the dashboard."""
+"""Configuration of the serving side: server, Redis, embedding, limits, auth, the dashboard and the HTTP API."""
 
 from __future__ import annotations
 
@@ -212,3 +212,31 @@ class DashboardConfig:
         positive("dashboard.reward_shift_alert", self.reward_shift_alert)
         require(self.shift_window >= 10, "dashboard.shift_window", "must be >= 10", self.shift_window)
         positive("dashboard.alert_hold_s", self.alert_hold_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP/JSON API and the OpenAI-compatible gateway, served by the router on its own event loop."""
+
+    # HOST:PORT; empty turns both off; port 0 picks a free one.
+    listen: str = "127.0.0.1:8000"
+    # Connections open at once (more are refused), and how long a request's head may take to arrive.
+    max_connections: int = 1024
+    header_timeout_s: float = 10.0
+    # The largest request body accepted.
+    max_body_bytes: int = 4 << 20
+    # How long one backend may take to start answering (the status line and headers) before the gateway
+    # counts it as failed and tries the next-best model, and how long a whole request may take over all tries.
+    backend_timeout_s: float = 60.0
+    deadline_s: float = 180.0
+    # Models tried for one request: the policy's choice, then the next-best after each failure.
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        require(self.listen == "" or ":" in self.listen, "http.listen", "must be HOST:PORT or empty", self.listen)
+        require(self.max_connections >= 1, "http.max_connections", "must be >= 1", self.max_connections)
+        positive("http.header_timeout_s", self.header_timeout_s)
+        require(self.max_body_bytes >= 1024, "http.max_body_bytes", "must be >= 1024", self.max_body_bytes)
+        positive("http.backend_timeout_s", self.backend_timeout_s)
+        positive("http.deadline_s", self.deadline_s)
+        require(1 <= self.max_attempts <= 10, "http.max_attempts", "must be in [1, 10]", self.max_attempts)

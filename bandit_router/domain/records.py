@@ -210,6 +210,8 @@ class LearningEvent:
     rewarded_at: float
     # Learned with the default reward because no reward came in time.
     expired: bool = False
+    # Why the model call failed, when it did (learned with ``reward.failure_quality``); "" when it answered.
+    failure: str = ""
 
     @classmethod
     def of(
@@ -221,6 +223,7 @@ class LearningEvent:
         now: float,
         scales: RewardConfig,
         expired: bool = False,
+        failure: str = "",
     ) -> LearningEvent:
         """The event of a decision answered with ``quality`` at ``priced``, its reward at the decision's weights."""
         d = pending.decision
@@ -256,6 +259,7 @@ class LearningEvent:
             catalog_energy_joules=priced.catalog_energy_joules,
             rewarded_at=now,
             expired=expired,
+            failure=failure,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -306,6 +310,7 @@ class LearningEvent:
                 catalog_energy_joules=None if catalog_energy is None else float(catalog_energy),
                 rewarded_at=float(raw.get("rewarded_at", 0.0)),
                 expired=bool(raw.get("expired", False)),
+                failure=str(raw.get("failure", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"learning event is malformed: {exc!r}") from exc

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from bandit_router.config import LimitsConfig, ModelSpec
+from bandit_router.domain.metered import Metered
 from bandit_router.domain.pricing import catalog_cost, catalog_energy
 from bandit_router.domain.reward import Tokens
 from bandit_router.errors import AlreadyExists, FailedPrecondition, InvalidArgument
@@ -19,6 +20,7 @@ TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BUDGETS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
 # A weight this large already means "nothing but energy (or cost) matters"; far larger ones overflow rewards.
 MAX_WEIGHT = 1000.0
+MAX_FAILURE_CHARS = 500
 
 
 # A tenant's decision ids are "TENANT." + the id: up to 33 characters more than a request id.
@@ -138,15 +140,25 @@ class RewardInput:
     energy_joules: float | None = None
     cost_usd: float | None = None
     tenant: str = ""
+    # Why the model call failed (an error, a timeout, an overloaded backend); then no quality is sent and the
+    # decision is learned with ``failure_quality``.
+    failure: str = ""
 
-    def validate(self, limits: LimitsConfig) -> float:
-        """Checks every field; returns the quality."""
+    def validate(self, limits: LimitsConfig, failure_quality: float = 0.0) -> float:
+        """Checks every field; returns the quality (``failure_quality`` for a failed call)."""
         if not self.decision_id:
             raise InvalidArgument("decision_id", "is required", self.decision_id)
         _check_id("decision_id", self.decision_id, limits, TENANT_PREFIX_CHARS)
-        if self.quality is None:
+        if self.failure:
+            if len(self.failure) > MAX_FAILURE_CHARS:
+                raise InvalidArgument("reason", f"must be at most {MAX_FAILURE_CHARS} characters", self.failure)
+            if self.quality is not None:
+                raise InvalidArgument("quality", "must not be given for a failed call", self.quality)
+        elif self.quality is None:
             raise InvalidArgument("quality", "is required", None)
-        _check_number("quality", self.quality, 0.0, 1.0)
+        quality = failure_quality if self.failure else self.quality
+        assert quality is not None
+        _check_number("quality", quality, 0.0, 1.0)
         _check_number("input_tokens", self.input_tokens, 0, limits.max_tokens)
         _check_number("output_tokens", self.output_tokens, 0, limits.max_tokens)
         _check_number("latency_ms", self.latency_ms, 0.0)
@@ -154,7 +166,18 @@ class RewardInput:
             _check_number("energy_joules", self.energy_joules, 0.0)
         if self.cost_usd is not None:
             _check_number("cost_usd", self.cost_usd, 0.0)
-        return self.quality
+        return quality
+
+    def completed_by(self, metered: Metered | None) -> RewardInput:
+        """This reward with what the gateway measured of the call filled in where the caller sent nothing."""
+        if metered is None:
+            return self
+        return dataclasses.replace(
+            self,
+            input_tokens=self.input_tokens or metered.input_tokens,
+            output_tokens=self.output_tokens or metered.output_tokens,
+            latency_ms=self.latency_ms or metered.latency_ms,
+        )
 
     def check_plausible(self, catalog: Sequence[ModelSpec], tokens: Tokens, ratio: float) -> None:
         """Refuses a reported energy or cost beyond ``ratio`` times the largest figure of any catalog model at

@@ -58,6 +58,7 @@ async def _bench_route(
             "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
             "BANDIT_ROUTER_EMBEDDING_DEVICE": device,
             "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
+            "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
         }
         log_path = Path(data_dir) / "server.log"
         command = [sys.executable, "-m", "bandit_router", "serve", "--workers", str(workers)]

@@ -120,6 +120,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
             "BANDIT_ROUTER_SERVER_LISTEN": target,
             "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
             "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
+            "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
         }
         log_path = Path(data_dir) / "server.log"
         with open(log_path, "w") as log:

@@ -29,7 +29,7 @@ from bandit_router.store.embedded import start_embedded
 log = logging.getLogger(__name__)
 
 
-def _dashboard(listen: str, offset: int) -> str:
+def _offset(listen: str, offset: int) -> str:
     if not listen:
         return ""
     host, _, port = listen.rpartition(":")
@@ -86,7 +86,9 @@ async def _supervise(
             "REDIS_URL": config.redis.url,
             "BANDIT_ROUTER_SERVER_LEARNER": "false",
             "BANDIT_ROUTER_SERVER_REUSE_PORT": "true",
-            "BANDIT_ROUTER_DASHBOARD_LISTEN": _dashboard(config.dashboard.listen, i),
+            "BANDIT_ROUTER_DASHBOARD_LISTEN": _offset(config.dashboard.listen, i),
+            # Each worker its own HTTP port: aiohttp does not share one (SO_REUSEPORT) the way gRPC does.
+            "BANDIT_ROUTER_HTTP_LISTEN": _offset(config.http.listen, i),
             "BANDIT_ROUTER_EMBEDDING_SHARED_DIR": shared if servers else "",
         }
         command = [sys.executable, "-m", "bandit_router", "serve"] + (["--config", config_path] if config_path else [])

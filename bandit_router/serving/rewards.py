@@ -59,7 +59,7 @@ class Rewarder:
 
     async def reward(self, request: RewardInput) -> tuple[LearningEvent, Figure, Figure]:
         """The learned event, and its cost and energy figures with their sources."""
-        quality = request.validate(self.config.limits)
+        quality = request.validate(self.config.limits, self.config.reward.failure_quality)
         try:
             with self.monitor.metrics.reward_latency.time():
                 return await self._reward(request, quality)
@@ -81,6 +81,7 @@ class Rewarder:
         pending = await self.store.get_pending(decision_id)
         if pending is None:
             raise await self._missing(decision_id)
+        request = request.completed_by(await self.store.get_metered(decision_id))
         model = model_of(pending, self.models)
         tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, pending.query_tokens)
         request.check_plausible(self.config.models, tokens, self.config.limits.max_report_ratio)
@@ -93,7 +94,9 @@ class Rewarder:
         except NotCovered as exc:
             unmeasured = str(exc)
         priced = price_outcome(model, tokens, request.cost_usd, request.energy_joules, measured, unmeasured)
-        event = LearningEvent.of(pending, quality, request.latency_ms, priced, now, self.config.reward)
+        event = LearningEvent.of(
+            pending, quality, request.latency_ms, priced, now, self.config.reward, failure=request.failure
+        )
         taken = await self.store.take_and_append(
             decision_id, event, now, self.config.reward.retention_s, request.tenant
         )

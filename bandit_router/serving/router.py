@@ -33,6 +33,7 @@ from bandit_router.serving.rewards import Rewarder
 from bandit_router.serving.served import ServedPolicy, version_name
 from bandit_router.serving.status import LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
+from bandit_router.serving.upstreams import UpstreamHealth
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.store.errors import REDIS_ERRORS
 from bandit_router.store.redis_store import Store
@@ -101,6 +102,8 @@ class RouterService:
         self.writer = DecisionWriter(config, store, self.energy, self.outage)
         self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
         self.expiry = Expiry(config, store, self.monitor, clock)
+        # What the gateway sees of each model's backend (transport/http records it; the dashboard shows it).
+        self.upstreams = UpstreamHealth(config.energy.ewma_alpha, clock)
 
     def adopt(self, embedded: EmbeddedRedis | None, owns_embedder: bool) -> None:
         """Takes over what the runtime started for this router: closed by :meth:`close`."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bandit_router.domain.metered import Metered
 from bandit_router.domain.records import LearningEvent, PendingDecision, Summary
 from bandit_router.store.energy import EnergyRecords
 
@@ -167,6 +168,14 @@ class Store:
 
     async def was_rewarded(self, decision_id: str) -> bool:
         return bool(await self.client.exists(self._rewarded(decision_id)))
+
+    async def put_metered(self, decision_id: str, metered: Metered, ttl_s: float) -> None:
+        """Keeps what the gateway measured of the decision's model call until its reward (or expiry)."""
+        await self.client.set(f"{self.prefix}:metered:{decision_id}", metered.dumps(), px=_ms(ttl_s))
+
+    async def get_metered(self, decision_id: str) -> Metered | None:
+        raw = await self.client.get(f"{self.prefix}:metered:{decision_id}")
+        return None if raw is None else Metered.loads(raw)
 
     async def get_pending(self, decision_id: str) -> PendingDecision | None:
         raw = await self.client.get(self._pending(decision_id))

@@ -20,6 +20,7 @@ from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.serving.router import Decision, RouterService
 from bandit_router.transport.dashboard.web import Dashboard
+from bandit_router.transport.http.server import HttpServer
 from bandit_router.v1 import router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ class Server:
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self.dashboard: Dashboard | None = None
+        self.http: HttpServer | None = None
         self._health_task: asyncio.Task[None] | None = None
 
     async def _set_health(self, status: Any) -> None:
@@ -306,6 +308,9 @@ class Server:
         if listen:
             self.dashboard = Dashboard(self.service, listen)
             await self.dashboard.start()
+        if self.service.config.http.listen:
+            self.http = HttpServer(self.service)
+            await self.http.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health(), name="health")
 
@@ -318,6 +323,8 @@ class Server:
                 await self._health_task
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
+            if self.http is not None:
+                await self.http.stop()
             await self.grpc.stop(grace)
             if self.dashboard is not None:
                 await self.dashboard.stop()

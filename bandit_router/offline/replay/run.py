@@ -187,6 +187,8 @@ def _replay_config(base: Config, records: list[Record], settings: ReplaySettings
     return base.replace(
         models=arm_catalog(records, base.models),
         server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
+        # A replay speaks gRPC only.
+        http={"listen": ""},
         redis={"url": ""},
         policy={"seed": settings.seed},
         reward=reward,

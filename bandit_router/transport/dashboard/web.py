@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bandit_router.observability.colours import model_colours
-from bandit_router.transport.dashboard.guard import GuardedSite
+from bandit_router.transport.guard import GuardedSite
 
 if TYPE_CHECKING:
     from bandit_router.config import AuthConfig

@@ -1,5 +1,5 @@
-"""Connection limits for the dashboard's HTTP server: a cap on open connections and a deadline for each
-request's head, so that idle or trickling clients cannot hold its sockets (and the process's file
+"""Connection limits for the HTTP servers (dashboard, API, gateway): a cap on open connections and a deadline for
+each request's head, so that idle or trickling clients cannot hold its sockets (and the process's file
 descriptors, which gRPC needs too)."""
 
 from __future__ import annotations

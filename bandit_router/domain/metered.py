@@ -1,0 +1,46 @@
+"""What the gateway measured of a model call, kept with the decision so that a reward needs only the quality."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bandit_router.domain.records import RecordError
+
+
+@dataclasses.dataclass(frozen=True)
+class Metered:
+    """One model call as the gateway saw it. Tokens are 0 where the backend reported no usage: the reward then
+    estimates them, and says so."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    # From sending the request to the first streamed token; None for an answer that was not streamed.
+    first_token_ms: float | None
+    # The models tried before this one for the same request, and why each failed.
+    failed_before: tuple[tuple[str, str], ...] = ()
+
+    def dumps(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["failed_before"] = [list(f) for f in self.failed_before]
+        return json.dumps(fields)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Metered:
+        try:
+            raw: Mapping[str, Any] = json.loads(text)
+            first = raw.get("first_token_ms")
+            return cls(
+                model=str(raw["model"]),
+                input_tokens=int(raw["input_tokens"]),
+                output_tokens=int(raw["output_tokens"]),
+                latency_ms=float(raw["latency_ms"]),
+                first_token_ms=None if first is None else float(first),
+                failed_before=tuple((str(m), str(why)) for m, why in raw.get("failed_before", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"metered call is malformed: {exc!r}") from exc

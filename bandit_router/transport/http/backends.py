@@ -1,0 +1,198 @@
+"""Calls to a model's OpenAI-compatible backend: one answer, or a stream relayed as it comes, metered either way."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bandit_router.config import HttpConfig, ModelSpec
+
+# Statuses after which the next-best model is tried: overloaded, or broken, upstream.
+RETRIED = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+
+class BackendFailure(Exception):
+    """The backend did not answer (refused, timed out, 429 or 5xx) before anything was relayed to the caller."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class BackendRefused(Exception):
+    """The backend refused the request itself (a 4xx other than overload): the caller's answer, relayed as is."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """What one backend call measured."""
+
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    first_token_ms: float | None
+    # Why a stream broke off after it had started (the caller got part of an answer); "" when it ended well.
+    broken: str = ""
+
+
+def _usage(payload: Any) -> tuple[int, int] | None:
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return prompt, completion
+
+
+def _has_text(chunk: dict[str, Any]) -> bool:
+    """Whether a streamed chunk carries answer text (a chat delta's content, or a completion's text)."""
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            return True
+        if choice.get("text"):
+            return True
+    return False
+
+
+class Backends:
+    """One HTTP client session for every backend; its timeouts come from ``http.backend_timeout_s``."""
+
+    def __init__(self, config: HttpConfig) -> None:
+        self.config = config
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.config.backend_timeout_s, sock_read=self.config.backend_timeout_s
+        )
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    @staticmethod
+    def _headers(model: ModelSpec) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if model.api_key_env:
+            key = os.environ.get(model.api_key_env)
+            if not key:
+                raise BackendFailure(f"environment variable {model.api_key_env} (models.api_key_env) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _open(self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float) -> Any:
+        """The backend's response, once its status line and headers arrived; a failure raises BackendFailure."""
+        assert self.session is not None
+        url = model.base_url.rstrip("/") + path
+        headers = self._headers(model)
+        timeout = min(self.config.backend_timeout_s, budget_s)
+        try:
+            response = await asyncio.wait_for(self.session.post(url, json=body, headers=headers), timeout)
+        except TimeoutError:
+            raise BackendFailure(f"no answer within {timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise BackendFailure(f"cannot reach {model.base_url}: {type(exc).__name__}: {exc}") from None
+        if response.status in RETRIED:
+            text = (await response.read())[:200].decode(errors="replace")
+            response.release()
+            raise BackendFailure(f"HTTP {response.status}: {text}", response.status)
+        if response.status >= 400:
+            data = await response.read()
+            response.release()
+            raise BackendRefused(response.status, data, response.content_type)
+        return response
+
+    async def answer(
+        self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float
+    ) -> tuple[dict[str, Any], Call]:
+        """A whole (not streamed) answer and what it measured."""
+        started = time.perf_counter()
+        response = await self._open(model, path, {**body, "model": model.upstream}, budget_s)
+        try:
+            payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BackendFailure(f"unreadable answer: {type(exc).__name__}: {exc}") from None
+        finally:
+            response.release()
+        if not isinstance(payload, dict):
+            raise BackendFailure("the answer is not a JSON object")
+        latency_ms = (time.perf_counter() - started) * 1000
+        prompt, completion = _usage(payload) or (0, 0)
+        return payload, Call(prompt, completion, latency_ms, None)
+
+    async def relay(
+        self,
+        model: ModelSpec,
+        path: str,
+        body: dict[str, Any],
+        budget_s: float,
+        request: web.Request,
+        rewrite: Callable[[dict[str, Any], bool], dict[str, Any]],
+        headers: dict[str, str],
+        before_end: Callable[[Call], Awaitable[None]],
+    ) -> web.StreamResponse:
+        """Relays a streamed answer as server-sent events, each chunk passed through ``rewrite`` (told whether it
+        is the first); ``before_end`` gets the measurement before the final ``[DONE]`` is sent. Until the backend
+        answers, a failure raises BackendFailure; once relaying, the stream ends where the backend's did."""
+        started = time.perf_counter()
+        asked_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        upstream = {**body, "model": model.upstream, "stream_options": {**(body.get("stream_options") or {})}}
+        upstream["stream_options"]["include_usage"] = True
+        response = await self._open(model, path, upstream, budget_s)
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
+        first_token_ms: float | None = None
+        usage: tuple[int, int] | None = None
+        first = True
+        broken = ""
+        try:
+            await out.prepare(request)
+            async for raw in response.content:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    continue
+                if not isinstance(chunk, dict):
+                    continue
+                usage = _usage(chunk) or usage
+                if first_token_ms is None and _has_text(chunk):
+                    first_token_ms = (time.perf_counter() - started) * 1000
+                if chunk.get("usage") and not chunk.get("choices") and not asked_usage:
+                    continue  # the usage-only chunk the gateway asked for, which the caller did not
+                if not asked_usage:
+                    chunk.pop("usage", None)
+                await out.write(b"data: " + json.dumps(rewrite(chunk, first)).encode() + b"\n\n")
+                first = False
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+            broken = f"the stream broke off: {type(exc).__name__}: {exc}"
+        finally:
+            response.release()
+        prompt, completion = usage or (0, 0)
+        await before_end(Call(prompt, completion, (time.perf_counter() - started) * 1000, first_token_ms, broken))
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out

@@ -1,0 +1,274 @@
+"""The OpenAI-compatible gateway: routes each request, calls the chosen model's backend, relays and meters its answer.
+
+``model`` names the router (``bandit-router``, or ``bandit-router:energy=0.5,cost=0.1`` with the request's own
+trade-off) or a catalog model, which passes straight through (no decision, still metered). The rest of the
+body goes to the backend unchanged, but for the router's own fields (``candidates``, ``budget``, ``task``,
+``metadata``, ``preferences``), which may also come as headers (``x-bandit-router-task``,
+``x-bandit-router-candidates``). A backend that fails before answering (refused, timed out, 429, 5xx) is
+learned as a failure, and the next-best model is tried, within ``http.deadline_s`` and ``http.max_attempts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bandit_router import errors
+from bandit_router.config import ModelSpec
+from bandit_router.domain.metered import Metered
+from bandit_router.domain.records import Decision
+from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.http.api import TENANT, route_input
+from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
+from bandit_router.transport.http.body import Body, read_object
+from bandit_router.transport.http.errors import ApiError, invalid
+
+log = logging.getLogger(__name__)
+
+ROUTER_MODEL = "bandit-router"
+DECISION_HEADER = "x-bandit-router-decision-id"
+# The router's own fields of a request body: read by the gateway, not sent to the backend.
+OWN_FIELDS = ("candidates", "budget", "task", "metadata", "preferences", "request_id")
+_WEIGHT_KEYS = {"energy": "energy_weight", "cost": "cost_weight"}
+
+
+def parse_router_model(name: str) -> dict[str, float] | None:
+    """The preferences ``model`` carries (``bandit-router:energy=0.5,cost=0.1``); None when it names no router."""
+    if name == ROUTER_MODEL:
+        return {}
+    if not name.startswith(ROUTER_MODEL + ":"):
+        return None
+    rule = "must be bandit-router or bandit-router:energy=W,cost=W (either or both, W a number >= 0)"
+    weights: dict[str, float] = {}
+    for part in name.removeprefix(ROUTER_MODEL + ":").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() not in _WEIGHT_KEYS or _WEIGHT_KEYS[key.strip()] in weights:
+            raise invalid("model", rule, name)
+        try:
+            weights[_WEIGHT_KEYS[key.strip()]] = float(value)
+        except ValueError:
+            raise invalid("model", rule, name) from None
+    return weights
+
+
+def _text_of(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def query_of(body: Body, chat: bool) -> str:
+    """What is routed on: the last user message of a chat, or a completion's prompt."""
+    if chat:
+        messages = body.raw.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise invalid("messages", "must be a non-empty list of message objects", messages)
+        users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+        if not users or not users[-1].strip():
+            raise invalid("messages", "must hold a user message with text content", f"{len(messages)} messages")
+        return users[-1]
+    prompt = body.raw.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return str(prompt[0])
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid("prompt", "must be a non-empty string (or list of strings)", prompt)
+    return prompt
+
+
+def _relayed(exc: BackendRefused, headers: dict[str, str]) -> web.Response:
+    """The backend refused the request itself (a 4xx): the model is not to blame, so nothing is learned (a
+    routed decision expires unrewarded), and the caller gets the backend's own answer."""
+    return web.Response(status=exc.status, body=exc.body, content_type=exc.content_type or None, headers=headers)
+
+
+class Gateway:
+    """``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` in front of the catalog's backends."""
+
+    def __init__(self, service: RouterService, backends: Backends) -> None:
+        self.service = service
+        self.backends = backends
+        self.config = service.config.http
+        self.models = service.config.model_by_id
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/v1/models", self.list_models)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        served = [m.id for m in self.service.list_models() if m.enabled and m.base_url]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "bandit-router"} for name in [ROUTER_MODEL]]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "catalog"} for name in served]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, chat=False)
+
+    def _backed(self, model_id: str) -> ModelSpec:
+        spec = self.models[model_id]
+        if not spec.base_url:
+            raise invalid("model", "must name a model with a backend (models.base_url in the catalog)", model_id)
+        return spec
+
+    async def _complete(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        body = await read_object(request)
+        name = body.text("model")
+        if not name:
+            raise invalid("model", "is required", name)
+        stream = body.flag("stream")
+        path = "/chat/completions" if chat else "/completions"
+        upstream = {k: v for k, v in body.raw.items() if k not in OWN_FIELDS}
+        preferences = parse_router_model(name)
+        if preferences is None:
+            if name not in self.models:
+                known = ", ".join([ROUTER_MODEL, *(m for m in self.models if self.models[m].base_url)])
+                raise ApiError(
+                    404, f"model {name!r} does not exist (known: {known})", param="model", code="model_not_found"
+                )
+            return await self._pass_through(request, self._backed(name), path, upstream, stream)
+        routed = self._route_input(request, body, chat, preferences)
+        return await self._routed(request, routed, path, upstream, stream)
+
+    def _route_input(self, request: web.Request, body: Body, chat: bool, preferences: dict[str, float]) -> RouteInput:
+        routed = route_input(body, request[TENANT], query=query_of(body, chat))
+        task = routed.task or request.headers.get("x-bandit-router-task", "")
+        candidates = routed.candidates or tuple(
+            c.strip() for c in request.headers.get("x-bandit-router-candidates", "").split(",") if c.strip()
+        )
+        if candidates:
+            unbacked = [c for c in candidates if c in self.models and not self.models[c].base_url]
+            if unbacked:
+                raise invalid("candidates", "must be models with a backend (models.base_url)", unbacked)
+        else:
+            candidates = tuple(m.id for m in self.service.list_models() if m.enabled and m.base_url)
+            if not candidates:
+                raise errors.FailedPrecondition("no catalog model has a backend: set models.base_url")
+        # Preferences in the body win over those the model name carries.
+        energy = routed.energy_weight if routed.energy_weight is not None else preferences.get("energy_weight")
+        cost = routed.cost_weight if routed.cost_weight is not None else preferences.get("cost_weight")
+        return dataclasses.replace(routed, task=task, candidates=candidates, energy_weight=energy, cost_weight=cost)
+
+    async def _routed(
+        self, request: web.Request, routed: RouteInput, path: str, upstream: dict[str, Any], stream: bool
+    ) -> web.StreamResponse:
+        deadline = time.monotonic() + self.config.deadline_s
+        failed: list[tuple[str, str]] = []
+        for _ in range(self.config.max_attempts):
+            decision = await self.service.route(routed)
+            model = self.models[decision.model]
+            started = time.perf_counter()
+            try:
+                return await self._answer(request, decision, routed.tenant, path, upstream, stream, failed, deadline)
+            except BackendFailure as exc:
+                reason = str(exc)
+                await self._learn_failure(decision, reason, (time.perf_counter() - started) * 1000, routed.tenant)
+                failed.append((model.id, reason))
+            left = tuple(c for c in routed.candidates if c not in {m for m, _ in failed})
+            if not left or time.monotonic() >= deadline:
+                break
+            routed = dataclasses.replace(routed, candidates=left, request_id="")
+        tried = "; ".join(f"{m}: {why}" for m, why in failed)
+        raise ApiError(502, f"every model tried failed ({tried})", type="api_error", code="backends_failed")
+
+    async def _learn_failure(self, decision: Decision, reason: str, latency_ms: float, tenant: str) -> None:
+        self.service.upstreams.failed(decision.model, reason)
+        failure = RewardInput(decision.decision_id, None, latency_ms=latency_ms, tenant=tenant, failure=reason[:400])
+        try:
+            await self.service.reward(failure)
+        except errors.RouterError as exc:  # the decision then expires as any unrewarded one does
+            log.warning("could not learn the failure of %s: %s", decision.decision_id, exc)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        decision: Decision,
+        tenant: str,
+        path: str,
+        upstream: dict[str, Any],
+        stream: bool,
+        failed: list[tuple[str, str]],
+        deadline: float,
+    ) -> web.StreamResponse:
+        model = self.models[decision.model]
+        budget = max(deadline - time.monotonic(), 0.001)
+        extension = {
+            "decision_id": decision.decision_id,
+            "model": decision.model,
+            "probability": decision.probability,
+            "policy_version": decision.policy_version,
+            "failed_before": [{"model": m, "reason": why} for m, why in failed],
+        }
+        headers = {DECISION_HEADER: decision.decision_id, "x-bandit-router-model": model.id}
+
+        async def metered(call: Call) -> None:
+            if call.broken:
+                await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
+                return
+            self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
+            record = Metered(
+                model.id, call.input_tokens, call.output_tokens, call.latency_ms, call.first_token_ms, tuple(failed)
+            )
+            await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
+
+        if stream:
+
+            def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
+                chunk["model"] = model.id
+                if first:
+                    chunk["bandit_router"] = extension
+                return chunk
+
+            try:
+                return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, metered)
+            except BackendRefused as exc:
+                return _relayed(exc, headers)
+        try:
+            payload, call = await self.backends.answer(model, path, upstream, budget)
+        except BackendRefused as exc:
+            return _relayed(exc, headers)
+        await metered(call)
+        payload["model"] = model.id
+        payload["bandit_router"] = extension
+        return web.json_response(payload, headers=headers)
+
+    async def _pass_through(
+        self, request: web.Request, model: ModelSpec, path: str, upstream: dict[str, Any], stream: bool
+    ) -> web.StreamResponse:
+        """A concrete model: no decision, but the call is metered into the backend's health."""
+
+        async def metered(call: Call) -> None:
+            if call.broken:
+                self.service.upstreams.failed(model.id, call.broken)
+            else:
+                self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
+
+        budget = self.config.deadline_s
+        headers = {"x-bandit-router-model": model.id}
+        try:
+            if stream:
+
+                def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
+                    chunk["model"] = model.id
+                    return chunk
+
+                return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, metered)
+            payload, call = await self.backends.answer(model, path, upstream, budget)
+        except BackendRefused as exc:
+            return _relayed(exc, headers)
+        except BackendFailure as exc:
+            self.service.upstreams.failed(model.id, str(exc))
+            raise ApiError(502, f"{model.id}: {exc}", type="api_error", code="backend_failed") from None
+        await metered(call)
+        payload["model"] = model.id
+        return web.json_response(payload, headers=headers)

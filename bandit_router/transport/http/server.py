@@ -1,0 +1,99 @@
+"""The HTTP server of the JSON API and the gateway, on the router's event loop: bearer tokens name the tenant."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bandit_router import errors
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.guard import GuardedSite
+from bandit_router.transport.http.api import TENANT, JsonApi
+from bandit_router.transport.http.backends import Backends
+from bandit_router.transport.http.errors import ApiError, from_router_error
+from bandit_router.transport.http.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpServer:
+    """Serves ``http.listen`` while the gRPC server runs; stopped with it."""
+
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+        self.config = service.config.http
+        self.tenant_by_token = service.config.auth.tenant_by_token
+        self.backends = Backends(self.config)
+        self.url = ""
+        self.runner: web.AppRunner | None = None
+
+    def _tenant(self, request: web.Request) -> str:
+        if not self.tenant_by_token:
+            return ""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
+        if token not in self.tenant_by_token:
+            why = "a bearer token is required (Authorization: Bearer TOKEN)" if not token else "unknown token"
+            raise ApiError(401, f"authorization: {why}", param="authorization", code="invalid_api_key")
+        return self.tenant_by_token[token]
+
+    @web.middleware
+    async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Authentication, and every error in OpenAI's shape with its status; the server keeps serving."""
+        try:
+            request[TENANT] = self._tenant(request)
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+        except errors.RouterError as exc:
+            return from_router_error(exc).response()
+        except web.HTTPNotFound:
+            return ApiError(404, f"{request.method} {request.path}: no such endpoint", code="not_found").response()
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            return ApiError(
+                405, f"{request.path} takes {allowed}, got {request.method}", code="method_not_allowed"
+            ).response()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._edge])
+        JsonApi(self.service).add_routes(app)
+        Gateway(self.service, self.backends).add_routes(app)
+        app.router.add_get("/v1/backends", self._backends)
+        return app
+
+    async def _backends(self, request: web.Request) -> web.Response:
+        return web.json_response({"backends": self.service.upstreams.view()})
+
+    async def start(self) -> None:
+        await self.backends.start()
+        self.runner = web.AppRunner(self.build_app(), access_log=None)
+        await self.runner.setup()
+        host, _, port = self.config.listen.rpartition(":")
+        server = self.service.config.server
+        context = None
+        if server.tls_cert_file:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+        site = GuardedSite(
+            self.runner, host, int(port), self.config.max_connections, self.config.header_timeout_s, ssl_context=context
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise OSError(f"http.listen: cannot bind {self.config.listen}: {exc.strerror}") from None
+        # The bound port, which differs from the configured one when that was 0.
+        bound = self.runner.addresses[0][1] if self.runner.addresses else port
+        self.url = f"{'https' if context else 'http'}://{host}:{bound}/"
+        log.info("HTTP API and OpenAI-compatible gateway on %sv1/", self.url)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.backends.close()

@@ -1,0 +1,230 @@
+"""The official ``openai`` client against the gateway, in front of a scripted OpenAI-compatible backend: answers,
+streams, metering, the decision id round trip, feedback learned, fallbacks, pass-through and bad requests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from conftest import make_config
+
+from bandit_router.config import Config
+from bandit_router.embedding.model import Embedder
+from bandit_router.offline.scripted_backend import Script, ScriptedBackend
+from bandit_router.runtime.root import open_router
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.grpc_server import Server
+
+SMALL, LARGE = "gemma-2-9b-it", "llama-3.3-70b-instruct"
+QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]
+
+
+@dataclasses.dataclass
+class Gateway:
+    url: str
+    service: RouterService
+    backend: ScriptedBackend
+    # The backend's answer per upstream model name (a model's id unless the catalog renames it).
+    scripts: dict[str, Script]
+    client: openai.AsyncOpenAI
+    data_dir: Path
+
+    async def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + path, json=body, headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+
+def backed(config: Config, url: str, upstream: dict[str, str] | None = None) -> Config:
+    """``config`` with only the two test models, both behind ``url``."""
+    names = upstream or {}
+    models = [
+        dataclasses.replace(m, base_url=url, upstream_model=names.get(m.id, ""))
+        for m in config.models
+        if m.id in (SMALL, LARGE)
+    ]
+    return config.replace(models=tuple(models))
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Gateway]:
+    scripts: dict[str, Script] = {}
+    backend = ScriptedBackend(lambda model, prompt: scripts.get(model, Script()))
+    url = await backend.start()
+    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 2.0}), url)
+    service = await open_router(config, embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    try:
+        await server.start()
+        assert server.http is not None
+        client = openai.AsyncOpenAI(base_url=server.http.url + "v1", api_key="not-checked", max_retries=0)
+        yield Gateway(server.http.url, service, backend, scripts, client, tmp_path)
+        await client.close()
+    finally:
+        await server.stop(0)
+        await backend.stop()
+
+
+def learned_events(data_dir: Path) -> list[dict[str, Any]]:
+    paths = sorted((data_dir / "decisions").glob("decisions-*.jsonl"))
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+
+
+async def test_a_chat_is_routed_answered_metered_and_its_feedback_learned(gateway: Gateway) -> None:
+    for model in (SMALL, LARGE):
+        gateway.scripts[model] = Script(text="Paris.", prompt_tokens=17, completion_tokens=3, delay_s=0.05)
+    raw = await gateway.client.chat.completions.with_raw_response.create(model="bandit-router", messages=QUESTION)
+    completion = raw.parse()
+    decision_id = raw.headers["x-bandit-router-decision-id"]
+    assert completion.model in (SMALL, LARGE)
+    assert completion.choices[0].message.content == "Paris."
+    assert completion.usage is not None and completion.usage.prompt_tokens == 17
+    extension = (completion.model_extra or {})["bandit_router"]
+    assert extension["decision_id"] == decision_id and extension["model"] == completion.model
+    assert 0 < extension["probability"] <= 1
+    # The backend was asked for the chosen model by its upstream name, with the router's own fields left out.
+    path, sent, _ = gateway.backend.received[-1]
+    assert path == "/v1/chat/completions" and sent["model"] == completion.model and "candidates" not in sent
+    metered = await gateway.service.store.get_metered(decision_id)
+    assert metered is not None and (metered.input_tokens, metered.output_tokens) == (17, 3)
+    assert metered.latency_ms >= 50 and metered.first_token_ms is None
+
+    status, reward = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": 0.75})
+    assert status == 200 and reward["decision_id"] == decision_id and reward["model"] == completion.model
+    assert gateway.service.learner is not None
+    await gateway.service.learner.wait_learned(1, timeout=60)
+    await gateway.service.close()
+    (event,) = learned_events(gateway.data_dir)
+    assert event["decision_id"] == decision_id and event["quality"] == 0.75
+    # What the gateway measured completed the reward: the application sent only the quality.
+    assert (event["input_tokens"], event["output_tokens"], event["output_tokens_reported"]) == (17, 3, True)
+    assert event["latency_ms"] >= 50
+
+
+async def test_a_streamed_chat_relays_every_chunk_and_meters_the_first_token(gateway: Gateway) -> None:
+    for model in (SMALL, LARGE):
+        gateway.scripts[model] = Script(text="one two three four", delay_s=0.02, chunk_delay_s=0.02)
+    stream = await gateway.client.chat.completions.create(model="bandit-router", messages=QUESTION, stream=True)
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert {c.model for c in chunks} <= {SMALL, LARGE} and len({c.model for c in chunks}) == 1
+    # The usage chunk the gateway asked for is not relayed to a caller that did not ask for it.
+    assert all(c.usage is None for c in chunks)
+    decision_id = (chunks[0].model_extra or {})["bandit_router"]["decision_id"]
+    metered = await gateway.service.store.get_metered(decision_id)
+    assert metered is not None and metered.output_tokens == 4
+    assert metered.first_token_ms is not None and 20 <= metered.first_token_ms <= metered.latency_ms
+
+
+async def test_a_stream_asked_with_usage_gets_it(gateway: Gateway) -> None:
+    gateway.scripts.update({m: Script(text="a b", prompt_tokens=9) for m in (SMALL, LARGE)})
+    stream = await gateway.client.chat.completions.create(
+        model="bandit-router", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+    )
+    usages = [c.usage for c in [c async for c in stream] if c.usage is not None]
+    assert [(u.prompt_tokens, u.completion_tokens) for u in usages] == [(9, 2)]
+
+
+async def test_a_completion_is_routed_too(gateway: Gateway) -> None:
+    completion = await gateway.client.completions.create(model="bandit-router", prompt="Once upon a time")
+    assert completion.model in (SMALL, LARGE) and completion.choices[0].text == Script().text
+    assert gateway.backend.received[-1][0] == "/v1/completions"
+
+
+async def test_the_trade_off_in_the_model_name_and_the_candidates_in_the_body_are_honoured(gateway: Gateway) -> None:
+    raw = await gateway.client.chat.completions.with_raw_response.create(
+        model="bandit-router:energy=5,cost=0", messages=QUESTION, extra_body={"candidates": [LARGE], "task": "qa"}
+    )
+    summary = await gateway.service.store.get_summary(raw.headers["x-bandit-router-decision-id"])
+    assert summary is not None
+    decision = summary.decision
+    assert (
+        decision.model == LARGE and decision.task == "qa" and (decision.energy_weight, decision.cost_weight) == (5, 0)
+    )
+
+
+@pytest.mark.parametrize("failure", [Script(status=500), Script(status=429), Script(hang=True)])
+async def test_a_failing_backend_falls_back_and_learns_the_failure(gateway: Gateway, failure: Script) -> None:
+    gateway.scripts[LARGE] = failure
+    gateway.scripts[SMALL] = Script(text="Fallback answer.")
+    failures = 0
+    # The policy may choose either model first: ask until it chose the failing one a few times.
+    for _ in range(20):
+        completion = await gateway.client.chat.completions.create(
+            model="bandit-router:energy=0,cost=0", messages=QUESTION, extra_body={"candidates": [LARGE, SMALL]}
+        )
+        # Every request is answered, by the healthy model.
+        assert completion.model == SMALL and completion.choices[0].message.content == "Fallback answer."
+        failed_before = (completion.model_extra or {})["bandit_router"]["failed_before"]
+        assert [f["model"] for f in failed_before] in ([], [LARGE])
+        failures += len(failed_before)
+        if failures == 2:
+            break
+    assert failures == 2
+    health = {b["model"]: b for b in gateway.service.upstreams.view()}
+    assert health[LARGE]["failures"] == 2 and health[LARGE]["last_failure"]
+    assert gateway.service.learner is not None
+    await gateway.service.learner.wait_learned(2, timeout=60)
+    await gateway.service.close()
+    events = learned_events(gateway.data_dir)
+    assert [(e["model"], e["quality"], bool(e["failure"])) for e in events] == [(LARGE, 0.0, True)] * 2
+
+
+async def test_every_backend_failing_answers_502_naming_each(gateway: Gateway) -> None:
+    gateway.scripts.update({SMALL: Script(status=503), LARGE: Script(status=500)})
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gateway.client.chat.completions.create(model="bandit-router", messages=QUESTION)
+    assert caught.value.status_code == 502
+    message = caught.value.message
+    assert SMALL in message and LARGE in message and "HTTP 503" in message and "HTTP 500" in message
+
+
+async def test_a_concrete_model_passes_through_without_a_decision(gateway: Gateway) -> None:
+    raw = await gateway.client.chat.completions.with_raw_response.create(model=SMALL, messages=QUESTION)
+    assert raw.parse().model == SMALL and "x-bandit-router-decision-id" not in raw.headers
+    assert gateway.backend.received[-1][1]["model"] == SMALL
+    assert {b["model"]: b["calls"] for b in gateway.service.upstreams.view()} == {SMALL: 1}
+
+
+async def test_models_lists_the_router_and_each_backed_model(gateway: Gateway) -> None:
+    ids = [m.id async for m in gateway.client.models.list()]
+    assert ids == ["bandit-router", SMALL, LARGE]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "match"),
+    [
+        ({"messages": QUESTION}, 400, "model", "model is required"),
+        ({"model": "gpt-9", "messages": QUESTION}, 404, "model", "does not exist"),
+        ({"model": "bandit-router:speed=1", "messages": QUESTION}, 400, "model", "energy=W,cost=W"),
+        ({"model": "bandit-router", "messages": []}, 400, "messages", "non-empty list"),
+        ({"model": "bandit-router", "messages": [{"role": "system", "content": "x"}]}, 400, "messages", "user message"),
+        ({"model": "bandit-router", "messages": QUESTION, "candidates": "all"}, 400, "candidates", "list of strings"),
+        ({"model": "bandit-router", "messages": QUESTION, "candidates": ["gpt-9"]}, 400, "candidates", "catalog"),
+        ({"model": "bandit-router:energy=-1", "messages": QUESTION}, 400, "preferences.energy_weight", "in [0, 1000]"),
+        ({"model": "bandit-router", "messages": QUESTION, "stream": "yes"}, 400, "stream", "true or false"),
+    ],
+)
+async def test_bad_requests_get_openai_errors_naming_the_field(
+    gateway: Gateway, body: dict[str, Any], status: int, param: str, match: str
+) -> None:
+    got, answer = await gateway.post("v1/chat/completions", body)
+    assert got == status and answer["error"]["param"] == param and match in answer["error"]["message"]
+    # The server keeps serving.
+    assert (await gateway.client.chat.completions.create(model="bandit-router", messages=QUESTION)).choices
+
+
+async def test_the_openai_client_raises_the_gateway_errors(gateway: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        await gateway.client.chat.completions.create(model="gpt-9", messages=QUESTION)  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        await gateway.client.chat.completions.create(model="bandit-router", messages=[])
