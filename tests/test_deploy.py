@@ -29,7 +29,7 @@ def test_dockerfiles_install_torch_first_and_run_the_cli(name: str) -> None:
     instructions = [(i["instruction"], i["value"]) for i in parser.structure]
     assert parser.baseimage == "python:3.11-slim"
     runs = [v for k, v in instructions if k == "RUN"]
-    assert "torch==2.13.0" in runs[0] and "pip install --no-cache-dir ." in runs[1]
+    assert "torch==2.13.0" in runs[0] and 'pip install --no-cache-dir ".[server]"' in runs[1]
     if name == "Dockerfile":
         assert "--index-url https://download.pytorch.org/whl/cpu" in runs[0]
     for k, v in instructions:

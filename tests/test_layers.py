@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "bandit_router"
 
 # Lowest first. A module may import its own layer's modules and any lower layer's, never a higher one's.
 LAYERS: list[set[str]] = [
-    {"v1", "data"},
+    {"v1", "data", "client"},
     {"config", "errors"},
     {"domain"},
     {"embedding", "store", "energy", "policy"},
@@ -104,3 +105,17 @@ def test_every_module_says_its_job_in_its_first_line(module: str) -> None:
         pytest.skip("generated code")
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
     assert doc, f"{path} has no docstring"
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """``pip install bandit-router`` (the client, without the server extra) has httpx and the standard library."""
+    allowed = set(sys.stdlib_module_names) | {"__future__", "httpx"}
+    found = set()
+    for path in (ROOT / "client").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module)
+    foreign = sorted(n for n in found if n.split(".")[0] not in allowed and not n.startswith("bandit_router.client"))
+    assert found and foreign == []

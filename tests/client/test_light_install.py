@@ -1,0 +1,52 @@
+"""``pip install bandit-router`` without the server extra: the client installs without torch, sentence-transformers,
+VW, gRPC or Redis, and routes and rewards against a running router."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from bandit_router.transport.grpc_server import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import importlib.util, json, sys
+import bandit_router
+with bandit_router.Client(sys.argv[1]) as client:
+    decision = client.route("How many legs does a spider have?")
+    result = client.reward(decision.decision_id, 1.0)
+heavy = ["torch", "sentence_transformers", "vowpal_wabbit_next", "grpc", "redis", "numpy", "aiohttp"]
+print(json.dumps({
+    "model": decision.model,
+    "rewarded": result.decision_id == decision.decision_id,
+    "installed": [m for m in heavy if importlib.util.find_spec(m) is not None],
+}))
+"""
+
+
+async def run(*command: str | Path) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *map(str, command), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, f"{command[:4]} failed:\n{out.decode()[-3000:]}"
+    return out.decode()
+
+
+async def test_the_client_alone_installs_light_and_works(tmp_path: Path, server: Server) -> None:
+    assert server.http is not None
+    venv = tmp_path / "client-venv"
+    await run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    await run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", ROOT)
+    report = json.loads((await run(python, "-c", SCRIPT, server.http.url)).strip().splitlines()[-1])
+    assert report["rewarded"] and report["model"] in server.service.config.model_by_id
+    assert report["installed"] == []
+    # The command says what to install, not a traceback.
+    process = await asyncio.create_subprocess_exec(
+        str(venv / "bin" / "bandit-router"), "serve", stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 2 and 'pip install "bandit-router[server]"' in err.decode()
