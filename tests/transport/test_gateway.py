@@ -3,6 +3,7 @@ streams, metering, the decision id round trip, feedback learned, fallbacks, pass
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -228,3 +229,36 @@ async def test_the_openai_client_raises_the_gateway_errors(gateway: Gateway) -> 
         await gateway.client.chat.completions.create(model="gpt-9", messages=QUESTION)  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError, match="messages"):
         await gateway.client.chat.completions.create(model="bandit-router", messages=[])
+
+
+async def test_with_feedback_the_gateway_learns_which_backend_answers_which_kind(gateway: Gateway) -> None:
+    """Two kinds of query, each answered well by a different model: after a few hundred requests with feedback,
+    the gateway sends each kind to its better model."""
+    kinds = {
+        "translation": ("Translate into French: {}", SMALL),
+        "math": ("Prove that the sum of the first {} odd numbers is a square.", LARGE),
+    }
+
+    async def ask(kind: str, i: int, feedback: bool) -> str:
+        template, better = kinds[kind]
+        completion = await gateway.client.chat.completions.create(
+            model="bandit-router:energy=0,cost=0",
+            messages=[{"role": "user", "content": template.format(i)}],
+            extra_headers={"x-bandit-router-task": kind},
+        )
+        if feedback:
+            decision_id = (completion.model_extra or {})["bandit_router"]["decision_id"]
+            quality = 0.9 if completion.model == better else 0.2
+            status, _ = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": quality})
+            assert status == 200
+        return completion.model
+
+    rounds = 300
+    for start in range(0, rounds, 10):
+        await asyncio.gather(*(ask(("translation", "math")[i % 2], i, True) for i in range(start, start + 10)))
+    assert gateway.service.learner is not None
+    await gateway.service.learner.wait_learned(rounds, timeout=120)
+    chosen = {kind: [await ask(kind, 1000 + i, False) for i in range(30)] for kind in kinds}
+    for kind, (_, better) in kinds.items():
+        share = chosen[kind].count(better) / len(chosen[kind])
+        assert share >= 0.8, f"{kind}: {better} chosen {share:.0%} of the time after {rounds} rewards"
