@@ -101,7 +101,21 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"warm-start": _warm_start, "evaluate": _evaluate, "export-log": _export_log, "soak": _soak, "bench": _bench}
+def _gateway_bench(args: argparse.Namespace) -> int:
+    from bandit_router.offline.gateway_bench import run_gateway_bench
+
+    asyncio.run(run_gateway_bench(args.concurrency, args.requests, args.backend_delay_ms, args.device, args.json))
+    return 0
+
+
+COMMANDS = {
+    "warm-start": _warm_start,
+    "evaluate": _evaluate,
+    "export-log": _export_log,
+    "soak": _soak,
+    "bench": _bench,
+    "gateway-bench": _gateway_bench,
+}
 
 
 def add_parsers(commands: Any) -> None:
@@ -146,6 +160,14 @@ def add_parsers(commands: Any) -> None:
     soak.add_argument("--concurrency", type=int, default=32, help="clients (default: %(default)s)")
     soak.add_argument("--json", help="also write the figures to this file")
 
+    gateway = commands.add_parser(
+        "gateway-bench", help="measure what the OpenAI-compatible gateway adds to a call, against the backend direct"
+    )
+    gateway.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    gateway.add_argument("--requests", type=int, default=400, help="chat completions per concurrency level and path")
+    gateway.add_argument("--backend-delay-ms", type=float, default=20.0, help="the scripted backend's time per answer")
+    gateway.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
+    gateway.add_argument("--json", help="also write the figures to this file")
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
