@@ -19,6 +19,7 @@ from bandit_router.config.serving import (
     HttpConfig,
     LimitsConfig,
     RedisConfig,
+    RolloutConfig,
     ServerConfig,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "PolicyConfig",
     "RedisConfig",
     "RewardConfig",
+    "RolloutConfig",
     "ServerConfig",
     "default_catalog_text",
     "load_config",

@@ -16,6 +16,7 @@ from bandit_router.config.serving import (
     HttpConfig,
     LimitsConfig,
     RedisConfig,
+    RolloutConfig,
     ServerConfig,
 )
 
@@ -32,6 +33,7 @@ class Config:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     catalog: CatalogConfig = dataclasses.field(default_factory=CatalogConfig)
     models: tuple[ModelSpec, ...] = ()
@@ -41,6 +43,8 @@ class Config:
         ids = [m.id for m in self.models]
         duplicated = sorted({i for i in ids if ids.count(i) > 1})
         require(not duplicated, "models.id", "must be unique", duplicated)
+        baseline = self.rollout.baseline
+        require(baseline == "" or baseline in ids, "rollout.baseline", "must be a catalog model id or empty", baseline)
 
     @property
     def model_by_id(self) -> dict[str, ModelSpec]:
@@ -68,6 +72,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "dashboard": DashboardConfig,
     "http": HttpConfig,
+    "rollout": RolloutConfig,
     "auth": AuthConfig,
     "catalog": CatalogConfig,
 }

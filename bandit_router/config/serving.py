@@ -240,3 +240,40 @@ class HttpConfig:
         positive("http.backend_timeout_s", self.backend_timeout_s)
         positive("http.deadline_s", self.deadline_s)
         require(1 <= self.max_attempts <= 10, "http.max_attempts", "must be in [1, 10]", self.max_attempts)
+
+
+ROLLOUT_MODES = ("online", "apprentice")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """Safe rollout, per tenant: ``online`` serves the policy; ``apprentice`` serves the application's baseline
+    on all but an ``exploration`` share of requests (logged with their true probabilities) while the policy
+    learns, and the dashboard's off-policy estimates compare the two."""
+
+    mode: str = "online"
+    # "tenant:mode" entries that override ``mode`` for a tenant.
+    tenant_modes: tuple[str, ...] = ()
+    # The apprentice's baseline: a catalog model id; empty: the model each request names (its ``baseline``
+    # field, or a concrete model asked of the gateway). A request without one is served by the policy.
+    baseline: str = ""
+    exploration: float = 0.02
+
+    def __post_init__(self) -> None:
+        require(self.mode in ROLLOUT_MODES, "rollout.mode", f"must be one of {', '.join(ROLLOUT_MODES)}", self.mode)
+        for entry in self.tenant_modes:
+            tenant, _, mode = entry.partition(":")
+            require(
+                bool(tenant) and mode in ROLLOUT_MODES,
+                "rollout.tenant_modes",
+                f"entries must be TENANT:MODE with MODE one of {', '.join(ROLLOUT_MODES)}",
+                entry,
+            )
+        require(0 < self.exploration <= 1, "rollout.exploration", "must be in (0, 1]", self.exploration)
+
+    def mode_of(self, tenant: str) -> str:
+        for entry in self.tenant_modes:
+            name, _, mode = entry.partition(":")
+            if name == tenant:
+                return mode
+        return self.mode

@@ -56,6 +56,8 @@ class Decision:
     cost_weight: float
     expires_at: float
     excluded: list[str] = dataclasses.field(default_factory=list)
+    # "apprentice" when the tenant's rollout served its baseline on all but an exploration share; else "online".
+    mode: str = "online"
     replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:

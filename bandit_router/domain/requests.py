@@ -55,6 +55,8 @@ class RouteInput:
     max_cost_usd: float | None = None
     max_energy_joules: float | None = None
     max_latency_ms: float | None = None
+    # The model the application would call without the router: what apprentice mode serves (rollout.mode).
+    baseline: str = ""
     # The authenticated caller's tenant ("" without authentication); set by the server, not the client.
     tenant: str = ""
 
@@ -121,6 +123,8 @@ class RouteInput:
         unknown = [c for c in self.candidates if c not in by_id]
         if unknown:
             raise InvalidArgument("candidates", f"must be catalog model ids ({', '.join(by_id)})", unknown)
+        if self.baseline and (self.baseline not in by_id or (self.candidates and self.baseline not in self.candidates)):
+            raise InvalidArgument("baseline", "must be a catalog model id among the candidates", self.baseline)
         chosen = [m for m in catalog if not self.candidates or m.id in self.candidates]
         left = [m for m in chosen if m.enabled]
         if not left:

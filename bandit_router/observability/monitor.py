@@ -41,6 +41,7 @@ class Monitor:
         self.probes: collections.deque[tuple[Choice, tuple[str, ...]]] = collections.deque(maxlen=config.probe_size)
         # decision id -> (Route time, tenant), until rewarded or expired
         self.outstanding: dict[str, tuple[float, str]] = {}
+        self.policy_probability: dict[str, float] = {}
         self.expired = 0
         self.metrics = Metrics()
         self._first: Policy | None = None
@@ -56,16 +57,24 @@ class Monitor:
         probability: float,
         choice: Choice,
         tenant: str = "",
+        policy_probability: float | None = None,
     ) -> None:
         now = self.clock()
         self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf]), tenant))
         self.probes.append((choice, tuple(m for m, _ in pmf)))
         self.outstanding[decision_id] = (now, tenant)
+        if policy_probability is not None and policy_probability != probability:
+            # Served in apprentice mode: the policy's own probability of the action, for its off-policy estimate.
+            self.policy_probability[decision_id] = policy_probability
+            if len(self.policy_probability) > self.config.history:
+                # Rewarded by another replica, or never: the oldest go first (a dict keeps insertion order).
+                del self.policy_probability[next(iter(self.policy_probability))]
         self.metrics.decisions.labels(model).inc()
 
     def on_reward(self, decision_id: str, event: LearningEvent, tenant: str = "") -> None:
         now = self.clock()
         self.outstanding.pop(decision_id, None)
+        own = self.policy_probability.pop(decision_id, None)
         sample = RewardSample(
             now,
             event.model,
@@ -80,6 +89,7 @@ class Monitor:
             event.index,
             event.probability,
             tenant,
+            event.probability if own is None else own,
         )
         self.rewards.append(sample)
         m = self.metrics
@@ -91,6 +101,7 @@ class Monitor:
 
     def on_expired(self, decision_id: str) -> None:
         """A decision the expiry sweep expired (learned with the default reward, or dropped)."""
+        self.policy_probability.pop(decision_id, None)
         if self.outstanding.pop(decision_id, None) is not None:
             self.expired += 1
 
@@ -262,6 +273,8 @@ class Monitor:
         targets: dict[str, list[list[float]]] = {
             # The logging policy gave the logged action its logged probability: every weight is 1.
             "live policy": [[r.probability] for r in samples],
+            # The policy itself, which differs from what was served where a tenant is in apprentice mode.
+            "bandit policy": [[r.policy_probability] for r in samples],
             "uniform random": [[1.0 / len(r.models)] for r in samples],
         }
         for m in models:

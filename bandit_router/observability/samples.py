@@ -35,6 +35,8 @@ class RewardSample:
     index: int
     probability: float
     tenant: str = ""
+    # The policy's own probability of the action (the logged one but in apprentice mode).
+    policy_probability: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

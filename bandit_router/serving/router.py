@@ -30,6 +30,7 @@ from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
+from bandit_router.serving.rollout import apprentice_pmf, baseline_of
 from bandit_router.serving.served import ServedPolicy, version_name
 from bandit_router.serving.status import LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
@@ -280,7 +281,8 @@ class RouterService:
             request, candidates, embedded, policy, (energy_weight, cost_weight)
         )
         now = self._clock()
-        pmf, index = await self.served.run(self._choose, policy, choice, decision_id, now)
+        baseline = baseline_of(self.config.rollout, request, [m.id for m in candidates])
+        pmf, index, policy_probability = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
         model = candidates[index]
         decision = Decision(
             decision_id=decision_id,
@@ -297,6 +299,7 @@ class RouterService:
             cost_weight=cost_weight,
             expires_at=now + self.config.reward.wait_time_s,
             excluded=excluded,
+            mode="online" if baseline is None else "apprentice",
         )
         pending = PendingDecision(
             decision=decision,
@@ -316,16 +319,22 @@ class RouterService:
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return self._replayed(request, existing)
-        self.monitor.on_route(decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant)
+        self.monitor.on_route(
+            decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant, policy_probability
+        )
         return decision
 
-    def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float) -> tuple[list[float], int]:
-        """The pmf (narrowed by this router's trials not learned yet), the action drawn from it for this
-        decision id, and that trial counted in flight. Runs on the policy thread."""
-        pmf = policy.pmf(choice, self.in_flight.evidence)
+    def _choose(
+        self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None
+    ) -> tuple[list[float], int, float]:
+        """The pmf sampled (the policy's, narrowed by this router's trials not learned yet; in apprentice mode
+        mostly the baseline), the action drawn from it for this decision id, and the policy's own probability of
+        that action; the trial is counted in flight. Runs on the policy thread."""
+        own = policy.pmf(choice, self.in_flight.evidence)
+        pmf = own if baseline is None else apprentice_pmf(own, baseline, self.config.rollout.exploration)
         index = sample_index(pmf, decision_id, self.config.policy.seed)
         self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
-        return pmf, index
+        return pmf, index, own[index]
 
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""

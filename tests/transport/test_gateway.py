@@ -4,6 +4,7 @@ streams, metering, the decision id round trip, feedback learned, fallbacks, pass
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -55,12 +56,13 @@ def backed(config: Config, url: str, upstream: dict[str, str] | None = None) -> 
     return config.replace(models=tuple(models))
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Gateway]:
+@contextlib.asynccontextmanager
+async def open_gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **sections: Any) -> AsyncIterator[Gateway]:
+    """A router serving the gateway in front of a scripted backend that answers each model as ``scripts`` says."""
     scripts: dict[str, Script] = {}
     backend = ScriptedBackend(lambda model, prompt: scripts.get(model, Script()))
     url = await backend.start()
-    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 2.0}), url)
+    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 2.0}, **sections), url)
     service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     try:
@@ -72,6 +74,12 @@ async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIt
     finally:
         await server.stop(0)
         await backend.stop()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Gateway]:
+    async with open_gateway(tmp_path, redis_url, embedder) as opened:
+        yield opened
 
 
 def learned_events(data_dir: Path) -> list[dict[str, Any]]:
@@ -262,3 +270,19 @@ async def test_with_feedback_the_gateway_learns_which_backend_answers_which_kind
     for kind, (_, better) in kinds.items():
         share = chosen[kind].count(better) / len(chosen[kind])
         assert share >= 0.8, f"{kind}: {better} chosen {share:.0%} of the time after {rounds} rewards"
+
+
+async def test_in_apprentice_mode_a_concrete_model_is_routed_as_the_baseline(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    async with open_gateway(tmp_path, redis_url, embedder, rollout={"mode": "apprentice", "exploration": 0.1}) as gw:
+        served = []
+        for i in range(20):
+            raw = await gw.client.chat.completions.with_raw_response.create(
+                model=SMALL, messages=[{"role": "user", "content": f"Question {i}?"}]
+            )
+            summary = await gw.service.store.get_summary(raw.headers["x-bandit-router-decision-id"])
+            assert summary is not None and summary.decision.mode == "apprentice"
+            assert dict(summary.decision.pmf)[SMALL] >= 0.9
+            served.append(raw.parse().model)
+        assert served.count(SMALL) >= 12

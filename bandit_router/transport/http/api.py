@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bandit_router.domain.records import Decision
-from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
+from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.serving.router import RouterService
 from bandit_router.serving.status import RewardOutcome
 from bandit_router.transport.http.body import Body, read_object
@@ -26,7 +26,10 @@ def route_input(body: Body, tenant: str, query: str | None = None) -> RouteInput
         cost_weight=preferences.number("cost_weight"),
         task=body.text("task"),
         metadata=body.mapping("metadata"),
-        **{name: budget.number(name) for name in BUDGETS},
+        max_cost_usd=budget.number("max_cost_usd"),
+        max_energy_joules=budget.number("max_energy_joules"),
+        max_latency_ms=budget.number("max_latency_ms"),
+        baseline=body.text("baseline"),
         tenant=tenant,
     )
 

@@ -4,7 +4,8 @@
 trade-off) or a catalog model, which passes straight through (no decision, still metered). The rest of the
 body goes to the backend unchanged, but for the router's own fields (``candidates``, ``budget``, ``task``,
 ``metadata``, ``preferences``), which may also come as headers (``x-bandit-router-task``,
-``x-bandit-router-candidates``). A backend that fails before answering (refused, timed out, 429, 5xx) is
+``x-bandit-router-candidates``). For a tenant in apprentice mode (``rollout``), a concrete model is routed too,
+as the baseline the policy learns beside. A backend that fails before answering (refused, timed out, 429, 5xx) is
 learned as a failure, and the next-best model is tried, within ``http.deadline_s`` and ``http.max_attempts``.
 """
 
@@ -136,8 +137,13 @@ class Gateway:
                 raise ApiError(
                     404, f"model {name!r} does not exist (known: {known})", param="model", code="model_not_found"
                 )
-            return await self._pass_through(request, self._backed(name), path, upstream, stream)
-        routed = self._route_input(request, body, chat, preferences)
+            model = self._backed(name)
+            if self.service.config.rollout.mode_of(request[TENANT]) != "apprentice":
+                return await self._pass_through(request, model, path, upstream, stream)
+            # Apprentice mode: the model asked for is the baseline served, but for the exploration share.
+            routed = dataclasses.replace(self._route_input(request, body, chat, {}), baseline=model.id)
+        else:
+            routed = self._route_input(request, body, chat, preferences)
         return await self._routed(request, routed, path, upstream, stream)
 
     def _route_input(self, request: web.Request, body: Body, chat: bool, preferences: dict[str, float]) -> RouteInput:
