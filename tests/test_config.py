@@ -68,6 +68,18 @@ energy_j_per_input_token = 0.004
         ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must not choose a reduction .*got \['--cb_adf'\]"),
         ("[policy]\nepsilon = 1.0\n", {}, r"policy.epsilon must be in \[0, 1\), got 1.0"),
         (
+            '[[models]]\nid = "gemma-2-9b-it"\nbase_url = "gpu-node:8000"\n',
+            {},
+            r"models\[gemma-2-9b-it\].base_url must be empty or an http:// or https:// URL, got 'gpu-node:8000'",
+        ),
+        (
+            '[[models]]\nid = "gemma-2-9b-it"\napi_key_env = "sk-proj-abcdef"\n',
+            {},
+            r"api_key_env must name an environment variable .*got 'sk-p\.\.\.'",
+        ),
+        ("[http]\nmax_attempts = 0\n", {}, r"http.max_attempts must be in \[1, 10\], got 0"),
+        ("[reward]\nfailure_quality = 2\n", {}, r"reward.failure_quality must be in \[0, 1\], got 2.0"),
+        (
             "[features]\ncontext = ['T', 'Q']\n",
             {},
             r"features.context must name namespaces among T \(task\).*got \['T', 'Q'\]",

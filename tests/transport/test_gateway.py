@@ -36,6 +36,7 @@ class Gateway:
     scripts: dict[str, Script]
     client: openai.AsyncOpenAI
     data_dir: Path
+    dashboard_url: str
 
     async def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         async with (
@@ -69,7 +70,8 @@ async def open_gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **sec
         await server.start()
         assert server.http is not None
         client = openai.AsyncOpenAI(base_url=server.http.url + "v1", api_key="not-checked", max_retries=0)
-        yield Gateway(server.http.url, service, backend, scripts, client, tmp_path)
+        assert server.dashboard is not None
+        yield Gateway(server.http.url, service, backend, scripts, client, tmp_path, server.dashboard.url)
         await client.close()
     finally:
         await server.stop(0)
@@ -202,6 +204,10 @@ async def test_a_concrete_model_passes_through_without_a_decision(gateway: Gatew
     assert raw.parse().model == SMALL and "x-bandit-router-decision-id" not in raw.headers
     assert gateway.backend.received[-1][1]["model"] == SMALL
     assert {b["model"]: b["calls"] for b in gateway.service.upstreams.view()} == {SMALL: 1}
+    # The dashboard shows each backend's health.
+    async with aiohttp.ClientSession() as session, session.get(gateway.dashboard_url + "api/backends") as response:
+        (shown,) = (await response.json())["backends"]
+    assert shown["model"] == SMALL and shown["calls"] == 1 and shown["failures"] == 0 and shown["latency_ms"] > 0
 
 
 async def test_models_lists_the_router_and_each_backed_model(gateway: Gateway) -> None:

@@ -155,6 +155,10 @@ class _Views:
         lag, expired = await self.call(self.service.learner_lag()), await self.call(self.service.expired_count())
         return _json(_nulls(self.monitor.health(lag, expired)))
 
+    async def backends(self, request: web.Request) -> web.Response:
+        """Each model's backend as the gateway saw it (no tenant's traffic can be read off it)."""
+        return _json(_nulls({"backends": self.service.upstreams.view()}))
+
     async def metrics(self, request: web.Request) -> web.Response:
         if _tenant(request) is not None:
             raise web.HTTPForbidden(
@@ -181,6 +185,7 @@ def build_app(service: RouterService, on_serving: OnServing | None = None) -> we
             web.get("/api/exploration", views.exploration),
             web.get("/api/ope", views.ope),
             web.get("/api/health", views.health),
+            web.get("/api/backends", views.backends),
             web.get("/metrics", views.metrics),
         ]
     )

@@ -243,10 +243,30 @@ async function ope() {
   ready("ope", names.length > 0);
 }
 
+async function backends() {
+  const { backends: rows } = await get("/api/backends");
+  const figure = (v, digits) => (v === null ? "-" : v.toFixed(digits));
+  const head = ["model", "calls", "failures", "recent failure rate", "latency (ms)", "first token (ms)", "last failure"];
+  const table = document.createElement("table");
+  for (const cells of [head, ...rows.map((b) => [b.model, b.calls, b.failures, figure(b.recent_failure_rate, 2),
+    figure(b.latency_ms, 1), figure(b.first_token_ms, 1),
+    b.last_failure ? `${clock(b.last_failure_at)}: ${b.last_failure}` : "-"])]) {
+    const row = table.insertRow();
+    for (const cell of cells) {
+      // textContent: a backend's error message is shown, never interpreted.
+      const node = document.createElement(cells === head ? "th" : "td");
+      node.textContent = String(cell);
+      row.append(node);
+    }
+  }
+  document.getElementById("backends-table").replaceChildren(table);
+  ready("backends", rows.length > 0);
+}
+
 async function refresh() {
   // The summary first: it carries the models' colours every chart uses.
   const first = await Promise.allSettled([summary()]);
-  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope()]))];
+  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope(), backends()]))];
   for (const r of results) if (r.status === "rejected") console.error(r.reason);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
