@@ -159,40 +159,59 @@ class Backends:
         upstream["stream_options"]["include_usage"] = True
         response = await self._open(model, path, upstream, budget_s)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
-        first_token_ms: float | None = None
-        usage: tuple[int, int] | None = None
-        first = True
-        broken = ""
+        copy = _Copy(started, asked_usage, rewrite)
+        broken, gone = "", False
         try:
             await out.prepare(request)
-            async for raw in response.content:
-                line = raw.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    continue
-                if not isinstance(chunk, dict):
-                    continue
-                usage = _usage(chunk) or usage
-                if first_token_ms is None and _has_text(chunk):
-                    first_token_ms = (time.perf_counter() - started) * 1000
-                if chunk.get("usage") and not chunk.get("choices") and not asked_usage:
-                    continue  # the usage-only chunk the gateway asked for, which the caller did not
-                if not asked_usage:
-                    chunk.pop("usage", None)
-                await out.write(b"data: " + json.dumps(rewrite(chunk, first)).encode() + b"\n\n")
-                first = False
+            await copy.run(response, out)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
             broken = f"the stream broke off: {type(exc).__name__}: {exc}"
+        except ConnectionResetError:
+            # The caller went away: the backend answered, so the call is metered as it went; nothing more is sent.
+            gone = True
         finally:
             response.release()
-        prompt, completion = usage or (0, 0)
-        await before_end(Call(prompt, completion, (time.perf_counter() - started) * 1000, first_token_ms, broken))
-        await out.write(b"data: [DONE]\n\n")
-        await out.write_eof()
+        prompt, completion = copy.usage or (0, 0)
+        await before_end(Call(prompt, completion, (time.perf_counter() - started) * 1000, copy.first_token_ms, broken))
+        if not gone:
+            await out.write(b"data: [DONE]\n\n")
+            await out.write_eof()
         return out
+
+
+class _Copy:
+    """Copies a backend's server-sent events to the caller, noting the usage and when the first token came."""
+
+    def __init__(
+        self, started: float, asked_usage: bool, rewrite: Callable[[dict[str, Any], bool], dict[str, Any]]
+    ) -> None:
+        self.started = started
+        self.asked_usage = asked_usage
+        self.rewrite = rewrite
+        self.usage: tuple[int, int] | None = None
+        self.first_token_ms: float | None = None
+
+    async def run(self, response: Any, out: web.StreamResponse) -> None:
+        first = True
+        async for raw in response.content:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            self.usage = _usage(chunk) or self.usage
+            if self.first_token_ms is None and _has_text(chunk):
+                self.first_token_ms = (time.perf_counter() - self.started) * 1000
+            if not self.asked_usage:
+                if chunk.get("usage") and not chunk.get("choices"):
+                    continue  # the usage-only chunk the gateway asked for, which the caller did not
+                chunk.pop("usage", None)
+            await out.write(b"data: " + json.dumps(self.rewrite(chunk, first)).encode() + b"\n\n")
+            first = False
