@@ -173,6 +173,7 @@ class RouterServicer:
             task=request.task,
             metadata=dict(request.metadata),
             **{name: getattr(request.budget, name) for name in BUDGETS if request.budget.HasField(name)},
+            baseline=request.baseline,
             tenant=self.tenant(context),
         )
         decision = await _call(context, lambda: self.service.route(domain))

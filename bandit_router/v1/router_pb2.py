@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ndit_router/v1/router.proto\x12\x10\x62\x61ndit_router.v1\"e\n\x0bPreferences\x12\x1a\n\renergy_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x63ost_weight\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x10\n\x0e_energy_weightB\x0e\n\x0c_cost_weight\"\x9a\x01\n\x06\x42udget\x12\x19\n\x0cmax_cost_usd\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11max_energy_joules\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0emax_latency_ms\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0f\n\r_max_cost_usdB\x14\n\x12_max_energy_joulesB\x11\n\x0f_max_latency_ms\"\xa2\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x32\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x1d.bandit_router.v1.Preferences\x12\x0c\n\x04task\x18\x05 \x01(\t\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.bandit_router.v1.RouteRequest.MetadataEntry\x12(\n\x06\x62udget\x18\x07 \x01(\x0b\x32\x18.bandit_router.v1.Budget\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x11\x41\x63tionProbability\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xe7\x02\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12\x30\n\x03pmf\x18\x04 \x03(\x0b\x32#.bandit_router.v1.ActionProbability\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x0c\n\x04task\x18\x06 \x01(\t\x12\x13\n\x0btask_source\x18\x07 \x01(\t\x12\x0f\n\x07\x63luster\x18\x08 \x01(\x05\x12\x1a\n\x12\x65stimated_cost_usd\x18\t \x01(\x01\x12\x1f\n\x17\x65stimated_energy_joules\x18\n \x01(\x01\x12\x15\n\renergy_weight\x18\x0b \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\x0c \x01(\x01\x12\x12\n\nexpires_at\x18\r \x01(\x01\x12\x10\n\x08replayed\x18\x0e \x01(\x08\x12\x10\n\x08\x65xcluded\x18\x0f \x03(\t\"\xd9\x01\n\rRewardRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x14\n\x07quality\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x1a\n\renergy_joules\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x07 \x01(\x01H\x02\x88\x01\x01\x42\n\n\x08_qualityB\x10\n\x0e_energy_joulesB\x0b\n\t_cost_usd\"\xf7\x01\n\x0eRewardResponse\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12-\n\x0b\x63ost_source\x18\x05 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x12\n\ncost_basis\x18\x06 \x01(\t\x12\x15\n\renergy_joules\x18\x07 \x01(\x01\x12/\n\renergy_source\x18\x08 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x14\n\x0c\x65nergy_basis\x18\t \x01(\t\"\x13\n\x11ListModelsRequest\"\xc4\x02\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x02 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x03 \x01(\x01\x12\x19\n\x0cparameters_b\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12&\n\x19\x65nergy_j_per_output_token\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12%\n\x18\x65nergy_j_per_input_token\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x15\x65nergy_profile_source\x18\x07 \x01(\t\x12\x1d\n\x15typical_output_tokens\x18\x08 \x01(\x01\x42\x0f\n\r_parameters_bB\x1c\n\x1a_energy_j_per_output_tokenB\x1b\n\x19_energy_j_per_input_token\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.bandit_router.v1.ModelInfo\"\x11\n\x0fGetStatsRequest\"\x8f\x01\n\rModelEstimate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x02 \x01(\x01\x12\x15\n\renergy_joules\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x14\n\x0cobservations\x18\x05 \x01(\x03\x12\x1c\n\x14latency_observations\x18\x06 \x01(\x03\"\xa3\x02\n\rStatsResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x16\n\x0e\x65vents_learned\x18\x02 \x01(\x03\x12\x32\n\testimates\x18\x03 \x03(\x0b\x32\x1f.bandit_router.v1.ModelEstimate\x12\x18\n\x10\x65mbedding_device\x18\x04 \x01(\t\x12\x18\n\x10queries_embedded\x18\x05 \x01(\x03\x12\x1f\n\x17\x65mbedding_energy_joules\x18\x06 \x01(\x01\x12\x39\n\x17\x65mbedding_energy_source\x18\x07 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x1e\n\x16\x65mbedding_energy_basis\x18\x08 \x01(\t*\x89\x01\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_REPORTED\x10\x01\x12\x13\n\x0fSOURCE_MEASURED\x10\x02\x12\x13\n\x0fSOURCE_COMPUTED\x10\x03\x12\x14\n\x10SOURCE_ESTIMATED\x10\x04\x12\x12\n\x0eSOURCE_UNKNOWN\x10\x05\x32\xc8\x02\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12K\n\x06Reward\x12\x1f.bandit_router.v1.RewardRequest\x1a .bandit_router.v1.RewardResponse\x12W\n\nListModels\x12#.bandit_router.v1.ListModelsRequest\x1a$.bandit_router.v1.ListModelsResponse\x12N\n\x08GetStats\x12!.bandit_router.v1.GetStatsRequest\x1a\x1f.bandit_router.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62\x61ndit_router/v1/router.proto\x12\x10\x62\x61ndit_router.v1\"e\n\x0bPreferences\x12\x1a\n\renergy_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x63ost_weight\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x10\n\x0e_energy_weightB\x0e\n\x0c_cost_weight\"\x9a\x01\n\x06\x42udget\x12\x19\n\x0cmax_cost_usd\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11max_energy_joules\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0emax_latency_ms\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0f\n\r_max_cost_usdB\x14\n\x12_max_energy_joulesB\x11\n\x0f_max_latency_ms\"\xb4\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x32\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x1d.bandit_router.v1.Preferences\x12\x0c\n\x04task\x18\x05 \x01(\t\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.bandit_router.v1.RouteRequest.MetadataEntry\x12(\n\x06\x62udget\x18\x07 \x01(\x0b\x32\x18.bandit_router.v1.Budget\x12\x10\n\x08\x62\x61seline\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x11\x41\x63tionProbability\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xf5\x02\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12\x30\n\x03pmf\x18\x04 \x03(\x0b\x32#.bandit_router.v1.ActionProbability\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x0c\n\x04task\x18\x06 \x01(\t\x12\x13\n\x0btask_source\x18\x07 \x01(\t\x12\x0f\n\x07\x63luster\x18\x08 \x01(\x05\x12\x1a\n\x12\x65stimated_cost_usd\x18\t \x01(\x01\x12\x1f\n\x17\x65stimated_energy_joules\x18\n \x01(\x01\x12\x15\n\renergy_weight\x18\x0b \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\x0c \x01(\x01\x12\x12\n\nexpires_at\x18\r \x01(\x01\x12\x10\n\x08replayed\x18\x0e \x01(\x08\x12\x10\n\x08\x65xcluded\x18\x0f \x03(\t\x12\x0c\n\x04mode\x18\x10 \x01(\t\"\xd9\x01\n\rRewardRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x14\n\x07quality\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x1a\n\renergy_joules\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x07 \x01(\x01H\x02\x88\x01\x01\x42\n\n\x08_qualityB\x10\n\x0e_energy_joulesB\x0b\n\t_cost_usd\"\xf7\x01\n\x0eRewardResponse\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12-\n\x0b\x63ost_source\x18\x05 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x12\n\ncost_basis\x18\x06 \x01(\t\x12\x15\n\renergy_joules\x18\x07 \x01(\x01\x12/\n\renergy_source\x18\x08 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x14\n\x0c\x65nergy_basis\x18\t \x01(\t\"\x13\n\x11ListModelsRequest\"\xc4\x02\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x02 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x03 \x01(\x01\x12\x19\n\x0cparameters_b\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12&\n\x19\x65nergy_j_per_output_token\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12%\n\x18\x65nergy_j_per_input_token\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1d\n\x15\x65nergy_profile_source\x18\x07 \x01(\t\x12\x1d\n\x15typical_output_tokens\x18\x08 \x01(\x01\x42\x0f\n\r_parameters_bB\x1c\n\x1a_energy_j_per_output_tokenB\x1b\n\x19_energy_j_per_input_token\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.bandit_router.v1.ModelInfo\"\x11\n\x0fGetStatsRequest\"\x8f\x01\n\rModelEstimate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x02 \x01(\x01\x12\x15\n\renergy_joules\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x14\n\x0cobservations\x18\x05 \x01(\x03\x12\x1c\n\x14latency_observations\x18\x06 \x01(\x03\"\xa3\x02\n\rStatsResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x16\n\x0e\x65vents_learned\x18\x02 \x01(\x03\x12\x32\n\testimates\x18\x03 \x03(\x0b\x32\x1f.bandit_router.v1.ModelEstimate\x12\x18\n\x10\x65mbedding_device\x18\x04 \x01(\t\x12\x18\n\x10queries_embedded\x18\x05 \x01(\x03\x12\x1f\n\x17\x65mbedding_energy_joules\x18\x06 \x01(\x01\x12\x39\n\x17\x65mbedding_energy_source\x18\x07 \x01(\x0e\x32\x18.bandit_router.v1.Source\x12\x1e\n\x16\x65mbedding_energy_basis\x18\x08 \x01(\t*\x89\x01\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_REPORTED\x10\x01\x12\x13\n\x0fSOURCE_MEASURED\x10\x02\x12\x13\n\x0fSOURCE_COMPUTED\x10\x03\x12\x14\n\x10SOURCE_ESTIMATED\x10\x04\x12\x12\n\x0eSOURCE_UNKNOWN\x10\x05\x32\xc8\x02\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12K\n\x06Reward\x12\x1f.bandit_router.v1.RewardRequest\x1a .bandit_router.v1.RewardResponse\x12W\n\nListModels\x12#.bandit_router.v1.ListModelsRequest\x1a$.bandit_router.v1.ListModelsResponse\x12N\n\x08GetStats\x12!.bandit_router.v1.GetStatsRequest\x1a\x1f.bandit_router.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROUTEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCE']._serialized_start=2368
-  _globals['_SOURCE']._serialized_end=2505
+  _globals['_SOURCE']._serialized_start=2400
+  _globals['_SOURCE']._serialized_end=2537
   _globals['_PREFERENCES']._serialized_start=51
   _globals['_PREFERENCES']._serialized_end=152
   _globals['_BUDGET']._serialized_start=155
   _globals['_BUDGET']._serialized_end=309
   _globals['_ROUTEREQUEST']._serialized_start=312
-  _globals['_ROUTEREQUEST']._serialized_end=602
-  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_start=555
-  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_end=602
-  _globals['_ACTIONPROBABILITY']._serialized_start=604
-  _globals['_ACTIONPROBABILITY']._serialized_end=659
-  _globals['_ROUTERESPONSE']._serialized_start=662
-  _globals['_ROUTERESPONSE']._serialized_end=1021
-  _globals['_REWARDREQUEST']._serialized_start=1024
-  _globals['_REWARDREQUEST']._serialized_end=1241
-  _globals['_REWARDRESPONSE']._serialized_start=1244
-  _globals['_REWARDRESPONSE']._serialized_end=1491
-  _globals['_LISTMODELSREQUEST']._serialized_start=1493
-  _globals['_LISTMODELSREQUEST']._serialized_end=1512
-  _globals['_MODELINFO']._serialized_start=1515
-  _globals['_MODELINFO']._serialized_end=1839
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1841
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1906
-  _globals['_GETSTATSREQUEST']._serialized_start=1908
-  _globals['_GETSTATSREQUEST']._serialized_end=1925
-  _globals['_MODELESTIMATE']._serialized_start=1928
-  _globals['_MODELESTIMATE']._serialized_end=2071
-  _globals['_STATSRESPONSE']._serialized_start=2074
-  _globals['_STATSRESPONSE']._serialized_end=2365
-  _globals['_ROUTER']._serialized_start=2508
-  _globals['_ROUTER']._serialized_end=2836
+  _globals['_ROUTEREQUEST']._serialized_end=620
+  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_start=573
+  _globals['_ROUTEREQUEST_METADATAENTRY']._serialized_end=620
+  _globals['_ACTIONPROBABILITY']._serialized_start=622
+  _globals['_ACTIONPROBABILITY']._serialized_end=677
+  _globals['_ROUTERESPONSE']._serialized_start=680
+  _globals['_ROUTERESPONSE']._serialized_end=1053
+  _globals['_REWARDREQUEST']._serialized_start=1056
+  _globals['_REWARDREQUEST']._serialized_end=1273
+  _globals['_REWARDRESPONSE']._serialized_start=1276
+  _globals['_REWARDRESPONSE']._serialized_end=1523
+  _globals['_LISTMODELSREQUEST']._serialized_start=1525
+  _globals['_LISTMODELSREQUEST']._serialized_end=1544
+  _globals['_MODELINFO']._serialized_start=1547
+  _globals['_MODELINFO']._serialized_end=1871
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1873
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1938
+  _globals['_GETSTATSREQUEST']._serialized_start=1940
+  _globals['_GETSTATSREQUEST']._serialized_end=1957
+  _globals['_MODELESTIMATE']._serialized_start=1960
+  _globals['_MODELESTIMATE']._serialized_end=2103
+  _globals['_STATSRESPONSE']._serialized_start=2106
+  _globals['_STATSRESPONSE']._serialized_end=2397
+  _globals['_ROUTER']._serialized_start=2540
+  _globals['_ROUTER']._serialized_end=2868
 # @@protoc_insertion_point(module_scope)

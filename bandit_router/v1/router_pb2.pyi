@@ -41,7 +41,7 @@ class Budget(_message.Message):
     def __init__(self, max_cost_usd: _Optional[float] = ..., max_energy_joules: _Optional[float] = ..., max_latency_ms: _Optional[float] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "request_id", "candidates", "preferences", "task", "metadata", "budget")
+    __slots__ = ("query", "request_id", "candidates", "preferences", "task", "metadata", "budget", "baseline")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class RouteRequest(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
     query: str
     request_id: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
@@ -63,7 +64,8 @@ class RouteRequest(_message.Message):
     task: str
     metadata: _containers.ScalarMap[str, str]
     budget: Budget
-    def __init__(self, query: _Optional[str] = ..., request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., task: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+    baseline: str
+    def __init__(self, query: _Optional[str] = ..., request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ..., task: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., baseline: _Optional[str] = ...) -> None: ...
 
 class ActionProbability(_message.Message):
     __slots__ = ("model", "probability")
@@ -74,7 +76,7 @@ class ActionProbability(_message.Message):
     def __init__(self, model: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("decision_id", "model", "probability", "pmf", "policy_version", "task", "task_source", "cluster", "estimated_cost_usd", "estimated_energy_joules", "energy_weight", "cost_weight", "expires_at", "replayed", "excluded")
+    __slots__ = ("decision_id", "model", "probability", "pmf", "policy_version", "task", "task_source", "cluster", "estimated_cost_usd", "estimated_energy_joules", "energy_weight", "cost_weight", "expires_at", "replayed", "excluded", "mode")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROBABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,7 @@ class RouteResponse(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     probability: float
@@ -105,7 +108,8 @@ class RouteResponse(_message.Message):
     expires_at: float
     replayed: bool
     excluded: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., probability: _Optional[float] = ..., pmf: _Optional[_Iterable[_Union[ActionProbability, _Mapping]]] = ..., policy_version: _Optional[str] = ..., task: _Optional[str] = ..., task_source: _Optional[str] = ..., cluster: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_energy_joules: _Optional[float] = ..., energy_weight: _Optional[float] = ..., cost_weight: _Optional[float] = ..., expires_at: _Optional[float] = ..., replayed: _Optional[bool] = ..., excluded: _Optional[_Iterable[str]] = ...) -> None: ...
+    mode: str
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., probability: _Optional[float] = ..., pmf: _Optional[_Iterable[_Union[ActionProbability, _Mapping]]] = ..., policy_version: _Optional[str] = ..., task: _Optional[str] = ..., task_source: _Optional[str] = ..., cluster: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_energy_joules: _Optional[float] = ..., energy_weight: _Optional[float] = ..., cost_weight: _Optional[float] = ..., expires_at: _Optional[float] = ..., replayed: _Optional[bool] = ..., excluded: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
     __slots__ = ("decision_id", "quality", "input_tokens", "output_tokens", "latency_ms", "energy_joules", "cost_usd")

@@ -6,14 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config
+from conftest import Routers, make_config, routed
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bandit_router.config import ConfigError, RolloutConfig
 from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.embedding.model import Embedder
 from bandit_router.errors import InvalidArgument
 from bandit_router.serving.rollout import apprentice_pmf, baseline_of
+from bandit_router.v1 import router_pb2 as pb
 
 BASELINE = "gemma-2-9b-it"
 
@@ -94,3 +96,13 @@ async def test_apprentice_mode_serves_the_baseline_and_logs_true_probabilities(
     policies = service.monitor.ope(3600)["policies"]
     assert {"bandit policy", f"always {BASELINE}", "live policy"} <= set(policies)
     assert policies[f"always {BASELINE}"]["ips"]["value"] > 0
+
+
+async def test_grpc_routes_name_their_baseline_and_say_their_mode(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    config = make_config(tmp_path, redis_url, rollout={"mode": "apprentice"})
+    async with routed(config, embedder) as (stub, _):
+        reply = await stub.Route(pb.RouteRequest(query="Name a prime number", baseline=BASELINE))
+        assert reply.mode == "apprentice" and dict((p.model, p.probability) for p in reply.pmf)[BASELINE] >= 0.98
+        assert (await stub.Route(pb.RouteRequest(query="Without a baseline"))).mode == "online"
