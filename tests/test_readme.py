@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bandit_router.config import load_config
 from bandit_router.transport.grpc_server import Server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,3 +28,12 @@ async def test_readme_client_example_runs(server: Server, capsys: pytest.Capture
     reward, joules, source, *basis = printed[1].split(" ")
     assert float(reward) <= 0.9
     assert float(joules) > 0 and source == "estimated" and basis  # energy is never "computed"
+
+
+def test_readme_gateway_catalog_is_a_valid_configuration(tmp_path: Path) -> None:
+    (toml,) = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    path = tmp_path / "router.toml"
+    path.write_text(toml)
+    backed = {m.id: m for m in load_config(str(path), env={}).models if m.base_url}
+    assert set(backed) == {"llama-3.1-8b-instruct", "llama-3.3-70b-instruct"}
+    assert backed["llama-3.3-70b-instruct"].upstream.startswith("meta-llama/")
