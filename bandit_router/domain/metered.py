@@ -23,6 +23,9 @@ class Metered:
     first_token_ms: float | None
     # The models tried before this one for the same request, and why each failed.
     failed_before: tuple[tuple[str, str], ...] = ()
+    # When the answer ended (the router's clock): a measured energy is charged from Route to then, not to the
+    # reward's arrival, however late the feedback comes.
+    answered_at: float | None = None
 
     def dumps(self) -> str:
         fields = dataclasses.asdict(self)
@@ -34,6 +37,7 @@ class Metered:
         try:
             raw: Mapping[str, Any] = json.loads(text)
             first = raw.get("first_token_ms")
+            answered = raw.get("answered_at")
             return cls(
                 model=str(raw["model"]),
                 input_tokens=int(raw["input_tokens"]),
@@ -41,6 +45,7 @@ class Metered:
                 latency_ms=float(raw["latency_ms"]),
                 first_token_ms=None if first is None else float(first),
                 failed_before=tuple((str(m), str(why)) for m, why in raw.get("failed_before", [])),
+                answered_at=None if answered is None else float(answered),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"metered call is malformed: {exc!r}") from exc

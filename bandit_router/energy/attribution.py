@@ -103,7 +103,7 @@ class DecisionEnergy:
         if gpus:
             await self.records.take_off(node, gpus, decision_id, start)
 
-    async def land(self, decision_id: str, model: Any, start: float, end: float) -> Measurement:
+    async def land(self, decision_id: str, model: Any, start: float, end: float, until: str = "Reward") -> Measurement:
         """Marks the decision rewarded and returns its measured energy; raises NotCovered if it cannot be measured."""
         node, gpus = self.placement(model)
         if not gpus:
@@ -130,7 +130,7 @@ class DecisionEnergy:
             most_sharing = max(most_sharing, sum(1 for f in flights if f.start < end and f.end > start))
         idle = "idle power charged" if self.config.charge_idle else f"above {self.config.idle_watts:g} W idle per GPU"
         basis = (
-            f"NVML energy of GPUs {list(gpus)} on node {node!r} over {end - start:.3f} s from Route to Reward, "
+            f"NVML energy of GPUs {list(gpus)} on node {node!r} over {end - start:.3f} s from Route to {until}, "
             f"shared by time with up to {most_sharing} decisions in flight, {idle}"
         )
         return Measurement(total, basis)

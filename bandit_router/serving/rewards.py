@@ -81,7 +81,8 @@ class Rewarder:
         pending = await self.store.get_pending(decision_id)
         if pending is None:
             raise await self._missing(decision_id)
-        request = request.completed_by(await self.store.get_metered(decision_id))
+        metered = await self.store.get_metered(decision_id)
+        request = request.completed_by(metered)
         model = model_of(pending, self.models)
         tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, pending.query_tokens)
         request.check_plausible(self.config.models, tokens, self.config.limits.max_report_ratio)
@@ -89,7 +90,10 @@ class Rewarder:
         measured: Figure | None = None
         unmeasured = ""
         try:
-            landed = await self.energy.land(decision_id, model, pending.created_at, now)
+            # The call ended when the gateway saw its answer end, where it did.
+            answered = metered.answered_at if metered is not None else None
+            end, until = (now, "Reward") if answered is None else (min(answered, now), "the end of its answer")
+            landed = await self.energy.land(decision_id, model, pending.created_at, end, until)
             measured = Figure(landed.joules, Source.MEASURED, landed.basis)
         except NotCovered as exc:
             unmeasured = str(exc)

@@ -206,6 +206,10 @@ class RouterService:
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
 
+    def now(self) -> float:
+        """The router's clock (injected in tests): the time decisions, rewards and metered calls are stamped with."""
+        return self._clock()
+
     def list_models(self) -> list[ModelSpec]:
         return list(self.config.models)
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import Routers, make_config
 
 from bandit_router.config import Config, ModelSpec
+from bandit_router.domain.metered import Metered
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.energy.attribution import BusyWindows, Flight, NotCovered, attribute
@@ -201,3 +202,21 @@ def test_the_agent_logs_its_redis_url_without_the_password() -> None:
     assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert "s3cret" not in redacted("rediss://:s3cret@host")
     assert redacted("unix:///tmp/redis.sock") == "unix:///tmp/redis.sock"
+
+
+async def test_a_gateway_call_is_charged_until_its_answer_ended_not_until_the_late_feedback(
+    measured: tuple[RouterService, EnergyAgent, FakeCounters, Clock],
+) -> None:
+    service, agent, counters, clock = measured
+    await agent.publish_once()
+    decision = await service.route(RouteInput(query="Write a poem about hail", candidates=("gemma-2-9b-it",)))
+    await tick(agent, counters, clock, {0: 100.0, 1: 0.0})
+    await tick(agent, counters, clock, {0: 100.0, 1: 0.0})
+    # The gateway saw the answer end here; the feedback comes three busy seconds later.
+    metered = Metered("gemma-2-9b-it", 10, 20, 2000.0, None, answered_at=service.now())
+    await service.store.put_metered(decision.decision_id, metered, 3600.0)
+    for _ in range(3):
+        await tick(agent, counters, clock, {0: 500.0, 1: 0.0})
+    outcome = await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
+    assert outcome.energy.source is Source.MEASURED and outcome.energy.value == pytest.approx(200.0)
+    assert "over 2.000 s from Route to the end of its answer" in outcome.energy.basis

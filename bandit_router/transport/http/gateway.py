@@ -223,7 +223,13 @@ class Gateway:
                 return
             self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
             record = Metered(
-                model.id, call.input_tokens, call.output_tokens, call.latency_ms, call.first_token_ms, tuple(failed)
+                model.id,
+                call.input_tokens,
+                call.output_tokens,
+                call.latency_ms,
+                call.first_token_ms,
+                tuple(failed),
+                answered_at=self.service.now(),
             )
             await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
 
