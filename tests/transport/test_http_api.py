@@ -135,3 +135,16 @@ async def test_tokens_name_the_tenant_and_tenants_see_only_their_own_decisions(t
     assert status == 404
     status, _ = await tenants_api.call("v1/reward", {"decision_id": decision["decision_id"], "quality": 1}, token=alpha)
     assert status == 200
+
+
+async def test_health_needs_no_token_and_follows_the_router(tenants_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(tenants_api.url + "healthz") as response:
+            assert response.status == 200 and (await response.json())["status"] == "SERVING"
+        monkeypatch.setattr(tenants_api.server.service, "health_problem", lambda: "the embedded Redis is restarting")
+        async with session.get(tenants_api.url + "healthz") as response:
+            body = await response.json()
+        assert response.status == 503 and body == {
+            "status": "NOT_SERVING",
+            "reason": "the embedded Redis is restarting",
+        }

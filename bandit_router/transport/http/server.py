@@ -46,7 +46,8 @@ class HttpServer:
     async def _edge(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authentication, and every error in OpenAI's shape with its status; the server keeps serving."""
         try:
-            request[TENANT] = self._tenant(request)
+            # Probes need no token, as gRPC health checks need none.
+            request[TENANT] = "" if request.path == "/healthz" else self._tenant(request)
             return await handler(request)
         except ApiError as exc:
             return exc.response()
@@ -65,7 +66,15 @@ class HttpServer:
         JsonApi(self.service).add_routes(app)
         Gateway(self.service, self.backends).add_routes(app)
         app.router.add_get("/v1/backends", self._backends)
+        app.router.add_get("/healthz", self._health)
         return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        """200 while the router can do its whole job, else 503 with the reason (as gRPC health says)."""
+        problem = self.service.health_problem()
+        if problem is None:
+            return web.json_response({"status": "SERVING"})
+        return web.json_response({"status": "NOT_SERVING", "reason": problem}, status=503)
 
     async def _backends(self, request: web.Request) -> web.Response:
         return web.json_response({"backends": self.service.upstreams.view()})
