@@ -26,6 +26,8 @@ class Metered:
     # When the answer ended (the router's clock): a measured energy is charged from Route to then, not to the
     # reward's arrival, however late the feedback comes.
     answered_at: float | None = None
+    # Characters of answer text the gateway relayed: the output tokens' estimate where the backend sent no usage.
+    answer_chars: int = 0
 
     def dumps(self) -> str:
         fields = dataclasses.asdict(self)
@@ -46,6 +48,7 @@ class Metered:
                 first_token_ms=None if first is None else float(first),
                 failed_before=tuple((str(m), str(why)) for m, why in raw.get("failed_before", [])),
                 answered_at=None if answered is None else float(answered),
+                answer_chars=int(raw.get("answer_chars", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"metered call is malformed: {exc!r}") from exc

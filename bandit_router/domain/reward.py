@@ -35,21 +35,44 @@ class Tokens:
     # True where the caller reported the count, False where it is an estimate.
     input_reported: bool
     output_reported: bool
+    # An unreported output count estimated from the answer's length (the gateway saw the answer) rather than
+    # the model's typical output.
+    output_from_length: bool = False
 
 
-def resolve_tokens(model: ModelSpec, input_tokens: int, output_tokens: int, query_tokens: int) -> Tokens:
-    """Reported counts where given (> 0); else the query's word pieces and the model's typical output."""
+# The common rule of thumb for English text and BPE tokenizers; an estimate, and said to be one.
+CHARS_PER_TOKEN = 4
+
+
+def resolve_tokens(
+    model: ModelSpec, input_tokens: int, output_tokens: int, query_tokens: int, answer_chars: int = 0
+) -> Tokens:
+    """Reported counts where given (> 0); else the query's word pieces, and the answer's length in tokens where
+    the answer was seen (``answer_chars`` > 0), or the model's typical output."""
+    from_length = output_tokens <= 0 and answer_chars > 0
+    if output_tokens > 0:
+        output = output_tokens
+    elif from_length:
+        output = -(-answer_chars // CHARS_PER_TOKEN)
+    else:
+        output = round(model.typical_output_tokens)
     return Tokens(
         input=input_tokens if input_tokens > 0 else query_tokens,
-        output=output_tokens if output_tokens > 0 else round(model.typical_output_tokens),
+        output=output,
         input_reported=input_tokens > 0,
         output_reported=output_tokens > 0,
+        output_from_length=from_length,
     )
 
 
 def _describe(tokens: Tokens) -> str:
     i = "reported" if tokens.input_reported else "estimated from the query's word pieces"
-    o = "reported" if tokens.output_reported else "the model's typical output"
+    if tokens.output_reported:
+        o = "reported"
+    elif tokens.output_from_length:
+        o = f"estimated from the answer's length at {CHARS_PER_TOKEN} characters per token"
+    else:
+        o = "the model's typical output"
     return f"{tokens.input} input tokens ({i}), {tokens.output} output tokens ({o})"
 
 

@@ -33,3 +33,12 @@ def test_scalar_reward_trades_quality_against_energy_and_cost() -> None:
     config = RewardConfig(energy_scale_joules=100.0, cost_scale_usd=0.01)
     assert scalar_reward(0.8, 50.0, 0.005, 0.0, 0.0, config) == pytest.approx(0.8)
     assert scalar_reward(0.8, 50.0, 0.005, 0.2, 0.4, config) == pytest.approx(0.8 - 0.2 * 0.5 - 0.4 * 0.5)
+
+
+def test_an_unreported_output_count_is_estimated_from_the_answer_seen() -> None:
+    tokens = resolve_tokens(MODEL, 30, 0, query_tokens=42, answer_chars=41)
+    assert (tokens.input, tokens.output, tokens.output_reported, tokens.output_from_length) == (30, 11, False, True)
+    cost = cost_of(MODEL, None, tokens)
+    assert cost.source is Source.ESTIMATED and "answer's length at 4 characters per token" in cost.basis
+    # A reported count wins over the length.
+    assert resolve_tokens(MODEL, 30, 7, query_tokens=42, answer_chars=41).output == 7

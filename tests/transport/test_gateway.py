@@ -145,6 +145,17 @@ async def test_a_stream_asked_with_usage_gets_it(gateway: Gateway) -> None:
     assert [(u.prompt_tokens, u.completion_tokens) for u in usages] == [(9, 2)]
 
 
+async def test_without_usage_from_the_backend_the_output_is_estimated_from_the_answer(gateway: Gateway) -> None:
+    gateway.scripts.update({m: Script(text="x" * 40, usage=False) for m in (SMALL, LARGE)})
+    raw = await gateway.client.chat.completions.with_raw_response.create(model="bandit-router", messages=QUESTION)
+    decision_id = raw.headers["x-bandit-router-decision-id"]
+    metered = await gateway.service.store.get_metered(decision_id)
+    assert metered is not None and (metered.output_tokens, metered.answer_chars) == (0, 40)
+    status, reward = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": 0.5})
+    assert status == 200 and reward["cost_source"] == "estimated"
+    assert "10 output tokens (estimated from the answer's length" in reward["cost_basis"]
+
+
 async def test_a_completion_is_routed_too(gateway: Gateway) -> None:
     completion = await gateway.client.completions.create(model="bandit-router", prompt="Once upon a time")
     assert completion.model in (SMALL, LARGE) and completion.choices[0].text == Script().text

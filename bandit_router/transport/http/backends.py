@@ -47,6 +47,8 @@ class Call:
     first_token_ms: float | None
     # Why a stream broke off after it had started (the caller got part of an answer); "" when it ended well.
     broken: str = ""
+    # Characters of answer text (message content, completion text, streamed deltas).
+    answer_chars: int = 0
 
 
 def _usage(payload: Any) -> tuple[int, int] | None:
@@ -70,6 +72,20 @@ def _has_text(chunk: dict[str, Any]) -> bool:
         if choice.get("text"):
             return True
     return False
+
+
+def _text_chars(payload: dict[str, Any]) -> int:
+    """Characters of answer text in an answer or a streamed chunk, over its choices."""
+    total = 0
+    for choice in payload.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        for part in (choice.get("message"), choice.get("delta")):
+            if isinstance(part, dict) and isinstance(part.get("content"), str):
+                total += len(part["content"])
+        if isinstance(choice.get("text"), str):
+            total += len(choice["text"])
+    return total
 
 
 class Backends:
@@ -137,7 +153,7 @@ class Backends:
             raise BackendFailure("the answer is not a JSON object")
         latency_ms = (time.perf_counter() - started) * 1000
         prompt, completion = _usage(payload) or (0, 0)
-        return payload, Call(prompt, completion, latency_ms, None)
+        return payload, Call(prompt, completion, latency_ms, None, answer_chars=_text_chars(payload))
 
     async def relay(
         self,
@@ -172,7 +188,8 @@ class Backends:
         finally:
             response.release()
         prompt, completion = copy.usage or (0, 0)
-        await before_end(Call(prompt, completion, (time.perf_counter() - started) * 1000, copy.first_token_ms, broken))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        await before_end(Call(prompt, completion, elapsed_ms, copy.first_token_ms, broken, copy.answer_chars))
         if not gone:
             await out.write(b"data: [DONE]\n\n")
             await out.write_eof()
@@ -190,6 +207,7 @@ class _Copy:
         self.rewrite = rewrite
         self.usage: tuple[int, int] | None = None
         self.first_token_ms: float | None = None
+        self.answer_chars = 0
 
     async def run(self, response: Any, out: web.StreamResponse) -> None:
         first = True
@@ -207,6 +225,7 @@ class _Copy:
             if not isinstance(chunk, dict):
                 continue
             self.usage = _usage(chunk) or self.usage
+            self.answer_chars += _text_chars(chunk)
             if self.first_token_ms is None and _has_text(chunk):
                 self.first_token_ms = (time.perf_counter() - self.started) * 1000
             if not self.asked_usage:

@@ -230,6 +230,7 @@ class Gateway:
                 call.first_token_ms,
                 tuple(failed),
                 answered_at=self.service.now(),
+                answer_chars=call.answer_chars,
             )
             await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
 
