@@ -1,15 +1,18 @@
-"""Connection limits for the HTTP servers (dashboard, API, gateway): a cap on open connections and a deadline for
-each request's head, so that idle or trickling clients cannot hold its sockets (and the process's file
-descriptors, which gRPC needs too)."""
+"""How the HTTP servers (dashboard, API, gateway) listen: TLS as the server is configured, a cap on open connections
+and a deadline for each request's head, so that idle or trickling clients cannot hold its sockets (and the
+process's file descriptors, which gRPC needs too)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from bandit_router.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +105,19 @@ class GuardedSite(web.TCPSite):
             lambda: _Guarded(factory(), limits), self._host, self._port, ssl=self._ssl_context, backlog=self._backlog
         )
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+
+async def start_site(
+    runner: web.AppRunner, listen: str, max_connections: int, header_timeout_s: float, server: ServerConfig
+) -> tuple[GuardedSite, str]:
+    """Serves ``runner`` (set up) on ``listen`` under the limits, over TLS when the server has a certificate;
+    returns the site and its URL (with the bound port, which differs from the configured one when that was 0)."""
+    host, _, port = listen.rpartition(":")
+    context = None
+    if server.tls_cert_file:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+    site = GuardedSite(runner, host, int(port), max_connections, header_timeout_s, ssl_context=context)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return site, f"{'https' if context else 'http'}://{host}:{bound}/"

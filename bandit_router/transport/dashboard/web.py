@@ -7,7 +7,6 @@ import concurrent.futures
 import hmac
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
@@ -17,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bandit_router.observability.colours import model_colours
-from bandit_router.transport.guard import GuardedSite
+from bandit_router.transport.guard import start_site
 
 if TYPE_CHECKING:
     from bandit_router.config import AuthConfig
@@ -309,25 +308,14 @@ class Dashboard:
     async def _open(self, on_serving: OnServing) -> None:
         self.runner = web.AppRunner(build_app(self.service, on_serving), access_log=None)
         await self.runner.setup()
-        host, _, port = self.listen.rpartition(":")
-        server = self.service.config.server
-        context = None
-        if server.tls_cert_file:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
         limits = self.service.config.dashboard
-        site = GuardedSite(
-            self.runner, host, int(port), limits.max_connections, limits.header_timeout_s, ssl_context=context
-        )
-        self.site = site
         try:
-            await site.start()
+            self.site, self.url = await start_site(
+                self.runner, self.listen, limits.max_connections, limits.header_timeout_s, self.service.config.server
+            )
         except BaseException:
             await self.runner.cleanup()
             raise
-        # The bound port, which differs from the configured one when that was 0.
-        port = self.runner.addresses[0][1] if self.runner.addresses else port
-        self.url = f"{'https' if context else 'http'}://{host}:{port}/"
 
     async def stop(self) -> None:
         loop, thread, self._loop = self._loop, self._thread, None

@@ -22,10 +22,6 @@ RETRIED = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 class BackendFailure(Exception):
     """The backend did not answer (refused, timed out, 429 or 5xx) before anything was relayed to the caller."""
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-
 
 class BackendRefused(Exception):
     """The backend refused the request itself (a 4xx other than overload): the caller's answer, relayed as is."""
@@ -61,17 +57,12 @@ def _usage(payload: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
-def _has_text(chunk: dict[str, Any]) -> bool:
-    """Whether a streamed chunk carries answer text (a chat delta's content, or a completion's text)."""
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
-            return True
-        if choice.get("text"):
-            return True
-    return False
+def _calls_tools(chunk: dict[str, Any]) -> bool:
+    """Whether a streamed chunk carries a tool call (an answer without text)."""
+    return any(
+        isinstance(c, dict) and isinstance(c.get("delta"), dict) and c["delta"].get("tool_calls")
+        for c in chunk.get("choices") or ()
+    )
 
 
 def _text_chars(payload: dict[str, Any]) -> int:
@@ -130,7 +121,7 @@ class Backends:
         if response.status in RETRIED:
             text = (await response.read())[:200].decode(errors="replace")
             response.release()
-            raise BackendFailure(f"HTTP {response.status}: {text}", response.status)
+            raise BackendFailure(f"HTTP {response.status}: {text}")
         if response.status >= 400:
             data = await response.read()
             response.release()
@@ -225,8 +216,9 @@ class _Copy:
             if not isinstance(chunk, dict):
                 continue
             self.usage = _usage(chunk) or self.usage
-            self.answer_chars += _text_chars(chunk)
-            if self.first_token_ms is None and _has_text(chunk):
+            chars = _text_chars(chunk)
+            self.answer_chars += chars
+            if self.first_token_ms is None and (chars or _calls_tools(chunk)):
                 self.first_token_ms = (time.perf_counter() - self.started) * 1000
             if not self.asked_usage:
                 if chunk.get("usage") and not chunk.get("choices"):

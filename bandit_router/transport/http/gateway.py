@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from bandit_router import errors
 from bandit_router.config import ModelSpec
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.records import Decision
-from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.domain.requests import MAX_FAILURE_CHARS, RewardInput, RouteInput
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.http.api import TENANT, route_input
 from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
@@ -82,12 +83,6 @@ def query_of(body: Body, chat: bool) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise invalid("prompt", "must be a non-empty string (or list of strings)", prompt)
     return prompt
-
-
-def _relayed(exc: BackendRefused, headers: dict[str, str]) -> web.Response:
-    """The backend refused the request itself (a 4xx): the model is not to blame, so nothing is learned (a
-    routed decision expires unrewarded), and the caller gets the backend's own answer."""
-    return web.Response(status=exc.status, body=exc.body, content_type=exc.content_type or None, headers=headers)
 
 
 class Gateway:
@@ -188,12 +183,56 @@ class Gateway:
         raise ApiError(502, f"every model tried failed ({tried})", type="api_error", code="backends_failed")
 
     async def _learn_failure(self, decision: Decision, reason: str, latency_ms: float, tenant: str) -> None:
-        self.service.upstreams.failed(decision.model, reason)
-        failure = RewardInput(decision.decision_id, None, latency_ms=latency_ms, tenant=tenant, failure=reason[:400])
+        failure = RewardInput(
+            decision.decision_id, None, latency_ms=latency_ms, tenant=tenant, failure=reason[:MAX_FAILURE_CHARS]
+        )
         try:
             await self.service.reward(failure)
         except errors.RouterError as exc:  # the decision then expires as any unrewarded one does
             log.warning("could not learn the failure of %s: %s", decision.decision_id, exc)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        model: ModelSpec,
+        sent: tuple[str, dict[str, Any], bool, float],
+        headers: dict[str, str],
+        extension: dict[str, Any] | None,
+        on_call: Callable[[Call], Awaitable[None]],
+    ) -> web.StreamResponse:
+        """Calls ``model``'s backend (``sent``: path, body, stream, time budget) and answers with what it said, its
+        ``model`` the catalog id and ``extension`` added (on a stream's first chunk); records the backend's health,
+        then hands the measurement to ``on_call``. A failure before answering is recorded and raised."""
+        path, upstream, stream, budget = sent
+
+        async def measured(call: Call) -> None:
+            if call.broken:
+                self.service.upstreams.failed(model.id, call.broken)
+            else:
+                self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
+            await on_call(call)
+
+        def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
+            chunk["model"] = model.id
+            if first and extension is not None:
+                chunk["bandit_router"] = extension
+            return chunk
+
+        try:
+            if stream:
+                return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, measured)
+            payload, answered = await self.backends.answer(model, path, upstream, budget)
+        except BackendRefused as exc:
+            # The backend refused the request itself (a 4xx): the model is not to blame, so nothing is learned (a
+            # routed decision expires unrewarded), and the caller gets the backend's own answer.
+            return web.Response(
+                status=exc.status, body=exc.body, content_type=exc.content_type or None, headers=headers
+            )
+        except BackendFailure as exc:
+            self.service.upstreams.failed(model.id, str(exc))
+            raise
+        await measured(answered)
+        return web.json_response(rewrite(payload, True), headers=headers)
 
     async def _answer(
         self,
@@ -206,6 +245,7 @@ class Gateway:
         failed: list[tuple[str, str]],
         deadline: float,
     ) -> web.StreamResponse:
+        """The routed model's answer; what the call measured is kept with the decision for its reward."""
         model = self.models[decision.model]
         budget = max(deadline - time.monotonic(), 0.001)
         extension = {
@@ -221,7 +261,6 @@ class Gateway:
             if call.broken:
                 await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
                 return
-            self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
             record = Metered(
                 model.id,
                 call.input_tokens,
@@ -234,54 +273,18 @@ class Gateway:
             )
             await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
 
-        if stream:
-
-            def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
-                chunk["model"] = model.id
-                if first:
-                    chunk["bandit_router"] = extension
-                return chunk
-
-            try:
-                return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, metered)
-            except BackendRefused as exc:
-                return _relayed(exc, headers)
-        try:
-            payload, call = await self.backends.answer(model, path, upstream, budget)
-        except BackendRefused as exc:
-            return _relayed(exc, headers)
-        await metered(call)
-        payload["model"] = model.id
-        payload["bandit_router"] = extension
-        return web.json_response(payload, headers=headers)
+        return await self._forward(request, model, (path, upstream, stream, budget), headers, extension, metered)
 
     async def _pass_through(
         self, request: web.Request, model: ModelSpec, path: str, upstream: dict[str, Any], stream: bool
     ) -> web.StreamResponse:
         """A concrete model: no decision, but the call is metered into the backend's health."""
 
-        async def metered(call: Call) -> None:
-            if call.broken:
-                self.service.upstreams.failed(model.id, call.broken)
-            else:
-                self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
+        async def nothing_more(call: Call) -> None:
+            pass
 
-        budget = self.config.deadline_s
-        headers = {"x-bandit-router-model": model.id}
+        sent = (path, upstream, stream, self.config.deadline_s)
         try:
-            if stream:
-
-                def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
-                    chunk["model"] = model.id
-                    return chunk
-
-                return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, metered)
-            payload, call = await self.backends.answer(model, path, upstream, budget)
-        except BackendRefused as exc:
-            return _relayed(exc, headers)
+            return await self._forward(request, model, sent, {"x-bandit-router-model": model.id}, None, nothing_more)
         except BackendFailure as exc:
-            self.service.upstreams.failed(model.id, str(exc))
             raise ApiError(502, f"{model.id}: {exc}", type="api_error", code="backend_failed") from None
-        await metered(call)
-        payload["model"] = model.id
-        return web.json_response(payload, headers=headers)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bandit_router import errors
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.guard import GuardedSite
+from bandit_router.transport.guard import start_site
 from bandit_router.transport.http.api import TENANT, JsonApi
 from bandit_router.transport.http.backends import Backends
 from bandit_router.transport.http.errors import ApiError, from_router_error
@@ -83,23 +82,14 @@ class HttpServer:
         await self.backends.start()
         self.runner = web.AppRunner(self.build_app(), access_log=None)
         await self.runner.setup()
-        host, _, port = self.config.listen.rpartition(":")
-        server = self.service.config.server
-        context = None
-        if server.tls_cert_file:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
-        site = GuardedSite(
-            self.runner, host, int(port), self.config.max_connections, self.config.header_timeout_s, ssl_context=context
-        )
+        config = self.config
         try:
-            await site.start()
+            _, self.url = await start_site(
+                self.runner, config.listen, config.max_connections, config.header_timeout_s, self.service.config.server
+            )
         except OSError as exc:
             await self.stop()
-            raise OSError(f"http.listen: cannot bind {self.config.listen}: {exc.strerror}") from None
-        # The bound port, which differs from the configured one when that was 0.
-        bound = self.runner.addresses[0][1] if self.runner.addresses else port
-        self.url = f"{'https' if context else 'http'}://{host}:{bound}/"
+            raise OSError(f"http.listen: cannot bind {config.listen}: {exc.strerror}") from None
         log.info("HTTP API and OpenAI-compatible gateway on %sv1/", self.url)
 
     async def stop(self) -> None:
