@@ -78,10 +78,9 @@ class Rewarder:
         if decision_id in self.outage:
             # Made while Redis was down; write it (and those before it) first, or answer UNAVAILABLE.
             await self._flush()
-        pending = await self.store.get_pending(decision_id)
+        pending, metered = await self.store.get_for_reward(decision_id)
         if pending is None:
             raise await self._missing(decision_id)
-        metered = await self.store.get_metered(decision_id)
         request = request.completed_by(metered)
         model = model_of(pending, self.models)
         answer_chars = metered.answer_chars if metered is not None else 0

@@ -169,13 +169,24 @@ class Store:
     async def was_rewarded(self, decision_id: str) -> bool:
         return bool(await self.client.exists(self._rewarded(decision_id)))
 
+    def _metered(self, decision_id: str) -> str:
+        return f"{self.prefix}:metered:{decision_id}"
+
     async def put_metered(self, decision_id: str, metered: Metered, ttl_s: float) -> None:
         """Keeps what the gateway measured of the decision's model call until its reward (or expiry)."""
-        await self.client.set(f"{self.prefix}:metered:{decision_id}", metered.dumps(), px=_ms(ttl_s))
+        await self.client.set(self._metered(decision_id), metered.dumps(), px=_ms(ttl_s))
 
     async def get_metered(self, decision_id: str) -> Metered | None:
-        raw = await self.client.get(f"{self.prefix}:metered:{decision_id}")
+        raw = await self.client.get(self._metered(decision_id))
         return None if raw is None else Metered.loads(raw)
+
+    async def get_for_reward(self, decision_id: str) -> tuple[PendingDecision | None, Metered | None]:
+        """The pending decision and what the gateway measured of its call, in one round trip."""
+        pending, metered = await self.client.mget(self._pending(decision_id), self._metered(decision_id))
+        return (
+            None if pending is None else PendingDecision.from_json(pending),
+            None if metered is None else Metered.loads(metered),
+        )
 
     async def get_pending(self, decision_id: str) -> PendingDecision | None:
         raw = await self.client.get(self._pending(decision_id))
