@@ -2,7 +2,7 @@
 
 Only idempotent calls are retried (on a refused connection, a timeout, or a 503): a Route always carries a
 ``request_id`` (generated unless given), so a retried Route answers the same decision; a Reward is retried as
-is, and a retry that finds it already rewarded means the first attempt counted.
+is, and a retry that finds it already rewarded says its first attempt may have counted.
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ class _Base:
             body = response.json()
         except ValueError:
             body = response.text
-        error = error_of(response.status_code, body)
-        if isinstance(error, AlreadyRewarded) and attempt > 0 and path != "/v1/route":
-            # A retried Reward whose first attempt was learned (its answer was lost on the way).
-            error.message += " (by this call's earlier attempt)"
+        error = error_of(response.status_code, body, rewarding=path != "/v1/route")
+        if isinstance(error, AlreadyRewarded) and attempt > 0:
+            # A retried Reward may find its own first attempt learned, that attempt's answer lost on the way.
+            note = " (perhaps by this call's earlier attempt, whose answer was lost)"
+            error = AlreadyRewarded(error.status, error.message + note, error.code, error.param)
         raise error
 
     def _gave_up(self, exc: Exception) -> ApiError:

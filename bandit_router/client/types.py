@@ -88,8 +88,12 @@ class NotFound(ApiError):
     """The decision is unknown, or expired (404)."""
 
 
-class AlreadyRewarded(ApiError):
-    """The decision was already rewarded: the first reward counts (409)."""
+class Conflict(ApiError):
+    """409: a Route's ``request_id`` already used for a different request, or (below) a decision already rewarded."""
+
+
+class AlreadyRewarded(Conflict):
+    """The decision was already rewarded: the first reward counts (a 409 to a Reward or a failure)."""
 
 
 class RateLimited(ApiError):
@@ -104,15 +108,17 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest,
     401: AuthenticationError,
     404: NotFound,
-    409: AlreadyRewarded,
+    409: Conflict,
     429: RateLimited,
     503: Unavailable,
 }
 
 
-def error_of(status: int, body: Any) -> ApiError:
-    """The error an answer of ``status`` stands for, from its OpenAI-shaped body where it has one."""
+def error_of(status: int, body: Any, rewarding: bool) -> ApiError:
+    """The error an answer of ``status`` to a Route (or, ``rewarding``, a Reward or failure) stands for, from its
+    OpenAI-shaped body where it has one."""
+    kind = AlreadyRewarded if status == 409 and rewarding else _BY_STATUS.get(status, ApiError)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        return _BY_STATUS.get(status, ApiError)(status, str(body)[:500])
-    return _BY_STATUS.get(status, ApiError)(status, str(error.get("message")), error.get("code"), error.get("param"))
+        return kind(status, str(body)[:500])
+    return kind(status, str(error.get("message")), error.get("code"), error.get("param"))

@@ -158,10 +158,11 @@ class RewardInput:
                 raise InvalidArgument("reason", f"must be at most {MAX_FAILURE_CHARS} characters", self.failure)
             if self.quality is not None:
                 raise InvalidArgument("quality", "must not be given for a failed call", self.quality)
+            quality = failure_quality
         elif self.quality is None:
             raise InvalidArgument("quality", "is required", None)
-        quality = failure_quality if self.failure else self.quality
-        assert quality is not None
+        else:
+            quality = self.quality
         _check_number("quality", quality, 0.0, 1.0)
         _check_number("input_tokens", self.input_tokens, 0, limits.max_tokens)
         _check_number("output_tokens", self.output_tokens, 0, limits.max_tokens)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import bandit_router
-from bandit_router.client import AlreadyRewarded, AsyncClient, Client, InvalidRequest, NotFound, Unavailable
+from bandit_router.client import AlreadyRewarded, AsyncClient, Client, Conflict, InvalidRequest, NotFound, Unavailable
 from bandit_router.offline.load import free_port
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
@@ -61,3 +61,11 @@ async def test_an_unreachable_router_is_retried_then_unavailable() -> None:
     async with AsyncClient(f"http://127.0.0.1:{free_port()}", retries=2, backoff_s=0.01, timeout_s=2.0) as client:
         with pytest.raises(Unavailable, match="after 3 attempts"):
             await client.route("anyone there?")
+
+
+async def test_a_request_id_reused_for_another_query_is_a_conflict_not_a_reward(url: str) -> None:
+    async with AsyncClient(url) as client:
+        await client.route("First question", request_id="reused-1")
+        with pytest.raises(Conflict) as caught:
+            await client.route("A different question", request_id="reused-1")
+    assert not isinstance(caught.value, AlreadyRewarded) and "request_id" in caught.value.message
