@@ -63,7 +63,7 @@ async def open_gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **sec
     scripts: dict[str, Script] = {}
     backend = ScriptedBackend(lambda model, prompt: scripts.get(model, Script()))
     url = await backend.start()
-    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 2.0}, **sections), url)
+    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 5.0}, **sections), url)
     service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,22 @@ async def test_health_needs_no_token_and_follows_the_router(tenants_api: Api, mo
             "status": "NOT_SERVING",
             "reason": "the embedded Redis is restarting",
         }
+
+
+async def test_a_taken_http_port_fails_the_start_with_the_setting_named(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = await open_router(
+            make_config(tmp_path, redis_url, http={"listen": f"127.0.0.1:{port}"}), embedder=embedder
+        )
+        server = Server(service, "127.0.0.1:0")
+        try:
+            with pytest.raises(OSError, match=f"http.listen: cannot bind 127.0.0.1:{port}"):
+                await server.start()
+        finally:
+            await server.stop(0)
+    assert server.http is not None and server.http.backends.session is not None and server.http.backends.session.closed
