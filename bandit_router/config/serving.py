@@ -249,7 +249,10 @@ ROLLOUT_MODES = ("online", "apprentice")
 class RolloutConfig:
     """Safe rollout, per tenant: ``online`` serves the policy; ``apprentice`` serves the application's baseline
     on all but an ``exploration`` share of requests (logged with their true probabilities) while the policy
-    learns, and the dashboard's off-policy estimates compare the two."""
+    learns, and the dashboard's off-policy estimates compare the two. With ``auto_promote`` a tenant goes online by
+    itself once the policy is better than its baseline with confidence ``promote_confidence``: the lower end of an
+    anytime-valid confidence sequence of their paired off-policy difference, checked on every apprentice reward,
+    rises above 0 (policy.apprentice)."""
 
     mode: str = "online"
     # "tenant:mode" entries that override ``mode`` for a tenant.
@@ -258,6 +261,12 @@ class RolloutConfig:
     # field, or a concrete model asked of the gateway). A request without one is served by the policy.
     baseline: str = ""
     exploration: float = 0.02
+    auto_promote: bool = False
+    promote_confidence: float = 0.95
+    # No promotion on fewer apprentice rewards than this, however good they look: the variance is estimated too.
+    promote_min_rewards: int = 200
+    # The number of apprentice rewards at which the confidence sequence is tightest (it is valid at every one).
+    promote_horizon: int = 5000
 
     def __post_init__(self) -> None:
         require(self.mode in ROLLOUT_MODES, "rollout.mode", f"must be one of {', '.join(ROLLOUT_MODES)}", self.mode)
@@ -270,6 +279,14 @@ class RolloutConfig:
                 entry,
             )
         require(0 < self.exploration <= 1, "rollout.exploration", "must be in (0, 1]", self.exploration)
+        require(
+            0.5 <= self.promote_confidence < 1,
+            "rollout.promote_confidence",
+            "must be in [0.5, 1)",
+            self.promote_confidence,
+        )
+        require(self.promote_min_rewards >= 2, "rollout.promote_min_rewards", "must be >= 2", self.promote_min_rewards)
+        require(self.promote_horizon >= 1, "rollout.promote_horizon", "must be >= 1", self.promote_horizon)
 
     def mode_of(self, tenant: str) -> str:
         for entry in self.tenant_modes:

@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from bandit_router.domain.reward import scalar_reward
 # Records without one were written before it existed and read as version 1.
 SCHEMA_VERSION = 1
 
+T = TypeVar("T", int, float)
+
 
 def encode_embedding(vector: np.ndarray[Any, np.dtype[np.float32]]) -> str:
     """An embedding as a record holds it: float16, base64 (half the size, and precise enough to cluster)."""
@@ -26,6 +28,10 @@ def encode_embedding(vector: np.ndarray[Any, np.dtype[np.float32]]) -> str:
 
 def decode_embedding(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
     return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(np.float32)
+
+
+def _optional(value: Any, kind: type[T]) -> T | None:
+    return None if value is None else kind(value)
 
 
 class RecordError(ValueError):
@@ -120,6 +126,10 @@ class PendingDecision:
     metadata: Mapping[str, str]
     tenant: str
     created_at: float
+    # In apprentice mode: the baseline's position among ``actions``, and the probability the policy alone gave
+    # the chosen action (the logged one is the apprentice's); both None for a decision the policy served.
+    baseline: int | None = None
+    policy_probability: float | None = None
 
     @property
     def decision_id(self) -> str:
@@ -145,6 +155,8 @@ class PendingDecision:
                 "metadata": dict(self.metadata),
                 "tenant": self.tenant,
                 "created_at": self.created_at,
+                "baseline": self.baseline,
+                "policy_probability": self.policy_probability,
             }
         )
 
@@ -169,6 +181,8 @@ class PendingDecision:
                 metadata=dict(raw.get("metadata", {})),
                 tenant=str(raw.get("tenant", "")),
                 created_at=float(raw["created_at"]),
+                baseline=_optional(raw.get("baseline"), int),
+                policy_probability=_optional(raw.get("policy_probability"), float),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"pending decision is malformed: {exc!r}") from exc
@@ -214,6 +228,9 @@ class LearningEvent:
     expired: bool = False
     # Why the model call failed, when it did (learned with ``reward.failure_quality``); "" when it answered.
     failure: str = ""
+    # As the pending decision had them: apprentice mode's baseline and the policy's own probability (else None).
+    baseline: int | None = None
+    policy_probability: float | None = None
 
     @classmethod
     def of(
@@ -262,6 +279,8 @@ class LearningEvent:
             rewarded_at=now,
             expired=expired,
             failure=failure,
+            baseline=pending.baseline,
+            policy_probability=pending.policy_probability,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -313,6 +332,8 @@ class LearningEvent:
                 rewarded_at=float(raw.get("rewarded_at", 0.0)),
                 expired=bool(raw.get("expired", False)),
                 failure=str(raw.get("failure", "")),
+                baseline=_optional(raw.get("baseline"), int),
+                policy_probability=_optional(raw.get("policy_probability"), float),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"learning event is malformed: {exc!r}") from exc

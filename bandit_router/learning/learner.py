@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bandit_router.config import PolicyConfig
+from bandit_router.config import PolicyConfig, RolloutConfig
 from bandit_router.domain.records import LearningEvent, decode_embedding
 from bandit_router.domain.reward import RunningEstimate, bounded
 from bandit_router.learning.decision_log import DecisionLog
@@ -61,10 +61,25 @@ def _residual(figure: float, source: str, catalog: float) -> float | None:
     return residual
 
 
-def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float) -> None:
+def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout: RolloutConfig | None = None) -> None:
     """Learns one rewarded decision into ``policy``: the chosen model's quality in its context (the regressor
-    and the evidence), its tokens and residuals (pricing), and its running cost, energy and latency."""
+    and the evidence), its tokens and residuals (pricing), its running cost, energy and latency, and, served in
+    apprentice mode, the policy's evidence against the baseline (promoting the tenant where ``rollout`` says)."""
     policy.learn_quality(event.shared, event.actions[event.index], event.quality)
+    if event.baseline is not None and event.policy_probability is not None:
+        ledger = policy.apprentices.ledger(event.tenant)
+        served_baseline = event.index == event.baseline
+        ledger.observe(bounded(event.reward), event.probability, event.policy_probability, served_baseline)
+        if rollout is not None and rollout.auto_promote and ledger.review(rollout):
+            log.info(
+                "tenant %r promoted from apprentice to online after %d apprentice rewards: policy minus baseline "
+                "%.4f, lower end of its %g%% confidence sequence %.4f",
+                event.tenant,
+                ledger.n,
+                ledger.difference,
+                100 * rollout.promote_confidence,
+                ledger.lower(rollout),
+            )
     if event.embedding:
         policy.clusterer.learn_one(decode_embedding(event.embedding))
     # Events from before pricing learned residuals carry no catalog figures.
@@ -108,7 +123,10 @@ class Learner:
         consumer: str = "learner-0",
         log_dir: Path | None = None,
         serving: Policy | None = None,
+        rollout: RolloutConfig | None = None,
     ) -> None:
+        # Apprentice mode's settings, for automatic promotion (None: tenants are promoted by config change only).
+        self.rollout = rollout
         # Learned events, appended to the decision log before the snapshot that contains them.
         self.log_dir = log_dir
         self.decision_log = DecisionLog(log_dir) if log_dir is not None else None
@@ -280,7 +298,7 @@ class Learner:
 
     def _learn_sync(self, raw: str) -> LearningEvent:
         event = LearningEvent.loads(raw)
-        learn_event(self.policy, event, self.ewma_alpha)
+        learn_event(self.policy, event, self.ewma_alpha, self.rollout)
         self.gate.observe(
             Logged(
                 Choice.of(event.shared, event.actions, event.penalties),

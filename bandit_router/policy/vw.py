@@ -23,6 +23,7 @@ from vowpal_wabbit_next import TextFormatParser, Workspace
 from bandit_router.config import Config, FeaturesConfig, PolicyConfig
 from bandit_router.domain.pricing import Pricing
 from bandit_router.domain.reward import RunningEstimate
+from bandit_router.policy.apprentice import Apprentices
 from bandit_router.policy.exploration import Evidence, optimistic_pmf
 from bandit_router.policy.features import CATEGORICAL, NS_ACTION, Choice, Clusterer, namespaces, vw_number
 
@@ -55,6 +56,8 @@ class Snapshot:
     pricing: dict[str, Any] = dataclasses.field(default_factory=dict)
     # What the policy was warm-started from, one line each, oldest first.
     warm_starts: list[str] = dataclasses.field(default_factory=list)
+    # Apprentice mode's estimates per tenant, and which tenants they promoted (apprentice.Apprentices).
+    apprentices: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def encode(self) -> bytes:
         header = {
@@ -70,6 +73,7 @@ class Snapshot:
             "evidence": self.evidence,
             "pricing": self.pricing,
             "warm_starts": self.warm_starts,
+            "apprentices": self.apprentices,
         }
         payload = json.dumps(header).encode() + b"\n" + self.vw_model + self.clusters
         digest = hashlib.sha256(payload).digest()
@@ -108,6 +112,7 @@ class Snapshot:
             evidence=dict(header.get("evidence", {})),
             pricing=dict(header.get("pricing", {})),
             warm_starts=list(header.get("warm_starts", [])),
+            apprentices=dict(header.get("apprentices", {})),
         )
 
 
@@ -155,6 +160,7 @@ class Policy:
         self.evidence = Evidence()
         self.pricing = Pricing()
         self.warm_starts: list[str] = []
+        self.apprentices = Apprentices()
         if snapshot is None:
             self.workspace = Workspace([*config.vw_args, *interactions(features)])
             self.version = 0
@@ -176,6 +182,7 @@ class Policy:
             self.evidence = Evidence.from_json(snapshot.evidence)
             self.pricing = Pricing.from_json(snapshot.pricing)
             self.warm_starts = list(snapshot.warm_starts)
+            self.apprentices = Apprentices.from_json(snapshot.apprentices)
         self._parser = TextFormatParser(self.workspace)
         self._cell_namespaces = [ns for ns in features.context if ns in CATEGORICAL]
 
@@ -234,4 +241,5 @@ class Policy:
             evidence=self.evidence.to_json(),
             pricing=self.pricing.to_json(),
             warm_starts=list(self.warm_starts),
+            apprentices=self.apprentices.to_json(),
         )

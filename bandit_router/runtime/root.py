@@ -72,6 +72,7 @@ async def build_learner(
         ewma_alpha=config.energy.ewma_alpha,
         log_dir=config.server.data_path / "decisions",
         serving=await asyncio.to_thread(rebuild, served),
+        rollout=config.rollout,
     )
 
 

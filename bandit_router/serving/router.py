@@ -285,7 +285,8 @@ class RouterService:
             request, candidates, embedded, policy, (energy_weight, cost_weight)
         )
         now = self._clock()
-        baseline = baseline_of(self.config.rollout, request, [m.id for m in candidates])
+        ids = [m.id for m in candidates]
+        baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
         pmf, index, policy_probability = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
         model = candidates[index]
         decision = Decision(
@@ -318,6 +319,8 @@ class RouterService:
             metadata=dict(request.metadata),
             tenant=request.tenant,
             created_at=now,
+            baseline=baseline,
+            policy_probability=None if baseline is None else policy_probability,
         )
         existing = await self.writer.save(pending, now)
         if existing is not None:

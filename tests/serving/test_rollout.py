@@ -14,10 +14,11 @@ from bandit_router.config import ConfigError, RolloutConfig
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import InvalidArgument
-from bandit_router.serving.rollout import apprentice_pmf, baseline_of
+from bandit_router.serving.rollout import apprentice_pmf, baseline_of, rollout_view
 from bandit_router.v1 import router_pb2 as pb
 
 BASELINE = "gemma-2-9b-it"
+ROLLOUT_MIN = 40
 
 
 @given(
@@ -40,7 +41,7 @@ def test_the_apprentice_pmf_sums_to_one_and_keeps_every_chance_of_the_policy(
     [
         (RolloutConfig(), "", BASELINE, None),
         (RolloutConfig(mode="apprentice", baseline=BASELINE), "", "", 0),
-        (RolloutConfig(mode="apprentice"), "", "phi-3-mini", 1),
+        (RolloutConfig(mode="apprentice"), "", "llama-3.3-70b-instruct", 1),
         (RolloutConfig(mode="apprentice"), "", "", None),
         (RolloutConfig(mode="apprentice", tenant_modes=("b:online",)), "b", BASELINE, None),
         (RolloutConfig(tenant_modes=("a:apprentice",)), "a", BASELINE, 0),
@@ -50,7 +51,7 @@ def test_the_baseline_is_served_only_to_tenants_in_apprentice_mode(
     rollout: RolloutConfig, tenant: str, asked: str, expected: int | None
 ) -> None:
     request = RouteInput(query="q", baseline=asked, tenant=tenant)
-    assert baseline_of(rollout, request, [BASELINE, "phi-3-mini"]) == expected
+    assert baseline_of(rollout, request, [BASELINE, "llama-3.3-70b-instruct"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -106,3 +107,45 @@ async def test_grpc_routes_name_their_baseline_and_say_their_mode(
         reply = await stub.Route(pb.RouteRequest(query="Name a prime number", baseline=BASELINE))
         assert reply.mode == "apprentice" and dict((p.model, p.probability) for p in reply.pmf)[BASELINE] >= 0.98
         assert (await stub.Route(pb.RouteRequest(query="Without a baseline"))).mode == "online"
+
+
+async def test_auto_promote_serves_a_tenant_online_once_the_policy_beats_its_baseline(
+    tmp_path: Path, redis_url: str, routers: Routers
+) -> None:
+    rollout = {
+        "mode": "apprentice",
+        "exploration": 0.3,
+        "auto_promote": True,
+        "promote_min_rewards": ROLLOUT_MIN,
+        "promote_horizon": 200,
+    }
+    service = await routers(make_config(tmp_path, redis_url, rollout=rollout))
+    assert service.learner is not None
+    quality = {BASELINE: 0.1, "llama-3.3-70b-instruct": 0.9}
+    rewarded, online = 0, False
+    while not service.serving.apprentices.promoted():
+        assert rewarded < 600, f"not promoted after {rewarded} rewards: {service.serving.apprentices.to_json()}"
+        for i in range(20):
+            decision = await service.route(
+                RouteInput(
+                    query=f"Question {rewarded + i} about the weather?",
+                    baseline=BASELINE,
+                    candidates=tuple(quality),
+                    energy_weight=0.0,
+                    cost_weight=0.0,
+                )
+            )
+            # The learner promotes asynchronously, so a batch can cross over; once online, it stays online.
+            if online or rewarded + i < ROLLOUT_MIN:
+                assert decision.mode == ("online" if online else "apprentice")
+            online = online or decision.mode == "online"
+            await service.reward(RewardInput(decision_id=decision.decision_id, quality=quality[decision.model]))
+        rewarded += 20
+        await service.learner.wait_learned(rewarded, timeout=60)
+    ledger = service.serving.apprentices.ledger("")
+    assert ROLLOUT_MIN <= ledger.promoted_at <= rewarded and ledger.lower(service.config.rollout) > 0
+    after = await service.route(RouteInput(query="And tomorrow?", baseline=BASELINE, candidates=tuple(quality)))
+    assert after.mode == "online" and dict(after.pmf)["llama-3.3-70b-instruct"] > 0.5
+    (row,) = rollout_view(service.config.rollout, service.serving.apprentices, "")
+    assert row["configured"] == "apprentice" and row["served"] == "online" and row["promoted_at"] == ledger.promoted_at
+    assert row["policy"] > row["baseline"]

@@ -83,6 +83,11 @@ async def test_every_endpoint_reports_the_traffic(server: Server, stub: router_p
         # On-policy, the live policy's IPS is the mean logged reward.
         assert ope["policies"]["live policy"]["ips"]["value"] == pytest.approx(sum(rewards) / ROUNDS)
 
+        # Every tenant online, no apprentice traffic: one row, the default tenant's, with nothing estimated.
+        (row,) = (await get(session, server, "/api/rollout"))["tenants"]
+        assert row["tenant"] == "" and row["configured"] == row["served"] == "online"
+        assert row["n"] == 0 and row["policy"] is None and row["lower"] is None and row["promoted_at"] == 0
+
         health = await get(session, server, "/api/health")
         assert health["pending"] == 0 and health["rewards"] == ROUNDS and health["learner_lag_events"] >= 0
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bandit_router.observability.colours import model_colours
+from bandit_router.serving.rollout import rollout_view
 from bandit_router.transport.guard import start_site
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ ENDPOINTS = {
     "each model's mean probability on the probes; the quality gate's verdicts",
     "/api/exploration": "mean pmf entropy and chosen-action probability per bucket",
     "/api/ope": "IPS and SNIPS, with intervals, of the live policy, uniform random and each single model",
+    "/api/rollout": "each tenant's mode, configured and served, and on its apprentice traffic the policy's and "
+    "the baseline's IPS estimates, their difference's confidence sequence, and when it promoted the tenant",
     "/api/health": "pending and expired decisions, reward delay, learner lag",
 }
 
@@ -158,6 +161,11 @@ class _Views:
         """Each model's backend as the gateway saw it (no tenant's traffic can be read off it)."""
         return _json(_nulls({"backends": self.service.upstreams.view()}))
 
+    async def rollout(self, request: web.Request) -> web.Response:
+        """Apprentice mode's evidence, from the served policy (so the same on every replica)."""
+        config = self.service.config.rollout
+        return _json(_nulls({"tenants": rollout_view(config, self.service.serving.apprentices, _tenant(request))}))
+
     async def metrics(self, request: web.Request) -> web.Response:
         if _tenant(request) is not None:
             raise web.HTTPForbidden(
@@ -185,6 +193,7 @@ def build_app(service: RouterService, on_serving: OnServing | None = None) -> we
             web.get("/api/ope", views.ope),
             web.get("/api/health", views.health),
             web.get("/api/backends", views.backends),
+            web.get("/api/rollout", views.rollout),
             web.get("/metrics", views.metrics),
         ]
     )

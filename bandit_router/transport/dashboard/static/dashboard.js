@@ -243,30 +243,49 @@ async function ope() {
   ready("ope", names.length > 0);
 }
 
-async function backends() {
-  const { backends: rows } = await get("/api/backends");
-  const figure = (v, digits) => (v === null ? "-" : v.toFixed(digits));
-  const head = ["model", "calls", "failures", "recent failure rate", "latency (ms)", "first token (ms)", "last failure"];
-  const table = document.createElement("table");
-  for (const cells of [head, ...rows.map((b) => [b.model, b.calls, b.failures, figure(b.recent_failure_rate, 2),
-    figure(b.latency_ms, 1), figure(b.first_token_ms, 1),
-    b.last_failure ? `${clock(b.last_failure_at)}: ${b.last_failure}` : "-"])]) {
-    const row = table.insertRow();
+const figure = (v, digits) => (v === null ? "-" : v.toFixed(digits));
+
+function table(id, head, rows) {
+  const node = document.createElement("table");
+  for (const cells of [head, ...rows]) {
+    const row = node.insertRow();
     for (const cell of cells) {
-      // textContent: a backend's error message is shown, never interpreted.
-      const node = document.createElement(cells === head ? "th" : "td");
-      node.textContent = String(cell);
-      row.append(node);
+      // textContent: a backend's error message or a tenant's name is shown, never interpreted.
+      const item = document.createElement(cells === head ? "th" : "td");
+      item.textContent = String(cell);
+      row.append(item);
     }
   }
-  document.getElementById("backends-table").replaceChildren(table);
+  document.getElementById(id).replaceChildren(node);
+}
+
+async function backends() {
+  const { backends: rows } = await get("/api/backends");
+  table("backends-table",
+    ["model", "calls", "failures", "recent failure rate", "latency (ms)", "first token (ms)", "last failure"],
+    rows.map((b) => [b.model, b.calls, b.failures, figure(b.recent_failure_rate, 2), figure(b.latency_ms, 1),
+      figure(b.first_token_ms, 1), b.last_failure ? `${clock(b.last_failure_at)}: ${b.last_failure}` : "-"]));
   ready("backends", rows.length > 0);
+}
+
+async function rollout() {
+  const { tenants: rows } = await get("/api/rollout");
+  const shown = rows.filter((r) => r.configured === "apprentice" || r.n > 0);
+  const interval = (r) => (r.lower === null ? "-" : `[${figure(r.lower, 3)}, ${figure(r.upper, 3)}]`);
+  const promotion = (r) => (r.promoted_at ? `promoted after ${r.promoted_at} rewards`
+    : r.auto_promote ? `when the interval is above 0 (${Math.round(r.confidence * 100)}%)` : "by config change");
+  table("rollout-table",
+    ["tenant", "mode (configured / served)", "apprentice rewards", "policy", "baseline", "difference",
+      "confidence sequence", "online"],
+    shown.map((r) => [r.tenant || "(default)", `${r.configured} / ${r.served}`, r.n, figure(r.policy, 3),
+      figure(r.baseline, 3), figure(r.difference, 3), interval(r), promotion(r)]));
+  ready("rollout", shown.length > 0);
 }
 
 async function refresh() {
   // The summary first: it carries the models' colours every chart uses.
   const first = await Promise.allSettled([summary()]);
-  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope(), backends()]))];
+  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope(), rollout(), backends()]))];
   for (const r of results) if (r.status === "rejected") console.error(r.reason);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);

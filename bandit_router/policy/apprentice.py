@@ -1,0 +1,115 @@
+"""Apprentice mode's evidence: off-policy estimates of the policy against the baseline it shadows, per tenant.
+
+On apprentice traffic the baseline is served on all but an exploration share and the policy's own probability of
+every served model is known, so each rewarded decision gives unbiased IPS terms of both the policy's value and the
+baseline's, and of their paired difference. A tenant is promoted (goes online) once the lower end of an
+anytime-valid confidence sequence for that difference rises above 0. It is valid at every sample size at once, so
+checking it on every reward does not inflate the false-promotion rate the way repeated fixed-n intervals would:
+the asymptotic confidence sequence of Waudby-Smith et al. (2021, "Time-uniform central limit theory and
+asymptotic confidence sequences"), in its one-sided form.
+
+The estimate pools every policy version that served the tenant's apprentice traffic, so it is the average of
+the policies so far; a policy that improves as it learns is better than that, which makes the test conservative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from bandit_router.config import RolloutConfig
+
+
+def rho2_for(horizon: int, alpha: float) -> float:
+    """The mixing parameter that makes the confidence sequence tightest near ``horizon`` samples."""
+    log_term = -2.0 * math.log(alpha)
+    return (log_term + math.log(log_term + 1.0)) / horizon
+
+
+def margin(n: int, sd: float, alpha: float, horizon: int) -> float:
+    """Half-width, after ``n`` samples of standard deviation ``sd``, of the one-sided (1 - ``alpha``) asymptotic
+    confidence sequence (the normal-mixture boundary); infinite below two samples."""
+    if n < 2:
+        return math.inf
+    rho2 = rho2_for(horizon, alpha)
+    return sd * math.sqrt(2.0 * (n * rho2 + 1.0) / (n * n * rho2) * math.log(math.sqrt(n * rho2 + 1.0) / alpha))
+
+
+@dataclasses.dataclass
+class Ledger:
+    """One tenant's running sums over its rewarded apprentice decisions."""
+
+    n: int = 0
+    policy_sum: float = 0.0
+    baseline_sum: float = 0.0
+    difference_sum: float = 0.0
+    difference_squares: float = 0.0
+    # Apprentice rewards at promotion; 0 while not promoted. Promotion is kept: a tenant never falls back by itself.
+    promoted_at: int = 0
+
+    def observe(self, reward: float, probability: float, policy_probability: float, served_baseline: bool) -> None:
+        """One rewarded decision, served with ``probability``, that the policy alone would have taken with
+        ``policy_probability``; ``served_baseline`` says whether the model served was the baseline."""
+        policy_term = policy_probability / probability * reward
+        baseline_term = reward / probability if served_baseline else 0.0
+        difference = policy_term - baseline_term
+        self.n += 1
+        self.policy_sum += policy_term
+        self.baseline_sum += baseline_term
+        self.difference_sum += difference
+        self.difference_squares += difference * difference
+
+    @property
+    def difference(self) -> float:
+        return self.difference_sum / self.n if self.n else 0.0
+
+    def sd(self) -> float:
+        if self.n < 2:
+            return math.inf
+        mean = self.difference
+        return math.sqrt(max(0.0, (self.difference_squares - self.n * mean * mean) / (self.n - 1)))
+
+    def lower(self, rollout: RolloutConfig) -> float:
+        """The lower end of the confidence sequence for the policy's value minus the baseline's."""
+        return self.difference - margin(self.n, self.sd(), 1.0 - rollout.promote_confidence, rollout.promote_horizon)
+
+    def review(self, rollout: RolloutConfig) -> bool:
+        """Promotes the tenant if the policy is now better with confidence; True when this call promoted it."""
+        if self.promoted_at or self.n < rollout.promote_min_rewards or self.lower(rollout) <= 0:
+            return False
+        self.promoted_at = self.n
+        return True
+
+    def view(self, rollout: RolloutConfig) -> dict[str, Any]:
+        """What the dashboard shows: both estimates, their difference and its confidence sequence."""
+        spread = margin(self.n, self.sd(), 1.0 - rollout.promote_confidence, rollout.promote_horizon)
+        return {
+            "n": self.n,
+            "policy": self.policy_sum / self.n if self.n else None,
+            "baseline": self.baseline_sum / self.n if self.n else None,
+            "difference": self.difference if self.n else None,
+            "lower": self.difference - spread if math.isfinite(spread) else None,
+            "upper": self.difference + spread if math.isfinite(spread) else None,
+            "promoted_at": self.promoted_at,
+        }
+
+
+class Apprentices:
+    """The ledger of each tenant ("" without tenants) that has had apprentice traffic."""
+
+    def __init__(self, tenant_to_ledger: dict[str, Ledger] | None = None) -> None:
+        self.tenant_to_ledger = tenant_to_ledger or {}
+
+    def ledger(self, tenant: str) -> Ledger:
+        return self.tenant_to_ledger.setdefault(tenant, Ledger())
+
+    def promoted(self) -> frozenset[str]:
+        return frozenset(t for t, ledger in self.tenant_to_ledger.items() if ledger.promoted_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {t: dataclasses.asdict(ledger) for t, ledger in self.tenant_to_ledger.items()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Apprentices:
+        return cls({str(t): Ledger(**fields) for t, fields in raw.items()})
