@@ -35,6 +35,9 @@ class ModelSpec:
     base_url: str = ""
     upstream_model: str = ""
     api_key_env: str = ""
+    # The model's tokenizer (a local directory, or a Hugging Face id already in the local cache; never
+    # downloaded): the gateway counts tokens with it where the backend reports no usage. Empty: estimated.
+    tokenizer: str = ""
 
     def __post_init__(self) -> None:
         require(

@@ -28,6 +28,9 @@ class Metered:
     answered_at: float | None = None
     # Characters of answer text the gateway relayed: the output tokens' estimate where the backend sent no usage.
     answer_chars: int = 0
+    # Tokens counted with the model's tokenizer (models.tokenizer) where the backend sent no usage; 0: not counted.
+    input_counted: int = 0
+    output_counted: int = 0
 
     def dumps(self) -> str:
         fields = dataclasses.asdict(self)
@@ -49,6 +52,8 @@ class Metered:
                 failed_before=tuple((str(m), str(why)) for m, why in raw.get("failed_before", [])),
                 answered_at=None if answered is None else float(answered),
                 answer_chars=int(raw.get("answer_chars", 0)),
+                input_counted=int(raw.get("input_counted", 0)),
+                output_counted=int(raw.get("output_counted", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"metered call is malformed: {exc!r}") from exc

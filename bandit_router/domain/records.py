@@ -228,6 +228,8 @@ class LearningEvent:
     expired: bool = False
     # Why the model call failed, when it did (learned with ``reward.failure_quality``); "" when it answered.
     failure: str = ""
+    # The output count was counted with the model's tokenizer (the gateway saw the answer): a count, not an estimate.
+    output_tokens_counted: bool = False
     # As the pending decision had them: apprentice mode's baseline and the policy's own probability (else None).
     baseline: int | None = None
     policy_probability: float | None = None
@@ -269,6 +271,7 @@ class LearningEvent:
             input_tokens=priced.tokens.input,
             output_tokens=priced.tokens.output,
             output_tokens_reported=priced.tokens.output_reported,
+            output_tokens_counted=priced.tokens.output_counted,
             latency_ms=latency_ms,
             cost_usd=priced.cost.value,
             cost_source=priced.cost.source.value,
@@ -322,6 +325,7 @@ class LearningEvent:
                 input_tokens=int(raw.get("input_tokens", 0)),
                 output_tokens=int(raw.get("output_tokens", 0)),
                 output_tokens_reported=bool(raw.get("output_tokens_reported", False)),
+                output_tokens_counted=bool(raw.get("output_tokens_counted", False)),
                 latency_ms=float(raw.get("latency_ms", 0.0)),
                 cost_usd=float(raw["cost_usd"]),
                 cost_source=str(raw.get("cost_source", "estimated")),

@@ -38,6 +38,14 @@ class Tokens:
     # An unreported output count estimated from the answer's length (the gateway saw the answer) rather than
     # the model's typical output.
     output_from_length: bool = False
+    # Unreported counts the gateway counted with the model's tokenizer: true counts of the text it relayed.
+    input_counted: bool = False
+    output_counted: bool = False
+
+    @property
+    def output_known(self) -> bool:
+        """Whether the output count is a count (reported, or counted with the tokenizer), not an estimate."""
+        return self.output_reported or self.output_counted
 
 
 # The common rule of thumb for English text and BPE tokenizers; an estimate, and said to be one.
@@ -45,30 +53,49 @@ CHARS_PER_TOKEN = 4
 
 
 def resolve_tokens(
-    model: ModelSpec, input_tokens: int, output_tokens: int, query_tokens: int, answer_chars: int = 0
+    model: ModelSpec,
+    input_tokens: int,
+    output_tokens: int,
+    query_tokens: int,
+    answer_chars: int = 0,
+    counted: tuple[int, int] = (0, 0),
 ) -> Tokens:
-    """Reported counts where given (> 0); else the query's word pieces, and the answer's length in tokens where
-    the answer was seen (``answer_chars`` > 0), or the model's typical output."""
-    from_length = output_tokens <= 0 and answer_chars > 0
+    """Reported counts where given (> 0); else the ``counted`` (input, output) tokens the gateway counted with the
+    model's tokenizer (> 0); else the query's word pieces, and the answer's length in tokens where the answer was
+    seen (``answer_chars`` > 0), or the model's typical output."""
+    input_counted = input_tokens <= 0 and counted[0] > 0
+    output_counted = output_tokens <= 0 and counted[1] > 0
+    from_length = output_tokens <= 0 and not output_counted and answer_chars > 0
     if output_tokens > 0:
         output = output_tokens
+    elif output_counted:
+        output = counted[1]
     elif from_length:
         output = -(-answer_chars // CHARS_PER_TOKEN)
     else:
         output = round(model.typical_output_tokens)
     return Tokens(
-        input=input_tokens if input_tokens > 0 else query_tokens,
+        input=input_tokens if input_tokens > 0 else counted[0] if input_counted else query_tokens,
         output=output,
         input_reported=input_tokens > 0,
         output_reported=output_tokens > 0,
         output_from_length=from_length,
+        input_counted=input_counted,
+        output_counted=output_counted,
     )
 
 
 def _describe(tokens: Tokens) -> str:
-    i = "reported" if tokens.input_reported else "estimated from the query's word pieces"
+    if tokens.input_reported:
+        i = "reported"
+    elif tokens.input_counted:
+        i = "counted with the model's tokenizer"
+    else:
+        i = "estimated from the query's word pieces"
     if tokens.output_reported:
         o = "reported"
+    elif tokens.output_counted:
+        o = "counted with the model's tokenizer"
     elif tokens.output_from_length:
         o = f"estimated from the answer's length at {CHARS_PER_TOKEN} characters per token"
     else:
@@ -77,11 +104,12 @@ def _describe(tokens: Tokens) -> str:
 
 
 def cost_of(model: ModelSpec, reported: float | None, tokens: Tokens) -> Figure:
-    """Reported > computed (reported tokens x catalog prices) > estimated (estimated tokens)."""
+    """Reported > computed (reported or counted tokens x catalog prices) > estimated (estimated tokens)."""
     if reported is not None:
         return Figure(reported, Source.REPORTED, "cost_usd sent with the reward")
     value = (tokens.input * model.input_usd_per_mtok + tokens.output * model.output_usd_per_mtok) / 1e6
-    source = Source.COMPUTED if tokens.input_reported and tokens.output_reported else Source.ESTIMATED
+    known = (tokens.input_reported or tokens.input_counted) and tokens.output_known
+    source = Source.COMPUTED if known else Source.ESTIMATED
     basis = (
         f"catalog prices {model.input_usd_per_mtok}/{model.output_usd_per_mtok} USD per 1M input/output tokens x "
         + _describe(tokens)

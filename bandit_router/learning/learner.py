@@ -87,7 +87,7 @@ def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout
         policy.pricing.observe(
             event.model,
             event.task,
-            event.output_tokens if event.output_tokens_reported else None,
+            event.output_tokens if event.output_tokens_reported or event.output_tokens_counted else None,
             _residual(event.cost_usd, event.cost_source, event.catalog_cost_usd) or 0.0,
             _residual(event.energy_joules, event.energy_source, event.catalog_energy_joules),
             tenant=event.tenant,

@@ -84,7 +84,10 @@ class Rewarder:
         request = request.completed_by(metered)
         model = model_of(pending, self.models)
         answer_chars = metered.answer_chars if metered is not None else 0
-        tokens = resolve_tokens(model, request.input_tokens, request.output_tokens, pending.query_tokens, answer_chars)
+        counted = (metered.input_counted, metered.output_counted) if metered is not None else (0, 0)
+        tokens = resolve_tokens(
+            model, request.input_tokens, request.output_tokens, pending.query_tokens, answer_chars, counted
+        )
         request.check_plausible(self.config.models, tokens, self.config.limits.max_report_ratio)
         now = self._clock()
         measured: Figure | None = None

@@ -42,3 +42,16 @@ def test_an_unreported_output_count_is_estimated_from_the_answer_seen() -> None:
     assert cost.source is Source.ESTIMATED and "answer's length at 4 characters per token" in cost.basis
     # A reported count wins over the length.
     assert resolve_tokens(MODEL, 30, 7, query_tokens=42, answer_chars=41).output == 7
+
+
+def test_counts_from_the_models_tokenizer_come_after_reported_ones_and_before_any_estimate() -> None:
+    counted = resolve_tokens(MODEL, 0, 0, query_tokens=42, answer_chars=41, counted=(25, 13))
+    assert (counted.input, counted.output) == (25, 13) and counted.input_counted and counted.output_known
+    assert not (counted.input_reported or counted.output_reported or counted.output_from_length)
+    cost = cost_of(MODEL, None, counted)
+    assert cost.source is Source.COMPUTED and "13 output tokens (counted with the model's tokenizer)" in cost.basis
+    # Reported counts win; a count for one side only leaves the other an estimate.
+    assert resolve_tokens(MODEL, 30, 7, query_tokens=42, answer_chars=41, counted=(25, 13)).output == 7
+    half = resolve_tokens(MODEL, 0, 0, query_tokens=42, answer_chars=41, counted=(0, 13))
+    assert (half.input, half.output, half.input_counted) == (42, 13, False)
+    assert cost_of(MODEL, None, half).source is Source.ESTIMATED

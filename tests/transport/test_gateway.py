@@ -15,9 +15,11 @@ import aiohttp
 import openai
 import pytest
 from conftest import make_config
+from transformers import AutoTokenizer
 
 from bandit_router.config import Config
-from bandit_router.embedding.model import Embedder
+from bandit_router.config.checks import ConfigError
+from bandit_router.embedding.model import Embedder, bundled_model_path
 from bandit_router.offline.scripted_backend import Script, ScriptedBackend
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
@@ -46,11 +48,11 @@ class Gateway:
             return response.status, await response.json()
 
 
-def backed(config: Config, url: str, upstream: dict[str, str] | None = None) -> Config:
-    """``config`` with only the two test models, both behind ``url``."""
+def backed(config: Config, url: str, upstream: dict[str, str] | None = None, tokenizer: str = "") -> Config:
+    """``config`` with only the two test models, both behind ``url`` (and both counted with ``tokenizer``)."""
     names = upstream or {}
     models = [
-        dataclasses.replace(m, base_url=url, upstream_model=names.get(m.id, ""))
+        dataclasses.replace(m, base_url=url, upstream_model=names.get(m.id, ""), tokenizer=tokenizer)
         for m in config.models
         if m.id in (SMALL, LARGE)
     ]
@@ -58,12 +60,14 @@ def backed(config: Config, url: str, upstream: dict[str, str] | None = None) -> 
 
 
 @contextlib.asynccontextmanager
-async def open_gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **sections: Any) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    tmp_path: Path, redis_url: str, embedder: Embedder, tokenizer: str = "", **sections: Any
+) -> AsyncIterator[Gateway]:
     """A router serving the gateway in front of a scripted backend that answers each model as ``scripts`` says."""
     scripts: dict[str, Script] = {}
     backend = ScriptedBackend(lambda model, prompt: scripts.get(model, Script()))
     url = await backend.start()
-    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 5.0}, **sections), url)
+    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 5.0}, **sections), url, None, tokenizer)
     service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     try:
@@ -154,6 +158,63 @@ async def test_without_usage_from_the_backend_the_output_is_estimated_from_the_a
     status, reward = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": 0.5})
     assert status == 200 and reward["cost_source"] == "estimated"
     assert "10 output tokens (estimated from the answer's length" in reward["cost_basis"]
+
+
+async def test_without_usage_the_models_tokenizer_counts_prompt_and_answer(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    # all-MiniLM-L6-v2's tokenizer stands in for a model's own: any tokenizer directory works the same way.
+    path = bundled_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    answer = "Paris, the capital of France, counts roughly 2,100,000 inhabitants (2023)."
+    expected_in = sum(len(tokenizer.encode(m["content"], add_special_tokens=False)) for m in QUESTION)
+    expected_out = len(tokenizer.encode(answer, add_special_tokens=False))
+    assert expected_out != -(-len(answer) // 4), "the count should differ from the length estimate"
+    async with open_gateway(tmp_path, redis_url, embedder, tokenizer=path) as gateway:
+        gateway.scripts.update({m: Script(text=answer, usage=False) for m in (SMALL, LARGE)})
+        for stream in (False, True):
+            if stream:
+                chunks = [
+                    c
+                    async for c in await gateway.client.chat.completions.create(
+                        model="bandit-router", messages=QUESTION, stream=True
+                    )
+                ]
+                decision_id = (chunks[0].model_extra or {})["bandit_router"]["decision_id"]
+            else:
+                raw = await gateway.client.chat.completions.with_raw_response.create(
+                    model="bandit-router", messages=QUESTION
+                )
+                decision_id = raw.headers["x-bandit-router-decision-id"]
+            metered = await gateway.service.store.get_metered(decision_id)
+            assert metered is not None and (metered.input_tokens, metered.output_tokens) == (0, 0)
+            assert (metered.input_counted, metered.output_counted) == (expected_in, expected_out), stream
+            status, reward = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": 0.5})
+            assert status == 200 and reward["cost_source"] == "computed"
+            assert (
+                f"{expected_in} input tokens (counted with the model's tokenizer), "
+                f"{expected_out} output tokens (counted with the model's tokenizer)"
+            ) in reward["cost_basis"]
+        # A usage the backend reports is taken over any count.
+        gateway.scripts.update({m: Script(text=answer, prompt_tokens=9) for m in (SMALL, LARGE)})
+        raw = await gateway.client.chat.completions.with_raw_response.create(model="bandit-router", messages=QUESTION)
+        metered = await gateway.service.store.get_metered(raw.headers["x-bandit-router-decision-id"])
+        assert (
+            metered is not None
+            and metered.input_tokens == 9
+            and (metered.input_counted, metered.output_counted) == (0, 0)
+        )
+
+
+async def test_a_tokenizer_that_cannot_be_loaded_stops_the_start_naming_the_model(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    missing = str(tmp_path / "no-tokenizer-here")
+    with pytest.raises(
+        ConfigError, match=rf"models\[{SMALL}\]\.tokenizer must be a local directory.*no-tokenizer-here"
+    ):
+        async with open_gateway(tmp_path, redis_url, embedder, tokenizer=missing):
+            pass
 
 
 async def test_a_completion_is_routed_too(gateway: Gateway) -> None:

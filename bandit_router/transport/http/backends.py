@@ -43,8 +43,12 @@ class Call:
     first_token_ms: float | None
     # Why a stream broke off after it had started (the caller got part of an answer); "" when it ended well.
     broken: str = ""
-    # Characters of answer text (message content, completion text, streamed deltas).
-    answer_chars: int = 0
+    # The answer's text (message content, completion text, streamed deltas), for counting its tokens.
+    answer_text: str = ""
+
+    @property
+    def answer_chars(self) -> int:
+        return len(self.answer_text)
 
 
 def _usage(payload: Any) -> tuple[int, int] | None:
@@ -65,18 +69,18 @@ def _calls_tools(chunk: dict[str, Any]) -> bool:
     )
 
 
-def _text_chars(payload: dict[str, Any]) -> int:
-    """Characters of answer text in an answer or a streamed chunk, over its choices."""
-    total = 0
+def _text(payload: dict[str, Any]) -> str:
+    """The answer text in an answer or a streamed chunk, over its choices."""
+    pieces = []
     for choice in payload.get("choices") or ():
         if not isinstance(choice, dict):
             continue
         for part in (choice.get("message"), choice.get("delta")):
             if isinstance(part, dict) and isinstance(part.get("content"), str):
-                total += len(part["content"])
+                pieces.append(part["content"])
         if isinstance(choice.get("text"), str):
-            total += len(choice["text"])
-    return total
+            pieces.append(choice["text"])
+    return "".join(pieces)
 
 
 class Backends:
@@ -144,7 +148,7 @@ class Backends:
             raise BackendFailure("the answer is not a JSON object")
         latency_ms = (time.perf_counter() - started) * 1000
         prompt, completion = _usage(payload) or (0, 0)
-        return payload, Call(prompt, completion, latency_ms, None, answer_chars=_text_chars(payload))
+        return payload, Call(prompt, completion, latency_ms, None, answer_text=_text(payload))
 
     async def relay(
         self,
@@ -180,7 +184,8 @@ class Backends:
             response.release()
         prompt, completion = copy.usage or (0, 0)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        await before_end(Call(prompt, completion, elapsed_ms, copy.first_token_ms, broken, copy.answer_chars))
+        answer = "".join(copy.pieces)
+        await before_end(Call(prompt, completion, elapsed_ms, copy.first_token_ms, broken, answer))
         if not gone:
             await out.write(b"data: [DONE]\n\n")
             await out.write_eof()
@@ -198,7 +203,7 @@ class _Copy:
         self.rewrite = rewrite
         self.usage: tuple[int, int] | None = None
         self.first_token_ms: float | None = None
-        self.answer_chars = 0
+        self.pieces: list[str] = []
 
     async def run(self, response: Any, out: web.StreamResponse) -> None:
         first = True
@@ -216,9 +221,10 @@ class _Copy:
             if not isinstance(chunk, dict):
                 continue
             self.usage = _usage(chunk) or self.usage
-            chars = _text_chars(chunk)
-            self.answer_chars += chars
-            if self.first_token_ms is None and (chars or _calls_tools(chunk)):
+            text = _text(chunk)
+            if text:
+                self.pieces.append(text)
+            if self.first_token_ms is None and (text or _calls_tools(chunk)):
                 self.first_token_ms = (time.perf_counter() - self.started) * 1000
             if not self.asked_usage:
                 if chunk.get("usage") and not chunk.get("choices"):

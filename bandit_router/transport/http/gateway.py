@@ -30,6 +30,7 @@ from bandit_router.transport.http.api import TENANT, route_input
 from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
 from bandit_router.transport.http.body import Body, read_object
 from bandit_router.transport.http.errors import ApiError, invalid
+from bandit_router.transport.http.tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,10 @@ def query_of(body: Body, chat: bool) -> str:
 class Gateway:
     """``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` in front of the catalog's backends."""
 
-    def __init__(self, service: RouterService, backends: Backends) -> None:
+    def __init__(self, service: RouterService, backends: Backends, tokenizers: Tokenizers | None = None) -> None:
         self.service = service
         self.backends = backends
+        self.tokenizers = tokenizers or Tokenizers()
         self.config = service.config.http
         self.models = service.config.model_by_id
 
@@ -257,11 +259,16 @@ class Gateway:
             "failed_before": [{"model": m, "reason": why} for m, why in failed],
         }
         headers = {DECISION_HEADER: decision.decision_id, "x-bandit-router-model": model.id}
+        chat = path == "/chat/completions"
 
         async def metered(call: Call) -> None:
             if call.broken:
                 await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
                 return
+            answered_at = self.service.now()
+            # No usage from the backend: counted with the model's tokenizer where the catalog names one.
+            counted_in = 0 if call.input_tokens else await self.tokenizers.count_prompt(model.id, upstream, chat)
+            counted_out = 0 if call.output_tokens else await self.tokenizers.count_answer(model.id, call.answer_text)
             record = Metered(
                 model.id,
                 call.input_tokens,
@@ -269,8 +276,10 @@ class Gateway:
                 call.latency_ms,
                 call.first_token_ms,
                 tuple(failed),
-                answered_at=self.service.now(),
+                answered_at=answered_at,
                 answer_chars=call.answer_chars,
+                input_counted=counted_in,
+                output_counted=counted_out,
             )
             await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
 

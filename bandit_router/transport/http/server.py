@@ -14,6 +14,7 @@ from bandit_router.transport.http.api import TENANT, JsonApi
 from bandit_router.transport.http.backends import Backends
 from bandit_router.transport.http.errors import ApiError, from_router_error
 from bandit_router.transport.http.gateway import Gateway
+from bandit_router.transport.http.tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class HttpServer:
         self.config = service.config.http
         self.tenant_by_token = service.config.auth.tenant_by_token
         self.backends = Backends(self.config)
+        self.tokenizers = Tokenizers()
         self.url = ""
         self.runner: web.AppRunner | None = None
 
@@ -63,7 +65,7 @@ class HttpServer:
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._edge])
         JsonApi(self.service).add_routes(app)
-        Gateway(self.service, self.backends).add_routes(app)
+        Gateway(self.service, self.backends, self.tokenizers).add_routes(app)
         app.router.add_get("/v1/backends", self._backends)
         app.router.add_get("/healthz", self._health)
         return app
@@ -79,6 +81,8 @@ class HttpServer:
         return web.json_response({"backends": self.service.upstreams.view()})
 
     async def start(self) -> None:
+        # Before anything is bound: a tokenizer that cannot be loaded stops the start with its key.
+        await self.tokenizers.load(self.service.config.models)
         await self.backends.start()
         self.runner = web.AppRunner(self.build_app(), access_log=None)
         await self.runner.setup()
