@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_config
 from offline.replay.test_scenario import FLAT, stream
 from playwright.async_api import async_playwright
 
 from bandit_router.config import Config
+from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay.run import replay
 from bandit_router.offline.replay.scenario import parse_scenario
 from bandit_router.offline.replay.settings import ReplaySettings
+from bandit_router.runtime.root import open_router
 from bandit_router.transport.grpc_server import Server
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
@@ -150,3 +153,62 @@ async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
         browser_done.set()
         await task
     assert errors == []
+
+
+async def test_the_rollout_panel_shows_both_estimates_and_the_promotion(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    baseline, better = "gemma-2-9b-it", "llama-3.3-70b-instruct"
+    rollout = {
+        "mode": "apprentice",
+        "baseline": baseline,
+        "exploration": 0.3,
+        "auto_promote": True,
+        "promote_min_rewards": 40,
+        "promote_horizon": 200,
+    }
+    service = await open_router(make_config(tmp_path, redis_url, rollout=rollout), embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    errors: list[str] = []
+    try:
+        await server.start()
+        assert service.learner is not None and server.dashboard is not None
+        quality = {baseline: 0.1, better: 0.9}
+        rewarded = 0
+        while not service.serving.apprentices.promoted():
+            assert rewarded < 600, f"not promoted after {rewarded} rewards"
+            for i in range(20):
+                decision = await service.route(
+                    RouteInput(query=f"Question {rewarded + i}?", candidates=tuple(quality), energy_weight=0.0)
+                )
+                await service.reward(RewardInput(decision_id=decision.decision_id, quality=quality[decision.model]))
+            rewarded += 20
+            await service.learner.wait_learned(rewarded, timeout=60)
+        ledger = service.serving.apprentices.ledger("")
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(server.dashboard.url)
+            await page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+            assert await page.get_attribute('[data-panel="rollout"]', "data-ready") == "data"
+            cells = await page.eval_on_selector_all(
+                "#rollout-table tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+            )
+            await browser.close()
+    finally:
+        await server.stop(0)
+    assert errors == []
+    header, *rows = cells
+    assert header[:3] == ["tenant", "mode (configured / served)", "apprentice rewards"], header
+    (row,) = rows
+    shown = dict(zip(header, row, strict=True))
+    assert shown["tenant"] == "(default)" and shown["mode (configured / served)"] == "apprentice / online"
+    assert (
+        shown["apprentice rewards"] == str(ledger.n)
+        and shown["online"] == f"promoted after {ledger.promoted_at} rewards"
+    )
+    assert float(shown["policy"]) > float(shown["baseline"])
+    lower = float(shown["confidence sequence"].strip("[]").split(",")[0])
+    assert lower > 0, shown
