@@ -66,20 +66,7 @@ def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout
     and the evidence), its tokens and residuals (pricing), its running cost, energy and latency, and, served in
     apprentice mode, the policy's evidence against the baseline (promoting the tenant where ``rollout`` says)."""
     policy.learn_quality(event.shared, event.actions[event.index], event.quality)
-    if event.baseline is not None and event.policy_probability is not None:
-        ledger = policy.apprentices.ledger(event.tenant)
-        served_baseline = event.index == event.baseline
-        ledger.observe(bounded(event.reward), event.probability, event.policy_probability, served_baseline)
-        if rollout is not None and rollout.auto_promote and ledger.review(rollout):
-            log.info(
-                "tenant %r promoted from apprentice to online after %d apprentice rewards: policy minus baseline "
-                "%.4f, lower end of its %g%% confidence sequence %.4f",
-                event.tenant,
-                ledger.n,
-                ledger.difference,
-                100 * rollout.promote_confidence,
-                ledger.lower(rollout),
-            )
+    policy.apprentices.learn(event, bounded(event.reward), rollout)
     if event.embedding:
         policy.clusterer.learn_one(decode_embedding(event.embedding))
     # Events from before pricing learned residuals carry no catalog figures.

@@ -15,10 +15,14 @@ the policies so far; a policy that improves as it learns is better than that, wh
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any
 
 from bandit_router.config import RolloutConfig
+from bandit_router.domain.records import LearningEvent
+
+log = logging.getLogger(__name__)
 
 
 def rho2_for(horizon: int, alpha: float) -> float:
@@ -103,6 +107,24 @@ class Apprentices:
 
     def ledger(self, tenant: str) -> Ledger:
         return self.tenant_to_ledger.setdefault(tenant, Ledger())
+
+    def learn(self, event: LearningEvent, reward: float, rollout: RolloutConfig | None) -> None:
+        """Observes an apprentice decision's ``reward`` (nothing for one the policy served), and promotes its
+        tenant where ``rollout`` auto-promotes and the evidence now says so."""
+        if event.baseline is None or event.policy_probability is None:
+            return
+        ledger = self.ledger(event.tenant)
+        ledger.observe(reward, event.probability, event.policy_probability, event.index == event.baseline)
+        if rollout is not None and rollout.auto_promote and ledger.review(rollout):
+            log.info(
+                "tenant %r promoted from apprentice to online after %d apprentice rewards: policy minus baseline "
+                "%.4f, lower end of its %g%% confidence sequence %.4f",
+                event.tenant,
+                ledger.n,
+                ledger.difference,
+                100 * rollout.promote_confidence,
+                ledger.lower(rollout),
+            )
 
     def promoted(self) -> frozenset[str]:
         return frozenset(t for t, ledger in self.tenant_to_ledger.items() if ledger.promoted_at)

@@ -267,8 +267,13 @@ class Gateway:
                 return
             answered_at = self.service.now()
             # No usage from the backend: counted with the model's tokenizer where the catalog names one.
-            counted_in = 0 if call.input_tokens else await self.tokenizers.count_prompt(model.id, upstream, chat)
-            counted_out = 0 if call.output_tokens else await self.tokenizers.count_answer(model.id, call.answer_text)
+            counted_in, counted_out = await self.tokenizers.count(
+                model.id,
+                upstream,
+                chat,
+                prompt=not call.input_tokens,
+                answer="" if call.output_tokens else call.answer_text,
+            )
             record = Metered(
                 model.id,
                 call.input_tokens,

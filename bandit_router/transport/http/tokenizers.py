@@ -58,23 +58,22 @@ class Tokenizers:
             )
         return loaded
 
-    def has(self, model_id: str) -> bool:
-        return model_id in self.model_to_tokenizer
-
-    async def count_answer(self, model_id: str, text: str) -> int:
-        """Tokens in the answer's text; 0 without a tokenizer or text."""
+    async def count(
+        self, model_id: str, body: dict[str, Any], chat: bool, *, prompt: bool, answer: str
+    ) -> tuple[int, int]:
+        """(tokens in the request's prompt if ``prompt``, tokens in ``answer``), in one trip off the event loop:
+        the prompt is its messages (through the tokenizer's chat template where it has one) or its completion
+        prompt. 0 for what was not asked, or without a tokenizer."""
         tokenizer = self.model_to_tokenizer.get(model_id)
-        if tokenizer is None or not text:
-            return 0
-        return await asyncio.to_thread(lambda: len(tokenizer.encode(text, add_special_tokens=False)))
+        if tokenizer is None or not (prompt or answer):
+            return 0, 0
 
-    async def count_prompt(self, model_id: str, body: dict[str, Any], chat: bool) -> int:
-        """Tokens in the request's prompt: its messages (through the tokenizer's chat template where it has one),
-        or its completion prompt; 0 without a tokenizer or text."""
-        tokenizer = self.model_to_tokenizer.get(model_id)
-        if tokenizer is None:
-            return 0
-        return await asyncio.to_thread(self._count_prompt, tokenizer, body, chat)
+        def both() -> tuple[int, int]:
+            counted_in = self._count_prompt(tokenizer, body, chat) if prompt else 0
+            counted_out = len(tokenizer.encode(answer, add_special_tokens=False)) if answer else 0
+            return counted_in, counted_out
+
+        return await asyncio.to_thread(both)
 
     @staticmethod
     def _count_prompt(tokenizer: Any, body: dict[str, Any], chat: bool) -> int:
