@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quality import SETS
+from quality import SETS, mean_sd
 
 from bandit_router.config import Config, load_config
 from bandit_router.offline.replay.traffic import Record
@@ -93,10 +92,6 @@ def hindsight(records: Sequence[Record]) -> tuple[float, float]:
         for rows in ([r for r in records if r.task == t] for t in tasks)
     )
     return best_single, per_task / len(records)
-
-
-def mean_sd(values: Sequence[float]) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
 def main() -> None:

@@ -53,9 +53,7 @@ class Tokenizers:
                     f"or a Hugging Face id already in the local cache (nothing is downloaded), got "
                     f"{model.tokenizer!r}: {type(exc).__name__}: {str(exc)[:200]}"
                 ) from None
-            log.info(
-                "model %s: output tokens counted with the tokenizer %s where usage is absent", model.id, model.tokenizer
-            )
+            log.info("model %s: tokens counted with the tokenizer %s where usage is absent", model.id, model.tokenizer)
         return loaded
 
     async def count(
