@@ -4,6 +4,6 @@
 # dashboard up until Ctrl-C. Extra arguments go to `bandit-router demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh server
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/bandit-router demo --hold "$@"

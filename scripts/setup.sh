@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
-# Creates .venv with everything bandit-router needs. torch comes first, as the local CPU wheel:
-# any other way of installing it pulls gigabytes of CUDA libraries.
+# Creates .venv with bandit-router and the extras named as the first argument (default "server"):
+# `bash scripts/setup.sh server` for the demo, `bash scripts/setup.sh server,dev` for the tests.
+# torch comes first, built for this machine: the CPU build where there is no CUDA (a local wheel when pip
+# finds one, else PyTorch's CPU wheel index, as deploy/docker/Dockerfile does), the CUDA build where there is.
+# Tools whose output the tests compare are pinned in scripts/constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras=${1:-server}
+torch_version=2.13.0
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server,dev]"
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
+
+if .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
+  echo "setup: torch $torch_version already installed"
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  echo "setup: a CUDA GPU is present: installing torch $torch_version with CUDA"
+  "${pip[@]}" install --quiet "torch==$torch_version"
+elif "${pip[@]}" install --quiet --dry-run --no-deps --no-index "torch==$torch_version" >/dev/null 2>&1; then
+  echo "setup: no CUDA: installing torch $torch_version from the CPU wheel found on this machine"
+  "${pip[@]}" install --quiet "torch==$torch_version"
+else
+  echo "setup: no CUDA: installing torch $torch_version from PyTorch's CPU wheel index"
+  "${pip[@]}" install --quiet "torch==$torch_version" --index-url https://download.pytorch.org/whl/cpu
+fi
+"${pip[@]}" install --quiet -c scripts/constraints.txt -e ".[$extras]"

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def pinned(package: str) -> str:
+    """The version scripts/constraints.txt pins ``package`` to."""
+    for line in (ROOT / "scripts" / "constraints.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name.strip() == package:
+            return version.strip()
+    raise AssertionError(f"{package} is not pinned in scripts/constraints.txt")
+
+
+def test_the_generator_is_the_pinned_one() -> None:
+    # A stale-looking diff from another generator release would send a reader to the wrong fix.
+    for package in ("grpcio-tools", "protobuf"):
+        assert version(package) == pinned(package), f"{package} {version(package)} is installed: run scripts/setup.sh"
 
 
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
