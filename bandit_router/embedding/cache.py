@@ -12,7 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -96,7 +95,3 @@ class CachingEmbedder:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _raw(vector: np.ndarray[Any, Any]) -> bytes:
-    return vector.astype("<f4").tobytes()

@@ -59,7 +59,8 @@ class ScriptedBackend:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completion)
         app.router.add_get("/v1/models", self._models)
-        self.runner = web.AppRunner(app, access_log=None)
+        # A scripted hang is still waiting when the backend stops: cut it after a second, not aiohttp's 60 s.
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port).start()
         self.url = f"http://{host}:{self.runner.addresses[0][1]}/v1"

@@ -71,11 +71,11 @@ class OwnEnergy:
             self.embedding.add_sample(t, totals[self.embedding.gpu])
 
     def figure(self) -> tuple[Figure, Source | None]:
-        """The embedding energy so far, and MEASURED, or an estimate of 0 saying why and None."""
+        """The embedding energy so far, and MEASURED; or 0, UNKNOWN with why it was not measured, and None."""
         if self.embedding is None:
-            return Figure(0.0, Source.ESTIMATED, f"not measured: the router embeds on {self.device}"), None
+            return Figure(0.0, Source.UNKNOWN, f"not measured: the router embeds on {self.device}"), None
         if self.agent is None:
-            return Figure(0.0, Source.ESTIMATED, "not measured: NVML is unavailable on this host"), None
+            return Figure(0.0, Source.UNKNOWN, "not measured: NVML is unavailable on this host"), None
         meter = self.embedding
         basis = (
             f"NVML energy of GPU {meter.gpu} over the embedding batches of {meter.items} queries, idle power "

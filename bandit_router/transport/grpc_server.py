@@ -238,9 +238,7 @@ class RouterServicer:
             embedding_device=stats.embedding_device,
             queries_embedded=stats.queries_embedded,
             embedding_energy_joules=energy.value,
-            embedding_energy_source=_SOURCE[energy.source]
-            if stats.embedding_energy_source
-            else router_pb2.SOURCE_UNSPECIFIED,
+            embedding_energy_source=_SOURCE[energy.source],
             embedding_energy_basis=energy.basis,
         )
 

@@ -82,3 +82,6 @@ async def test_route_options_and_readable_json(
     stats = json.loads(out)
     assert status == 0 and isinstance(stats["events_learned"], int) and isinstance(stats["queries_embedded"], int)
     assert all(isinstance(e["observations"], int) for e in stats["estimates"])
+    # On a CPU the router's own embedding energy is not measured, and says so rather than estimating it 0.
+    assert stats["embedding_energy_source"] == "SOURCE_UNKNOWN", stats
+    assert stats["embedding_energy_basis"] == "not measured: the router embeds on cpu", stats

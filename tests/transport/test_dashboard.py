@@ -13,15 +13,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.embedding.model import Embedder
-from bandit_router.transport.dashboard.web import Dashboard
+from bandit_router.serving.router import RouterService
+from bandit_router.transport.dashboard.web import ENDPOINTS, Dashboard, build_app
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 ROUNDS = 80
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 async def traffic(stub: router_pb2_grpc.RouterStub, server: Server) -> list[pb.RewardResponse]:
@@ -180,3 +182,11 @@ async def test_a_stuck_dashboard_view_does_not_hold_up_routing(
         finally:
             released.set()
         assert sum((await view)["decisions"]) >= 1
+
+
+def test_every_json_endpoint_is_listed_and_documented(service: RouterService) -> None:
+    routes = {r.resource.canonical for r in build_app(service).router.routes() if r.resource is not None}
+    api = {path for path in routes if path.startswith("/api/")}
+    assert api == set(ENDPOINTS), api ^ set(ENDPOINTS)
+    documented = set(re.findall(r"^\| `(/api/[a-z]+)` \|", OPERATIONS.read_text(), flags=re.M))
+    assert documented == set(ENDPOINTS), documented ^ set(ENDPOINTS)

@@ -34,7 +34,8 @@ STATIC = {
     "dashboard.css": "text/css",
     "vendor/chart.umd.min.js": "application/javascript",
 }
-# What each JSON endpoint answers (the README documents the same).
+# What each JSON endpoint answers (docs/operations.md documents the same; tests/transport/test_dashboard.py checks
+# that every route below is here).
 ENDPOINTS = {
     "/api/summary": "policy versions, learning and gate counters, models, tasks, alerts",
     "/api/shares": "share of decisions per model per time bucket (?task= for one task)",
@@ -46,6 +47,8 @@ ENDPOINTS = {
     "/api/rollout": "each tenant's mode, configured and served, and on its apprentice traffic the policy's and "
     "the baseline's IPS estimates, their difference's confidence sequence, and when it promoted the tenant",
     "/api/health": "pending and expired decisions, reward delay, learner lag",
+    "/api/backends": "each model's backend as the gateway saw its calls: calls, failures, recent failure rate, "
+    "latency, time to first token, the last failure",
 }
 
 

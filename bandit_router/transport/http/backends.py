@@ -20,7 +20,8 @@ RETRIED = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 
 
 class BackendFailure(Exception):
-    """The backend did not answer (refused, timed out, 429 or 5xx) before anything was relayed to the caller."""
+    """The backend did not answer (refused, timed out, or an HTTP status in RETRIED) before anything was relayed
+    to the caller."""
 
 
 class BackendRefused(Exception):

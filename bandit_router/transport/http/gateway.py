@@ -6,8 +6,8 @@ body goes to the backend unchanged, but for the router's own fields (``candidate
 ``metadata``, ``preferences``), which may also come as headers (``x-bandit-router-task``,
 ``x-bandit-router-candidates``). For a tenant in apprentice mode (``rollout``), a concrete model is routed too,
 as the baseline the policy learns beside (and once the tenant is promoted, served by the policy). A backend that
-fails before answering (refused, timed out, 429, 5xx) is learned as a failure, and the next-best model is tried,
-within ``http.deadline_s`` and ``http.max_attempts``.
+fails before answering (refused, timed out, HTTP 408, 409, 425, 429 or 5xx) is learned as a failure, and the
+next-best model is tried, within ``http.deadline_s`` and ``http.max_attempts``.
 """
 
 from __future__ import annotations
