@@ -264,13 +264,18 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc)
         tls = service.config.server
-        if tls.tls_cert_file:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(tls.tls_key_file).read_bytes(), Path(tls.tls_cert_file).read_bytes())]
-            )
-            self.port = self.grpc.add_secure_port(listen, credentials)
-        else:
-            self.port = self.grpc.add_insecure_port(listen)
+        # grpcio answers a taken port with port 0 or, in newer releases, a RuntimeError: either way the
+        # caller is told which setting to change.
+        try:
+            if tls.tls_cert_file:
+                credentials = grpc.ssl_server_credentials(
+                    [(Path(tls.tls_key_file).read_bytes(), Path(tls.tls_cert_file).read_bytes())]
+                )
+                self.port = self.grpc.add_secure_port(listen, credentials)
+            else:
+                self.port = self.grpc.add_insecure_port(listen)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
             raise OSError(f"server.listen: cannot bind {listen} (is another router listening there?)")
         host = listen.rsplit(":", 1)[0]
