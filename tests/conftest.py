@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
-import itertools
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,6 +21,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from helpers import Routers, make_config
+
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.root import open_router
@@ -29,8 +30,6 @@ from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2_grpc
-
-_prefixes = itertools.count()
 
 
 def _stacks() -> str:
@@ -69,6 +68,28 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
     return True
 
 
+DEFAULT_PORTS = (8000, 8080, 50051)  # http.listen, dashboard.listen, server.listen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_taken() -> Iterator[None]:
+    """Holds the default ports for the whole run, as another process on a shared CI machine may: a test that
+    binds one (instead of a free port) fails here every time, not only on the day the port is taken. A port
+    already taken by something else serves the same purpose."""
+    held = []
+    for port in DEFAULT_PORTS:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            held.append(s)
+        except OSError:
+            s.close()  # taken already
+    yield
+    for s in held:
+        s.close()
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     # The configured model (BANDIT_ROUTER_EMBEDDING_MODEL may name another local one), on the CPU.
@@ -91,25 +112,9 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
     await asyncio.to_thread(redis.stop)
 
 
-def make_config(data_dir: Path, redis_url: str = "", **sections: Any) -> Config:
-    """The shipped defaults, pointed at a test's own data directory and key prefix."""
-    base = load_config(env={}).replace(
-        server={"data_dir": str(data_dir), "listen": "127.0.0.1:0", "grace_s": 1.0},
-        redis={"url": redis_url, "key_prefix": f"test{next(_prefixes)}"},
-        embedding={"device": "cpu"},
-        policy={"snapshot_interval_s": 0.05, "snapshot_every_events": 32},
-        dashboard={"listen": "127.0.0.1:0"},
-        http={"listen": "127.0.0.1:0"},
-    )
-    return base.replace(**sections) if sections else base
-
-
 @pytest.fixture
 def config(tmp_path: Path, redis_url: str) -> Config:
     return make_config(tmp_path, redis_url)
-
-
-Routers = Callable[..., Awaitable[RouterService]]
 
 
 @pytest.fixture
@@ -127,26 +132,6 @@ async def routers(embedder: Embedder) -> AsyncIterator[Routers]:
     yield open_one
     for service in reversed(opened):
         await service.close()
-
-
-@contextlib.asynccontextmanager
-async def routed(
-    config: Config, embedder: Embedder, **kwargs: Any
-) -> AsyncIterator[tuple[router_pb2_grpc.RouterStub, RouterService]]:
-    """A router on ``config`` behind an in-process gRPC server, with a stub to it; both stopped afterwards,
-    whatever the test did. For a test that needs a configuration of its own (else: the ``stub`` fixture)."""
-    service = await open_router(config, embedder=embedder, **kwargs)
-    try:
-        server = Server(service, "127.0.0.1:0")
-    except BaseException:
-        await service.close()
-        raise
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            yield router_pb2_grpc.RouterStub(channel), service
-    finally:
-        await server.stop(0)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from bandit_router.v1 import router_pb2_grpc
 
 
 def start(target: str, data_dir: Path, redis_url: str, prefix: str, **settings: str) -> subprocess.Popen[bytes]:
-    """``settings`` are more BANDIT_ROUTER_* variables, or replace these."""
+    """``settings`` are more BANDIT_ROUTER_* variables, or replace these. It logs to ``data_dir/server.log``
+    (``helpers.wait_serving`` reads it to say where a slow start was)."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -26,6 +27,8 @@ def start(target: str, data_dir: Path, redis_url: str, prefix: str, **settings: 
         "BANDIT_ROUTER_SERVER_DATA_DIR": str(data_dir),
         "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
         "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
+        # Never the default port (8000): another process may hold it.
+        "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
         # Snapshots often, so the kill lands between snapshots with events learned but not yet acknowledged.
         "BANDIT_ROUTER_POLICY_SNAPSHOT_EVERY_EVENTS": "16",
         "BANDIT_ROUTER_POLICY_SNAPSHOT_INTERVAL_S": "0.2",

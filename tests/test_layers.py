@@ -98,11 +98,10 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert cycles == []
 
 
-@pytest.mark.parametrize("module", sorted(GRAPH))
+# Generated code (bandit_router/v1) is protoc's to write, docstrings included.
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if "v1" not in m.split(".")))
 def test_every_module_says_its_job_in_its_first_line(module: str) -> None:
     path = _modules()[module]
-    if "v1" in module.split("."):
-        pytest.skip("generated code")
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
     assert doc, f"{path} has no docstring"
 

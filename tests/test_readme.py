@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,14 +21,23 @@ async def test_readme_client_example_runs(server: Server, capsys: pytest.Capture
     assert server.http is not None
     code = blocks[0].replace("http://127.0.0.1:8000", server.http.url.rstrip("/"))
     # The example is blocking client code; run it off the loop that serves it.
-    await asyncio.to_thread(exec, compile(code, "README.md", "exec"), {})
+    names: dict[str, Any] = {}
+    await asyncio.to_thread(exec, compile(code, "README.md", "exec"), names)
     printed = capsys.readouterr().out.split("\n")
     model, probability, version = printed[0].split()
     assert model in {m.id for m in server.service.list_models()}
     assert 0 < float(probability) <= 1 and version == "v0"
     reward, joules, source, *basis = printed[1].split(" ")
-    assert float(reward) <= 0.9
     assert float(joules) > 0 and source == "estimated" and basis  # energy is never "computed"
+    # The reward is the example's quality (0.9) less energy at its weight (0.5) and cost at the server's.
+    result, weights = names["result"], server.service.config.reward
+    assert float(reward) == pytest.approx(result.reward)
+    assert result.cost_usd > 0 and weights.cost_weight > 0
+    assert result.reward == pytest.approx(
+        0.9
+        - 0.5 * result.energy_joules / weights.energy_scale_joules
+        - weights.cost_weight * result.cost_usd / weights.cost_scale_usd
+    )
 
 
 def test_readme_gateway_catalog_is_a_valid_configuration(tmp_path: Path) -> None:

@@ -31,17 +31,25 @@ def sample() -> list[Record]:
     return records
 
 
-def test_a_run_is_deterministic_and_between_random_and_the_best_per_task(
+def test_a_run_is_deterministic_and_learns_to_beat_the_best_single_model(
     rules: ModuleType, sample: list[Record]
 ) -> None:
+    """The sample stream (300 queries) seen four times: what the rule earns on the fourth pass, having learned
+    from 900 queries, is at least what the best single model in hindsight earns (measured: 1.006-1.021 of it
+    on seeds 0-4), and more than it earned on its first pass, on every seed. A run is a prefix of a longer
+    one (each draw depends only on the seed, the index and what came before), so the fourth pass's mean is
+    4 x (mean of four passes) - 3 x (mean of three)."""
     config = load_config()
-    earned = rules.route_all(sample, config, seed=3)
-    assert earned == rules.route_all(sample, config, seed=3)
-    models = sorted(sample[0].outcomes)
-    uniform = sum(r.outcomes[m].quality for r in sample for m in models) / (len(sample) * len(models))
+    first = rules.route_all(sample, config, seed=3)
+    assert first == rules.route_all(sample, config, seed=3)
     best_single, per_task = rules.hindsight(sample)
     assert best_single <= per_task
-    assert uniform < earned <= per_task
+    fourth = []
+    for seed in range(5):
+        three, four = (rules.route_all(sample * k, config, seed=seed) for k in (3, 4))
+        fourth.append(4 * four - 3 * three)
+        assert fourth[-1] > rules.route_all(sample, config, seed=seed), (seed, fourth[-1])
+    assert best_single <= sum(fourth) / len(fourth) <= per_task, (fourth, best_single, per_task)
 
 
 def test_hindsight_takes_the_best_model_overall_and_in_each_task(rules: ModuleType) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,19 @@ class NvmlSource:
     # NVML's counter is an unsigned 64-bit count of millijoules.
     WRAP_JOULES = 2**64 / 1000
 
-    def __init__(self, nvml: Any, handles: dict[int, Any], power_interval_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        handles: dict[int, Any],
+        power_interval_s: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._nvml = nvml
         self._handles = handles
         self._integrated: dict[int, float] = {}
+        self._clock = clock
+        self._last_sample = clock()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         unsupported = [i for i, h in handles.items() if not self._has_counter(h)]
@@ -93,16 +102,21 @@ class NvmlSource:
             return False
 
     def _integrate(self, interval: float) -> None:
-        last = time.monotonic()
         while not self._stop.wait(interval):
-            now = time.monotonic()
+            self.sample()
+
+    def sample(self) -> None:
+        """Integrates each counterless GPU's power over the time since the last sample (the sampling thread
+        calls this every ``power_interval_s``)."""
+        with self._lock:
+            now = self._clock()
             for gpu in list(self._integrated):
                 try:
                     watts = self._nvml.nvmlDeviceGetPowerUsage(self._handles[gpu]) / 1000.0
                 except self._nvml.NVMLError:
                     continue
-                self._integrated[gpu] += watts * (now - last)
-            last = now
+                self._integrated[gpu] += watts * (now - self._last_sample)
+            self._last_sample = now
 
     def read(self) -> dict[int, float]:
         readings: dict[int, float] = {}

@@ -85,16 +85,24 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
     """Opens a router: connects Redis (or starts the embedded one), loads the newest snapshots, starts the
     learner when ``server.learner`` (else follows the learner's announcements). A given ``embedder`` stays the
     caller's to close; one built here is the router's. ``kwargs`` go to RouterService (clock, new_id)."""
+    # Each step of a start is logged as it begins: a start that is slow (a loaded machine loading torch) says
+    # where it is, and one that hangs says where it stopped.
+    log.info("starting: connecting to Redis (%s)", "the embedded server" if not config.redis.url else "redis.url")
     client, embedded = await connect(config.redis.url, config.server.data_path, config.redis.embedded_maxmemory_mb)
     owned = embedder is None
     service: RouterService | None = None
     try:
         if embedder is None:
+            log.info(
+                "starting: loading the embedding model (%s)", config.embedding.model or "all-MiniLM-L6-v2, bundled"
+            )
             embedder = await asyncio.to_thread(build_embedder, config.embedding)
         store = Store(client, config.redis.key_prefix)
+        log.info("starting: embedding the task prototypes and building the policy")
         # Embeds the task prototypes and builds a VW workspace: off the event loop.
         service = await asyncio.to_thread(partial(RouterService, config, store, embedder, **kwargs))
         service.adopt(embedded, owned)
+        log.info("starting: loading the newest policy snapshots")
         checkpoint, served = await load_snapshots(store, service.files)
         if config.server.learner:
             service.learner = await build_learner(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from bandit_router.transport.grpc_server import Server
 
@@ -27,6 +27,9 @@ def run(
         "HF_HUB_OFFLINE": "1",
         "BANDIT_ROUTER_SERVER_DATA_DIR": str(tmp_path / "data"),
         "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
+        # A command that gets as far as binding binds free ports, never the defaults another process may hold.
+        "BANDIT_ROUTER_SERVER_LISTEN": "127.0.0.1:0",
+        "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
         **(env or {}),
     }
     return subprocess.run(
@@ -38,12 +41,6 @@ def run(
         text=True,
         timeout=TIMEOUT_S,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from helpers import free_port
 
 import bandit_router
 from bandit_router.client import AlreadyRewarded, AsyncClient, Client, Conflict, InvalidRequest, NotFound, Unavailable
-from bandit_router.offline.load import free_port
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.grpc_server import Server
 

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import until
 
 from bandit_router.config import EmbeddingConfig, load_config
 from bandit_router.embedding.batcher import BatchingEmbedder
@@ -88,10 +88,13 @@ class GatedEmbedder:
 
     def __init__(self) -> None:
         self.gate = threading.Event()
-        self.sizes: list[int] = []
+        self.entered: list[int] = []  # each batch's size as it reaches the gate
+        self.sizes: list[int] = []  # ... and as it passes
 
     def embed(self, texts: Sequence[str]) -> list[Embedded]:
-        self.gate.wait(10)
+        self.entered.append(len(texts))
+        if not self.gate.wait(60):
+            raise TimeoutError("the test never opened the gate")
         self.sizes.append(len(texts))
         return [Embedded(np.zeros(4, np.float32), len(t.split()), False) for t in texts]
 
@@ -103,9 +106,9 @@ async def test_requests_queued_behind_a_busy_embedder_form_the_next_batch_whole(
     batcher = BatchingEmbedder(slow, EmbeddingConfig(device="cpu", max_batch_size=16, max_wait_ms=0))
     try:
         first = asyncio.ensure_future(batcher.embed("the first query"))
-        await asyncio.sleep(0.05)  # the first batch leaves for the (gated) embedder
+        await until(lambda: slow.entered == [1], 30, "the first batch to reach the (gated) embedder")
         backlog = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(20)]
-        await asyncio.sleep(0.05)
+        await until(lambda: batcher._queue.qsize() == 20, 30, "the backlog to queue behind the busy embedder")
         slow.gate.set()
         await asyncio.gather(first, *backlog)
         assert slow.sizes == [1, 16, 4]
@@ -119,9 +122,9 @@ async def test_a_pool_embeds_two_batches_at_once() -> None:
     batcher = BatchingEmbedder(slow, EmbeddingConfig(device="cpu", max_batch_size=8, max_wait_ms=50), lanes=2)
     try:
         calls = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(20)]
-        await asyncio.sleep(0.1)
         # Two batches of 8 wait at the gate together; the rest queue for a free lane.
-        assert len(batcher._inflight) == 2 and batcher._queue.qsize() == 4
+        await until(lambda: len(slow.entered) == 2, 30, "two batches at the gate")
+        assert slow.entered == [8, 8] and len(batcher._inflight) == 2 and batcher._queue.qsize() == 4
         slow.gate.set()
         await asyncio.gather(*calls)
         assert slow.sizes[:2] == [8, 8] and sum(slow.sizes) == 20
@@ -139,7 +142,7 @@ async def test_lanes_share_the_backlog_and_a_lone_request_does_not_wait_for_comp
         await asyncio.wait_for(batcher.embed("alone"), 2)
         slow.gate.clear()
         calls = [asyncio.ensure_future(batcher.embed(f"query {i}")) for i in range(12)]
-        await asyncio.sleep(0.1)
+        await until(lambda: len(slow.entered) == 3, 30, "both lanes' batches at the gate")
         slow.gate.set()
         await asyncio.gather(*calls)
         # Twelve queued for two free lanes: six each, not twelve on one lane while the other idles.
@@ -172,15 +175,15 @@ async def test_a_batch_that_breaks_after_the_model_fails_its_callers_and_the_bat
     accounting.embedder.gate.set()  # type: ignore[attr-defined]
     try:
         with pytest.raises(RuntimeError, match="the embedder answered 0 vectors for 1 queries"):
-            await asyncio.wait_for(batcher.embed("one"), 5)
+            await asyncio.wait_for(batcher.embed("one"), 30)
         # The vectors were there: only the accounting of the batch is lost.
-        assert (await asyncio.wait_for(accounting.embed("two"), 5)).token_count == 1 and boom == [1]
+        assert (await asyncio.wait_for(accounting.embed("two"), 30)).token_count == 1 and boom == [1]
         batcher._task.cancel()  # type: ignore[union-attr]
         await asyncio.sleep(0)
         # A batcher whose loop has gone is started again by the next request.
         batcher.embedder = GatedEmbedder()
         batcher.embedder.gate.set()
-        assert (await asyncio.wait_for(batcher.embed("three"), 5)).token_count == 1
+        assert (await asyncio.wait_for(batcher.embed("three"), 30)).token_count == 1
     finally:
         await batcher.close()
         await accounting.close()
@@ -220,9 +223,7 @@ def test_worker_processes_embed_what_the_model_embeds_in_process(pool: EmbedderP
 def test_a_killed_worker_is_started_again_and_the_pool_keeps_embedding(pool: EmbedderPool) -> None:
     victim = pool._idle.queue[-1]  # the worker the next call takes
     os.kill(victim._process.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while victim._process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    victim._process.wait(timeout=60)  # dead before the next call, so that call must find it so
     before = pool.restarts
     assert len(pool.embed(["still embedding"])) == 1
     assert pool.restarts == before + 1 and victim._process.poll() is None

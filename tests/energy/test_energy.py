@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.metered import Metered

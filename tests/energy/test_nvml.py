@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
+from helpers import ManualClock, until
 
 from bandit_router.cli import main
 from bandit_router.energy.nvml import NvmlSource
@@ -37,19 +37,35 @@ class FakeNvml:
 
 
 def test_counter_where_there_is_one_and_integrated_power_where_not() -> None:
-    nvml = FakeNvml()
-    source = NvmlSource(nvml, {0: 0, 1: 1}, power_interval_s=0.01)
+    nvml, clock = FakeNvml(), ManualClock(start=100.0)
+    # The sampling thread never ticks within the test: the test samples by hand, on its own clock.
+    source = NvmlSource(nvml, {0: 0, 1: 1}, power_interval_s=3600, clock=clock)
     try:
-        first, started = source.read(), time.monotonic()
+        first = source.read()
         assert first[0] == pytest.approx(1000.0)
-        time.sleep(0.3)
         nvml.millijoules[0] += 5_000
-        second, elapsed = source.read(), time.monotonic() - started
+        clock.advance(0.3)
+        source.sample()
+        nvml.milliwatts[1] = 100_000
+        clock.advance(0.5)
+        source.sample()
+        second = source.read()
         assert second[0] - first[0] == pytest.approx(5.0)
-        # 200 W over the elapsed time, integrated by the sampling thread; it may trail by a few of its ticks.
-        assert second[1] - first[1] == pytest.approx(200.0 * elapsed, abs=200.0 * 0.05)
+        # GPU 1 has no counter: 200 W for 0.3 s, then 100 W for 0.5 s.
+        assert second[1] - first[1] == pytest.approx(200.0 * 0.3 + 100.0 * 0.5)
     finally:
         source.close()
+
+
+async def test_the_sampling_thread_integrates_power_by_itself() -> None:
+    nvml = FakeNvml()
+    source = NvmlSource(nvml, {1: 1}, power_interval_s=0.01)
+    try:
+        await until(lambda: source.read()[1] > 0, 60, "the sampling thread's first sample")
+    finally:
+        source.close()
+    # Stopped: no more samples.
+    assert source.read() == source.read()
 
 
 def test_a_lost_gpu_is_left_out_of_the_reading() -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from helpers import decision_logs, free_port, wait_serving
 from routerprocess import load, start
 
 from bandit_router.learning.decision_log import read_log
-from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
 
 
+# Two router starts, each allowed helpers.START_TIMEOUT_S on a loaded machine.
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("seed", [0, 1])
 async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_and_learns_none_twice(
     tmp_path: Path, redis_url: str, seed: int
@@ -39,7 +41,7 @@ async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_
     stop = asyncio.Event()
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await wait_serving(target, timeout=120)
+        await wait_serving(first, target, tmp_path / "server.log")
         traffic = asyncio.create_task(load(target, acknowledged, stop))
         while len(acknowledged) < kill_after or await client.xlen(f"{prefix}:events") < 24:
             await asyncio.sleep(0.01)
@@ -53,7 +55,7 @@ async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_
 
     second = start(target, tmp_path, redis_url, prefix)
     try:
-        await wait_serving(target, timeout=120)
+        await wait_serving(second, target, tmp_path / "server.log")
         stop_after = asyncio.Event()
         traffic = asyncio.create_task(load(target, acknowledged, stop_after, workers=4))
         while len(acknowledged) < killed_at + 50:
@@ -76,7 +78,7 @@ async def test_kill_9_at_a_random_point_under_load_loses_no_acknowledged_reward_
     await client.aclose()
     assert isinstance(raw, bytes), raw
     snapshot = Snapshot.decode(raw)
-    logged = list(read_log(sorted((tmp_path / "decisions").glob("decisions-*.jsonl"))))
+    logged = list(read_log(decision_logs(tmp_path)))
     learned_ids = [e.decision_id for e in logged]
     # Every acknowledged reward was learned...
     assert set(acknowledged) <= set(learned_ids), len(set(acknowledged) - set(learned_ids))

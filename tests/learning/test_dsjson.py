@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import decision_logs
 from vowpal_wabbit_next import DSJsonFormatParser, TextFormatParser, Workspace
 
 from bandit_router.cli import main
@@ -42,7 +43,7 @@ async def test_learned_decisions_export_as_dsjson_that_vw_reads_as_learned(
     assert [line["EventId"] for line in lines] == [d.decision_id for d in decisions]
 
     # The decision logs only: gate.jsonl sits beside them, and a run across midnight UTC writes two days.
-    logs = sorted((config.server.data_path / "decisions").glob("decisions-*.jsonl"))
+    logs = decision_logs(config.server.data_path)
     events = {e["decision_id"]: e for path in logs for e in map(json.loads, path.read_text().splitlines())}
     workspace = Workspace(["--cb_explore_adf", "--quiet"])
     dsjson, text = DSJsonFormatParser(workspace), TextFormatParser(workspace)

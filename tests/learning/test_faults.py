@@ -10,11 +10,10 @@ import os
 import random
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import Routers, make_config
+from helpers import Routers, decision_logs, make_config, until
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
@@ -52,16 +51,7 @@ def assert_learned_once(service: RouterService, acknowledged: list[str | None]) 
 
 def logged(service: RouterService) -> list[str]:
     """Decision ids in the decision log as export reads it (repeats of a retried write dropped)."""
-    paths = sorted((service.config.server.data_path / "decisions").glob("decisions-*.jsonl"))
-    return [event.decision_id for event in read_log(paths)]
-
-
-async def until(condition: Any, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+    return [event.decision_id for event in read_log(decision_logs(service.config.server.data_path))]
 
 
 async def test_a_failing_disk_loses_no_acknowledged_reward(

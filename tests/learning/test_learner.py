@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import Routers
+from helpers import Routers
 
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput

@@ -7,7 +7,7 @@ import math
 import random
 from pathlib import Path
 
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.domain.requests import RouteInput
 from bandit_router.embedding.model import Embedder

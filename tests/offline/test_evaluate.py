@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Routers
+from helpers import Routers
 
 from bandit_router.cli import main
 from bandit_router.config import Config

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.cli import main
 from bandit_router.config import Config

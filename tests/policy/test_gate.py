@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
 from bandit_router.embedding.model import Embedder

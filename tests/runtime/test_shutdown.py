@@ -8,25 +8,26 @@ import signal
 from pathlib import Path
 
 import grpc
+import pytest
 import redis.asyncio as aioredis
-from conftest import Routers
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import Routers, free_port, wait_serving
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from routerprocess import load, start
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.policy.vw import Snapshot
 
 
+@pytest.mark.timeout(900)  # a router start is allowed helpers.START_TIMEOUT_S on a loaded machine
 async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, redis_url: str) -> None:
     target, prefix = f"127.0.0.1:{free_port()}", f"term{os.getpid()}"
     process = start(target, tmp_path, redis_url, prefix)
     statuses: list[int] = []
     acknowledged: list[str] = []
     try:
-        await wait_serving(target, timeout=120)
+        await wait_serving(process, target, tmp_path / "server.log")
 
         async def watch() -> None:
             async with grpc.aio.insecure_channel(target) as channel:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import make_config, routed
+from helpers import make_config, routed
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.model import Embedder

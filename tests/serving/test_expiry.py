@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config
+from helpers import ManualClock, Routers, decision_logs, make_config, until
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
@@ -15,22 +15,28 @@ from bandit_router.errors import NotFound
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.router import RouterService
 
+WAIT_S = 60.0  # reward.wait_time_s: deadlines pass when the test advances the router's clock past it
 
-async def open_service(routers: Routers, tmp_path: Path, redis_url: str, **reward: object) -> RouterService:
+
+async def open_service(
+    routers: Routers, tmp_path: Path, redis_url: str, clock: ManualClock | None = None, **reward: object
+) -> RouterService:
     # A sweep interval far beyond the test: the test sweeps by hand, when it wants to.
-    config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.5, "expiry_sweep_s": 1000.0, **reward})
-    return await routers(config)
+    config = make_config(tmp_path, redis_url, reward={"wait_time_s": WAIT_S, "expiry_sweep_s": 1000.0, **reward})
+    return await routers(config, clock=clock or ManualClock())
 
 
 async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dropped(
     tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(routers, tmp_path, redis_url)
+    clock = ManualClock()
+    service = await open_service(routers, tmp_path, redis_url, clock)
     try:
         decision = await service.route(RouteInput(query="What is the capital of France?"))
-        await asyncio.sleep(0.7)
-        # Past its deadline, before any sweep: still refused.
-        with pytest.raises(NotFound, match=r"expired at \d{4}-\d\d-\d\dT.*accepted for 0.5 s after Route"):
+        assert await service.sweep_expired() == 0  # not yet due
+        clock.advance(WAIT_S + 0.1)
+        # Past its deadline, before any sweep: refused.
+        with pytest.raises(NotFound, match=r"expired at \d{4}-\d\d-\d\dT.*accepted for 60 s after Route"):
             await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
         assert await service.sweep_expired() == 1
         assert await service.sweep_expired() == 0  # once
@@ -46,17 +52,18 @@ async def test_a_late_reward_is_refused_naming_the_expiry_and_the_decision_is_dr
 async def test_the_default_reward_is_learned_for_expired_decisions(
     tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(routers, tmp_path, redis_url, on_expiry="default", default_quality=0.25)
+    clock = ManualClock()
+    service = await open_service(routers, tmp_path, redis_url, clock, on_expiry="default", default_quality=0.25)
     try:
         decisions = [await service.route(RouteInput(query=f"Question {i}?")) for i in range(3)]
         answered = await service.reward(RewardInput(decision_id=decisions[0].decision_id, quality=1.0))
-        await asyncio.sleep(0.7)
+        clock.advance(WAIT_S + 0.1)
         assert await service.sweep_expired() == 2
         assert service.learner is not None
         await service.learner.wait_learned(3, timeout=20)
     finally:
         await service.close()
-    paths = (tmp_path / "decisions").glob("decisions-*.jsonl")
+    paths = decision_logs(tmp_path)
     events = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
     by_id = {e["decision_id"]: e for e in events}
     assert set(by_id) == {d.decision_id for d in decisions}
@@ -81,10 +88,7 @@ async def test_the_sweep_goes_on_after_one_fails(
     monkeypatch.setattr(Expiry, "sweep", flaky)
     service = await open_service(routers, tmp_path, redis_url, expiry_sweep_s=0.05)
     try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while len(calls) < 3:
-            assert asyncio.get_running_loop().time() < deadline, f"the sweep ran {len(calls)} times, then stopped"
-            await asyncio.sleep(0.05)
+        await until(lambda: len(calls) >= 3, 60, "the sweep to run again after it failed")
     finally:
         await service.close()
 
@@ -92,13 +96,15 @@ async def test_the_sweep_goes_on_after_one_fails(
 async def test_one_sweep_expires_every_due_decision_beyond_a_batch(
     tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
-    service = await open_service(routers, tmp_path, redis_url)
+    clock = ManualClock()
+    service = await open_service(routers, tmp_path, redis_url, clock)
     try:
         # More than one batch of the store's due() (256): a routing rate above that per sweep interval must
         # not let the deadlines pile up.
         for i in range(300):
             await service.route(RouteInput(query=f"Question number {i}?"))
-        await asyncio.sleep(0.7)
+        assert await service.sweep_expired() == 0
+        clock.advance(WAIT_S + 0.1)
         assert await service.sweep_expired() == 300
         assert await service.store.client.zcard(service.store.deadlines_key) == 0
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import make_config, routed
+from helpers import ManualClock, make_config, routed
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.serving.router import RouterService
@@ -192,15 +192,16 @@ async def test_nothing_left_after_filtering_is_failed_precondition(
 async def test_expired_decision_gets_not_found_naming_the_expiry(
     embedder: Embedder, redis_url: str, tmp_path: Path
 ) -> None:
-    config = make_config(tmp_path, redis_url, reward={"wait_time_s": 0.3})
-    async with routed(config, embedder) as (stub, _):
+    config = make_config(tmp_path, redis_url, reward={"wait_time_s": 30.0})
+    clock = ManualClock()
+    async with routed(config, embedder, clock=clock) as (stub, _):
         decision = await stub.Route(pb.RouteRequest(query="What is 6 times 7?"))
-        await asyncio.sleep(0.6)
+        clock.advance(30.1)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert f"decision_id {decision.decision_id!r} expired at" in (caught.value.details() or "")
-        assert "accepted for 0.3 s after Route" in (caught.value.details() or "")
+        assert "accepted for 30 s after Route" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize("method", ["Route", "Reward", "GetStats"])

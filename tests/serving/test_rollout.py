@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Routers, make_config, routed
+from helpers import Routers, make_config, routed
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from conftest import Routers, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from helpers import Routers, make_config
 
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput

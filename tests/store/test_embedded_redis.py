@@ -7,19 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from conftest import Routers, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import Routers, free_port, make_config, until, wait_serving
 from routerprocess import start
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.load import free_port, wait_serving
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError
 from bandit_router.transport.grpc_server import Server
@@ -37,12 +36,15 @@ def running(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
+def in_redis_call(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is suspended inside redis-py: its chain of awaits reaches a frame of the redis package."""
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None and f"{os.sep}redis{os.sep}" in frame.f_code.co_filename:
+            return True
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return False
 
 
 def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> None:
@@ -108,11 +110,12 @@ async def test_a_killed_embedded_redis_is_restarted_and_health_says_so_meanwhile
     assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.timeout(1500)  # two router starts, each allowed helpers.START_TIMEOUT_S
 async def test_kill_9_of_the_router_takes_its_embedded_redis_down_and_a_restart_serves(tmp_path: Path) -> None:
     target = f"127.0.0.1:{free_port()}"
     first = start(target, tmp_path, "", "orphan")
     try:
-        await wait_serving(target, timeout=180)
+        await wait_serving(first, target, tmp_path / "server.log")
         lock = tmp_path / "redis" / "redis.lock"
         pid = int(lock.read_text().strip())
         assert running(pid)
@@ -124,7 +127,7 @@ async def test_kill_9_of_the_router_takes_its_embedded_redis_down_and_a_restart_
             first.kill()
     second = start(target, tmp_path, "", "orphan")
     try:
-        await wait_serving(target, timeout=180)
+        await wait_serving(second, target, tmp_path / "server.log")
     finally:
         second.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(second.wait, 60) == 0
@@ -132,7 +135,7 @@ async def test_kill_9_of_the_router_takes_its_embedded_redis_down_and_a_restart_
 
 
 async def test_a_second_router_on_a_taken_port_fails_at_once(service: RouterService, server: Server) -> None:
-    with pytest.raises((OSError, RuntimeError), match="bind"):
+    with pytest.raises(OSError, match=r"server.listen: cannot bind .* \(is another router listening there\?\)"):
         Server(service, server.address)
 
 
@@ -147,10 +150,13 @@ async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Em
         decision = await service.route(RouteInput(query="Name a prime number."))
         await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))
         admin = aioredis.Redis.from_url(redis.url)
-        # Every loop is now inside a Redis call that will not answer for a minute.
         await admin.execute_command("CLIENT", "PAUSE", "60000", "ALL")
         await admin.aclose()
-        await asyncio.sleep(0.3)
+        # The learner and the expiry sweep each wait in a Redis call that will not answer for a minute.
+        assert service.learner is not None and service.learner._task is not None
+        loops = [service.learner._task, *(t for t in service._tasks if t.get_name() == "expiry-sweep")]
+        assert len(loops) == 2
+        await until(lambda: all(in_redis_call(t) for t in loops), 60, "both loops to wait on the paused Redis")
         # Ends on its own (the learner's 2 s, the client's 5 s socket timeout), long before the pause would;
         # the bound only turns a hang into a failure.
         await asyncio.wait_for(service.close(), timeout=45)
@@ -171,6 +177,7 @@ async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(tmp
         "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
         "BANDIT_ROUTER_EMBEDDING_PROCESSES": "0",
         "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
+        "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",  # the gRPC port is the taken one
     }
     done = await asyncio.to_thread(
         subprocess.run,
@@ -182,6 +189,6 @@ async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(tmp
     )
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "bind" in last, done.stderr
+    assert last.startswith("error: ") and "bind" in last and "server.listen" in last, done.stderr
     assert "Traceback" not in done.stderr
     assert not running(int((tmp_path / "redis" / "redis.lock").read_text().strip()))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Routers, make_config
+from helpers import Routers, make_config
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.store.embedded import EmbeddedRedis

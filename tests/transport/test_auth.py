@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from conftest import make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import ManualClock, make_config
 
 from bandit_router.config import Config, ConfigError
 from bandit_router.embedding.model import Embedder
@@ -30,8 +29,8 @@ def bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
-async def serve(config: Config, embedder: Embedder) -> Server:
-    service = await open_router(config, embedder=embedder)
+async def serve(config: Config, embedder: Embedder, **kwargs: Any) -> Server:
+    service = await open_router(config, embedder=embedder, **kwargs)
     server = Server(service, "127.0.0.1:0")
     await server.start()
     return server
@@ -214,9 +213,11 @@ async def test_a_tenant_at_its_quota_of_waiting_decisions_is_resource_exhausted_
         redis_url,
         auth={"tokens": (f"alpha:{A}", f"beta:{B}")},
         limits={"max_pending_per_tenant": 3},
-        reward={"wait_time_s": 3.0, "expiry_sweep_s": 0.2},
+        reward={"wait_time_s": 60.0},
     )
-    server = await serve(config, embedder)
+    # The wait passes when the test moves the router's clock, however slow the machine.
+    clock = ManualClock()
+    server = await serve(config, embedder, clock=clock)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = router_pb2_grpc.RouterStub(channel)
@@ -237,15 +238,11 @@ async def test_a_tenant_at_its_quota_of_waiting_decisions_is_resource_exhausted_
             # A reward frees a place at once.
             await stub.Reward(pb.RewardRequest(decision_id=held[0].decision_id, quality=1.0), metadata=bearer(A))
             await stub.Route(pb.RouteRequest(query="after a reward"), metadata=bearer(A))
-            # A decision whose wait has passed frees its place too.
-            deadline = asyncio.get_running_loop().time() + 60
-            while True:
-                try:
-                    await stub.Route(pb.RouteRequest(query="after expiry"), metadata=bearer(A))
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                    assert asyncio.get_running_loop().time() < deadline, "no place freed by expiry"
-                    await asyncio.sleep(0.2)
+            # Full again; a decision whose wait has passed frees its place too, before any sweep.
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Route(pb.RouteRequest(query="full again"), metadata=bearer(A))
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            clock.advance(60.1)
+            await stub.Route(pb.RouteRequest(query="after expiry"), metadata=bearer(A))
     finally:
         await server.stop(0)

@@ -9,10 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import make_config
-from offline.replay.test_scenario import FLAT, stream
+from helpers import make_config, skip_or_fail
 from playwright.async_api import async_playwright
+from streams import FLAT, stream
 
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
@@ -41,7 +40,7 @@ CHROMIUM_ARGS = [
 def chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
-        pytest.fail("Debian's chromium is not installed: run scripts/browser.sh (scripts/test.sh does)")
+        skip_or_fail("Debian's chromium is not installed: run scripts/browser.sh (scripts/test.sh does)")
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from conftest import make_config
+from helpers import decision_logs, make_config
 from transformers import AutoTokenizer
 
 from bandit_router.config import Config
@@ -89,7 +89,7 @@ async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIt
 
 
 def learned_events(data_dir: Path) -> list[dict[str, Any]]:
-    paths = sorted((data_dir / "decisions").glob("decisions-*.jsonl"))
+    paths = decision_logs(data_dir)
     return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import make_config
+from helpers import make_config
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from streams import synthetic
+
 from bandit_router.offline.replay.traffic import write_traffic
-from offline.replay.test_replay import synthetic
 
 
 def descendants(pid: int) -> set[int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from streams import FLAT, MODELS, stream
 
 from bandit_router.config import Config
 from bandit_router.domain.reward import cost_of, resolve_tokens
@@ -21,26 +21,8 @@ from bandit_router.offline.replay import report
 from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.traffic import Outcome, Record, read_traffic
+from bandit_router.offline.replay.traffic import read_traffic
 
-MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")
-WORDS = ["river", "mountain", "budget", "invoice", "poem", "python", "theorem", "recipe", "weather", "contract"]
-
-
-def stream(n: int, seed: int, quality: dict[str, float], tasks: tuple[str, ...] = ("general",)) -> list[Record]:
-    rng = random.Random(seed)
-    return [
-        Record(
-            f"r{i}",
-            f"Question {i}: explain the {rng.choice(WORDS)} and the {rng.choice(WORDS)} briefly.",
-            tasks[i % len(tasks)],
-            {m: Outcome(quality=quality[m], input_tokens=20, output_tokens=50) for m in MODELS},
-        )
-        for i in range(n)
-    ]
-
-
-FLAT = {"llama-3.2-3b-instruct": 0.3, "gemma-2-9b-it": 0.9, "llama-3.3-70b-instruct": 0.6}
 RECORDS = stream(100, 0, FLAT, tasks=("math", "chat"))
 
 
