@@ -17,6 +17,9 @@ from bandit_router.errors import AlreadyExists, FailedPrecondition, InvalidArgum
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 TASK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Characters no text may carry: lone surrogates (JSON's \ud800 escapes decode to them, and they cannot be
+# encoded as UTF-8 again: the embedder, Redis and the logs all fail on them) and NUL.
+UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
 BUDGETS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
 # A weight this large already means "nothing but energy (or cost) matters"; far larger ones overflow rewards.
 MAX_WEIGHT = 1000.0
@@ -82,6 +85,12 @@ class RouteInput:
         """Checks every field; returns the models the policy may choose from, in catalog order."""
         if not self.query.strip():
             raise InvalidArgument("query", "must not be empty or whitespace", self.query)
+        unsafe = UNSAFE_TEXT.search(self.query)
+        if unsafe is not None:
+            found = "NUL" if unsafe.group() == "\x00" else f"a lone surrogate (U+{ord(unsafe.group()):04X})"
+            raise InvalidArgument(
+                "query", f"must be text without NUL or lone surrogates, found {found}", self.query[:64]
+            )
         if len(self.query) > limits.max_query_chars:
             raise InvalidArgument(
                 "query", f"must be at most {limits.max_query_chars} characters", f"{len(self.query)} characters"

@@ -107,27 +107,54 @@ class BatchingEmbedder:
     async def _embed(self, live: list[tuple[str, asyncio.Future[Embedded]]]) -> None:
         try:
             started = time.time()
-            results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.embedder.embed, [t for t, _ in live]
-            )
-            if len(results) != len(live):
-                raise RuntimeError(f"the embedder answered {len(results)} vectors for {len(live)} queries")
+            results: list[Embedded | Exception]
+            try:
+                results = list(await self._model([t for t, _ in live]))
+            except Exception as exc:
+                if len(live) == 1:
+                    raise
+                # One query the model cannot take must not fail the others that shared its batch: each is
+                # embedded again alone, and only what fails alone fails its caller.
+                log.warning("embedding batch of %d failed (%s); embedding its queries one by one", len(live), exc)
+                results = [await self._alone(t) for t, _ in live]
+            answered = 0
             for (_, f), r in zip(live, results, strict=True):
-                if not f.done():
+                if f.done():
+                    continue
+                if isinstance(r, Exception):
+                    f.set_exception(r)
+                else:
                     f.set_result(r)
+                    answered += 1
             self.batches += 1
-            self.items += len(live)
+            self.items += answered
         except Exception as exc:  # a failed batch fails its callers, never the batcher
             log.exception("embedding batch of %d failed", len(live))
             for _, f in live:
                 if not f.done():
                     f.set_exception(exc)
         else:
-            if self.on_batch is not None:
+            if self.on_batch is not None and answered:
                 try:
-                    self.on_batch(started, time.time(), len(live))
+                    self.on_batch(started, time.time(), answered)
                 except Exception:  # the callers have their vectors; only the accounting of this batch is lost
-                    log.exception("accounting for an embedding batch of %d failed", len(live))
+                    log.exception("accounting for an embedding batch of %d failed", answered)
         finally:
             self._free += 1
             self._lanes.release()
+
+    async def _model(self, texts: list[str]) -> list[Embedded]:
+        """``texts`` through the model on a lane's thread: one vector each, or an error."""
+        results = await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.embed, texts)
+        if len(results) != len(texts):
+            raise RuntimeError(f"the embedder answered {len(results)} vectors for {len(texts)} queries")
+        return list(results)
+
+    async def _alone(self, text: str) -> Embedded | Exception:
+        """One query embedded alone, or the error that it alone meets."""
+        try:
+            (result,) = await self._model([text])
+        except Exception as exc:
+            log.warning("a query of %d characters cannot be embedded: %s", len(text), exc)
+            return exc
+        return result

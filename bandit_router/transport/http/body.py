@@ -4,29 +4,62 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.web_protocol import RequestPayloadError
 
+from bandit_router.domain.requests import UNSAFE_TEXT
 from bandit_router.transport.http.errors import ApiError, invalid
+
+# Bytes without which a body cannot hold such a character (an escape, a NUL, or the UTF-8 lead byte of
+# U+D000-U+DFFF, which json.loads decodes with surrogatepass): the strings are searched only where one occurs.
+_MAY_BE_UNSAFE = (b"\\u", b"\x00", b"\xed")
 
 
 async def read_object(request: web.Request) -> Body:
-    """The request's body as a JSON object."""
+    """The request's body as a JSON object whose every string is text the router can carry."""
     if request.content_type != "application/json":
         raise invalid("Content-Type", "must be application/json", request.content_type)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"body must fit http.max_body_bytes: {exc.text}", param="body", code="too_large") from None
+    except (RequestPayloadError, ClientPayloadError, zlib.error) as exc:
+        # A body that does not decode as its Content-Encoding says (gzip that is not gzip).
+        encoding = request.headers.get("Content-Encoding", "identity")
+        raise invalid("body", f"must be encoded as its Content-Encoding ({encoding}) says", str(exc)) from None
     try:
         parsed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid("body", "must be valid JSON", str(exc)) from None
+    except RecursionError:
+        raise invalid("body", "must nest arrays and objects at most about 900 levels deep", "deeper") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number too long to convert (Python's 4,300 digits)
+        raise invalid("body", "must be valid JSON", str(exc)[:200]) from None
     if not isinstance(parsed, dict):
         raise invalid("body", "must be a JSON object", type(parsed).__name__)
+    if any(marker in raw for marker in _MAY_BE_UNSAFE):
+        _check_text(parsed, "")
     return Body(parsed)
+
+
+def _check_text(value: Any, path: str) -> None:
+    """Refuses a string (key or value, at any depth) with a character the router cannot carry, naming where."""
+    if isinstance(value, str):
+        found = UNSAFE_TEXT.search(value)
+        if found is not None:
+            char = found.group()
+            what = "NUL" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
+            raise invalid(path or "body", f"must be text without NUL or lone surrogates, found {what}", value[:64])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if UNSAFE_TEXT.search(key):
+                _check_text(key, f"{path or 'body'} (a key)")
+            _check_text(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}[{i}]")
 
 
 class Body:
