@@ -187,9 +187,14 @@ class DashboardConfig:
 
     # HOST:PORT; empty turns the dashboard and /metrics off; port 0 picks a free one.
     listen: str = "127.0.0.1:8080"
-    # Connections open at once (more are refused), and how long a request's head may take to arrive.
+    # Connections open at once (at the cap the longest-idle one is closed for a new one; with none idle, the new
+    # one is refused), how long a request's head may take to arrive, how long a kept-alive connection may idle
+    # between requests, and how many connections one client address may hold before one of its requests is
+    # answered below 400 (probes aside).
     max_connections: int = 256
     header_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_connections_per_address: int = 64
     # Recent decisions and rewards kept in memory for the charts.
     history: int = 20_000
     # Recent Route contexts every new policy is compared on (the drift probe set).
@@ -208,6 +213,13 @@ class DashboardConfig:
         require(self.probe_size >= 1, "dashboard.probe_size", "must be >= 1", self.probe_size)
         require(self.max_connections >= 1, "dashboard.max_connections", "must be >= 1", self.max_connections)
         positive("dashboard.header_timeout_s", self.header_timeout_s)
+        positive("dashboard.idle_timeout_s", self.idle_timeout_s)
+        require(
+            self.max_connections_per_address >= 1,
+            "dashboard.max_connections_per_address",
+            "must be >= 1",
+            self.max_connections_per_address,
+        )
         require(0 < self.drift_alert_tv <= 1, "dashboard.drift_alert_tv", "must be in (0, 1]", self.drift_alert_tv)
         positive("dashboard.reward_shift_alert", self.reward_shift_alert)
         require(self.shift_window >= 10, "dashboard.shift_window", "must be >= 10", self.shift_window)
@@ -220,11 +232,17 @@ class HttpConfig:
 
     # HOST:PORT; empty turns both off; port 0 picks a free one.
     listen: str = "127.0.0.1:8000"
-    # Connections open at once (more are refused), and how long a request's head may take to arrive.
+    # Connections open at once (at the cap the longest-idle one is closed for a new one; with none idle, the new
+    # one is refused), how long a request's head may take to arrive, how long a kept-alive connection may idle
+    # between requests, and how many connections one client address may hold before one of its requests is
+    # answered below 400 (probes aside).
     max_connections: int = 1024
     header_timeout_s: float = 10.0
-    # The largest request body accepted.
+    idle_timeout_s: float = 30.0
+    max_connections_per_address: int = 256
+    # The largest request body accepted, and how long it may take to arrive once its head has.
     max_body_bytes: int = 4 << 20
+    body_timeout_s: float = 60.0
     # How long one backend may take to start answering (the status line and headers) before the gateway
     # counts it as failed and tries the next-best model, and how long a whole request may take over all tries.
     backend_timeout_s: float = 60.0
@@ -236,6 +254,14 @@ class HttpConfig:
         require(self.listen == "" or ":" in self.listen, "http.listen", "must be HOST:PORT or empty", self.listen)
         require(self.max_connections >= 1, "http.max_connections", "must be >= 1", self.max_connections)
         positive("http.header_timeout_s", self.header_timeout_s)
+        positive("http.idle_timeout_s", self.idle_timeout_s)
+        positive("http.body_timeout_s", self.body_timeout_s)
+        require(
+            self.max_connections_per_address >= 1,
+            "http.max_connections_per_address",
+            "must be >= 1",
+            self.max_connections_per_address,
+        )
         require(self.max_body_bytes >= 1024, "http.max_body_bytes", "must be >= 1024", self.max_body_bytes)
         positive("http.backend_timeout_s", self.backend_timeout_s)
         positive("http.deadline_s", self.deadline_s)

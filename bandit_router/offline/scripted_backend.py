@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -31,6 +32,9 @@ class Script:
     completion_tokens: int | None = None
     # Never answer (the gateway's timeout must act).
     hang: bool = False
+    # Streams: lines that are not JSON, then [DONE] (a broken backend answering 200); or chunks without end.
+    garbage: bool = False
+    endless: bool = False
 
 
 def _words(text: str) -> list[str]:
@@ -152,6 +156,20 @@ class ScriptedBackend:
             }
             await out.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
+        if script.garbage:
+            for line in (b"data: <html>502 Bad Gateway</html>\n\n", b"data: {not json\n\n", b": comment\n\n"):
+                await out.write(line)
+            await out.write(b"data: [DONE]\n\n")
+            await out.write_eof()
+            return out
+        if script.endless:
+            words = [f"{w} " for w in words]
+            with contextlib.suppress(ConnectionResetError):
+                while True:  # until the caller goes away
+                    for word in words:
+                        await send([{"index": 0, "delta": {"content": word}, "finish_reason": None, "logprobs": None}])
+                        await asyncio.sleep(script.chunk_delay_s or 0.05)
+            return out
         for i, word in enumerate(words):
             last = i == len(words) - 1
             if chat:

@@ -67,7 +67,8 @@ async def open_gateway(
     scripts: dict[str, Script] = {}
     backend = ScriptedBackend(lambda model, prompt: scripts.get(model, Script()))
     url = await backend.start()
-    config = backed(make_config(tmp_path, redis_url, http={"backend_timeout_s": 5.0}, **sections), url, None, tokenizer)
+    http = {"backend_timeout_s": 5.0, **sections.pop("http", {})}
+    config = backed(make_config(tmp_path, redis_url, http=http, **sections), url, None, tokenizer)
     service = await open_router(config, embedder=embedder)
     server = Server(service, "127.0.0.1:0")
     try:
@@ -364,3 +365,49 @@ async def test_in_apprentice_mode_a_concrete_model_is_routed_as_the_baseline(
             assert dict(summary.decision.pmf)[SMALL] >= 0.9
             served.append(raw.parse().model)
         assert served.count(SMALL) >= 12
+
+
+async def test_a_stream_of_garbage_is_a_backend_failure_and_the_next_model_answers(gateway: Gateway) -> None:
+    """A backend that answers 200 with no chunk that parses gave the caller nothing: the gateway falls back and
+    learns the failure, rather than relaying an empty answer as a success."""
+    gateway.scripts[LARGE] = Script(garbage=True)
+    gateway.scripts[SMALL] = Script(text="A real answer.")
+    failures = 0
+    for _ in range(20):
+        stream = await gateway.client.chat.completions.create(
+            model="bandit-router:energy=0,cost=0",
+            messages=QUESTION,
+            stream=True,
+            extra_body={"candidates": [LARGE, SMALL]},
+        )
+        chunks = [c async for c in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "A real answer." and chunks[0].model == SMALL
+        failed_before = (chunks[0].model_extra or {})["bandit_router"]["failed_before"]
+        failures += len(failed_before)
+        if failed_before:
+            assert failed_before[0]["model"] == LARGE and "no chunk that parses" in failed_before[0]["reason"]
+            break
+    assert failures == 1
+    health = {b["model"]: b for b in gateway.service.upstreams.view()}
+    assert health[LARGE]["failures"] == 1
+    assert gateway.service.learner is not None
+    await gateway.service.learner.wait_learned(1, timeout=60)
+
+
+async def test_a_stream_without_end_is_cut_at_the_deadline_and_learned_as_a_failure(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    async with open_gateway(tmp_path, redis_url, embedder, http={"deadline_s": 2.0}) as gateway:
+        gateway.scripts.update({SMALL: Script(endless=True, chunk_delay_s=0.05), LARGE: Script(endless=True)})
+        raw = await gateway.client.chat.completions.with_raw_response.create(
+            model="bandit-router", messages=QUESTION, stream=True
+        )
+        chunks = [c async for c in raw.parse()]
+        assert len(chunks) > 5  # it streamed, then it was cut
+        assert gateway.service.learner is not None
+        await gateway.service.learner.wait_learned(1, timeout=60)
+        await gateway.service.close()
+        (event,) = learned_events(gateway.data_dir)
+    assert event["decision_id"] == raw.headers["x-bandit-router-decision-id"]
+    assert event["failure"].startswith("the stream ran past http.deadline_s ("), event

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bandit_router.observability.colours import model_colours
 from bandit_router.serving.rollout import rollout_view
-from bandit_router.transport.guard import start_site
+from bandit_router.transport.guard import EdgeLimits, start_site, track_requests
 
 if TYPE_CHECKING:
     from bandit_router.config import AuthConfig
@@ -183,7 +183,7 @@ class _Views:
 def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
     """The dashboard's routes (see :class:`_Views`), behind the token check."""
     views = _Views(service, on_serving)
-    app = web.Application(middlewares=[_token_check(service.config.auth)])
+    app = web.Application(middlewares=[track_requests, _token_check(service.config.auth)])
     app.add_routes(
         [
             web.get("/", views.index),
@@ -323,7 +323,7 @@ class Dashboard:
         limits = self.service.config.dashboard
         try:
             self.site, self.url = await start_site(
-                self.runner, self.listen, limits.max_connections, limits.header_timeout_s, self.service.config.server
+                self.runner, self.listen, EdgeLimits.of(limits), self.service.config.server
             )
         except BaseException:
             await self.runner.cleanup()

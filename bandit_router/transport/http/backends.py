@@ -164,25 +164,34 @@ class Backends:
     ) -> web.StreamResponse:
         """Relays a streamed answer as server-sent events, each chunk passed through ``rewrite`` (told whether it
         is the first); ``before_end`` gets the measurement before the final ``[DONE]`` is sent. Until the backend
-        answers, a failure raises BackendFailure; once relaying, the stream ends where the backend's did."""
+        sends a chunk that parses, a failure (refused, an error status, a stream of nothing but garbage) raises
+        BackendFailure, so the next model can answer; once relaying, the stream ends where the backend's did, or
+        at ``budget_s`` (http.deadline_s) from the call, whichever comes first."""
         started = time.perf_counter()
         asked_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": model.upstream, "stream_options": {**(body.get("stream_options") or {})}}
         upstream["stream_options"]["include_usage"] = True
         response = await self._open(model, path, upstream, budget_s)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
-        copy = _Copy(started, asked_usage, rewrite)
+        copy = _Copy(started, asked_usage, rewrite, request)
         broken, gone = "", False
         try:
-            await out.prepare(request)
-            await copy.run(response, out)
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError) as exc:
+            async with asyncio.timeout(max(budget_s - (time.perf_counter() - started), 0.001)):
+                await copy.run(response, out)
+        except TimeoutError:
+            broken = f"the stream ran past http.deadline_s ({time.perf_counter() - started:.1f} s into this call)"
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             broken = f"the stream broke off: {type(exc).__name__}: {exc}"
         except ConnectionResetError:
             # The caller went away: the backend answered, so the call is metered as it went; nothing more is sent.
             gone = True
         finally:
             response.release()
+        if not copy.parsed and not gone:
+            # Nothing the caller could use has been sent: this model failed, and the next may answer instead.
+            raise BackendFailure(broken or "the stream held no chunk that parses as JSON")
+        if not out.prepared and not gone:
+            await out.prepare(request)
         prompt, completion = copy.usage or (0, 0)
         elapsed_ms = (time.perf_counter() - started) * 1000
         answer = "".join(copy.pieces)
@@ -197,14 +206,21 @@ class _Copy:
     """Copies a backend's server-sent events to the caller, noting the usage and when the first token came."""
 
     def __init__(
-        self, started: float, asked_usage: bool, rewrite: Callable[[dict[str, Any], bool], dict[str, Any]]
+        self,
+        started: float,
+        asked_usage: bool,
+        rewrite: Callable[[dict[str, Any], bool], dict[str, Any]],
+        request: web.Request,
     ) -> None:
         self.started = started
         self.asked_usage = asked_usage
         self.rewrite = rewrite
+        self.request = request
         self.usage: tuple[int, int] | None = None
         self.first_token_ms: float | None = None
         self.pieces: list[str] = []
+        # Chunks that parsed: until one has, nothing is sent to the caller (the answer starts with the first).
+        self.parsed = 0
 
     async def run(self, response: Any, out: web.StreamResponse) -> None:
         first = True
@@ -221,6 +237,9 @@ class _Copy:
                 continue
             if not isinstance(chunk, dict):
                 continue
+            self.parsed += 1
+            if not out.prepared:
+                await out.prepare(self.request)
             self.usage = _usage(chunk) or self.usage
             text = _text(chunk)
             if text:

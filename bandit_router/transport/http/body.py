@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import zlib
@@ -19,12 +20,25 @@ from bandit_router.transport.http.errors import ApiError, invalid
 _MAY_BE_UNSAFE = (b"\\u", b"\x00", b"\xed")
 
 
+# How long a request's body may take to arrive once its head has (http.body_timeout_s), kept on the app.
+BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
+
+
 async def read_object(request: web.Request) -> Body:
     """The request's body as a JSON object whose every string is text the router can carry."""
     if request.content_type != "application/json":
         raise invalid("Content-Type", "must be application/json", request.content_type)
+    timeout = request.app.get(BODY_TIMEOUT_S)
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"body must arrive within http.body_timeout_s ({timeout:g} s) of its head",
+            param="body",
+            code="body_timeout",
+        ) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"body must fit http.max_body_bytes: {exc.text}", param="body", code="too_large") from None
     except (RequestPayloadError, ClientPayloadError, zlib.error) as exc:

@@ -9,9 +9,10 @@ from aiohttp import web
 
 from bandit_router import errors
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.guard import start_site
+from bandit_router.transport.guard import EdgeLimits, GuardedSite, start_site, track_requests
 from bandit_router.transport.http.api import TENANT, JsonApi
 from bandit_router.transport.http.backends import Backends
+from bandit_router.transport.http.body import BODY_TIMEOUT_S
 from bandit_router.transport.http.errors import ApiError, from_router_error
 from bandit_router.transport.http.gateway import Gateway
 from bandit_router.transport.http.tokenizers import Tokenizers
@@ -32,6 +33,7 @@ class HttpServer:
         self.tokenizers = Tokenizers()
         self.url = ""
         self.runner: web.AppRunner | None = None
+        self.site: GuardedSite | None = None
 
     def _tenant(self, request: web.Request) -> str:
         if not self.tenant_by_token:
@@ -63,7 +65,8 @@ class HttpServer:
             ).response()
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._edge])
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[track_requests, self._edge])
+        app[BODY_TIMEOUT_S] = self.config.body_timeout_s
         JsonApi(self.service).add_routes(app)
         Gateway(self.service, self.backends, self.tokenizers).add_routes(app)
         app.router.add_get("/v1/backends", self._backends)
@@ -88,8 +91,8 @@ class HttpServer:
         await self.runner.setup()
         config = self.config
         try:
-            _, self.url = await start_site(
-                self.runner, config.listen, config.max_connections, config.header_timeout_s, self.service.config.server
+            self.site, self.url = await start_site(
+                self.runner, config.listen, EdgeLimits.of(config), self.service.config.server
             )
         except OSError as exc:
             await self.stop()
