@@ -23,6 +23,7 @@ from bandit_router.learning.decision_log import DecisionLog
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.store.embedded import MAX_BLOCK_MS
 from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
@@ -236,7 +237,10 @@ class Learner:
             self._marked = time.monotonic()
         backlog = self._backlog
         # Stopping, the learner drains what is there without waiting for more.
-        block = None if backlog or self._stopping.is_set() else max(1, int(self.config.snapshot_interval_s * 1000) // 2)
+        # Waiting, for half a snapshot interval, but never near the socket timeout (an idle learner then looked
+        # like a lost Redis, and health flapped): the loop comes round again instead.
+        wait_ms = min(max(1, int(self.config.snapshot_interval_s * 1000) // 2), MAX_BLOCK_MS)
+        block = None if backlog or self._stopping.is_set() else wait_ms
         try:
             entries = await self.store.read_events(self.consumer, self._backlog_after if backlog else None, 256, block)
         except aioredis.ResponseError as exc:

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from typing import Any
 
@@ -81,6 +82,39 @@ def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
     return EmbedderPool(config) if config.processes else Embedder(config)
 
 
+async def _on_daemon_thread(build: Callable[[], TextEmbedder]) -> TextEmbedder:
+    """``build()`` (loading weights, starting workers) on a daemon thread: a start cancelled meanwhile (a stop
+    signal) neither waits for the load to end nor holds the process's exit for it; what the thread built after
+    the cancel is closed there."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[TextEmbedder] = loop.create_future()
+
+    def deliver(result: TextEmbedder | None, error: BaseException | None) -> None:
+        if future.cancelled():
+            if result is not None:
+                result.close()
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: TextEmbedder | None = None
+        error: BaseException | None = None
+        try:
+            result = build()
+        except BaseException as exc:  # handed to the awaiting start, whatever it is
+            error = exc
+        try:
+            loop.call_soon_threadsafe(deliver, result, error)
+        except RuntimeError:  # the loop is gone: nobody will use what was built
+            if result is not None:
+                result.close()
+
+    threading.Thread(target=run, name="start-up", daemon=True).start()
+    return await future
+
+
 async def open_router(config: Config, embedder: TextEmbedder | None = None, **kwargs: Any) -> RouterService:
     """Opens a router: connects Redis (or starts the embedded one), loads the newest snapshots, starts the
     learner when ``server.learner`` (else follows the learner's announcements). A given ``embedder`` stays the
@@ -96,7 +130,7 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
             log.info(
                 "starting: loading the embedding model (%s)", config.embedding.model or "all-MiniLM-L6-v2, bundled"
             )
-            embedder = await asyncio.to_thread(build_embedder, config.embedding)
+            embedder = await _on_daemon_thread(partial(build_embedder, config.embedding))
         store = Store(client, config.redis.key_prefix)
         log.info("starting: embedding the task prototypes and building the policy")
         # Embeds the task prototypes and builds a VW workspace: off the event loop.
@@ -157,11 +191,31 @@ async def run_learner(config: Config, stop: asyncio.Event) -> None:
         await store.close()
 
 
+async def _unless_stopped(start: Coroutine[Any, Any, RouterService], stop: asyncio.Event) -> RouterService | None:
+    """What ``start`` opens, or None when ``stop`` is set first: the start is then cancelled, and stops what it
+    had started (the embedded Redis, embedding workers) before this returns."""
+    opening = asyncio.ensure_future(start)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({opening, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if opening.done():
+        return opening.result()
+    opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await opening
+    return None
+
+
 async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
     """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
     started is stopped again, the embedded Redis included, before the error goes up."""
     with stop_on_signals() as stop:
-        service = await open_router(config)
+        service = await _unless_stopped(open_router(config), stop)
+        if service is None:
+            log.info("stopped during start-up: what had started is stopped again")
+            return
         try:
             server = Server(service, config.server.listen)
         except BaseException:

@@ -223,6 +223,13 @@ async def start_embedded(data_dir: Path, maxmemory_mb: int = 0) -> EmbeddedRedis
     return embedded
 
 
+# How long a Redis call may go unanswered before the client gives up on it (an outage, to the service).
+SOCKET_TIMEOUT_S = 5.0
+# The longest a blocking read may ask Redis to wait: well under the socket timeout, so that a read that is merely
+# waiting for events is never taken for an outage, whatever the configured intervals.
+MAX_BLOCK_MS = int(SOCKET_TIMEOUT_S * 1000) // 5
+
+
 async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
     caller stops it after closing the client)."""
@@ -231,7 +238,7 @@ async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aio
         embedded = await start_embedded(data_path / "redis", maxmemory_mb)
         url = embedded.url
     try:
-        client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+        client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
     except ValueError as exc:
         raise RedisUnreachable(f"redis.url (or REDIS_URL) {redacted(url)!r} is not a Redis URL: {exc}") from None
     if embedded is None:

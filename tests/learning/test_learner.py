@@ -4,11 +4,12 @@ malformed event is skipped; stopping drains the stream."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from helpers import Routers
+from helpers import Routers, make_config
 
 from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
@@ -16,6 +17,7 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Snapshot
 from bandit_router.runtime.root import run_learner
 from bandit_router.serving.router import RouterService
+from bandit_router.store.embedded import SOCKET_TIMEOUT_S
 from bandit_router.store.redis_store import Store
 
 
@@ -127,3 +129,21 @@ async def test_the_learner_goes_on_after_a_step_fails(service: RouterService, mo
     await reward_some(service, 40)
     await learner.wait_learned(40, timeout=30)
     assert failed and learner.failures == 1 and learner.policy.learned == 40
+
+
+async def test_an_idle_learner_with_a_long_snapshot_interval_keeps_health_steady(
+    tmp_path: Path, redis_url: str, routers: Routers
+) -> None:
+    """policy.snapshot_interval_s = 10 once made the learner's blocking read 5 s, the Redis socket timeout: an
+    idle router then read as having lost Redis (NOT_SERVING, an ERROR logged) every few seconds. Watched for
+    longer than the socket timeout, health never wavers."""
+    service = await routers(make_config(tmp_path, redis_url, policy={"snapshot_interval_s": 10.0}))
+    problems: list[str] = []
+    deadline = asyncio.get_running_loop().time() + SOCKET_TIMEOUT_S * 1.5
+    while asyncio.get_running_loop().time() < deadline:
+        problem = service.health_problem()
+        if problem is not None:
+            problems.append(problem)
+        await asyncio.sleep(0.1)
+    assert problems == []
+    assert service.learner is not None and service.learner.failures == 0

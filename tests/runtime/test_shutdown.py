@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import Routers, free_port, wait_serving
+from helpers import START_TIMEOUT_S, Routers, free_port, until, wait_serving
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from routerprocess import load, start
 
@@ -85,3 +86,57 @@ async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
     service.expiry.sweep = sweep_in_a_slow_redis_call  # type: ignore[method-assign]
     await asyncio.wait_for(entered.wait(), timeout=30)
     await asyncio.wait_for(service.close(), timeout=30)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_a_stop_signal_during_start_up_cancels_the_start_and_leaves_nothing(tmp_path: Path, seed: int) -> None:
+    """SIGTERM at a seeded random point after the start began (the embedded Redis starting, the model loading):
+    the start is cancelled rather than completed and then stopped, the process exits 0, and every process it
+    started (the embedded Redis, embedding workers) is gone."""
+    target = f"127.0.0.1:{free_port()}"
+    process = start(target, tmp_path, "", f"early{seed}")
+    log = tmp_path / "server.log"
+    started: set[int] = set()
+    try:
+        await until(lambda: "starting: connecting to Redis" in log.read_text(), START_TIMEOUT_S, "the start to begin")
+        # The start takes seconds more (the model, the workers); the signal lands somewhere within them.
+        deadline = asyncio.get_running_loop().time() + random.Random(seed).uniform(0.0, 2.0)
+        while asyncio.get_running_loop().time() < deadline:
+            started |= descendants(process.pid)
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "serving on" not in text and "stopped during start-up" in text, text[-3000:]
+    await until(lambda: not any(alive(pid) for pid in started), 60, f"the processes it started ({started}) to exit")
