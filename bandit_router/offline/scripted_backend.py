@@ -35,6 +35,8 @@ class Script:
     # Streams: lines that are not JSON, then [DONE] (a broken backend answering 200); or chunks without end.
     garbage: bool = False
     endless: bool = False
+    # An error answer that repeats the prompt it was sent (as some servers' validation errors do).
+    echo_error: bool = False
 
 
 def _words(text: str) -> list[str]:
@@ -95,7 +97,7 @@ class ScriptedBackend:
             await asyncio.sleep(script.delay_s)
         if script.status != 200:
             error = {
-                "message": f"scripted failure {script.status}",
+                "message": f"scripted failure {script.status}" + (f" for: {prompt}" if script.echo_error else ""),
                 "type": "server_error",
                 "param": None,
                 "code": None,

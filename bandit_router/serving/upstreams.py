@@ -1,13 +1,17 @@
-"""How each model's backend is doing, as the gateway saw its calls: answers, failures and their latency."""
+"""How each model's backend is doing, as the gateway saw its calls: answers, failures and their latency, pooled
+and per tenant; a failure is shown by its class (status, timeout, ...), never with what the backend said."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -22,22 +26,37 @@ class _Upstream:
     recent: collections.deque[bool] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100))
 
 
+def failure_class(reason: str) -> str:
+    """What a failure may show to anyone who reads the health views: its status or kind, without the text the
+    backend sent (which can echo another tenant's prompt) or its address. The whole reason goes to the log."""
+    if reason.startswith("HTTP "):
+        return reason.split(":", 1)[0]
+    if reason.startswith("cannot reach "):
+        return "cannot reach the backend"
+    if reason.startswith(("no answer within", "the stream ran past")):
+        return reason.split(" (", 1)[0]
+    return reason.split(":", 1)[0]
+
+
 class UpstreamHealth:
-    """Per model: calls, failures, the last failure, and running means (EWMA) of latency and time to first token."""
+    """Per model, pooled and per tenant: calls, failures, the last failure's class, and running means (EWMA) of
+    latency and time to first token."""
 
     def __init__(self, alpha: float = 0.1, clock: Callable[[], float] = time.time) -> None:
         self.alpha = alpha
         self._clock = clock
-        self._by_model: dict[str, _Upstream] = collections.defaultdict(_Upstream)
+        # Keyed by (tenant, model); the tenant None holds every tenant's calls pooled.
+        self._by_key: dict[tuple[str | None, str], _Upstream] = collections.defaultdict(_Upstream)
         # The gateway writes on the router's loop; the dashboard reads on its own thread.
         self._lock = threading.Lock()
 
     def _mean(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.alpha * (new - old)
 
-    def answered(self, model: str, latency_ms: float, first_token_ms: float | None) -> None:
+    def answered(self, model: str, latency_ms: float, first_token_ms: float | None, tenant: str = "") -> None:
         with self._lock:
-            self._answered(self._by_model[model], latency_ms, first_token_ms)
+            for key in ((None, model), (tenant, model)):
+                self._answered(self._by_key[key], latency_ms, first_token_ms)
 
     def _answered(self, u: _Upstream, latency_ms: float, first_token_ms: float | None) -> None:
         u.calls += 1
@@ -46,20 +65,24 @@ class UpstreamHealth:
         if first_token_ms is not None:
             u.first_token_ms = self._mean(u.first_token_ms, first_token_ms)
 
-    def failed(self, model: str, reason: str) -> None:
+    def failed(self, model: str, reason: str, tenant: str = "") -> None:
+        log.warning("backend of %s failed (tenant %r): %s", model, tenant, reason)
         with self._lock:
-            u = self._by_model[model]
-            u.calls += 1
-            u.failures += 1
-            u.recent.append(False)
-            u.last_failure = reason
-            u.last_failure_at = self._clock()
+            for key in ((None, model), (tenant, model)):
+                u = self._by_key[key]
+                u.calls += 1
+                u.failures += 1
+                u.recent.append(False)
+                u.last_failure = failure_class(reason)
+                u.last_failure_at = self._clock()
 
-    def view(self) -> list[dict[str, Any]]:
-        """Each model's figures, by model id: what the dashboard shows."""
+    def view(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Each model's figures, by model id: every tenant's calls pooled (None), or one tenant's own."""
         with self._lock:
             upstreams = [
-                (m, dataclasses.replace(u, recent=collections.deque(u.recent))) for m, u in self._by_model.items()
+                (m, dataclasses.replace(u, recent=collections.deque(u.recent)))
+                for (t, m), u in self._by_key.items()
+                if t == tenant
             ]
         return [
             {

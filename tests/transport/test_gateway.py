@@ -411,3 +411,40 @@ async def test_a_stream_without_end_is_cut_at_the_deadline_and_learned_as_a_fail
         (event,) = learned_events(gateway.data_dir)
     assert event["decision_id"] == raw.headers["x-bandit-router-decision-id"]
     assert event["failure"].startswith("the stream ran past http.deadline_s ("), event
+
+
+async def test_backend_health_is_each_tenants_own_and_never_shows_what_a_backend_said(
+    tmp_path: Path, redis_url: str, embedder: Embedder
+) -> None:
+    """A backend whose errors echo the prompt: beta's prompt must not reach alpha through /v1/backends (alpha sees
+    its own calls only), nor anyone through any health view (a failure shows its status, the text goes to the
+    log); the admin tenant and the dashboard token see every tenant's calls pooled."""
+    tokens = ("alpha:alpha-token-0123456789", "beta:beta-token-0123456789ab", "ops:ops-token-0123456789ab")
+    auth = {"tokens": tokens, "admin_tenants": ("ops",), "dashboard_token": "dashboard-token-0123456789"}
+    async with open_gateway(tmp_path, redis_url, embedder, auth=auth) as gateway:
+        gateway.scripts.update({LARGE: Script(status=500, echo_error=True), SMALL: Script(text="Fine.")})
+        secret = [{"role": "user", "content": "beta-secret-7731: what is our merger price?"}]
+        beta = openai.AsyncOpenAI(base_url=gateway.url + "v1", api_key="beta-token-0123456789ab", max_retries=0)
+        try:
+            for _ in range(3):
+                await beta.chat.completions.create(model=LARGE, messages=secret)  # type: ignore[arg-type]
+        except openai.APIStatusError:
+            pass  # passed through to the failing backend: 502
+        finally:
+            await beta.close()
+        views = {}
+        async with aiohttp.ClientSession() as session:
+            for who, token in (("alpha", "alpha-token-0123456789"), ("beta", "beta-token-0123456789ab"),
+                               ("ops", "ops-token-0123456789ab")):  # fmt: skip
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.get(gateway.url + "v1/backends", headers=headers) as response:
+                    assert response.status == 200
+                    views[who] = await response.json()
+            headers = {"Authorization": "Bearer dashboard-token-0123456789"}
+            async with session.get(gateway.dashboard_url + "api/backends", headers=headers) as response:
+                views["dashboard"] = await response.json()
+    assert views["alpha"] == {"backends": []}
+    for who in ("beta", "ops", "dashboard"):
+        (large,) = [b for b in views[who]["backends"] if b["model"] == LARGE]
+        assert large["failures"] >= 1 and large["last_failure"] == "HTTP 500", views[who]
+    assert "beta-secret" not in json.dumps(views)

@@ -162,7 +162,7 @@ class _Views:
 
     async def backends(self, request: web.Request) -> web.Response:
         """Each model's backend as the gateway saw it (no tenant's traffic can be read off it)."""
-        return _json(_nulls({"backends": self.service.upstreams.view()}))
+        return _json(_nulls({"backends": self.service.upstreams.view(_tenant(request))}))
 
     async def rollout(self, request: web.Request) -> web.Response:
         """Apprentice mode's evidence, from the served policy (so the same on every replica)."""

@@ -210,9 +210,9 @@ class Gateway:
 
         async def measured(call: Call) -> None:
             if call.broken:
-                self.service.upstreams.failed(model.id, call.broken)
+                self.service.upstreams.failed(model.id, call.broken, request[TENANT])
             else:
-                self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms)
+                self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms, request[TENANT])
             await on_call(call)
 
         def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
@@ -232,7 +232,7 @@ class Gateway:
                 status=exc.status, body=exc.body, content_type=exc.content_type or None, headers=headers
             )
         except BackendFailure as exc:
-            self.service.upstreams.failed(model.id, str(exc))
+            self.service.upstreams.failed(model.id, str(exc), request[TENANT])
             raise
         await measured(answered)
         return web.json_response(rewrite(payload, True), headers=headers)

@@ -81,7 +81,11 @@ class HttpServer:
         return web.json_response({"status": "NOT_SERVING", "reason": problem}, status=503)
 
     async def _backends(self, request: web.Request) -> web.Response:
-        return web.json_response({"backends": self.service.upstreams.view()})
+        """Each backend as the gateway saw the caller's own calls; every tenant's pooled for an admin tenant (and
+        without authentication, where there is one pool)."""
+        tenant = request[TENANT]
+        pooled = not self.tenant_by_token or tenant in self.service.config.auth.admin_tenants
+        return web.json_response({"backends": self.service.upstreams.view(None if pooled else tenant)})
 
     async def start(self) -> None:
         # Before anything is bound: a tokenizer that cannot be loaded stops the start with its key.
