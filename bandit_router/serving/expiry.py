@@ -42,6 +42,7 @@ class Expiry:
     async def run(self, flush_unsaved: Callable[[], Awaitable[int]]) -> None:
         """Sweeps every ``reward.expiry_sweep_s`` until cancelled, first writing what a Redis outage kept."""
         while True:
+            stop_if_cancelled()  # a cancellation redis-py swallowed on the last turn
             await asyncio.sleep(self.config.reward.expiry_sweep_s)
             try:
                 await flush_unsaved()

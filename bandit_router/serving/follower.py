@@ -17,11 +17,13 @@ async def follow(store: Store, reload: Callable[[], Awaitable[bool]], poll_s: fl
     """Calls ``reload`` on each announcement and every ``poll_s`` seconds without one, until cancelled;
     rides out Redis outages."""
     while True:
+        stop_if_cancelled()  # a cancellation redis-py swallowed
         pubsub = store.subscribe_snapshots()
         try:
             await pubsub.subscribe(store.snapshots_channel)
             await reload()
             while True:
+                stop_if_cancelled()
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
                 if message is None or message.get("type") == "message":
                     await reload()

@@ -29,6 +29,7 @@ class RedisSupervisor:
     async def run(self) -> None:
         embedded = self.embedded
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(SUPERVISE_EVERY_S)
             if embedded.alive():
                 continue

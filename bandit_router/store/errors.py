@@ -22,10 +22,12 @@ def refusing(exc: BaseException) -> bool:
     )
 
 
-def stop_if_cancelled(exc: BaseException) -> None:
+def stop_if_cancelled(exc: BaseException | None = None) -> None:
     """Raises CancelledError if the running task was cancelled. redis-py can turn a cancellation that arrives
-    during a command into a connection or timeout error; a loop that retries those would then never end, and
-    close(), awaiting it, would hang (seen as a 300 s test timeout in a teardown)."""
+    during a command into a connection or timeout error, or swallow it while it tidies a connection up; a loop
+    that retries those, or simply goes round again, would then never end, and close(), awaiting it, would hang
+    (seen as a 300 s test timeout in a teardown, the sweep asleep in a task marked cancelling). Loops call this
+    with the error they caught, and at the top of every turn."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc

@@ -67,11 +67,14 @@ async def test_sigterm_drains_in_flight_calls_and_the_learner(tmp_path: Path, re
     assert "stopping: draining in-flight calls and the learner" in log
 
 
+@pytest.mark.parametrize("swallowed", [False, True], ids=["turned-into-a-redis-error", "swallowed"])
 async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
-    config: Config, embedder: Embedder, routers: Routers
+    config: Config, embedder: Embedder, routers: Routers, swallowed: bool
 ) -> None:
-    """redis-py can turn a cancellation during a command into a timeout error; the sweep, which retries on
-    Redis errors, must still end when close() cancels it (it looped, and a test teardown hung 300 s)."""
+    """redis-py can turn a cancellation during a command into a timeout error, or swallow it while it tidies a
+    connection up; either way the sweep, which retries on Redis errors and otherwise goes round again, must end
+    when close() cancels it (it looped, and a test teardown hung 300 s: once in CI with the error, once on a
+    loaded machine asleep in a task marked cancelling)."""
     service = await routers(config.replace(reward={"expiry_sweep_s": 0.01}))
     entered = asyncio.Event()
 
@@ -80,6 +83,8 @@ async def test_close_ends_a_sweep_whose_cancellation_came_back_as_a_redis_error(
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
+            if swallowed:
+                return 0
             raise RedisTimeoutError("Timeout reading from socket") from None
         return 0
 
