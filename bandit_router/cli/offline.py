@@ -35,9 +35,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bandit_router.config import load_config
-    from bandit_router.offline.evaluate import evaluate, plot, read_dsjson, reweighted, table
+    from bandit_router.offline.evaluate import evaluate, judged, plot, read_dsjson, reweighted, table
 
-    decisions = read_dsjson(args.log)
+    decisions, value = judged(read_dsjson(args.log), args.tenant)
+    print(f"Estimates of {value}.")
     trade_offs: dict[str, list[Any]] = {"as logged": decisions}
     for text in args.weights:
         try:
@@ -125,6 +126,12 @@ def add_parsers(commands: Any) -> None:
 
     evaluate = commands.add_parser("evaluate", help="off-policy estimates of candidate policies from a DSJSON log")
     evaluate.add_argument("log", help="DSJSON written by export-log")
+    evaluate.add_argument(
+        "--tenant",
+        default=None,
+        help="estimate this tenant's reward on its own decisions (a log of several tenants is otherwise estimated "
+        "on quality, pooled)",
+    )
     evaluate.add_argument(
         "--vw", action="append", default=[], help="a candidate VW policy's arguments, quoted; may be repeated"
     )

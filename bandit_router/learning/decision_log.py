@@ -65,6 +65,8 @@ def to_dsjson(event: LearningEvent) -> dict[str, Any]:
             # Each action's penalty at the decision's weights: with the context, what a policy's pmf depends on.
             "penalties": list(event.penalties),
             "task": event.task,
+            # Whose reward it is: evaluate judges one tenant's rewards, or pools tenants on quality only.
+            "tenant": event.tenant,
             "quality": event.quality,
             "cost_usd": event.cost_usd,
             "cost_source": event.cost_source,

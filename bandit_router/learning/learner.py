@@ -184,6 +184,7 @@ class Learner:
         # First the events delivered to this consumer before a crash, then new ones.
         self._backlog, self._backlog_after = True, "0"
         while True:
+            stop_if_cancelled()  # a cancellation redis-py swallowed on the last step
             try:
                 if await self._step():
                     return
@@ -290,12 +291,11 @@ class Learner:
     def _learn_sync(self, raw: str) -> LearningEvent:
         event = LearningEvent.loads(raw)
         learn_event(self.policy, event, self.ewma_alpha, self.rollout)
+        # The gate judges quality, which every tenant reports within [0, 1]: one tenant's accepted extremes of
+        # energy or cost (a reward clipped at -1e6) can neither hold nor promote the policy others are served.
         self.gate.observe(
             Logged(
-                Choice.of(event.shared, event.actions, event.penalties),
-                event.index,
-                event.probability,
-                bounded(event.reward),
+                Choice.of(event.shared, event.actions, event.penalties), event.index, event.probability, event.quality
             )
         )
         return event

@@ -262,14 +262,18 @@ class Monitor:
 
     def ope(self, window_s: float, z: float = 1.96, tenant: str | None = None) -> dict[str, Any]:
         """Off-policy estimates, on the window's rewarded decisions, of the live (logging) policy, uniform
-        random and each single model: IPS and SNIPS with intervals of ``z`` standard errors."""
+        random and each single model: IPS and SNIPS with intervals of ``z`` standard errors. A tenant's view
+        estimates its reward; a view pooled over several tenants estimates quality (``value`` says which), which
+        every tenant reports within [0, 1]: one tenant's accepted extremes of energy or cost would otherwise
+        decide every pooled figure."""
         _, samples = self._rewards(window_s, tenant)
         if not samples:
             return {"n": 0, "policies": {}}
         models = sorted({m for r in samples for m in r.models})
         actions = [0] * len(samples)
         propensities = [r.probability for r in samples]
-        rewards = [r.reward for r in samples]
+        value = "quality" if len({r.tenant for r in samples}) > 1 else "reward"
+        rewards = [r.quality if value == "quality" else r.reward for r in samples]
         targets: dict[str, list[list[float]]] = {
             # The logging policy gave the logged action its logged probability: every weight is 1.
             "live policy": [[r.probability] for r in samples],
@@ -285,7 +289,7 @@ class Monitor:
             if any(t[0] > 0 for t in target):
                 entry["snips"] = dataclasses.asdict(snips(target, actions, propensities, rewards, z=z, resamples=200))
             result[name] = entry
-        return {"n": len(samples), "z": z, "policies": result}
+        return {"n": len(samples), "z": z, "value": value, "policies": result}
 
     def alerts(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """Drift alerts: a served policy that moved beyond the threshold within the last ``alert_hold_s``, with

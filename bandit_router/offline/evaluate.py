@@ -39,6 +39,7 @@ class LoggedDecision:
     quality: float
     cost_usd: float
     energy_joules: float
+    tenant: str = ""
 
 
 class LogError(InputError):
@@ -67,6 +68,7 @@ def _decision(row: Any, text: str) -> LoggedDecision:
         float(meta["quality"]),
         float(meta["cost_usd"]),
         float(meta["energy_joules"]),
+        str(meta.get("tenant", "")),  # logs exported before tenants were written are one pool
     )
 
 
@@ -96,6 +98,23 @@ def read_dsjson(path: str | Path) -> list[LoggedDecision]:
     if not decisions:
         raise LogError(f"{path}: holds no decisions (bandit-router export-log writes them once rewards are learned)")
     return decisions
+
+
+def judged(decisions: Sequence[LoggedDecision], tenant: str | None) -> tuple[list[LoggedDecision], str]:
+    """What to estimate, and what it is: one tenant's decisions at their reward; or, where the log pools several
+    tenants, every decision at its quality, which each tenant reports within [0, 1] (one tenant's accepted
+    extremes of energy or cost would otherwise decide every estimate)."""
+    if tenant is not None:
+        own = [d for d in decisions if d.tenant == tenant]
+        if not own:
+            found = sorted({d.tenant for d in decisions})
+            raise LogError(f"--tenant {tenant!r}: the log holds no decision of it (tenants: {found})")
+        return own, f"tenant {tenant!r}'s reward"
+    tenants = {d.tenant for d in decisions}
+    if len(tenants) > 1:
+        pooled = [dataclasses.replace(d, reward=d.quality) for d in decisions]
+        return pooled, f"quality, pooled over {len(tenants)} tenants (--tenant NAME for one tenant's reward)"
+    return list(decisions), "reward"
 
 
 def reweighted(

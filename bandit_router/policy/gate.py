@@ -8,6 +8,11 @@ confidence (a paired bootstrap interval of the difference). The candidate has le
 its estimate leans optimistic. A burst of corrupted rewards pulls the candidate towards what the corrupted
 rewards favour, while the window, still mostly the uncorrupted events, scores that candidate lower than
 the serving policy: the gate holds the serving policy until the candidate has learned its way back.
+
+The router's gate judges quality, not reward: quality is what the policy learns and what every tenant reports
+within [0, 1], while energy and cost are computed, the same way for both policies. So one tenant's accepted
+extremes of reported energy or cost (a reward clipped at -1e6) cannot decide the verdict for the policy every
+tenant is served; a tenant's quality reports weigh as its share of the window's decisions, as they should.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from bandit_router.policy.vw import Policy
 
 @dataclasses.dataclass(frozen=True)
 class Logged:
-    """One learned decision as the gate replays it: what the policy saw, the logged action and its reward."""
+    """One learned decision as the gate replays it: what the policy saw, the logged action, and the value judged
+    (the learner's: the quality reported, bounded to [0, 1] whoever reported it)."""
 
     choice: Choice
     index: int
     probability: float
-    reward: float
+    value: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +126,7 @@ class Gate:
             return Verdict(version, True, f"window holds {len(events)} < {self.config.gate_min_events} events", 0)
         actions = [0] * len(events)
         propensities = [e.probability for e in events]
-        rewards = [e.reward for e in events]
+        rewards = [e.value for e in events]
         try:
             p_new, p_old = self._probabilities(candidate, events), self._serving_probabilities(serving, window)
             new = snips(p_new, actions, propensities, rewards, z=self.config.gate_z)

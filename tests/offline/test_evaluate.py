@@ -11,10 +11,10 @@ from helpers import Routers
 
 from bandit_router.cli import main
 from bandit_router.config import Config
-from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.domain.requests import MAX_WEIGHT, RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.learning.decision_log import export
-from bandit_router.offline.evaluate import evaluate, read_dsjson, reweighted
+from bandit_router.offline.evaluate import LogError, evaluate, judged, read_dsjson, reweighted
 from bandit_router.serving.router import RouterService
 
 GOOD, BAD = "gemma-2-9b-it", "llama-3.2-3b-instruct"
@@ -51,7 +51,9 @@ async def test_estimates_cover_the_known_values_of_candidates(
         main(["evaluate", str(log), "--vw", "--cb_explore_adf --epsilon 0.1", "--json", str(tmp_path / "e.json")]) == 0
     )
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0].startswith("| policy | IPS [95% CI]") and f"| always {GOOD} |" in printed
+    lines = printed.splitlines()
+    assert lines[0] == "Estimates of reward." and lines[1].startswith("| policy | IPS [95% CI]")
+    assert f"| always {GOOD} |" in printed
     assert set(json.loads((tmp_path / "e.json").read_text())["as logged"][f"always {GOOD}"]) == {"ips", "snips", "dr"}
 
     # Under other weights, each decision's reward is rebuilt from its logged quality, energy and cost.
@@ -154,3 +156,45 @@ async def test_a_log_whose_decisions_offer_different_models_is_evaluated(
     assert "| always acme-api |" in out and "40 of 230 (offered; else as logged)" in out
     assert (tmp_path / "ev" / "evaluate.png").read_bytes().startswith(b"\x89PNG")
     assert "| always acme-api |" in (tmp_path / "ev" / "evaluate.md").read_text()
+
+
+async def test_a_log_of_several_tenants_is_judged_on_quality_unless_one_tenant_is_named(
+    service: RouterService, config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Beta asks for the largest weights, so its rewards are far below anything alpha's are: pooled, they would
+    decide every estimate. Pooled estimates are of quality (GOOD answers 1 for both); --tenant gives a tenant's
+    own reward."""
+    for i in range(120):
+        tenant = "beta" if i % 2 else "alpha"
+        weight = MAX_WEIGHT if tenant == "beta" else 0.0
+        d = await service.route(
+            RouteInput(
+                query=f"Question {i} about birds",
+                candidates=(GOOD, BAD),
+                energy_weight=weight,
+                cost_weight=weight,
+                tenant=tenant,
+            )
+        )
+        await service.reward(RewardInput(decision_id=d.decision_id, quality=float(d.model == GOOD), tenant=tenant))
+    assert service.learner is not None
+    await service.learner.wait_learned(120, timeout=60)
+    log = tmp_path / "log.dsjson"
+    assert export(config.server.data_path / "decisions", log) == 120
+    decisions = read_dsjson(log)
+    assert {d.tenant for d in decisions} == {"alpha", "beta"}
+    assert min(d.reward for d in decisions if d.tenant == "beta") < -10
+
+    pooled, what = judged(decisions, None)
+    assert what.startswith("quality, pooled over 2 tenants")
+    assert evaluate(pooled)[f"always {GOOD}"]["snips"].value == pytest.approx(1.0)
+    beta, what = judged(decisions, "beta")
+    assert what == "tenant 'beta''s reward" and len(beta) == 60 and all(d.tenant == "beta" for d in beta)
+    assert evaluate(beta)["logged policy"]["ips"].value < -10
+    with pytest.raises(
+        LogError, match=r"--tenant 'gamma': the log holds no decision of it \(tenants: \['alpha', 'beta'\]\)"
+    ):
+        judged(decisions, "gamma")
+
+    assert main(["evaluate", str(log)]) == 0
+    assert capsys.readouterr().out.startswith("Estimates of quality, pooled over 2 tenants")

@@ -9,6 +9,8 @@ import pytest
 from helpers import Routers, make_config
 
 from bandit_router.config import Config, PolicyConfig, load_config
+from bandit_router.domain.pricing import catalog_cost
+from bandit_router.domain.requests import MAX_WEIGHT, RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged
@@ -132,3 +134,34 @@ def test_the_serving_policy_is_scored_on_the_window_as_it_now_is() -> None:
     assert kept.serving is not None and recomputed.serving is not None
     assert kept.serving.value == pytest.approx(recomputed.serving.value)
     assert kept.promoted is recomputed.promoted
+
+
+async def test_one_tenants_extreme_reports_do_not_decide_the_gate(
+    tmp_path: Path, redis_url: str, routers: Routers
+) -> None:
+    """Beta asks for the largest weights and reports every cost just inside the plausibility bound, so its rewards
+    are hugely negative; alpha reports plainly. The gate judges quality, which both report within [0, 1]: its
+    estimates stay there, and equal qualities (0.8 from both) never hold a policy back."""
+    config = make_config(tmp_path, redis_url, policy={"snapshot_every_events": 16, "gate_min_events": 16})
+    service = await routers(config)
+    ratio = service.config.limits.max_report_ratio
+    extreme = 0.99 * ratio * max(catalog_cost(m, 20, 200) for m in service.config.models)
+    for i in range(96):
+        tenant = "beta" if i % 2 else "alpha"
+        weight = MAX_WEIGHT if tenant == "beta" else None
+        asked = RouteInput(query=f"Question number {i}?", tenant=tenant, energy_weight=weight, cost_weight=weight)
+        decision = await service.route(asked)
+        cost = extreme if tenant == "beta" else None
+        reward = RewardInput(
+            decision.decision_id, 0.8, input_tokens=20, output_tokens=200, cost_usd=cost, tenant=tenant
+        )
+        result = await service.reward(reward)
+        assert tenant == "alpha" or result.reward < -100  # beta's rewards are extreme indeed
+    assert service.learner is not None
+    await service.learner.wait_learned(96, timeout=120)
+    judged = [v for v in service.learner.verdicts if v.candidate is not None]
+    assert judged, [v.reason for v in service.learner.verdicts]
+    assert all(v.promoted for v in judged), [v.reason for v in judged]
+    for verdict in judged:
+        for estimate in (verdict.candidate, verdict.serving):
+            assert estimate is not None and 0.0 <= estimate.value <= 1.0, verdict.reason

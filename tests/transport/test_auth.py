@@ -150,11 +150,14 @@ async def test_each_tenant_sees_its_own_traffic_on_the_dashboard(tenants: Server
     assert beta["summary"]["viewer"] == "beta" and beta["summary"]["tasks"] == ["betatask"]
     assert beta["summary"]["events_learned"] is None and beta["summary"]["gate_promotions"] is None
     assert sum(beta["shares"]["decisions"]) == 4 and beta["shares"]["tasks"] == ["betatask"]
-    assert sum(beta["rewards"]["rewards"]) == 3 and beta["ope"]["n"] == 3
+    assert sum(beta["rewards"]["rewards"]) == 3 and beta["ope"]["n"] == 3 and beta["ope"]["value"] == "reward"
     assert beta["health"]["pending"] == 1 and beta["health"]["learner_lag_events"] is None
     assert all("reason" not in g for g in beta["drift"]["gate"])
     for token in (DASHBOARD, A):
-        pooled = {p: await view(token, f"api/{p}?window=0") for p in ("summary", "shares", "rewards")}
+        pooled = {p: await view(token, f"api/{p}?window=0") for p in ("summary", "shares", "rewards", "ope")}
+        # Pooled over two tenants, the estimates are of quality (0.5 for every decision here), not of reward.
+        assert pooled["ope"]["n"] == 8 and pooled["ope"]["value"] == "quality"
+        assert pooled["ope"]["policies"]["live policy"]["snips"]["value"] == pytest.approx(0.5)
         assert pooled["summary"]["viewer"] == "all tenants"
         assert pooled["summary"]["tasks"] == ["alphatask", "betatask"]
         assert sum(pooled["shares"]["decisions"]) == 9 and sum(pooled["rewards"]["rewards"]) == 8
