@@ -43,16 +43,32 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+def own_mib(pid: int) -> float:
+    """Resident set size of the process alone, from Linux /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _by_process(server: int, redis: int | None) -> dict[str, float]:
+    """Each process's own resident MiB: the server, its children (named by what they run), the Redis."""
+    found = {"server": own_mib(server)}
+    for child in _children(server):
+        with contextlib.suppress(OSError, RuntimeError):
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            kind = "embedding worker" if b"_worker_main" in command else "child"
+            found[f"{kind} {child}"] = resident_mib(child)
+    if redis is not None:
+        with contextlib.suppress(OSError, RuntimeError):
+            found["redis-server (the soak's)"] = resident_mib(redis)
+    return found
+
+
 def resident_mib(pid: int) -> float:
     """Resident set size of the process and all its descendants (the embedding workers, an embedded Redis),
     from Linux /proc."""
-    total = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total = int(line.split()[1]) / 1024
-            break
-    else:
-        raise RuntimeError(f"no VmRSS for process {pid}")
+    total = own_mib(pid)
     for child in _children(pid):
         with contextlib.suppress(OSError, RuntimeError):
             total += resident_mib(child)
@@ -109,6 +125,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
     prefix = "soak"
     tally = _Tally()
     memory: list[tuple[float, float]] = []
+    processes: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="br-soak-") as data_dir:
         redis = await start_embedded(Path(data_dir) / "redis")
         target = f"127.0.0.1:{free_port()}"
@@ -136,7 +153,10 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
                 # Every 5 s, or often enough that a short run still has a dozen samples.
                 every = min(5.0, duration_s / 12)
                 while time.monotonic() < deadline:
-                    memory.append((time.monotonic() - started, resident_mib(server.pid)))
+                    t = time.monotonic() - started
+                    memory.append((t, resident_mib(server.pid)))
+                    for name, mib in _by_process(server.pid, redis.pid).items():
+                        processes.setdefault(name, []).append((t, mib))
                     await asyncio.sleep(every)
 
             await asyncio.gather(sample(), _clients(target, texts, concurrency, deadline, tally))
@@ -161,6 +181,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
         "stream_backlog_after": backlog,
         "server_exit_code": exit_code,
         "rss_samples": memory,
+        "rss_by_process": processes,
     }
 
 
@@ -204,6 +225,12 @@ async def run_soak(
         f"learned {result['learned']}, RSS of the server and its child processes {early:.0f} -> {late:.0f} MiB "
         f"(max {rss['max']:.0f})"
     )
+    print("  RSS by process, mean of the first third -> the last third (MiB):")
+    for name, samples in result["rss_by_process"].items():
+        part = max(1, len(samples) // 3)
+        first = sum(m for _, m in samples[:part]) / part
+        last = sum(m for _, m in samples[-part:]) / part
+        print(f"    {name}: {first:.0f} -> {last:.0f} ({100 * (last - first) / first:+.0f}%)")
     for name, ok in checks.items():
         print(
             f"  {'ok  ' if ok else 'FAIL'} {name}"

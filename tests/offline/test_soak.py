@@ -21,5 +21,10 @@ async def test_a_short_soak_passes_its_checks(tmp_path: Path) -> None:
     assert set(result["not_judged"]) == {"memory flat"}
     assert result["not_judged"]["memory flat"].startswith("needs a run of at least 120 s")
     assert len(result["rss_samples"]) >= 6 and 0 < result["rss_mib"]["max"] <= MAX_RSS_MIB
+    # Each process on its own, over time: what grows can be told apart.
+    by_process = result["rss_by_process"]
+    assert {"server", "redis-server (the soak's)"} <= set(by_process), sorted(by_process)
+    assert sum(name.startswith("embedding worker") for name in by_process) == 2, sorted(by_process)
+    assert all(len(samples) >= 6 and all(m > 0 for _, m in samples) for samples in by_process.values())
     assert result["rewards"] > 50 and result["learned"] == result["rewards"]
     assert (tmp_path / "soak.json").exists()
