@@ -140,3 +140,22 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@contextlib.asynccontextmanager
+async def served(config: Config, embedder: Embedder) -> AsyncIterator[Server]:
+    """A router on ``config`` behind a started in-process server (gRPC, HTTP, dashboard); stopped afterwards."""
+    service = await open_router(config, embedder=embedder)
+    server = Server(service, "127.0.0.1:0")
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop(0)
+
+
+def http_address(server: Server) -> tuple[str, int]:
+    """Host and port of the server's HTTP API, for a raw socket."""
+    assert server.http is not None
+    host, port = server.http.url.removeprefix("http://").rstrip("/").split(":")
+    return host, int(port)

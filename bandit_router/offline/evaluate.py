@@ -112,7 +112,7 @@ def judged(decisions: Sequence[LoggedDecision], tenant: str | None) -> tuple[lis
         return own, f"tenant {tenant!r}'s reward"
     tenants = {d.tenant for d in decisions}
     if len(tenants) > 1:
-        pooled = [dataclasses.replace(d, reward=d.quality) for d in decisions]
+        pooled = [_relabelled(d, d.quality) for d in decisions]
         return pooled, f"quality, pooled over {len(tenants)} tenants (--tenant NAME for one tenant's reward)"
     return list(decisions), "reward"
 
@@ -122,13 +122,18 @@ def reweighted(
 ) -> list[LoggedDecision]:
     """The decisions with the reward they would have had under other weights (same quality, cost and
     energy), their DSJSON label changed to match, so progressive VW candidates learn that reward."""
-    result = []
-    for d in decisions:
-        reward = scalar_reward(d.quality, d.energy_joules, d.cost_usd, energy_weight, cost_weight, scales)
-        row = json.loads(d.line)
-        row["_label_cost"] = -reward
-        result.append(dataclasses.replace(d, reward=reward, line=json.dumps(row)))
-    return result
+    return [
+        _relabelled(d, scalar_reward(d.quality, d.energy_joules, d.cost_usd, energy_weight, cost_weight, scales))
+        for d in decisions
+    ]
+
+
+def _relabelled(decision: LoggedDecision, reward: float) -> LoggedDecision:
+    """``decision`` with another reward, its DSJSON label changed to match, so progressive VW candidates learn
+    what the estimates are of."""
+    row = json.loads(decision.line)
+    row["_label_cost"] = -reward
+    return dataclasses.replace(decision, reward=reward, line=json.dumps(row))
 
 
 def reward_model(decisions: Sequence[LoggedDecision]) -> list[list[float]]:

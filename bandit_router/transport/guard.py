@@ -14,6 +14,7 @@ most ``max_per_address`` connections that have not yet been answered below 400 (
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import ssl
@@ -53,12 +54,17 @@ class _Connections:
     def __init__(self, limits: EdgeLimits) -> None:
         self.limits = limits
         self.open: set[_Guarded] = set()
+        # Open connections per client address that no request has yet been answered on below 400.
+        self.untrusted: collections.Counter[str] = collections.Counter()
         self.refused = 0
         self.timed_out = 0
         self.evicted = 0
 
-    def untrusted_from(self, address: str) -> int:
-        return sum(1 for c in self.open if c.address == address and not c.trusted)
+    def release_untrusted(self, address: str) -> None:
+        """One of ``address``'s untrusted connections was answered below 400, or closed."""
+        self.untrusted[address] -= 1
+        if self.untrusted[address] <= 0:
+            del self.untrusted[address]  # no entry kept for every address ever seen
 
     def longest_idle(self) -> _Guarded | None:
         idle = [c for c in self.open if c.state == "idle"]
@@ -89,7 +95,7 @@ class _Guarded(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         connections, limits = self.connections, self.connections.limits
-        if connections.untrusted_from(self.address) >= limits.max_per_address:
+        if connections.untrusted[self.address] >= limits.max_per_address:
             connections.refused += 1
             transport.abort()
             return
@@ -103,6 +109,7 @@ class _Guarded(asyncio.Protocol):
             connections.evicted += 1
             oldest.close()
         connections.open.add(self)
+        connections.untrusted[self.address] += 1
         _guards[id(transport)] = self
         self.counted = True
         self._enter("head", limits.header_timeout_s)
@@ -138,7 +145,9 @@ class _Guarded(asyncio.Protocol):
 
     def finished(self, trusted: bool) -> None:
         """The request's handler returned; the connection waits for the next one."""
-        self.trusted = self.trusted or trusted
+        if trusted and not self.trusted:
+            self.trusted = True
+            self.connections.release_untrusted(self.address)
         if self.state == "busy":
             self._enter("idle", self.connections.limits.idle_timeout_s)
 
@@ -159,6 +168,8 @@ class _Guarded(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.connections.open.discard(self)
+            if not self.trusted:
+                self.connections.release_untrusted(self.address)
             if self.transport is not None:
                 _guards.pop(id(self.transport), None)
             self.inner.connection_lost(exc)

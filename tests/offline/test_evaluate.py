@@ -188,6 +188,8 @@ async def test_a_log_of_several_tenants_is_judged_on_quality_unless_one_tenant_i
     pooled, what = judged(decisions, None)
     assert what.startswith("quality, pooled over 2 tenants")
     assert evaluate(pooled)[f"always {GOOD}"]["snips"].value == pytest.approx(1.0)
+    # The DSJSON label says the same, so a --vw candidate learns what is estimated.
+    assert all(json.loads(d.line)["_label_cost"] == -d.quality for d in pooled)
     beta, what = judged(decisions, "beta")
     assert what == "tenant 'beta''s reward" and len(beta) == 60 and all(d.tenant == "beta" for d in beta)
     assert evaluate(beta)["logged policy"]["ips"].value < -10

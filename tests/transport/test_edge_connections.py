@@ -14,11 +14,10 @@ from typing import Any
 
 import openai
 import pytest
-from helpers import make_config, until
+from helpers import http_address, make_config, served, until
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.scripted_backend import Script, ScriptedBackend
-from bandit_router.runtime.root import open_router
 from bandit_router.transport.grpc_server import Server
 
 SMALL, LARGE = "llama-3.2-3b-instruct", "llama-3.3-70b-instruct"
@@ -33,20 +32,11 @@ async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **http: An
     url = await backend.start()
     base = make_config(tmp_path, redis_url, http={"header_timeout_s": HEAD_TIMEOUT_S, **http})
     models = tuple(dataclasses.replace(m, base_url=url) for m in base.models if m.id in (SMALL, LARGE))
-    service = await open_router(base.replace(models=models), embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
     try:
-        await server.start()
-        yield server
+        async with served(base.replace(models=models), embedder) as server:
+            yield server
     finally:
-        await server.stop(0)
         await backend.stop()
-
-
-def address(server: Server) -> tuple[str, int]:
-    assert server.http is not None
-    host, port = server.http.url.removeprefix("http://").rstrip("/").split(":")
-    return host, int(port)
 
 
 def head(path: str, length: int, method: str = "POST", keep_alive: bool = False) -> bytes:
@@ -65,7 +55,7 @@ async def test_a_streamed_answer_longer_than_the_head_timeout_is_not_cut_when_it
         body = json.dumps(
             {"model": "bandit-router", "stream": True, "messages": [{"role": "user", "content": "Count to twenty."}]}
         ).encode()
-        reader, writer = await asyncio.open_connection(*address(server))
+        reader, writer = await asyncio.open_connection(*http_address(server))
         writer.write(head("/v1/chat/completions", len(body)))
         await writer.drain()
         await asyncio.sleep(0.05)  # a gap, not a wait for a condition: what makes the body a read of its own
@@ -97,7 +87,7 @@ async def test_a_body_that_never_completes_is_a_408_after_the_body_timeout(
     tmp_path: Path, redis_url: str, embedder: Embedder
 ) -> None:
     async with gateway(tmp_path, redis_url, embedder, body_timeout_s=1.0) as server:
-        reader, writer = await asyncio.open_connection(*address(server))
+        reader, writer = await asyncio.open_connection(*http_address(server))
         writer.write(head("/v1/route", 100) + b'{"query": ')  # 10 of the 100 bytes promised
         await writer.drain()
         answer = (await asyncio.wait_for(reader.read(), 60)).decode()
@@ -114,13 +104,13 @@ async def test_idle_connections_at_the_cap_make_room_and_are_closed_when_idle_to
     async with gateway(tmp_path, redis_url, embedder, max_connections=8, idle_timeout_s=300.0) as server:
         idle = []
         for _ in range(8):
-            reader, writer = await asyncio.open_connection(*address(server))
+            reader, writer = await asyncio.open_connection(*http_address(server))
             writer.write(head("/healthz", 0, method="GET", keep_alive=True))
             await writer.drain()
             assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)).startswith(b"HTTP/1.1 200")
             idle.append((reader, writer))
         for _ in range(3):
-            reader, writer = await asyncio.open_connection(*address(server))
+            reader, writer = await asyncio.open_connection(*http_address(server))
             writer.write(head("/v1/route", len(b'{"query": "Still room?"}')) + b'{"query": "Still room?"}')
             await writer.drain()
             answer = await asyncio.wait_for(reader.read(), 60)
@@ -142,7 +132,7 @@ async def test_a_kept_alive_connection_idle_past_the_idle_timeout_is_closed(
     tmp_path: Path, redis_url: str, embedder: Embedder
 ) -> None:
     async with gateway(tmp_path, redis_url, embedder, idle_timeout_s=0.5) as server:
-        reader, writer = await asyncio.open_connection(*address(server))
+        reader, writer = await asyncio.open_connection(*http_address(server))
         writer.write(head("/healthz", 0, method="GET", keep_alive=True))
         await writer.drain()
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
@@ -156,11 +146,11 @@ async def test_one_address_holds_at_most_its_share_of_connections_not_yet_answer
 ) -> None:
     async with gateway(tmp_path, redis_url, embedder, max_connections_per_address=4) as server:
         assert server.http is not None
-        pending = [await asyncio.open_connection(*address(server)) for _ in range(4)]
+        pending = [await asyncio.open_connection(*http_address(server)) for _ in range(4)]
         site = server.http.site
         assert site is not None
         await until(lambda: len(site.connections.open) == 4, 30, "four connections accepted")
-        reader, writer = await asyncio.open_connection(*address(server))
+        reader, writer = await asyncio.open_connection(*http_address(server))
         with contextlib.suppress(ConnectionResetError):
             assert await asyncio.wait_for(reader.read(), 30) == b""  # the fifth is refused
         assert site.connections.refused == 1

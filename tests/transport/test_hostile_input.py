@@ -13,13 +13,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from helpers import make_config
+from helpers import http_address, make_config, served
 
 from bandit_router.config import EmbeddingConfig
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import Embedded
-from bandit_router.runtime.root import open_router
 from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
@@ -30,20 +29,14 @@ ALPHA, BETA = "alpha-token-0123456789", "beta-token-0123456789ab"
 @pytest.fixture
 async def server(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Server]:
     config = make_config(tmp_path, redis_url, auth={"tokens": (f"alpha:{ALPHA}", f"beta:{BETA}")})
-    service = await open_router(config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
-    try:
-        await server.start()
+    async with served(config, embedder) as server:
         yield server
-    finally:
-        await server.stop(0)
 
 
 async def post(server: Server, path: str, body: bytes, token: str = ALPHA, **headers: str) -> tuple[int, Any]:
     """``body`` sent as it is, over a raw socket; the status and the JSON answer."""
-    assert server.http is not None
-    host, port = server.http.url.removeprefix("http://").rstrip("/").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    host, port = http_address(server)
+    reader, writer = await asyncio.open_connection(host, port)
     head = {
         "Host": f"{host}:{port}",
         "Content-Type": "application/json",

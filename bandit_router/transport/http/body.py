@@ -54,7 +54,10 @@ async def read_object(request: web.Request) -> Body:
     if not isinstance(parsed, dict):
         raise invalid("body", "must be a JSON object", type(parsed).__name__)
     if any(marker in raw for marker in _MAY_BE_UNSAFE):
-        _check_text(parsed, "")
+        try:
+            _check_text(parsed, "")
+        except RecursionError:  # nested as deep as the parser allowed, from a deeper stack
+            raise invalid("body", "must nest arrays and objects at most about 900 levels deep", "deeper") from None
     return Body(parsed)
 
 
