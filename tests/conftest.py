@@ -25,10 +25,10 @@ from helpers import Routers, make_config
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2_grpc
 
 
@@ -142,14 +142,14 @@ async def service(config: Config, embedder: Embedder) -> AsyncIterator[RouterSer
 
 
 @pytest.fixture
-async def server(service: RouterService) -> AsyncIterator[Server]:
-    srv = Server(service, "127.0.0.1:0")
+async def server(service: RouterService) -> AsyncIterator[RouterProcess]:
+    srv = RouterProcess(service, "127.0.0.1:0")
     await srv.start()
     yield srv
     await srv.stop(0)
 
 
 @pytest.fixture
-async def stub(server: Server) -> AsyncIterator[router_pb2_grpc.RouterStub]:
+async def stub(server: RouterProcess) -> AsyncIterator[router_pb2_grpc.RouterStub]:
     async with grpc.aio.insecure_channel(server.address) as channel:
         yield router_pb2_grpc.RouterStub(channel)

@@ -19,9 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import Config, load_config
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2_grpc
 
 # How long a router process may take to start. A start takes 5-20 s here, but on a loaded 2-core machine
@@ -84,7 +84,7 @@ async def routed(
     whatever the test did. For a test that needs a configuration of its own (else: the ``stub`` fixture)."""
     service = await open_router(config, embedder=embedder, **kwargs)
     try:
-        server = Server(service, "127.0.0.1:0")
+        server = RouterProcess(service, "127.0.0.1:0")
     except BaseException:
         await service.close()
         raise
@@ -143,10 +143,10 @@ class ManualClock:
 
 
 @contextlib.asynccontextmanager
-async def served(config: Config, embedder: Embedder) -> AsyncIterator[Server]:
+async def served(config: Config, embedder: Embedder) -> AsyncIterator[RouterProcess]:
     """A router on ``config`` behind a started in-process server (gRPC, HTTP, dashboard); stopped afterwards."""
     service = await open_router(config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     try:
         await server.start()
         yield server
@@ -154,7 +154,7 @@ async def served(config: Config, embedder: Embedder) -> AsyncIterator[Server]:
         await server.stop(0)
 
 
-def http_address(server: Server) -> tuple[str, int]:
+def http_address(server: RouterProcess) -> tuple[str, int]:
     """Host and port of the server's HTTP API, for a raw socket."""
     assert server.http is not None
     host, port = server.http.url.removeprefix("http://").rstrip("/").split(":")

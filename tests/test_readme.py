@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from bandit_router.config import load_config
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-async def test_readme_client_example_runs(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_readme_client_example_runs(server: RouterProcess, capsys: pytest.CaptureFixture[str]) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no Python example"
     assert server.http is not None

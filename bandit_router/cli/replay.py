@@ -108,7 +108,7 @@ async def _run_all(
     from bandit_router.embedding.model import Embedder
     from bandit_router.offline.replay import report
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, replay
-    from bandit_router.runtime.root import stop_on_signals
+    from bandit_router.runtime.process import stop_on_signals
 
     embedder = CachingEmbedder(
         await asyncio.to_thread(Embedder, config.embedding),

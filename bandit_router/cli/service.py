@@ -13,7 +13,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         return asyncio.run(run_workers(args.config, args.workers))
     from bandit_router.config import load_config
-    from bandit_router.runtime.root import serve
+    from bandit_router.runtime.process import serve
 
     asyncio.run(serve(load_config(args.config)))
     return 0
@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _learner(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
-    from bandit_router.runtime.root import run_learner, stop_on_signals
+    from bandit_router.runtime.process import run_learner, stop_on_signals
 
     async def learn() -> None:
         with stop_on_signals() as stop:
@@ -33,7 +33,7 @@ def _learner(args: argparse.Namespace) -> int:
 
 def _energy_agent(args: argparse.Namespace) -> int:
     from bandit_router.energy.agent import run_agent
-    from bandit_router.runtime.root import stop_on_signals
+    from bandit_router.runtime.process import stop_on_signals
 
     async def publish() -> int:
         with stop_on_signals() as stop:

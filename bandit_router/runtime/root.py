@@ -1,18 +1,16 @@
-"""The composition root: builds a router (Redis, embedder, policies, learner) and the processes around it."""
+"""The composition root: builds a router from its parts (Redis, embedder, policies, learner)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bandit_router.config import Config, ConfigError, EmbeddingConfig
-from bandit_router.embedding.model import Embedder
+from bandit_router.config import Config, EmbeddingConfig
+from bandit_router.embedding.model import Embedder, declared_dimension
 from bandit_router.embedding.pool import EmbedderPool
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner
@@ -22,25 +20,8 @@ from bandit_router.serving.served import version_name
 from bandit_router.store.embedded import connect
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
-from bandit_router.transport.grpc_server import Server
 
 log = logging.getLogger(__name__)
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM while the block runs (on the running loop); the handlers go after."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield stop
-    finally:
-        for sig in STOP_SIGNALS:
-            loop.remove_signal_handler(sig)
 
 
 async def load_snapshots(store: Store, files: SnapshotFiles) -> tuple[Snapshot | None, Snapshot | None]:
@@ -75,6 +56,17 @@ async def build_learner(
         serving=await asyncio.to_thread(rebuild, served),
         rollout=config.rollout,
     )
+
+
+async def connect_store(config: Config) -> Store:
+    """The store on ``redis.url`` (a separate learner's, a tool's: never the embedded one)."""
+    client, _ = await connect(config.redis.url, config.server.data_path)
+    return Store(client, config.redis.key_prefix)
+
+
+def embedding_dimension(config: EmbeddingConfig) -> int:
+    """The embedding model's dimension: as its folder declares it, else by loading it (blocking)."""
+    return declared_dimension(config) or Embedder(config).dimension
 
 
 def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
@@ -159,76 +151,3 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
                 await asyncio.to_thread(embedded.stop)
         raise
     return service
-
-
-async def run_learner(config: Config, stop: asyncio.Event) -> None:
-    """The learner as a process of its own, for replicas sharing one Redis (`bandit-router learner`): learns
-    every reward the replicas append, snapshots, announces each served snapshot on ``PREFIX:snapshots``, and
-    stops (draining what is in the stream) when ``stop`` is set."""
-    if not config.redis.url:
-        raise ConfigError("redis.url is required for a separate learner: set REDIS_URL to the replicas' Redis")
-    client, _ = await connect(config.redis.url, config.server.data_path)
-    store = Store(client, config.redis.key_prefix)
-    try:
-        # The clusters' dimension is the embedding model's; the learner embeds nothing itself.
-        dimension = (await asyncio.to_thread(Embedder, config.embedding)).dimension
-        checkpoint, served = await load_snapshots(store, SnapshotFiles.of(config))
-        # Replicas hear of a served snapshot through Redis.
-        learner = await build_learner(config, store, dimension, lambda policy: None, checkpoint, served)
-        learner.start()
-        log.info(
-            "learner consuming %s (policy v%d, %d events learned)",
-            store.events_key,
-            learner.policy.version,
-            learner.policy.learned,
-        )
-        try:
-            await stop.wait()
-            log.info("stopping: learning what is in the stream, then a last snapshot")
-        finally:
-            await learner.stop()
-    finally:
-        await store.close()
-
-
-async def _unless_stopped(start: Coroutine[Any, Any, RouterService], stop: asyncio.Event) -> RouterService | None:
-    """What ``start`` opens, or None when ``stop`` is set first: the start is then cancelled, and stops what it
-    had started (the embedded Redis, embedding workers) before this returns."""
-    opening = asyncio.ensure_future(start)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({opening, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if opening.done():
-        return opening.result()
-    opening.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await opening
-    return None
-
-
-async def serve(config: Config, ready: Callable[[Server], None] | None = None) -> None:
-    """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
-    started is stopped again, the embedded Redis included, before the error goes up."""
-    with stop_on_signals() as stop:
-        service = await _unless_stopped(open_router(config), stop)
-        if service is None:
-            log.info("stopped during start-up: what had started is stopped again")
-            return
-        try:
-            server = Server(service, config.server.listen)
-        except BaseException:
-            await service.close()
-            raise
-        try:
-            await server.start()
-        except BaseException:
-            await server.stop(0)
-            raise
-        log.info("bandit-router serving on %s (policy %s)", server.address, service.policy_version)
-        if ready is not None:
-            ready(server)
-        await stop.wait()
-        log.info("stopping: draining in-flight calls and the learner")
-        await server.stop(config.server.grace_s)

@@ -23,7 +23,7 @@ from bandit_router.config import Config, EmbeddingConfig, load_config
 from bandit_router.embedding.pool import available_cpus
 from bandit_router.embedding.wire import shared_socket
 from bandit_router.embedding.worker import EmbedderProcess
-from bandit_router.runtime.root import run_learner, stop_on_signals
+from bandit_router.runtime.process import run_learner, stop_on_signals
 from bandit_router.store.embedded import start_embedded
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,6 @@ from bandit_router import errors
 from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.serving.router import Decision, RouterService
-from bandit_router.transport.dashboard.web import Dashboard
-from bandit_router.transport.http.server import HttpServer
 from bandit_router.v1 import router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -244,7 +242,8 @@ class RouterServicer:
 
 
 class Server:
-    """A gRPC server around a RouterService, with health checking and reflection."""
+    """A gRPC server around a RouterService, with health checking and reflection; it starts and stops only
+    itself (``bandit_router.runtime.process`` orders the whole process)."""
 
     def __init__(self, service: RouterService, listen: str) -> None:
         self.service = service
@@ -280,8 +279,6 @@ class Server:
             raise OSError(f"server.listen: cannot bind {listen} (is another router listening there?)")
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
-        self.dashboard: Dashboard | None = None
-        self.http: HttpServer | None = None
         self._health_task: asyncio.Task[None] | None = None
 
     async def _set_health(self, status: Any) -> None:
@@ -307,30 +304,24 @@ class Server:
             self.service.health_changed.clear()
 
     async def start(self) -> None:
+        """Starts answering gRPC calls; health says nothing yet (see :meth:`serving`)."""
         await self.grpc.start()
-        listen = self.service.config.dashboard.listen
-        if listen:
-            self.dashboard = Dashboard(self.service, listen)
-            await self.dashboard.start()
-        if self.service.config.http.listen:
-            self.http = HttpServer(self.service)
-            await self.http.start()
+
+    async def serving(self) -> None:
+        """Health goes SERVING, then follows the router's own (see ``_watch_health``)."""
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health(), name="health")
 
-    async def stop(self, grace: float) -> None:
-        """Health goes NOT_SERVING first, so balancers stop sending; in-flight calls then finish. Stops what
-        started, in order, also after a start that failed part way."""
+    async def not_serving(self) -> None:
+        """Health goes NOT_SERVING for good, so balancers stop sending; calls keep being answered."""
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+            self._health_task = None
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        try:
-            if self.http is not None:
-                await self.http.stop()
-            await self.grpc.stop(grace)
-            if self.dashboard is not None:
-                await self.dashboard.stop()
-        finally:
-            await self.service.close()
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING (when not already), then in-flight calls get ``grace`` seconds to finish."""
+        await self.not_serving()
+        await self.grpc.stop(grace)

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from bandit_router.cli import main
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 
 
 async def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -26,7 +26,9 @@ async def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
     return status, captured.out, captured.err
 
 
-async def test_route_then_reward_from_the_command_line(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_route_then_reward_from_the_command_line(
+    server: RouterProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, _ = await run_cli(
         ["route", "What is 7 times 8?", "--target", server.address, "--energy-weight", "0.3"], capsys
     )
@@ -45,7 +47,7 @@ async def test_route_then_reward_from_the_command_line(server: Server, capsys: p
 
 
 async def test_route_options_and_readable_json(
-    server: Server, service: RouterService, capsys: pytest.CaptureFixture[str]
+    server: RouterProcess, service: RouterService, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = await run_cli(
         [

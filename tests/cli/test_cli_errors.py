@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port
 
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 
 # Each command starts a fresh interpreter; a loaded CI machine can take a while to import torch.
 TIMEOUT_S = 300
@@ -169,7 +169,7 @@ def test_version_is_printed() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"bandit-router {version('bandit-router')}"
 
 
-async def test_output_into_a_closed_pipe_ends_quietly(server: Server, tmp_path: Path) -> None:
+async def test_output_into_a_closed_pipe_ends_quietly(server: RouterProcess, tmp_path: Path) -> None:
     # `bandit-router models | head`, with the reader gone before the first byte: the read end is closed before
     # the command starts, so its first write fails with EPIPE.
     read, write_end = os.pipe()

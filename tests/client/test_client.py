@@ -10,12 +10,12 @@ from helpers import free_port
 
 import bandit_router
 from bandit_router.client import AlreadyRewarded, AsyncClient, Client, Conflict, InvalidRequest, NotFound, Unavailable
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 
 
 @pytest.fixture
-async def url(server: Server) -> AsyncIterator[str]:
+async def url(server: RouterProcess) -> AsyncIterator[str]:
     assert server.http is not None
     yield server.http.url
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import skip_or_fail
 
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
@@ -38,7 +38,7 @@ async def run(*command: str | Path) -> str:
     return out.decode()
 
 
-async def test_the_client_alone_installs_light_and_works(tmp_path: Path, server: Server) -> None:
+async def test_the_client_alone_installs_light_and_works(tmp_path: Path, server: RouterProcess) -> None:
     assert server.http is not None
     # What the install takes (the build backend, httpx and its dependencies), put there by scripts/test.sh:
     # the test needs no registry, and a missing wheel fails the install rather than fetching it.

@@ -18,7 +18,7 @@ from helpers import until
 
 from bandit_router.config import EmbeddingConfig, load_config
 from bandit_router.embedding.batcher import BatchingEmbedder
-from bandit_router.embedding.model import Embedder, resolve_dtype
+from bandit_router.embedding.model import Embedder, bundled_model_path, declared_dimension, resolve_dtype
 from bandit_router.embedding.pool import EmbedderPool, available_cpus
 from bandit_router.embedding.shared import EmbedderConnection
 from bandit_router.embedding.types import Embedded
@@ -60,6 +60,16 @@ def test_the_vectors_are_the_models_own(embedder: Embedder) -> None:
     ours = np.stack([e.vector for e in embedder.embed(texts)])
     theirs = embedder._model.encode(texts, normalize_embeddings=True)
     assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_dimension_the_model_folder_declares_is_the_loaded_models(embedder: Embedder, tmp_path: Path) -> None:
+    """A separate learner reads the dimension from the folder instead of loading torch and the weights: it must be
+    the one the loaded model gives, and a folder that says too little gives None (the caller then loads it)."""
+    config = load_config(None).embedding
+    assert declared_dimension(config) == embedder.dimension
+    modules = (Path(bundled_model_path()) / "modules.json").read_text(encoding="utf-8")
+    (tmp_path / "modules.json").write_text(modules.replace("models.Pooling", "models.SomethingNew"), encoding="utf-8")
+    assert declared_dimension(dataclasses.replace(config, model=str(tmp_path))) is None
 
 
 def test_the_final_question_changes_the_embedding_of_a_long_prompt(embedder: Embedder) -> None:

@@ -15,7 +15,7 @@ from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Snapshot
-from bandit_router.runtime.root import run_learner
+from bandit_router.runtime.process import run_learner
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import SOCKET_TIMEOUT_S
 from bandit_router.store.redis_store import Store

@@ -15,9 +15,8 @@ from helpers import Routers, decision_logs, make_config, until
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Policy, Snapshot
-from bandit_router.runtime.root import run_learner
+from bandit_router.runtime.process import RouterProcess, run_learner
 from bandit_router.store.redis_store import Store
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -27,18 +26,18 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
     prefix = base.redis.key_prefix
     learner_stop = asyncio.Event()
     learner = asyncio.create_task(run_learner(base, learner_stop))
-    replicas: list[Server] = []
+    replicas: list[RouterProcess] = []
     for name in ("a", "b"):
         config = base.replace(
             server={"data_dir": str(tmp_path / name), "learner": False}, policy={"reload_poll_s": 3600.0}
         )
         service = await routers(config)
-        replicas.append(Server(service, "127.0.0.1:0"))
+        replicas.append(RouterProcess(service, "127.0.0.1:0"))
         await replicas[-1].start()
     rewarded: list[str] = []
     try:
 
-        async def traffic(server: Server, n: int) -> None:
+        async def traffic(server: RouterProcess, n: int) -> None:
             async with grpc.aio.insecure_channel(server.address) as channel:
                 stub = router_pb2_grpc.RouterStub(channel)
                 for i in range(n):

@@ -11,7 +11,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -103,7 +103,7 @@ def check(call: Any, request: Any) -> tuple[grpc.StatusCode, Any]:
         return code, None
 
 
-async def test_fuzzed_rpcs_get_proper_statuses_and_lose_nothing(server: Server) -> None:
+async def test_fuzzed_rpcs_get_proper_statuses_and_lose_nothing(server: RouterProcess) -> None:
     decided: list[str] = []
     rewarded: list[str] = []
     refused: list[grpc.StatusCode] = []

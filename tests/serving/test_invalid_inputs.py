@@ -14,8 +14,8 @@ import pytest
 from helpers import ManualClock, make_config, routed
 
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -206,7 +206,7 @@ async def test_expired_decision_gets_not_found_naming_the_expiry(
 
 @pytest.mark.parametrize("method", ["Route", "Reward", "GetStats"])
 async def test_a_malformed_protobuf_is_invalid_argument_and_the_server_keeps_serving(
-    server: Server, method: str
+    server: RouterProcess, method: str
 ) -> None:
     async with grpc.aio.insecure_channel(server.address) as channel:
         call = channel.unary_unary(f"/bandit_router.v1.Router/{method}")

@@ -14,8 +14,8 @@ from helpers import Routers, make_config
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -92,7 +92,7 @@ async def test_reward_reports_sources(stub: router_pb2_grpc.RouterStub) -> None:
     assert reported.reward == pytest.approx(expected)
 
 
-async def test_health_reflection_and_catalog(server: Server, stub: router_pb2_grpc.RouterStub) -> None:
+async def test_health_reflection_and_catalog(server: RouterProcess, stub: router_pb2_grpc.RouterStub) -> None:
     async with grpc.aio.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "bandit_router.v1.Router"):

@@ -19,9 +19,9 @@ from routerprocess import start
 
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import EmbeddedRedis, EmbeddedRedisError
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -67,7 +67,7 @@ async def test_a_killed_embedded_redis_is_restarted_and_health_says_so_meanwhile
     tmp_path: Path, embedder: Embedder, routers: Routers
 ) -> None:
     service = await routers(make_config(tmp_path))
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     await server.start()
     statuses: list[int] = []
     try:
@@ -134,9 +134,9 @@ async def test_kill_9_of_the_router_takes_its_embedded_redis_down_and_a_restart_
     assert not running(int((tmp_path / "redis" / "redis.lock").read_text().strip()))
 
 
-async def test_a_second_router_on_a_taken_port_fails_at_once(service: RouterService, server: Server) -> None:
+async def test_a_second_router_on_a_taken_port_fails_at_once(service: RouterService, server: RouterProcess) -> None:
     with pytest.raises(OSError, match=r"server.listen: cannot bind .* \(is another router listening there\?\)"):
-        Server(service, server.address)
+        RouterProcess(service, server.address)
 
 
 async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Embedder, routers: Routers) -> None:
@@ -164,7 +164,9 @@ async def test_close_ends_in_time_while_redis_hangs(tmp_path: Path, embedder: Em
         redis.stop()
 
 
-async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(tmp_path: Path, server: Server) -> None:
+async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(
+    tmp_path: Path, server: RouterProcess
+) -> None:
     import subprocess
     import sys
 

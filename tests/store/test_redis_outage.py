@@ -11,8 +11,8 @@ import pytest
 from helpers import Routers, make_config
 
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.store.embedded import EmbeddedRedis
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -22,7 +22,7 @@ async def test_route_answers_through_an_outage_and_nothing_is_lost(
 ) -> None:
     config = make_config(tmp_path / "data", own_redis.url, reward={"expiry_sweep_s": 0.2})
     service = await routers(config)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

@@ -15,8 +15,8 @@ from helpers import ManualClock, make_config
 
 from bandit_router.config import Config, ConfigError
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -29,15 +29,15 @@ def bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
-async def serve(config: Config, embedder: Embedder, **kwargs: Any) -> Server:
+async def serve(config: Config, embedder: Embedder, **kwargs: Any) -> RouterProcess:
     service = await open_router(config, embedder=embedder, **kwargs)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     await server.start()
     return server
 
 
 @pytest.fixture
-async def tenants(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Server]:
+async def tenants(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[RouterProcess]:
     config = make_config(
         tmp_path,
         redis_url,
@@ -48,7 +48,7 @@ async def tenants(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIt
     await server.stop(0)
 
 
-async def test_calls_need_a_known_token_but_health_does_not(tenants: Server) -> None:
+async def test_calls_need_a_known_token_but_health_does_not(tenants: RouterProcess) -> None:
     async with grpc.aio.insecure_channel(tenants.address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         for metadata, why in ((None, "a bearer token is required"), (bearer("not-a-known-token-at-all"), "unknown")):
@@ -64,7 +64,7 @@ async def test_calls_need_a_known_token_but_health_does_not(tenants: Server) -> 
         assert (await stub.ListModels(pb.ListModelsRequest(), metadata=bearer(A))).models
 
 
-async def test_only_admin_tenants_read_the_statistics_of_every_tenant(tenants: Server) -> None:
+async def test_only_admin_tenants_read_the_statistics_of_every_tenant(tenants: RouterProcess) -> None:
     async with grpc.aio.insecure_channel(tenants.address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         decision = await stub.Route(pb.RouteRequest(query="What is 3 + 4?"), metadata=bearer(B))
@@ -78,7 +78,7 @@ async def test_only_admin_tenants_read_the_statistics_of_every_tenant(tenants: S
         assert (await stub.GetStats(pb.GetStatsRequest(), metadata=bearer(A))).policy_version
 
 
-async def test_a_tenant_can_neither_reward_nor_replay_another_tenants_decision(tenants: Server) -> None:
+async def test_a_tenant_can_neither_reward_nor_replay_another_tenants_decision(tenants: RouterProcess) -> None:
     async with grpc.aio.insecure_channel(tenants.address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         mine = await stub.Route(pb.RouteRequest(query="What is 2 + 2?", request_id="req-1"), metadata=bearer(A))
@@ -97,7 +97,7 @@ async def test_a_tenant_can_neither_reward_nor_replay_another_tenants_decision(t
         await stub.Reward(pb.RewardRequest(decision_id=theirs.decision_id, quality=0.0), metadata=bearer(B))
 
 
-async def test_the_dashboard_asks_for_its_token(tenants: Server) -> None:
+async def test_the_dashboard_asks_for_its_token(tenants: RouterProcess) -> None:
     assert tenants.dashboard is not None
     url = tenants.dashboard.url
     # unsafe: keep cookies of an IP host (127.0.0.1), as browsers do.
@@ -124,7 +124,7 @@ async def test_the_dashboard_asks_for_its_token(tenants: Server) -> None:
             assert response.status == 200
 
 
-async def test_each_tenant_sees_its_own_traffic_on_the_dashboard(tenants: Server) -> None:
+async def test_each_tenant_sees_its_own_traffic_on_the_dashboard(tenants: RouterProcess) -> None:
     """beta's token shows beta's decisions, rewards and tasks only, and none of the figures pooled over every
     tenant; the dashboard token and an admin tenant's (alpha's) show all of it."""
     assert tenants.dashboard is not None

@@ -16,9 +16,9 @@ import pytest
 from helpers import Routers, make_config, until
 
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.dashboard.web import ENDPOINTS, Dashboard, build_app
-from bandit_router.transport.grpc_server import Server
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -26,7 +26,7 @@ ROUNDS = 80
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
-async def traffic(stub: router_pb2_grpc.RouterStub, server: Server) -> list[pb.RewardResponse]:
+async def traffic(stub: router_pb2_grpc.RouterStub, server: RouterProcess) -> list[pb.RewardResponse]:
     replies = []
     for i in range(ROUNDS):
         task = "math" if i % 2 else "poetry"
@@ -38,14 +38,14 @@ async def traffic(stub: router_pb2_grpc.RouterStub, server: Server) -> list[pb.R
     return replies
 
 
-async def get(session: aiohttp.ClientSession, server: Server, path: str) -> Any:
+async def get(session: aiohttp.ClientSession, server: RouterProcess, path: str) -> Any:
     assert server.dashboard is not None
     async with session.get(server.dashboard.url.rstrip("/") + path) as response:
         assert response.status == 200, await response.text()
         return await response.json() if path.startswith("/api") else await response.text()
 
 
-async def test_every_endpoint_reports_the_traffic(server: Server, stub: router_pb2_grpc.RouterStub) -> None:
+async def test_every_endpoint_reports_the_traffic(server: RouterProcess, stub: router_pb2_grpc.RouterStub) -> None:
     replies = await traffic(stub, server)
     rewards = [r.reward for r in replies]
     async with aiohttp.ClientSession() as session:
@@ -110,7 +110,7 @@ async def test_every_endpoint_reports_the_traffic(server: Server, stub: router_p
 
 
 async def test_grafana_board_queries_only_metrics_the_router_exports(
-    server: Server, stub: router_pb2_grpc.RouterStub
+    server: RouterProcess, stub: router_pb2_grpc.RouterStub
 ) -> None:
     board = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "bandit-router.json").read_text())
     ids = [p["id"] for p in board["panels"]]
@@ -157,7 +157,7 @@ async def test_idle_connections_are_closed_and_capped_while_the_dashboard_serves
 
 
 async def test_a_stuck_dashboard_view_does_not_hold_up_routing(
-    server: Server, stub: router_pb2_grpc.RouterStub, monkeypatch: pytest.MonkeyPatch
+    server: RouterProcess, stub: router_pb2_grpc.RouterStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dashboard runs on a thread and event loop of its own: a view stuck in computation holds its own
     loop only, and Route, Reward and the health check go on meanwhile."""

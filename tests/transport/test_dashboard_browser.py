@@ -19,8 +19,8 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay.run import replay
 from bandit_router.offline.replay.scenario import parse_scenario
 from bandit_router.offline.replay.settings import ReplaySettings
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
-from bandit_router.transport.grpc_server import Server
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")
@@ -51,7 +51,7 @@ async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
     scenario = parse_scenario(
         {"events": [{"at": 120, "kind": "degrade", "model": "gemma-2-9b-it", "quality_factor": 0.3}]}, records
     )
-    started: list[Server] = []
+    started: list[RouterProcess] = []
     done = asyncio.Event()
     browser_done = asyncio.Event()
 
@@ -167,7 +167,7 @@ async def test_the_rollout_panel_shows_both_estimates_and_the_promotion(
         "promote_horizon": 200,
     }
     service = await open_router(make_config(tmp_path, redis_url, rollout=rollout), embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     errors: list[str] = []
     try:
         await server.start()

@@ -18,7 +18,7 @@ from helpers import http_address, make_config, served, until
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.scripted_backend import Script, ScriptedBackend
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 
 SMALL, LARGE = "llama-3.2-3b-instruct", "llama-3.3-70b-instruct"
 # Twenty words, one chunk each, 0.15 s apart: a 3 s answer, three times the head timeout below.
@@ -27,7 +27,7 @@ HEAD_TIMEOUT_S = 1.0
 
 
 @contextlib.asynccontextmanager
-async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **http: Any) -> AsyncIterator[Server]:
+async def gateway(tmp_path: Path, redis_url: str, embedder: Embedder, **http: Any) -> AsyncIterator[RouterProcess]:
     backend = ScriptedBackend(lambda model, prompt: Script(text=ANSWER, chunk_delay_s=0.15))
     url = await backend.start()
     base = make_config(tmp_path, redis_url, http={"header_timeout_s": HEAD_TIMEOUT_S, **http})

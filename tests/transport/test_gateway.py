@@ -21,9 +21,9 @@ from bandit_router.config import Config
 from bandit_router.config.checks import ConfigError
 from bandit_router.embedding.model import Embedder, bundled_model_path
 from bandit_router.offline.scripted_backend import Script, ScriptedBackend
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.grpc_server import Server
 
 SMALL, LARGE = "gemma-2-9b-it", "llama-3.3-70b-instruct"
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]
@@ -70,7 +70,7 @@ async def open_gateway(
     http = {"backend_timeout_s": 5.0, **sections.pop("http", {})}
     config = backed(make_config(tmp_path, redis_url, http=http, **sections), url, None, tokenizer)
     service = await open_router(config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     try:
         await server.start()
         assert server.http is not None

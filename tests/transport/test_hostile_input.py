@@ -19,7 +19,7 @@ from bandit_router.config import EmbeddingConfig
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import Embedded
-from bandit_router.transport.grpc_server import Server
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -27,13 +27,13 @@ ALPHA, BETA = "alpha-token-0123456789", "beta-token-0123456789ab"
 
 
 @pytest.fixture
-async def server(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[RouterProcess]:
     config = make_config(tmp_path, redis_url, auth={"tokens": (f"alpha:{ALPHA}", f"beta:{BETA}")})
     async with served(config, embedder) as server:
         yield server
 
 
-async def post(server: Server, path: str, body: bytes, token: str = ALPHA, **headers: str) -> tuple[int, Any]:
+async def post(server: RouterProcess, path: str, body: bytes, token: str = ALPHA, **headers: str) -> tuple[int, Any]:
     """``body`` sent as it is, over a raw socket; the status and the JSON answer."""
     host, port = http_address(server)
     reader, writer = await asyncio.open_connection(host, port)
@@ -93,7 +93,7 @@ def chat(content: str) -> bytes:
     ids=["surrogate-query", "nul-metadata", "surrogate-chat", "5000-digits", "deep-nesting", "not-gzip"],
 )
 async def test_malformed_input_is_a_400_naming_what_is_wrong_and_the_server_keeps_serving(
-    server: Server, path: str, body: bytes, headers: dict[str, str], message: str
+    server: RouterProcess, path: str, body: bytes, headers: dict[str, str], message: str
 ) -> None:
     status, answer = await post(server, path, body, **headers)
     assert status == 400, answer
@@ -102,7 +102,7 @@ async def test_malformed_input_is_a_400_naming_what_is_wrong_and_the_server_keep
     assert status == 200 and decision["model"], decision
 
 
-async def test_one_tenants_odd_text_fails_none_of_another_tenants_routes(server: Server) -> None:
+async def test_one_tenants_odd_text_fails_none_of_another_tenants_routes(server: RouterProcess) -> None:
     """Alpha sends queries with lone surrogates and NULs while beta routes: every one of beta's Routes is
     answered, every one of alpha's odd ones is a 400 naming the query."""
 
@@ -159,7 +159,7 @@ async def test_the_real_model_fails_on_a_lone_surrogate_and_only_that_query_fail
     assert isinstance(ok, Embedded) and isinstance(odd, Exception)
 
 
-async def test_a_nul_in_a_grpc_query_is_invalid_argument_naming_the_query(server: Server) -> None:
+async def test_a_nul_in_a_grpc_query_is_invalid_argument_naming_the_query(server: RouterProcess) -> None:
     # protobuf refuses lone surrogates itself (strings must be UTF-8); a NUL is valid UTF-8 and reaches the rule.
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)

@@ -13,14 +13,14 @@ from helpers import make_config
 
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
-from bandit_router.transport.grpc_server import Server
 
 TOKENS = ("alpha:alpha-token-0123456789", "beta:beta-token-0123456789ab")
 
 
 class Api:
-    def __init__(self, url: str, server: Server) -> None:
+    def __init__(self, url: str, server: RouterProcess) -> None:
         self.url = url
         self.server = server
 
@@ -38,7 +38,7 @@ class Api:
 
 async def serve(config: Config, embedder: Embedder) -> AsyncIterator[Api]:
     service = await open_router(config, embedder=embedder)
-    server = Server(service, "127.0.0.1:0")
+    server = RouterProcess(service, "127.0.0.1:0")
     try:
         await server.start()
         assert server.http is not None
@@ -161,7 +161,7 @@ async def test_a_taken_http_port_fails_the_start_with_the_setting_named(
         service = await open_router(
             make_config(tmp_path, redis_url, http={"listen": f"127.0.0.1:{port}"}), embedder=embedder
         )
-        server = Server(service, "127.0.0.1:0")
+        server = RouterProcess(service, "127.0.0.1:0")
         try:
             with pytest.raises(OSError, match=f"http.listen: cannot bind 127.0.0.1:{port}"):
                 await server.start()

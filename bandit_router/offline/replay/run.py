@@ -24,9 +24,9 @@ from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
 from bandit_router.offline.warm_start import publish, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
+from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.store.snapshots import SnapshotFiles
-from bandit_router.transport.grpc_server import Server
 
 BANDIT = "bandit-router"
 # Energy weight = cost weight at each point of a --sweep.
@@ -54,7 +54,7 @@ async def replay(
     settings: ReplaySettings,
     embedder: TextEmbedder | None = None,
     show_progress: bool = True,
-    on_start: Callable[[Server], None] | None = None,
+    on_start: Callable[[RouterProcess], None] | None = None,
     hold: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Runs the bandit through a real service and the baselines on the same stream; returns the report.
@@ -72,7 +72,7 @@ async def replay(
         prepared = await _prepare(config, settings, cache, records, warm_records)
         service = await open_router(config, embedder=cache)
         try:
-            server = Server(service, "127.0.0.1:0")
+            server = RouterProcess(service, "127.0.0.1:0")
         except BaseException:
             await service.close()
             raise
@@ -100,7 +100,7 @@ async def _prepare(
 
 
 async def _route_and_compare(
-    server: Server,
+    server: RouterProcess,
     config: Config,
     settings: ReplaySettings,
     records: list[Record],
