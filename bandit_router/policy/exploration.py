@@ -1,12 +1,6 @@
-"""Turning estimated qualities into a pmf: optimism in proportion to how little each model has been seen.
+"""The evidence behind each model's width: rewards seen per model and per context cell, and trials in flight.
 
-For each candidate the policy knows an estimated quality q (learned), a width w (from how many rewards of
-that model it has seen, overall and in this query's cells) and a penalty c (its expected energy and cost at
-the request's weights, computed, not learned). Quality lies in [0, 1], so a model's optimistic score is
-``min(q + w, 1) - c`` and its expected score ``q - c``. The leaders (the best optimistic score; ties share)
-take ``1 - epsilon``; ``epsilon`` is shared by every model whose optimistic score reaches the best expected
-score. A model that cannot be the best even if it answered perfectly gets probability 0: what is known rules
-it out without a trial. The pmf is what the action is sampled from, so the logged probability is the true one.
+:mod:`bandit_router.policy.rule` turns the widths into optimism; here is only what they are counted from.
 """
 
 from __future__ import annotations
@@ -16,29 +10,6 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-# Scores closer than this count as a tie (VW computes in float32).
-TIE = 1e-6
-
-
-def optimistic_pmf(
-    qualities: Sequence[float], widths: Sequence[float], penalties: Sequence[float], epsilon: float
-) -> list[float]:
-    """The pmf over candidates, in their order (see the module docstring)."""
-    if not qualities:
-        return []
-    expected = [q - c for q, c in zip(qualities, penalties, strict=True)]
-    optimistic = [min(q + w, 1.0) - c for q, w, c in zip(qualities, widths, penalties, strict=True)]
-    top = max(optimistic)
-    leaders = [i for i, u in enumerate(optimistic) if u >= top - TIE]
-    best_expected = max(expected)
-    plausible = [i for i, u in enumerate(optimistic) if u >= best_expected - TIE]
-    pmf = [0.0] * len(qualities)
-    for i in leaders:
-        pmf[i] += (1.0 - epsilon) / len(leaders)
-    for i in plausible:
-        pmf[i] += epsilon / len(plausible)
-    return pmf
 
 
 def _bump(counts: dict[Any, int], key: Any, weight: int) -> None:

@@ -5,7 +5,7 @@ The policy learns only what is unknown, how well a model answers: a VW squared-l
 the model crossed with the context (``features.context``). What a model costs in energy and money at the
 request's weights is known, or estimated in closed form (:mod:`bandit_router.domain.pricing`), and enters each
 decision as a penalty. A weight never seen in training therefore gets the right trade-off at once.
-:mod:`bandit_router.policy.exploration` turns qualities, evidence and penalties into the pmf.
+:mod:`bandit_router.policy.rule` turns qualities, evidence and penalties into the pmf and the choice.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import hashlib
 import json
 import struct
 import time
-from collections.abc import Sequence
 from typing import Any, cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
@@ -24,8 +23,9 @@ from bandit_router.config import Config, FeaturesConfig, PolicyConfig
 from bandit_router.domain.pricing import Pricing
 from bandit_router.domain.reward import RunningEstimate
 from bandit_router.policy.apprentice import Apprentices
-from bandit_router.policy.exploration import Evidence, optimistic_pmf
+from bandit_router.policy.exploration import Evidence
 from bandit_router.policy.features import CATEGORICAL, NS_ACTION, Choice, Clusterer, namespaces, vw_number
+from bandit_router.policy.rule import optimistic_pmf
 
 SNAPSHOT_MAGIC = b"BRSNAP1\n"
 # Format 2: a quality regressor with evidence and pricing. Format 1 held a cb_explore_adf model of the reward.
@@ -114,20 +114,6 @@ class Snapshot:
             warm_starts=list(header.get("warm_starts", [])),
             apprentices=dict(header.get("apprentices", {})),
         )
-
-
-def sample_index(pmf: Sequence[float], decision_id: str, seed: int) -> int:
-    """Draws an action from the pmf with a uniform number derived from the decision id and the seed,
-    so the same decision under the same policy always takes the same action."""
-    digest = hashlib.blake2b(f"{seed}:{decision_id}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2.0**64
-    total = 0.0
-    for index, p in enumerate(pmf):
-        total += p
-        if u < total:
-            return index
-    # Rounding left u above the last cumulative sum: take the last action with mass.
-    return max(i for i, p in enumerate(pmf) if p > 0)
 
 
 def interactions(features: FeaturesConfig) -> list[str]:

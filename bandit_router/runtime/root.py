@@ -131,10 +131,9 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
         log.info("starting: loading the newest policy snapshots")
         checkpoint, served = await load_snapshots(store, service.files)
         if config.server.learner:
-            service.learner = await build_learner(
-                config, store, embedder.dimension, service.served.install, checkpoint, served
-            )
-            service.learner.start()
+            learner = await build_learner(config, store, embedder.dimension, service.served.install, checkpoint, served)
+            service.learner = learner
+            learner.start()
         await service.start(served)
     except BaseException:
         # A start that failed or was cancelled (Ctrl-C while it loads) stops what it started, the

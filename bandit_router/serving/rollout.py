@@ -31,16 +31,6 @@ def baseline_of(
     return candidates.index(baseline) if baseline in candidates else None
 
 
-def apprentice_pmf(policy_pmf: Sequence[float], baseline: int, exploration: float) -> list[float]:
-    """The pmf actually sampled: the baseline with probability 1 - ``exploration``, else the policy's own draw.
-
-    Every model the policy gives a chance keeps a logged probability of at least ``exploration`` times it, so
-    off-policy estimates of the policy stay unbiased on apprentice traffic."""
-    pmf = [exploration * p for p in policy_pmf]
-    pmf[baseline] += 1.0 - exploration
-    return pmf
-
-
 def rollout_view(rollout: RolloutConfig, apprentices: Apprentices, tenant: str | None) -> list[dict[str, Any]]:
     """Each tenant's rollout as the dashboard shows it (only ``tenant``'s own; every one's for None): its mode as
     configured and as served, and the policy's and baseline's off-policy estimates on its apprentice traffic."""

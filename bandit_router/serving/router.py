@@ -20,19 +20,20 @@ from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import DecisionEnergy
 from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
+from bandit_router.policy.budgets import within_budget
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Choice, Context, Featurizer, action_line
-from bandit_router.policy.vw import Policy, Snapshot, sample_index
-from bandit_router.serving.budgets import within_budget
+from bandit_router.policy.rule import Pick, decide
+from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
-from bandit_router.serving.rollout import apprentice_pmf, baseline_of
+from bandit_router.serving.rollout import baseline_of
 from bandit_router.serving.served import ServedPolicy, version_name
-from bandit_router.serving.status import LearnerState, RewardOutcome, Stats
+from bandit_router.serving.status import AttachedLearner, LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
 from bandit_router.serving.upstreams import UpstreamHealth
 from bandit_router.store.embedded import EmbeddedRedis
@@ -90,7 +91,7 @@ class RouterService:
         self.in_flight = InFlight(config.reward.wait_time_s)
         self.served = ServedPolicy(config, embedder.dimension, store, self.monitor, self.in_flight)
         # The learner, when this router learns: attached by the runtime (serving never imports learning).
-        self.learner: Any = None
+        self.learner: AttachedLearner | None = None
         self._embedded: EmbeddedRedis | None = None
         self._owns_embedder = False
         self.energy = DecisionEnergy(store.energy, config.energy.node_name, config.reward.wait_time_s, config.energy)
@@ -287,7 +288,9 @@ class RouterService:
         now = self._clock()
         ids = [m.id for m in candidates]
         baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
-        pmf, index, policy_probability = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+        pick = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+        pmf, index = pick.pmf, pick.index
+        policy_probability = pick.own_probability
         model = candidates[index]
         decision = Decision(
             decision_id=decision_id,
@@ -331,17 +334,21 @@ class RouterService:
         )
         return decision
 
-    def _choose(
-        self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None
-    ) -> tuple[list[float], int, float]:
-        """The pmf sampled (the policy's, narrowed by this router's trials not learned yet; in apprentice mode
-        mostly the baseline), the action drawn from it for this decision id, and the policy's own probability of
-        that action; the trial is counted in flight. Runs on the policy thread."""
-        own = policy.pmf(choice, self.in_flight.evidence)
-        pmf = own if baseline is None else apprentice_pmf(own, baseline, self.config.rollout.exploration)
-        index = sample_index(pmf, decision_id, self.config.policy.seed)
-        self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
-        return pmf, index, own[index]
+    def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None) -> Pick:
+        """The rule (:func:`bandit_router.policy.rule.decide`) over the policy's qualities and widths, narrowed by
+        this router's trials not learned yet; the trial is counted in flight. Runs on the policy thread."""
+        pick = decide(
+            policy.qualities(choice),
+            policy.widths(choice, self.in_flight.evidence),
+            choice.penalties,
+            epsilon=self.config.policy.epsilon,
+            key=decision_id,
+            seed=self.config.policy.seed,
+            baseline=baseline,
+            exploration=self.config.rollout.exploration,
+        )
+        self.in_flight.add(policy.model_of(choice.actions[pick.index]), policy.cells(choice.shared), now)
+        return pick
 
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""

@@ -1,11 +1,15 @@
-"""What a router reports of itself: its stats, a reward's outcome, and its learner's state."""
+"""What a router reports of itself: its stats, a reward's outcome, and its learner's state (and what it needs
+of a learner attached to it)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Collection
+from typing import Protocol
 
 from bandit_router.domain.reward import Figure, RunningEstimate, Source
+from bandit_router.policy.gate import Verdict
+from bandit_router.policy.vw import Policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,4 +40,31 @@ class LearnerState:
     version: int
     promotions: int
     rejections: int
-    verdicts: tuple[Any, ...]
+    verdicts: tuple[Verdict, ...]
+
+
+class AttachedLearner(Protocol):
+    """What a router needs of the learner the runtime attaches to it (``bandit_router.learning.learner.Learner``;
+    serving never imports learning): its checkpoint policy, the gate's counts and verdicts, why it is failing
+    (None when well), and stopping it."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def promotions(self) -> int: ...
+
+    @property
+    def rejections(self) -> int: ...
+
+    @property
+    def verdicts(self) -> Collection[Verdict]: ...
+
+    @property
+    def problem(self) -> str | None: ...
+
+    def start(self) -> None: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+    async def wait_learned(self, count: int, timeout: float) -> None: ...

@@ -11,7 +11,7 @@ from helpers import Routers, make_config
 
 from bandit_router.domain.requests import RouteInput
 from bandit_router.embedding.model import Embedder
-from bandit_router.policy.vw import sample_index
+from bandit_router.policy.rule import sample_index
 from bandit_router.serving.router import RouterService
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc

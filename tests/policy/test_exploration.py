@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bandit_router.policy.exploration import Evidence, InFlight, optimistic_pmf
+from bandit_router.policy.exploration import Evidence, InFlight
+from bandit_router.policy.rule import optimistic_pmf
 
 unit = st.floats(min_value=0.0, max_value=1.0)
 

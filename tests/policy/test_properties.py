@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bandit_router.config import LimitsConfig, load_config
 from bandit_router.domain.requests import TENANT_PREFIX_CHARS, RewardInput, RouteInput
 from bandit_router.errors import InvalidArgument
-from bandit_router.policy.vw import sample_index
+from bandit_router.policy.rule import sample_index
 
 CATALOG = load_config(env={}).models
 LIMITS = LimitsConfig()

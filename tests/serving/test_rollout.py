@@ -14,7 +14,8 @@ from bandit_router.config import ConfigError, RolloutConfig
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import InvalidArgument
-from bandit_router.serving.rollout import apprentice_pmf, baseline_of, rollout_view
+from bandit_router.policy.rule import apprentice_pmf
+from bandit_router.serving.rollout import baseline_of, rollout_view
 from bandit_router.v1 import router_pb2 as pb
 
 BASELINE = "gemma-2-9b-it"
