@@ -11,12 +11,12 @@ import tempfile
 import threading
 import time
 
+from bandit_router.bench.load import queries
 from bandit_router.config import load_config
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.shared import EmbedderConnection
 from bandit_router.embedding.wire import shared_socket
 from bandit_router.embedding.worker import EmbedderProcess
-from bandit_router.offline.load import queries
 
 
 def hammer(path: str, clients: int, rows: int, seconds: float) -> None:

@@ -35,11 +35,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from bandit_router.config import load_config
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.replay.convert import from_llmrouter, from_routeprofile
+from bandit_router.learning.warm_start import Source
 from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.traffic import Record
-from bandit_router.offline.warm_start import Source
+from bandit_router.traffic.convert import from_llmrouter, from_routeprofile
+from bandit_router.traffic.format import Record
 
 SETS: dict[str, Callable[[Path], Iterator[Record]]] = {
     "routeprofile": lambda data: from_routeprofile(data / "routeprofile"),

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import grpc
+from streams import questions
 
-from bandit_router.offline.load import queries
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -40,7 +40,7 @@ def start(target: str, data_dir: Path, redis_url: str, prefix: str, **settings: 
 
 async def load(target: str, acknowledged: list[str], stop: asyncio.Event, workers: int = 16) -> None:
     """Route then Reward in a loop until told to stop or the router dies; keeps the acknowledged rewards."""
-    texts = queries(10_000, seed=7)
+    texts = questions(10_000, seed=7)
 
     async def worker(offset: int) -> None:
         async with grpc.aio.insecure_channel(target) as channel:

@@ -1,10 +1,10 @@
-"""Synthetic replay traffic shared by the replay, scenario and dashboard tests."""
+"""Synthetic traffic shared by the tests: replay streams, and plain queries for routers under load."""
 
 from __future__ import annotations
 
 import random
 
-from bandit_router.offline.replay.traffic import Outcome, Record
+from bandit_router.traffic.format import Outcome, Record
 
 MODELS = ("llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct")
 WORDS = ["river", "mountain", "budget", "invoice", "poem", "python", "theorem", "recipe", "weather", "contract"]
@@ -41,3 +41,9 @@ def synthetic(n: int, seed: int) -> list[Record]:
         outcomes = {m: Outcome(quality=quality[m], input_tokens=20, output_tokens=50, latency_ms=100.0) for m in MODELS}
         records.append(Record(f"r{i}", query, "proof" if hard else "arithmetic", outcomes))
     return records
+
+
+def questions(n: int, seed: int) -> list[str]:
+    """``n`` varied plain queries (no outcomes): load for a router under test."""
+    rng = random.Random(seed)
+    return [f"Question {i}: explain the {rng.choice(WORDS)} and the {rng.choice(WORDS)} briefly." for i in range(n)]

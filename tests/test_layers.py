@@ -15,16 +15,19 @@ LAYERS: list[set[str]] = [
     {"v1", "data", "client"},
     {"config", "errors"},
     {"domain"},
-    {"embedding", "store", "energy", "policy"},
+    {"embedding", "store", "energy", "policy", "traffic"},
     {"observability"},
     {"serving", "learning"},
     {"transport"},
     {"runtime"},
     {"offline"},
+    {"bench"},
     {"cli", "__main__"},
 ]
-# Peers that must not know each other: the routing side never imports the learner, nor the learner routing.
-APART = [("serving", "learning"), ("learning", "serving")]
+# Pairs where the first must not import the second, whatever the layers allow: the routing side never imports
+# the learner, nor the learner routing; a transport reaches Redis only through the router (serving), never the
+# store itself.
+APART = [("serving", "learning"), ("learning", "serving"), ("transport", "store")]
 
 
 def _modules() -> dict[str, Path]:
@@ -75,6 +78,32 @@ def test_every_import_runs_down_the_layers() -> None:
         if _layer(i) > _layer(m) or (_top(m), _top(i)) in APART
     ]
     assert upward == []
+
+
+def test_transports_reach_the_store_only_through_the_router() -> None:
+    """Neither an import of the store (APART) nor a reach through the router's ``.store`` attribute."""
+    reaches = sorted(
+        f"{m}:{node.lineno}"
+        for m, path in _modules().items()
+        if _top(m) == "transport"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "store"
+    )
+    assert reaches == []
+
+
+def test_the_decision_rule_imports_no_serving_code() -> None:
+    """``policy/`` (the rule, the regressor, budgets) runs alone, as ``simulations/rules.py`` runs it."""
+    found = sorted(f"{m} imports {i}" for m in GRAPH if _top(m) == "policy" for i in GRAPH[m] if _layer(i) > _layer(m))
+    assert "bandit_router.policy.rule" in GRAPH and found == []
+
+
+def test_nothing_imports_the_benchmarks_but_the_command_line() -> None:
+    """Benchmarks drive the service from outside: nothing of the service imports them back (tests may)."""
+    importers = sorted(
+        m for m, targets in GRAPH.items() if _top(m) not in {"bench", "cli"} for i in targets if _top(i) == "bench"
+    )
+    assert importers == []
 
 
 def test_the_import_graph_has_no_cycle() -> None:

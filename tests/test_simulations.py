@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from bandit_router.config import ConfigError, load_config
-from bandit_router.offline.replay.traffic import Outcome, Record, read_traffic
+from bandit_router.traffic.format import Outcome, Record, read_traffic
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
 

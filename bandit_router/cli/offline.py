@@ -11,7 +11,7 @@ from typing import Any
 
 def _warm_start(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
-    from bandit_router.offline.warm_start import WarmStartError, run
+    from bandit_router.learning.warm_start import WarmStartError, run
 
     config = load_config(args.config)
     try:
@@ -87,14 +87,14 @@ def _export_log(args: argparse.Namespace) -> int:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from bandit_router.offline.soak import run_soak
+    from bandit_router.bench.soak import run_soak
 
     result = asyncio.run(run_soak(args.duration, args.concurrency, args.json))
     return 0 if all(result["checks"].values()) else 1
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bandit_router.offline.bench import run_bench
+    from bandit_router.bench.route import run_bench
 
     asyncio.run(
         run_bench(args.concurrency, args.requests, args.device, args.json, workers=args.workers, clients=args.clients)
@@ -103,7 +103,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _gateway_bench(args: argparse.Namespace) -> int:
-    from bandit_router.offline.gateway_bench import run_gateway_bench
+    from bandit_router.bench.gateway import run_gateway_bench
 
     asyncio.run(run_gateway_bench(args.concurrency, args.requests, args.backend_delay_ms, args.device, args.json))
     return 0

@@ -10,8 +10,8 @@ from typing import Any
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from bandit_router.offline.replay.convert import check_data, from_llmrouter, from_routeprofile
-    from bandit_router.offline.replay.traffic import write_traffic
+    from bandit_router.traffic.convert import check_data, from_llmrouter, from_routeprofile
+    from bandit_router.traffic.format import write_traffic
 
     check_data(args.dataset, args.data, args.split)
     records = from_llmrouter(args.data, args.split) if args.dataset == "llmrouter" else from_routeprofile(args.data)
@@ -36,9 +36,9 @@ def _demo_runs() -> list[Run]:
     import dataclasses
     from importlib import resources
 
+    from bandit_router.learning.warm_start import Source
     from bandit_router.offline.replay.settings import ReplaySettings
-    from bandit_router.offline.replay.traffic import read_traffic
-    from bandit_router.offline.warm_start import Source
+    from bandit_router.traffic.format import read_traffic
 
     source = resources.files("bandit_router.data").joinpath("sample_traffic.jsonl")
     with resources.as_file(source) as path:
@@ -65,10 +65,10 @@ def _demo_runs() -> list[Run]:
 def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
     """The one run ``replay`` asks for; raises InputError for flags, files or a scenario that break a rule."""
     from bandit_router.errors import InputError
-    from bandit_router.offline.replay.scenario import Scenario, load_scenario
+    from bandit_router.learning.warm_start import Source, read_source
     from bandit_router.offline.replay.settings import ReplaySettings
-    from bandit_router.offline.replay.traffic import read_traffic
-    from bandit_router.offline.warm_start import Source, read_source
+    from bandit_router.traffic.format import read_traffic
+    from bandit_router.traffic.scenario import Scenario, load_scenario
 
     if args.split is not None and not 0 < args.split < 1:
         raise InputError(f"--split must be in (0, 1), got {args.split}")

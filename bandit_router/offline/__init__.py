@@ -1,1 +1,1 @@
-"""Offline tools: replay, evaluation, benchmarks and the soak test."""
+"""Comparing policies on logged traffic: replaying it through the router, and off-policy estimates of it."""

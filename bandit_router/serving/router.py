@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from bandit_router.config import Config, ModelSpec
+from bandit_router.domain.metered import Metered
 from bandit_router.domain.pricing import Expected, penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
@@ -353,6 +354,11 @@ class RouterService:
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
         return await self.writer.flush()
+
+    async def meter(self, decision_id: str, metered: Metered) -> None:
+        """Keeps what the gateway measured of a decision's model call for the reward wait: its Reward is priced
+        from it."""
+        await self.store.put_metered(decision_id, metered, self.config.reward.wait_time_s)
 
     async def reward(self, request: RewardInput) -> RewardOutcome:
         event, cost, energy = await self.rewards.reward(request)

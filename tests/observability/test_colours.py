@@ -7,7 +7,7 @@ import math
 
 from bandit_router.config import load_config
 from bandit_router.observability.colours import PALETTE, model_colours, policy_colour
-from bandit_router.offline.replay.traffic import reference_models
+from bandit_router.traffic.format import reference_models
 
 
 def lab(colour: str) -> tuple[float, float, float]:

@@ -8,6 +8,7 @@ import pytest
 
 from bandit_router.config import DashboardConfig
 from bandit_router.domain.records import LearningEvent
+from bandit_router.observability import alerts, estimates, views
 from bandit_router.observability.monitor import Monitor
 from bandit_router.observability.samples import divergence, entropy
 from bandit_router.policy.features import Choice
@@ -65,7 +66,7 @@ def test_expired_decisions_leave_the_pending_count() -> None:
     for decision_id in ("d1", "d2", "d1"):  # the sweep reports each once; a repeat is not counted again
         monitor.on_expired(decision_id)
     assert (len(monitor.outstanding), monitor.expired) == (0, 2)
-    health = monitor.health(learner_lag=0, expired=7)
+    health = views.health(monitor, learner_lag=0, expired=7)
     assert (health["pending"], health["expired"]) == (0, 7)
     assert health["reward_delay_s"]["p50"] == pytest.approx(5.0)
 
@@ -75,10 +76,10 @@ def test_a_reward_shift_raises_an_alert() -> None:
     monitor = Monitor(DashboardConfig(shift_window=20, reward_shift_alert=0.2), clock)
     for i in range(20):
         monitor.on_reward(f"d{i}", event("a", 0.9, clock.now))
-    assert monitor.alerts() == []
+    assert alerts.alerts(monitor) == []
     for i in range(20, 40):
         monitor.on_reward(f"d{i}", event("b", 0.5, clock.now))
-    (alert,) = monitor.alerts()
+    (alert,) = alerts.alerts(monitor)
     assert alert["kind"] == "reward" and "last 20 rewards is 0.500, 0.900 the 20 before" in alert["text"]
 
 
@@ -99,10 +100,10 @@ def test_a_drift_alert_names_the_models_that_gained_and_lost_and_when() -> None:
     for i in range(5):
         monitor.on_route(f"d{i}", "a", "t", [("a", 0.8), ("b", 0.1), ("c", 0.1)], 0.8, choice)
     monitor.on_policy(FixedPolicy([0.8, 0.1, 0.1], 50), "v3")  # type: ignore[arg-type]
-    assert monitor.alerts() == []
+    assert alerts.alerts(monitor) == []
     clock.now = 7200.0  # 02:00:00 UTC
     monitor.on_policy(FixedPolicy([0.2, 0.3, 0.5], 60), "v4")  # type: ignore[arg-type]
-    (alert,) = monitor.alerts()
+    (alert,) = alerts.alerts(monitor)
     assert alert["kind"] == "drift" and (alert["version"], alert["previous"]) == ("v4", "v3")
     assert alert["text"] == (
         "02:00:00 UTC: policy v4 moved 0.60 in total variation from the one before it on the probes (alert above "
@@ -112,7 +113,7 @@ def test_a_drift_alert_names_the_models_that_gained_and_lost_and_when() -> None:
     assert alert["before"] == pytest.approx({"a": 0.8, "b": 0.1, "c": 0.1})
     assert alert["after"] == pytest.approx({"a": 0.2, "b": 0.3, "c": 0.5})
     clock.now += DashboardConfig().alert_hold_s + 1
-    assert monitor.alerts() == []
+    assert alerts.alerts(monitor) == []
 
 
 def test_empty_buckets_are_gaps_and_the_bucket_width_is_given() -> None:
@@ -123,16 +124,16 @@ def test_empty_buckets_are_gaps_and_the_bucket_width_is_given() -> None:
         monitor.on_route(f"d{i}", "a", "t", [("a", 0.5), ("b", 0.5)], 0.5, choice)
         monitor.on_reward(f"d{i}", event("a", 1.0, clock.now))
     clock.now += 30.0  # then nothing for 30 s
-    shares = monitor.shares(0)
+    shares = views.shares(monitor, 0)
     assert shares["bucket_s"] == pytest.approx(1.0)
     assert shares["share"]["a"][0] == 1.0 and shares["share"]["a"][-1] is None
-    rewards = monitor.rewards_view(0)
+    rewards = views.rewards_view(monitor, 0)
     assert rewards["bucket_s"] == pytest.approx(1.0)
     assert rewards["mean_reward"][-1] is None and rewards["rewards"][-1] == 0
     # A source with no energy in a bucket is no bar there, not a zero-height one.
     assert rewards["energy_joules_by_source"]["estimated"][0] == 6.0
     assert rewards["energy_joules_by_source"]["measured"] == [None] * len(rewards["t"])
-    assert monitor.exploration(0)["mean_entropy"][-1] is None
+    assert views.exploration(monitor, 0)["mean_entropy"][-1] is None
 
 
 def test_views_bucket_what_happened_in_the_window() -> None:
@@ -143,16 +144,16 @@ def test_views_bucket_what_happened_in_the_window() -> None:
         model = "a" if i < 5 else "b"
         monitor.on_route(f"d{i}", model, "t", [("a", 0.5), ("b", 0.5)], 0.5, Choice.of("|T x", ["|A a", "|A b"]))
         monitor.on_reward(f"d{i}", event(model, 1.0 if model == "a" else 0.0, clock.now))
-    everything = monitor.shares(0)
+    everything = views.shares(monitor, 0)
     assert sum(everything["decisions"]) == 10
-    recent = monitor.shares(2.5)  # the last three decisions (one a second), all b
+    recent = views.shares(monitor, 2.5)  # the last three decisions (one a second), all b
     assert sum(recent["decisions"]) == 3 and set(recent["share"]) == {"b"}
-    view = monitor.rewards_view(0)
+    view = views.rewards_view(monitor, 0)
     assert (
         sum(view["rewards"]) == 10
         and sum(x or 0.0 for v in view["energy_joules_by_source"].values() for x in v) == 20.0
     )
-    ope = monitor.ope(0)
+    ope = estimates.ope(monitor, 0)
     # Logged uniformly: always a earns 1 and always b 0, exactly, under SNIPS.
     assert ope["policies"]["always a"]["snips"]["value"] == pytest.approx(1.0)
     assert ope["policies"]["always b"]["snips"]["value"] == pytest.approx(0.0)

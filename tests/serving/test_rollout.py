@@ -14,6 +14,7 @@ from bandit_router.config import ConfigError, RolloutConfig
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import InvalidArgument
+from bandit_router.observability import estimates
 from bandit_router.policy.rule import apprentice_pmf
 from bandit_router.serving.rollout import baseline_of, rollout_view
 from bandit_router.v1 import router_pb2 as pb
@@ -95,7 +96,7 @@ async def test_apprentice_mode_serves_the_baseline_and_logs_true_probabilities(
     # The dashboard estimates the learning policy beside the baseline, on the same rewards.
     for d in decisions[:60]:
         await service.reward(RewardInput(decision_id=d.decision_id, quality=0.9 if d.model == BASELINE else 0.4))
-    policies = service.monitor.ope(3600)["policies"]
+    policies = estimates.ope(service.monitor, 3600)["policies"]
     assert {"bandit policy", f"always {BASELINE}", "live policy"} <= set(policies)
     assert policies[f"always {BASELINE}"]["ips"]["value"] > 0
 

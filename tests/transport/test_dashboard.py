@@ -16,6 +16,7 @@ import pytest
 from helpers import Routers, make_config, until
 
 from bandit_router.embedding.model import Embedder
+from bandit_router.observability import views
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.dashboard.web import ENDPOINTS, Dashboard, build_app
@@ -162,15 +163,14 @@ async def test_a_stuck_dashboard_view_does_not_hold_up_routing(
     """The dashboard runs on a thread and event loop of its own: a view stuck in computation holds its own
     loop only, and Route, Reward and the health check go on meanwhile."""
     stuck, released = threading.Event(), threading.Event()
-    monitor = server.service.monitor
-    shares = monitor.shares
+    shares = views.shares
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         stuck.set()
         released.wait(timeout=120)
         return shares(*args, **kwargs)
 
-    monkeypatch.setattr(monitor, "shares", slow)
+    monkeypatch.setattr(views, "shares", slow)
     async with aiohttp.ClientSession() as session:
         view = asyncio.ensure_future(get(session, server, "/api/shares"))
         try:

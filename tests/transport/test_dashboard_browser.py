@@ -17,10 +17,10 @@ from bandit_router.config import Config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay.run import replay
-from bandit_router.offline.replay.scenario import parse_scenario
 from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
+from bandit_router.traffic.scenario import parse_scenario
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")

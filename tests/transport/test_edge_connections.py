@@ -16,8 +16,8 @@ import openai
 import pytest
 from helpers import http_address, make_config, served, until
 
+from bandit_router.bench.backend import Script, ScriptedBackend
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.scripted_backend import Script, ScriptedBackend
 from bandit_router.runtime.process import RouterProcess
 
 SMALL, LARGE = "llama-3.2-3b-instruct", "llama-3.3-70b-instruct"

@@ -17,10 +17,10 @@ import pytest
 from helpers import decision_logs, make_config
 from transformers import AutoTokenizer
 
+from bandit_router.bench.backend import Script, ScriptedBackend
 from bandit_router.config import Config
 from bandit_router.config.checks import ConfigError
 from bandit_router.embedding.model import Embedder, bundled_model_path
-from bandit_router.offline.scripted_backend import Script, ScriptedBackend
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService

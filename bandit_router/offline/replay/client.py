@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.table import OutcomeTable, Trace
-from bandit_router.offline.replay.traffic import Record, batched
+from bandit_router.traffic.format import Record, batched
+from bandit_router.traffic.table import OutcomeTable, Trace
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 

@@ -14,7 +14,6 @@ from bandit_router.config import FeaturesConfig, ModelSpec, RewardConfig
 from bandit_router.domain.pricing import Pricing, penalty
 from bandit_router.embedding.types import Embedded
 from bandit_router.offline.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
-from bandit_router.offline.replay.table import OutcomeTable, Trace
 from bandit_router.policy.features import (
     NS_CLUSTER,
     NS_COMPLEXITY,
@@ -24,6 +23,7 @@ from bandit_router.policy.features import (
     Complexity,
     Projector,
 )
+from bandit_router.traffic.table import OutcomeTable, Trace
 
 Vector = np.ndarray[Any, np.dtype[np.float64]]
 # The full-information ceiling's ridge is chosen in hindsight among these (regularisation of everything but

@@ -16,17 +16,17 @@ from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import TextEmbedder
+from bandit_router.learning.warm_start import publish, warm
 from bandit_router.offline.replay.client import route_all
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.table import OutcomeTable, Trace, build_table, churn
-from bandit_router.offline.replay.traffic import Record, arm_catalog, batched
-from bandit_router.offline.warm_start import publish, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.store.snapshots import SnapshotFiles
+from bandit_router.traffic.format import Record, arm_catalog, batched
+from bandit_router.traffic.table import OutcomeTable, Trace, build_table, churn
 
 BANDIT = "bandit-router"
 # Energy weight = cost weight at each point of a --sweep.

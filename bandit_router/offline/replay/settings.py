@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bandit_router.offline.replay.scenario import Scenario
-from bandit_router.offline.warm_start import Source
+from bandit_router.learning.warm_start import Source
+from bandit_router.traffic.scenario import Scenario
 
 
 @dataclasses.dataclass(frozen=True)

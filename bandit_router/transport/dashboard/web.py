@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bandit_router.observability import alerts, estimates, views
 from bandit_router.observability.colours import model_colours
 from bandit_router.serving.rollout import rollout_view
 from bandit_router.transport.guard import EdgeLimits, start_site, track_requests
@@ -121,22 +122,22 @@ class _Views:
                 # The same colour per model as every report and plot; models routed to under an older catalog too.
                 "colours": model_colours([*(m.id for m in service.config.models), *sorted({r.model for r in routes})]),
                 "tasks": sorted({r.task for r in routes}),
-                "alerts": self.monitor.alerts(tenant),
+                "alerts": alerts.alerts(self.monitor, tenant),
                 "endpoints": ENDPOINTS,
             }
         )
 
     async def shares(self, request: web.Request) -> web.Response:
-        return _json(self.monitor.shares(_window(request), request.query.get("task", ""), _tenant(request)))
+        return _json(views.shares(self.monitor, _window(request), request.query.get("task", ""), _tenant(request)))
 
     async def rewards(self, request: web.Request) -> web.Response:
-        return _json(_nulls(self.monitor.rewards_view(_window(request), _tenant(request))))
+        return _json(_nulls(views.rewards_view(self.monitor, _window(request), _tenant(request))))
 
     async def drift(self, request: web.Request) -> web.Response:
         # The served policy is every tenant's: its drift is shown to each; the gate's reasons, estimates over
         # every tenant's rewards, only in the pooled view.
         window = _window(request)
-        view = self.monitor.drift_view(window)
+        view = views.drift_view(self.monitor, window)
         since = self.monitor.clock() - window if window > 0 else float("-inf")
         state = self.service.learner_state()
         pooled = _tenant(request) is None
@@ -148,17 +149,17 @@ class _Views:
         return _json(_nulls(view))
 
     async def exploration(self, request: web.Request) -> web.Response:
-        return _json(self.monitor.exploration(_window(request), _tenant(request)))
+        return _json(views.exploration(self.monitor, _window(request), _tenant(request)))
 
     async def ope(self, request: web.Request) -> web.Response:
-        return _json(_nulls(self.monitor.ope(_window(request), tenant=_tenant(request))))
+        return _json(_nulls(estimates.ope(self.monitor, _window(request), tenant=_tenant(request))))
 
     async def health(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
         if tenant is not None:
-            return _json(_nulls(self.monitor.health(None, None, tenant)))
+            return _json(_nulls(views.health(self.monitor, None, None, tenant)))
         lag, expired = await self.call(self.service.learner_lag()), await self.call(self.service.expired_count())
-        return _json(_nulls(self.monitor.health(lag, expired)))
+        return _json(_nulls(views.health(self.monitor, lag, expired)))
 
     async def backends(self, request: web.Request) -> web.Response:
         """Each model's backend as the gateway saw it (no tenant's traffic can be read off it)."""
@@ -182,22 +183,22 @@ class _Views:
 
 def build_app(service: RouterService, on_serving: OnServing | None = None) -> web.Application:
     """The dashboard's routes (see :class:`_Views`), behind the token check."""
-    views = _Views(service, on_serving)
+    handlers = _Views(service, on_serving)
     app = web.Application(middlewares=[track_requests, _token_check(service.config.auth)])
     app.add_routes(
         [
-            web.get("/", views.index),
-            web.get("/static/{name:.+}", views.static),
-            web.get("/api/summary", views.summary),
-            web.get("/api/shares", views.shares),
-            web.get("/api/rewards", views.rewards),
-            web.get("/api/drift", views.drift),
-            web.get("/api/exploration", views.exploration),
-            web.get("/api/ope", views.ope),
-            web.get("/api/health", views.health),
-            web.get("/api/backends", views.backends),
-            web.get("/api/rollout", views.rollout),
-            web.get("/metrics", views.metrics),
+            web.get("/", handlers.index),
+            web.get("/static/{name:.+}", handlers.static),
+            web.get("/api/summary", handlers.summary),
+            web.get("/api/shares", handlers.shares),
+            web.get("/api/rewards", handlers.rewards),
+            web.get("/api/drift", handlers.drift),
+            web.get("/api/exploration", handlers.exploration),
+            web.get("/api/ope", handlers.ope),
+            web.get("/api/health", handlers.health),
+            web.get("/api/backends", handlers.backends),
+            web.get("/api/rollout", handlers.rollout),
+            web.get("/metrics", handlers.metrics),
         ]
     )
     return app

@@ -286,7 +286,7 @@ class Gateway:
                 input_counted=counted_in,
                 output_counted=counted_out,
             )
-            await self.service.store.put_metered(decision.decision_id, record, self.service.config.reward.wait_time_s)
+            await self.service.meter(decision.decision_id, record)
 
         return await self._forward(request, model, (path, upstream, stream, budget), headers, extension, metered)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from streams import synthetic
 
-from bandit_router.offline.replay.traffic import write_traffic
+from bandit_router.traffic.format import write_traffic
 
 
 def descendants(pid: int) -> set[int]:

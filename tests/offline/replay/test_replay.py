@@ -17,7 +17,7 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
 from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, replay
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
+from bandit_router.traffic.format import Outcome, Record, write_traffic
 
 
 async def test_replay_report_adds_up(config: Config, embedder: Embedder, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_replay_warm_starts_on_a_split_and_scores_the_routed_part_only(
 
 
 def test_churn_is_the_movement_of_the_action_share_between_windows() -> None:
-    from bandit_router.offline.replay.table import churn
+    from bandit_router.traffic.table import churn
 
     assert churn([0] * 1000) == {"mean_tv": 0.0, "max_tv": 0.0, "windows": 4}
     # Waves of 200 queries on one model, then on another: every window differs wholly from the next.

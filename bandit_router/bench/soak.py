@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 
-from bandit_router.offline.load import free_port, queries, wait_serving
+from bandit_router.bench.load import free_port, queries, wait_serving
 from bandit_router.policy.vw import Snapshot
 from bandit_router.store.embedded import start_embedded
 

@@ -13,8 +13,8 @@ import numpy as np
 from bandit_router.config import Config
 from bandit_router.domain.pricing import Pricing, catalog_cost, catalog_energy
 from bandit_router.domain.reward import Source, cost_of, energy_of, resolve_tokens, scalar_reward
-from bandit_router.offline.replay.scenario import Scenario
-from bandit_router.offline.replay.traffic import Record
+from bandit_router.traffic.format import Record
+from bandit_router.traffic.scenario import Scenario
 
 Matrix = np.ndarray[Any, np.dtype[np.float64]]
 

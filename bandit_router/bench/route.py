@@ -16,10 +16,10 @@ from typing import Any
 
 import grpc
 
+from bandit_router.bench.learner import learner_throughput
+from bandit_router.bench.load import LoadProcesses, free_port, queries, summarize, wait_serving
 from bandit_router.config import load_config
 from bandit_router.embedding.pool import available_cpus
-from bandit_router.offline.learner_bench import learner_throughput
-from bandit_router.offline.load import LoadProcesses, free_port, queries, summarize, wait_serving
 from bandit_router.runtime.workers import start_embedding_servers
 
 

@@ -174,7 +174,7 @@ class LoadProcesses:
     """
 
     def __init__(self, setups: list[dict[str, Any]]) -> None:
-        command = [sys.executable, "-c", "from bandit_router.offline.load import _load_main; _load_main()"]
+        command = [sys.executable, "-c", "from bandit_router.bench.load import _load_main; _load_main()"]
         self.processes = [
             subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in setups
         ]

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bandit_router.bench.load import queries
 from bandit_router.config import Config, load_config
 from bandit_router.domain.records import LearningEvent
 from bandit_router.learning.learner import Learner
-from bandit_router.offline.load import queries
 from bandit_router.policy.features import Complexity, Context, action_line
 from bandit_router.policy.vw import Policy
 from bandit_router.store.embedded import start_embedded

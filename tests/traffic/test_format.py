@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bandit_router.config import load_config
-from bandit_router.offline.replay.convert import from_llmrouter, from_routeprofile
-from bandit_router.offline.replay.traffic import (
+from bandit_router.traffic.convert import from_llmrouter, from_routeprofile
+from bandit_router.traffic.format import (
     Outcome,
     Record,
     TrafficError,

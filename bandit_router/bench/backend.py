@@ -200,7 +200,7 @@ async def _serve(port: int, delay_s: float, text: str) -> None:
 
 
 def main() -> None:
-    """``python -m bandit_router.offline.scripted_backend``: one scripted backend, for a bench or a try-out."""
+    """``python -m bandit_router.bench.backend``: one scripted backend, for a bench or a try-out."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time before each answer")

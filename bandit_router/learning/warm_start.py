@@ -33,8 +33,6 @@ from bandit_router.domain.pricing import penalty
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import Embedded, Embeds
 from bandit_router.errors import InputError
-from bandit_router.offline.replay.table import build_table
-from bandit_router.offline.replay.traffic import Record, TrafficError, read_traffic
 from bandit_router.policy.features import Choice, Featurizer, action_line
 from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.ope import Estimate
@@ -42,6 +40,8 @@ from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.store.embedded import connect
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
+from bandit_router.traffic.format import Record, TrafficError, read_traffic
+from bandit_router.traffic.table import build_table
 
 # Importance weights of logged decisions are capped here: a rare action's weight stays informative without one
 # decision outweighing a thousand.

@@ -16,10 +16,10 @@ from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.requests import RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.learning.decision_log import to_dsjson
-from bandit_router.offline.replay.traffic import Outcome, Record, write_traffic
-from bandit_router.offline.warm_start import Source, WarmStartError, judge_records, read_source, warm
+from bandit_router.learning.warm_start import Source, WarmStartError, judge_records, read_source, warm
 from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
+from bandit_router.traffic.format import Outcome, Record, write_traffic
 
 SMALL, MID, BIG = "llama-3.2-3b-instruct", "gemma-2-9b-it", "llama-3.3-70b-instruct"
 

@@ -19,9 +19,9 @@ from bandit_router.domain.reward import cost_of, resolve_tokens
 from bandit_router.embedding.model import Embedder
 from bandit_router.offline.replay import report
 from bandit_router.offline.replay.run import BANDIT, replay
-from bandit_router.offline.replay.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.offline.replay.traffic import read_traffic
+from bandit_router.traffic.format import read_traffic
+from bandit_router.traffic.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 
 RECORDS = stream(100, 0, FLAT, tasks=("math", "chat"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bandit_router.offline.soak import MAX_RSS_MIB, run_soak
+from bandit_router.bench.soak import MAX_RSS_MIB, run_soak
 
 
 async def test_a_short_soak_passes_its_checks(tmp_path: Path) -> None:

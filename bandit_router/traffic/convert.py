@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bandit_router.errors import InputError
-from bandit_router.offline.replay.traffic import Outcome, Record
+from bandit_router.traffic.format import Outcome, Record
 
 # Where each dataset comes from, and the files of it a conversion reads.
 ORIGINS = {

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from bandit_router.bench.load import Timed, free_port, queries, summarize
 from bandit_router.config import load_config
-from bandit_router.offline.load import Timed, free_port, queries, summarize
 
 ROUTER = "bandit-router"
 
@@ -136,7 +136,7 @@ async def run_gateway_bench(
             [
                 sys.executable,
                 "-m",
-                "bandit_router.offline.scripted_backend",
+                "bandit_router.bench.backend",
                 "--port",
                 str(port),
                 "--delay-ms",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.errors import InputError
-from bandit_router.offline.replay.traffic import Record
+from bandit_router.traffic.format import Record
 
 KINDS = ("price", "degrade", "add", "remove", "mix", "corrupt")
 # Fields each kind takes beside ``at`` and ``kind``, and whether they are required.
