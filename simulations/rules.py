@@ -32,9 +32,10 @@ from quality import SETS, mean_sd
 
 from bandit_router.config import Config, load_config
 from bandit_router.policy.exploration import InFlight
-from bandit_router.policy.features import NS_TASK, Choice, Complexity, Context, vw_token
+from bandit_router.policy.features import Complexity, Context
 from bandit_router.policy.rule import decide
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import NS_TASK, Choice, vw_token
 from bandit_router.traffic.format import Record
 
 # The embedding's dimension does not matter here: no namespace the rule reads depends on it.

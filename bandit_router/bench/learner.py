@@ -15,8 +15,9 @@ from bandit_router.bench.load import queries
 from bandit_router.config import Config, load_config
 from bandit_router.domain.records import LearningEvent
 from bandit_router.learning.learner import Learner
-from bandit_router.policy.features import Complexity, Context, action_line
+from bandit_router.policy.features import Complexity, Context
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import action_line
 from bandit_router.store.embedded import start_embedded
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles

@@ -13,7 +13,7 @@ from typing import Any
 
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
-from bandit_router.policy.features import namespaces
+from bandit_router.policy.vwlines import namespaces
 from bandit_router.store.snapshots import private
 
 log = logging.getLogger(__name__)

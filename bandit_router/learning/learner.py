@@ -20,9 +20,9 @@ from bandit_router.config import PolicyConfig, RolloutConfig
 from bandit_router.domain.records import LearningEvent, decode_embedding
 from bandit_router.domain.reward import RunningEstimate, bounded
 from bandit_router.learning.decision_log import DecisionLog
-from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.policy.vwlines import Choice
 from bandit_router.store.embedded import MAX_BLOCK_MS
 from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
 from bandit_router.store.redis_store import Store

@@ -33,10 +33,11 @@ from bandit_router.domain.pricing import penalty
 from bandit_router.embedding.model import Embedder
 from bandit_router.embedding.types import Embedded, Embeds
 from bandit_router.errors import InputError
-from bandit_router.policy.features import Choice, Featurizer, action_line
+from bandit_router.policy.features import Featurizer
 from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.ope import Estimate
 from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.policy.vwlines import Choice, action_line
 from bandit_router.store.embedded import connect
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles, load_snapshot

@@ -21,8 +21,8 @@ from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import bounded
 from bandit_router.observability.metrics import Metrics
 from bandit_router.observability.samples import DriftSample, RewardSample, RouteSample, divergence, entropy
-from bandit_router.policy.features import Choice
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import Choice
 
 
 class Monitor:

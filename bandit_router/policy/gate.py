@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import PolicyConfig
-from bandit_router.policy.features import Choice
 from bandit_router.policy.ope import Estimate, snips
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import Choice
 
 
 @dataclasses.dataclass(frozen=True)

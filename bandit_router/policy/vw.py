@@ -23,9 +23,10 @@ from bandit_router.config import Config, FeaturesConfig, PolicyConfig
 from bandit_router.domain.pricing import Pricing
 from bandit_router.domain.reward import RunningEstimate
 from bandit_router.policy.apprentice import Apprentices
+from bandit_router.policy.clusters import Clusterer
 from bandit_router.policy.exploration import Evidence
-from bandit_router.policy.features import CATEGORICAL, NS_ACTION, Choice, Clusterer, namespaces, vw_number
 from bandit_router.policy.rule import optimistic_pmf
+from bandit_router.policy.vwlines import CATEGORICAL, NS_ACTION, Choice, namespaces, vw_number
 
 SNAPSHOT_MAGIC = b"BRSNAP1\n"
 # Format 2: a quality regressor with evidence and pricing. Format 1 held a cb_explore_adf model of the reward.

@@ -23,9 +23,10 @@ from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.budgets import within_budget
 from bandit_router.policy.exploration import InFlight
-from bandit_router.policy.features import Choice, Context, Featurizer, action_line
+from bandit_router.policy.features import Context, Featurizer
 from bandit_router.policy.rule import Pick, decide
 from bandit_router.policy.vw import Policy, Snapshot
+from bandit_router.policy.vwlines import Choice, action_line
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow

@@ -11,7 +11,7 @@ from bandit_router.domain.records import LearningEvent
 from bandit_router.observability import alerts, estimates, views
 from bandit_router.observability.monitor import Monitor
 from bandit_router.observability.samples import divergence, entropy
-from bandit_router.policy.features import Choice
+from bandit_router.policy.vwlines import Choice
 
 
 class Clock:

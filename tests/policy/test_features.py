@@ -11,17 +11,11 @@ import pytest
 
 from bandit_router.config import FeaturesConfig, load_config
 from bandit_router.embedding.model import Embedder
-from bandit_router.policy.features import (
-    Choice,
-    Clusterer,
-    Complexity,
-    Context,
-    TaskInferrer,
-    action_line,
-    namespaces,
-    vw_number,
-)
+from bandit_router.policy.clusters import Clusterer
+from bandit_router.policy.features import Complexity, Context
+from bandit_router.policy.tasks import TaskInferrer
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import Choice, action_line, namespaces, vw_number
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from bandit_router.config import Config, PolicyConfig, load_config
 from bandit_router.domain.pricing import catalog_cost
 from bandit_router.domain.requests import MAX_WEIGHT, RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
-from bandit_router.policy.features import Choice
 from bandit_router.policy.gate import Gate, Logged
 from bandit_router.policy.vw import Policy
+from bandit_router.policy.vwlines import Choice
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from bandit_router.config import FeaturesConfig, PolicyConfig
-from bandit_router.policy.features import Choice
 from bandit_router.policy.vw import SNAPSHOT_MAGIC, Policy, Snapshot, SnapshotError
+from bandit_router.policy.vwlines import Choice
 
 MATH, CODE = "|T math", "|T code"
 SMALL, LARGE = "|A small", "|A large"

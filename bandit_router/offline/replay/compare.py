@@ -14,15 +14,9 @@ from bandit_router.config import FeaturesConfig, ModelSpec, RewardConfig
 from bandit_router.domain.pricing import Pricing, penalty
 from bandit_router.embedding.types import Embedded
 from bandit_router.offline.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
-from bandit_router.policy.features import (
-    NS_CLUSTER,
-    NS_COMPLEXITY,
-    NS_EMBEDDING,
-    NS_TASK,
-    Clusterer,
-    Complexity,
-    Projector,
-)
+from bandit_router.policy.clusters import Clusterer
+from bandit_router.policy.features import Complexity, Projector
+from bandit_router.policy.vwlines import NS_CLUSTER, NS_COMPLEXITY, NS_EMBEDDING, NS_TASK
 from bandit_router.traffic.table import OutcomeTable, Trace
 
 Vector = np.ndarray[Any, np.dtype[np.float64]]
