@@ -19,7 +19,7 @@ from bandit_router.traffic.format import (
     write_traffic,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 GOOD = {"id": "q1", "query": "What is 2+2?", "task": "math", "outcomes": {"a": {"quality": 1, "output_tokens": 3}}}
 
 

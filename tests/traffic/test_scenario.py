@@ -242,7 +242,7 @@ async def test_quality_gate_holds_back_a_policy_that_learned_corrupted_rewards(
 
 
 def test_the_readme_and_shipped_scenarios_parse() -> None:
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     sample = read_traffic(root / "bandit_router" / "data" / "sample_traffic.jsonl")
     doubled = sample + [dataclasses.replace(r, id=r.id + "-again") for r in sample]
     blocks = re.findall(r"```yaml\n(.*?)```", (root / "docs" / "replay.md").read_text(), flags=re.S)
