@@ -102,6 +102,25 @@ def test_kubernetes_manifests_fit_together() -> None:
     assert re.search(r"^\[\[models\]\]", config_text, flags=re.M)
 
 
+def _mib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", quantity).groups()  # type: ignore[union-attr]
+    return float(number) * {"gb": 1000**3, "mb": 1000**2, "Gi": 2**30, "Mi": 2**20}[unit] / 2**20
+
+
+def test_the_shipped_redis_refuses_writes_when_full_instead_of_evicting_decisions() -> None:
+    """A full Redis that evicted would drop pending decisions (and acknowledged rewards) silently; one that refuses
+    is an outage the router rides out. Its bound leaves the k8s container room for an AOF rewrite's copy."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
+    container = docs[("StatefulSet", "bandit-router-redis")]["spec"]["template"]["spec"]["containers"][0]
+    compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())["services"]["redis"]["command"]
+    for args in (container["args"], compose):
+        settings = dict(zip(args[1::2], args[2::2], strict=False))
+        assert settings["--maxmemory-policy"] == "noeviction"
+        assert _mib(settings["--maxmemory"]) > 0
+    k8s = dict(zip(container["args"][1::2], container["args"][2::2], strict=False))
+    assert _mib(k8s["--maxmemory"]) <= 0.6 * _mib(container["resources"]["limits"]["memory"])
+
+
 def test_the_validators_catch_a_broken_manifest() -> None:
     deployment = next(d for _, d in k8s_documents() if d["kind"] == "Deployment")
     broken = json.loads(json.dumps(deployment))

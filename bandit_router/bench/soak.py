@@ -25,6 +25,7 @@ import grpc
 import redis.asyncio as aioredis
 
 from bandit_router.bench.load import free_port, queries, wait_serving
+from bandit_router.config import load_config
 from bandit_router.policy.vw import Snapshot
 from bandit_router.store.embedded import start_embedded
 
@@ -119,12 +120,24 @@ async def _left_in(redis_url: str, prefix: str) -> tuple[int, int, int]:
     return len(pending), learned, int(backlog)
 
 
-async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
-    """Runs a router process on its own Redis under load for ``duration_s``; the raw figures."""
+def _reward_env(reward: dict[str, float]) -> dict[str, str]:
+    """``reward`` settings as the environment gives them to a router (the configuration checks them there)."""
+    return {f"BANDIT_ROUTER_REWARD_{name.upper()}": repr(value) for name, value in reward.items()}
+
+
+async def _used_memory(client: aioredis.Redis) -> float:
+    """What Redis holds for its data (``used_memory``), in MiB."""
+    return int((await client.info("memory"))["used_memory"]) / 2**20
+
+
+async def _soak_server(duration_s: float, concurrency: int, reward: dict[str, float]) -> dict[str, Any]:
+    """Runs a router process on its own Redis under load for ``duration_s``, with ``reward`` settings changed
+    (``wait_time_s``, ``retention_s``); the raw figures."""
     texts = queries(20_000, seed=3)
     prefix = "soak"
     tally = _Tally()
     memory: list[tuple[float, float]] = []
+    redis_memory: list[tuple[float, float]] = []
     processes: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="br-soak-") as data_dir:
         redis = await start_embedded(Path(data_dir) / "redis")
@@ -138,7 +151,9 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
             "BANDIT_ROUTER_SERVER_DATA_DIR": data_dir,
             "BANDIT_ROUTER_DASHBOARD_LISTEN": "127.0.0.1:0",
             "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
+            **_reward_env(reward),
         }
+        watcher = aioredis.Redis.from_url(redis.url)
         log_path = Path(data_dir) / "server.log"
         with open(log_path, "w") as log:
             server = subprocess.Popen(
@@ -155,6 +170,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
                 while time.monotonic() < deadline:
                     t = time.monotonic() - started
                     memory.append((t, resident_mib(server.pid)))
+                    redis_memory.append((t, await _used_memory(watcher)))
                     for name, mib in _by_process(server.pid, redis.pid).items():
                         processes.setdefault(name, []).append((t, mib))
                     await asyncio.sleep(every)
@@ -167,6 +183,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
         finally:
             server.send_signal(signal.SIGTERM)
             exit_code = await asyncio.to_thread(server.wait, 120)
+            await watcher.aclose()
         pending, learned, backlog = await _left_in(redis.url, prefix)
         await asyncio.to_thread(redis.stop)
     return {
@@ -182,6 +199,7 @@ async def _soak_server(duration_s: float, concurrency: int) -> dict[str, Any]:
         "server_exit_code": exit_code,
         "rss_samples": memory,
         "rss_by_process": processes,
+        "redis_used_mib": redis_memory,
     }
 
 
@@ -192,16 +210,26 @@ MAX_RSS_MIB = 3072.0
 FLAT_AFTER_S = 120.0
 
 
+def _thirds(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """The mean of the first third of ``samples`` and of the last third."""
+    part = max(1, len(samples) // 3)
+    return sum(m for _, m in samples[:part]) / part, sum(m for _, m in samples[-part:]) / part
+
+
 async def run_soak(
-    duration_s: float, concurrency: int, json_path: str | None = None, max_rss_mib: float = MAX_RSS_MIB
+    duration_s: float,
+    concurrency: int,
+    json_path: str | None = None,
+    max_rss_mib: float = MAX_RSS_MIB,
+    reward: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Soaks a router process, prints the figures and each check's verdict, and returns them. ``checks``
-    holds every check judged; ``not_judged`` names any the run was too short for, and why."""
-    result = await _soak_server(duration_s, concurrency)
+    holds every check judged; ``not_judged`` names any the run was too short for, and why. ``reward`` changes
+    reward settings of the router: a short ``wait_time_s`` and ``retention_s`` let a run see Redis settle."""
+    reward = dict(reward or {})
+    result = await _soak_server(duration_s, concurrency, reward)
     memory = result["rss_samples"]
-    third = max(1, len(memory) // 3)
-    early = sum(m for _, m in memory[:third]) / third
-    late = sum(m for _, m in memory[-third:]) / third
+    early, late = _thirds(memory)
     rss = {"first_third": early, "last_third": late, "max": max(m for _, m in memory)}
     result["rss_mib"] = rss
     errors, rewards, elapsed = result["errors"], result["rewards"], result["duration_s"]
@@ -218,6 +246,20 @@ async def run_soak(
         checks["memory flat"] = late <= 1.10 * early
     else:
         not_judged["memory flat"] = f"needs a run of at least {FLAT_AFTER_S:g} s; this one ran {elapsed:.0f} s"
+    # Redis holds each decision's summary through its reward wait and the sweep's grace, and a marker of each
+    # reward for the retention: once both have passed, what it holds stops growing at a steady rate.
+    config = load_config(None, env=_reward_env(reward)).reward
+    settle_s = max(config.wait_time_s + config.sweep_grace_s, config.retention_s)
+    settled = [(t, m) for t, m in result["redis_used_mib"] if t >= settle_s]
+    redis_early, redis_late = _thirds(settled) if settled else (0.0, 0.0)
+    result["redis_used_mib_settled"] = {"settle_s": settle_s, "first_third": redis_early, "last_third": redis_late}
+    if elapsed >= settle_s + FLAT_AFTER_S and len(settled) >= 6:
+        checks["Redis memory flat"] = redis_late <= 1.10 * redis_early
+    else:
+        not_judged["Redis memory flat"] = (
+            f"needs a run of at least {settle_s + FLAT_AFTER_S:g} s (the reward wait, its grace and the retention, "
+            f"then {FLAT_AFTER_S:g} s); this one ran {elapsed:.0f} s"
+        )
     result["checks"], result["not_judged"] = checks, not_judged
     print(
         f"soak: {elapsed:.0f} s at concurrency {concurrency}: {result['routes']} Route and {rewards} Reward calls "
@@ -227,10 +269,13 @@ async def run_soak(
     )
     print("  RSS by process, mean of the first third -> the last third (MiB):")
     for name, samples in result["rss_by_process"].items():
-        part = max(1, len(samples) // 3)
-        first = sum(m for _, m in samples[:part]) / part
-        last = sum(m for _, m in samples[-part:]) / part
+        first, last = _thirds(samples)
         print(f"    {name}: {first:.0f} -> {last:.0f} ({100 * (last - first) / first:+.0f}%)")
+    if settled:
+        print(
+            f"  Redis used_memory after {settle_s:g} s (the reward wait, its grace and the retention): "
+            f"{redis_early:.1f} -> {redis_late:.1f} MiB, mean of the first third -> the last third"
+        )
     for name, ok in checks.items():
         print(
             f"  {'ok  ' if ok else 'FAIL'} {name}"

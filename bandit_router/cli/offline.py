@@ -1,4 +1,4 @@
-"""The offline commands: warm start, off-policy evaluation, the decision log export, soak and bench."""
+"""The offline commands: warm start, off-policy evaluation, the decision log export, soak and the benchmarks."""
 
 from __future__ import annotations
 
@@ -89,8 +89,16 @@ def _export_log(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     from bandit_router.bench.soak import run_soak
 
-    result = asyncio.run(run_soak(args.duration, args.concurrency, args.json))
+    reward = {name: value for name in ("wait_time_s", "retention_s") if (value := getattr(args, name)) is not None}
+    result = asyncio.run(run_soak(args.duration, args.concurrency, args.json, reward=reward))
     return 0 if all(result["checks"].values()) else 1
+
+
+def _memory_bench(args: argparse.Namespace) -> int:
+    from bandit_router.bench.memory import run_memory_bench
+
+    asyncio.run(run_memory_bench(args.pairs, args.unrewarded, args.config, args.json))
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -116,6 +124,7 @@ COMMANDS = {
     "soak": _soak,
     "bench": _bench,
     "gateway-bench": _gateway_bench,
+    "memory-bench": _memory_bench,
 }
 
 
@@ -166,6 +175,8 @@ def add_parsers(commands: Any) -> None:
     soak.add_argument("--duration", type=float, default=300.0, help="seconds of load (default: %(default)s)")
     soak.add_argument("--concurrency", type=int, default=32, help="clients (default: %(default)s)")
     soak.add_argument("--json", help="also write the figures to this file")
+    soak.add_argument("--wait-time-s", type=float, help="the router's reward.wait_time_s (short: Redis settles sooner)")
+    soak.add_argument("--retention-s", type=float, help="the router's reward.retention_s (short: Redis settles sooner)")
 
     gateway = commands.add_parser(
         "gateway-bench", help="measure what the OpenAI-compatible gateway adds to a call, against the backend direct"
@@ -175,6 +186,11 @@ def add_parsers(commands: Any) -> None:
     gateway.add_argument("--backend-delay-ms", type=float, default=20.0, help="the scripted backend's time per answer")
     gateway.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
     gateway.add_argument("--json", help="also write the figures to this file")
+    memory = commands.add_parser("memory-bench", help="measure the Redis memory each sustained route/s holds")
+    memory.add_argument("--pairs", type=int, default=1000, help="Route + Reward pairs (default: %(default)s)")
+    memory.add_argument("--unrewarded", type=int, default=100, help="Routes never rewarded (default: %(default)s)")
+    memory.add_argument("--config", help="TOML configuration whose reward and redis settings are measured")
+    memory.add_argument("--json", help="also write the figures to this file")
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")

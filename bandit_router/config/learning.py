@@ -129,8 +129,11 @@ class RewardConfig:
     cost_scale_usd: float = 0.001
     # How long a decision waits for its reward before it expires.
     wait_time_s: float = 3600.0
-    # How long an expired or rewarded decision id is remembered, to say which it was.
-    retention_s: float = 86400.0
+    # How long a rewarded or expired decision id is remembered after its reward or expiry, to say which it was
+    # (a marker of about 100 bytes; the decision itself is kept through its reward wait, for Route retries, and
+    # in the learner's decision log on disk). Redis holds about 100 bytes x retention_s per sustained route/s
+    # for it: see docs/operations.md.
+    retention_s: float = 3600.0
     # What happens to a decision never rewarded within wait_time_s (as Personalizer's "default reward"):
     # "drop" forgets it; "default" learns it with quality ``default_quality`` and estimated energy and cost.
     on_expiry: str = "drop"
@@ -140,6 +143,11 @@ class RewardConfig:
     # The quality learned for a model call that failed (an error, a timeout, an overloaded backend), so that
     # traffic moves off a broken model.
     failure_quality: float = 0.0
+
+    @property
+    def sweep_grace_s(self) -> float:
+        """How long a decision outlives its reward deadline, so that a sweep still finds it to expire."""
+        return max(60.0, 10 * self.expiry_sweep_s)
 
     def __post_init__(self) -> None:
         require(0 <= self.failure_quality <= 1, "reward.failure_quality", "must be in [0, 1]", self.failure_quality)

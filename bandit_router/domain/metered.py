@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bandit_router.domain.records import RecordError
+from bandit_router.domain.records import COMPACT, RecordError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Metered:
     def dumps(self) -> str:
         fields = dataclasses.asdict(self)
         fields["failed_before"] = [list(f) for f in self.failed_before]
-        return json.dumps(fields)
+        return json.dumps(fields, separators=COMPACT)
 
     @classmethod
     def loads(cls, text: str | bytes) -> Metered:

@@ -16,6 +16,8 @@ from bandit_router.domain.reward import scalar_reward
 
 # Written into every stored record; a reader refuses a record from a newer writer rather than misread it.
 # Records without one were written before it existed and read as version 1.
+# Redis holds these records per decision: JSON without the spaces after separators.
+COMPACT = (",", ":")
 SCHEMA_VERSION = 1
 
 T = TypeVar("T", int, float)
@@ -97,7 +99,10 @@ class Summary:
     request_digest: str | None
 
     def to_json(self) -> str:
-        return json.dumps({"schema": SCHEMA_VERSION, **self.decision.to_json(), "request_digest": self.request_digest})
+        return json.dumps(
+            {"schema": SCHEMA_VERSION, **self.decision.to_json(), "request_digest": self.request_digest},
+            separators=COMPACT,
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Summary:
@@ -157,7 +162,8 @@ class PendingDecision:
                 "created_at": self.created_at,
                 "baseline": self.baseline,
                 "policy_probability": self.policy_probability,
-            }
+            },
+            separators=COMPACT,
         )
 
     @classmethod
@@ -294,7 +300,7 @@ class LearningEvent:
         return {"schema": SCHEMA_VERSION, **fields}
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json())
+        return json.dumps(self.to_json(), separators=COMPACT)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> LearningEvent:

@@ -56,9 +56,8 @@ class DecisionWriter:
         return await self.store.put_decision(
             pending,
             defaults.wait_time_s,
-            defaults.retention_s,
             now,
-            grace_s=max(60.0, 10 * defaults.expiry_sweep_s),
+            grace_s=defaults.sweep_grace_s,
             quota=quota,
         )
 

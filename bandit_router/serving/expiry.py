@@ -72,7 +72,7 @@ class Expiry:
         expired = 0
         for decision_id in batch:
             event = await self._default_event(decision_id, now)
-            if await self.store.expire(decision_id, now, event) is not None:
+            if await self.store.expire(decision_id, now, event, self.config.reward.retention_s) is not None:
                 expired += 1
                 self.monitor.on_expired(decision_id)
         return expired

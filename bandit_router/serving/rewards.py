@@ -115,12 +115,14 @@ class Rewarder:
         return event, priced.cost, priced.energy
 
     async def _missing(self, decision_id: str) -> Exception:
-        """Says why a decision is not pending: already rewarded, expired, or never made."""
+        """Says why a decision is not pending: already rewarded, expired, or never made (or done with longer ago
+        than ``reward.retention_s``)."""
         if await self.store.was_rewarded(decision_id):
             return AlreadyExists(f"decision_id {decision_id!r} was already rewarded; the first reward counts")
         summary = await self.store.get_summary(decision_id)
-        if summary is not None:
-            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(summary.decision.expires_at))
+        deadline = summary.decision.expires_at if summary is not None else await self.store.expired_at(decision_id)
+        if deadline is not None:
+            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline))
             return NotFound(
                 f"decision_id {decision_id!r} expired at {expired} "
                 f"(rewards are accepted for {self.config.reward.wait_time_s:g} s after Route)"
@@ -130,5 +132,6 @@ class Rewarder:
     def _unknown(self, decision_id: str) -> NotFound:
         retention = self.config.reward.retention_s
         return NotFound(
-            f"decision_id {decision_id!r} is unknown: no Route made it, or it expired over {retention:g} s ago"
+            f"decision_id {decision_id!r} is unknown: no Route made it, or it was rewarded or expired over "
+            f"{retention:g} s ago"
         )

@@ -34,7 +34,8 @@ return false
 """
 
 # Takes the pending decision and appends its learning event in one atomic step, so a reward is
-# either learned exactly once or not accepted at all: never taken and then lost.
+# either learned exactly once or not accepted at all: never taken and then lost. What the gateway metered of the
+# call goes with it (the event carries it); a small marker says for the retention that it was rewarded.
 _TAKE_AND_APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local done = redis.call('GET', KEYS[2])
@@ -47,18 +48,22 @@ local id = redis.call('XADD', KEYS[3], '*', 'event', ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[4], ARGV[4])
 redis.call('ZREM', KEYS[5], ARGV[4])
+redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[2], id .. ' ' .. ARGV[2], 'PX', ARGV[3])
 return {'ok', id}
 """
 
 # Expires one decision whose deadline has passed, appending its default-reward event if one is given;
-# atomic with the take above, so a decision is either rewarded or expired, never both.
+# atomic with the take above, so a decision is either rewarded or expired, never both. A small marker holding
+# the deadline says for the retention that it expired, and when.
 _EXPIRE = """
 local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not deadline or tonumber(deadline) >= tonumber(ARGV[2]) then return false end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[6])
+redis.call('SET', KEYS[5], deadline, 'PX', ARGV[4])
 redis.call('INCR', KEYS[4])
 if ARGV[3] ~= '' then return redis.call('XADD', KEYS[3], '*', 'event', ARGV[3]) end
 return 'dropped'
@@ -122,6 +127,9 @@ class Store:
     def _rewarded(self, decision_id: str) -> str:
         return f"{self.prefix}:rewarded:{decision_id}"
 
+    def _expired(self, decision_id: str) -> str:
+        return f"{self.prefix}:expired:{decision_id}"
+
     def _open(self, tenant: str) -> str:
         """A tenant's decisions within their reward wait, by deadline (tenant names never hold ':')."""
         return f"{self.prefix}:open:{tenant or '-'}"
@@ -134,15 +142,16 @@ class Store:
         self,
         pending: PendingDecision,
         wait_s: float,
-        retention_s: float,
         now: float,
         grace_s: float,
         quota: int = 0,
     ) -> Summary | None:
         """Stores a new decision, due for a reward by ``now + wait_s``; returns the existing summary instead
-        if the id was already decided. The pending entry outlives its deadline by ``grace_s``, so the expiry
-        sweep still finds it to learn a default reward. With ``quota`` > 0, raises QuotaExceeded if the
-        decision's tenant already holds that many decisions within their wait."""
+        if the id was already decided. The pending entry and the summary (what a retried Route is answered)
+        outlive the deadline by ``grace_s``, so the expiry sweep still finds the decision to learn a default
+        reward; after that only a small marker of its reward or expiry is kept (``retention_s`` of
+        :meth:`take_and_append` and :meth:`expire`). With ``quota`` > 0, raises QuotaExceeded if the decision's
+        tenant already holds that many decisions within their wait."""
         decision_id = pending.decision_id
         existing = await self._put(
             keys=[
@@ -154,7 +163,7 @@ class Store:
             args=[
                 pending.summary.to_json(),
                 pending.to_json(),
-                _ms(wait_s + retention_s),
+                _ms(wait_s + grace_s),
                 _ms(wait_s + grace_s),
                 repr(now + wait_s),
                 decision_id,
@@ -168,6 +177,11 @@ class Store:
 
     async def was_rewarded(self, decision_id: str) -> bool:
         return bool(await self.client.exists(self._rewarded(decision_id)))
+
+    async def expired_at(self, decision_id: str) -> float | None:
+        """The reward deadline of a decision that expired within the retention; None otherwise."""
+        raw = await self.client.get(self._expired(decision_id))
+        return None if raw is None else float(raw)
 
     def _metered(self, decision_id: str) -> str:
         return f"{self.prefix}:metered:{decision_id}"
@@ -202,6 +216,7 @@ class Store:
                 self.events_key,
                 self.deadlines_key,
                 self._open(tenant),
+                self._metered(decision_id),
             ],
             args=[event.dumps(), repr(now), _ms(retention_s), decision_id],
         )
@@ -219,12 +234,20 @@ class Store:
         ids = await self.client.zrangebyscore(self.deadlines_key, "-inf", repr(now), start=0, num=limit)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
-    async def expire(self, decision_id: str, now: float, event: LearningEvent | None) -> str | None:
-        """Expires a due decision: appends ``event`` (its default reward) or drops it. None if it was
-        rewarded or expired meanwhile; else the event id, or "dropped"."""
+    async def expire(self, decision_id: str, now: float, event: LearningEvent | None, retention_s: float) -> str | None:
+        """Expires a due decision: appends ``event`` (its default reward) or drops it, and remembers that it
+        expired for ``retention_s``. None if it was rewarded or expired meanwhile; else the event id, or
+        "dropped"."""
         result = await self._expire(
-            keys=[self._pending(decision_id), self.deadlines_key, self.events_key, self.expired_key],
-            args=[decision_id, repr(now), event.dumps() if event is not None else ""],
+            keys=[
+                self._pending(decision_id),
+                self.deadlines_key,
+                self.events_key,
+                self.expired_key,
+                self._expired(decision_id),
+                self._metered(decision_id),
+            ],
+            args=[decision_id, repr(now), event.dumps() if event is not None else "", _ms(retention_s)],
         )
         return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
 

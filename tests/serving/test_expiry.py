@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import ManualClock, Routers, decision_logs, make_config, until
 
+from bandit_router.domain.metered import Metered
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.errors import NotFound
@@ -107,5 +108,44 @@ async def test_one_sweep_expires_every_due_decision_beyond_a_batch(
         clock.advance(WAIT_S + 0.1)
         assert await service.sweep_expired() == 300
         assert await service.store.client.zcard(service.store.deadlines_key) == 0
+    finally:
+        await service.close()
+
+
+async def test_a_done_decision_leaves_only_a_small_marker_for_the_retention(
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
+) -> None:
+    """Redis memory per route is bounded: once a decision is rewarded or expired, its pending entry and what the
+    gateway metered go at once; its summary (a retried Route's answer) lapses with the reward wait; only a marker
+    of about 100 bytes stays for ``reward.retention_s``, and still tells a late reward that the decision expired,
+    and when, after the summary is gone."""
+    clock = ManualClock()
+    service = await open_service(routers, tmp_path, redis_url, clock, retention_s=120.0)
+    client, prefix = service.store.client, service.config.redis.key_prefix
+    try:
+        rewarded, expired = [await service.route(RouteInput(query=f"Question {i}?")) for i in range(2)]
+        for decision in (rewarded, expired):
+            await service.meter(decision.decision_id, Metered(decision.model, 10, 20, 5.0, None))
+        await service.reward(RewardInput(decision_id=rewarded.decision_id, quality=1.0))
+        clock.advance(WAIT_S + 0.1)
+        assert await service.sweep_expired() == 1
+        for decision in (rewarded, expired):
+            for family in ("pending", "metered"):
+                assert not await client.exists(f"{prefix}:{family}:{decision.decision_id}"), family
+            # The summary lives through the reward wait and the sweep's grace, never the retention besides.
+            lives_s = WAIT_S + service.config.reward.sweep_grace_s
+            assert 0 < await client.pttl(f"{prefix}:decision:{decision.decision_id}") <= lives_s * 1000
+        assert 0 < await client.pttl(f"{prefix}:rewarded:{rewarded.decision_id}") <= 120_000
+        assert 0 < await client.pttl(f"{prefix}:expired:{expired.decision_id}") <= 120_000
+        assert await client.memory_usage(f"{prefix}:expired:{expired.decision_id}") < 200
+        with pytest.raises(NotFound, match="expired at") as with_summary:
+            await service.reward(RewardInput(decision_id=expired.decision_id, quality=1.0))
+        await client.delete(f"{prefix}:decision:{expired.decision_id}")  # as its time to live ends it
+        with pytest.raises(NotFound, match="expired at") as with_marker:
+            await service.reward(RewardInput(decision_id=expired.decision_id, quality=1.0))
+        assert str(with_marker.value) == str(with_summary.value)
+        await client.delete(f"{prefix}:expired:{expired.decision_id}")
+        with pytest.raises(NotFound, match="unknown: no Route made it, or it was rewarded or expired over 120 s ago"):
+            await service.reward(RewardInput(decision_id=expired.decision_id, quality=1.0))
     finally:
         await service.close()
