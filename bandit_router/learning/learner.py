@@ -24,7 +24,7 @@ from bandit_router.policy.gate import Gate, Logged, Verdict
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.policy.vwlines import Choice
 from bandit_router.store.embedded import MAX_BLOCK_MS
-from bandit_router.store.errors import REDIS_ERRORS, stop_if_cancelled
+from bandit_router.store.errors import REDIS_ERRORS, outage, stop_if_cancelled
 from bandit_router.store.redis_store import Store
 from bandit_router.store.snapshots import SnapshotFiles
 
@@ -175,6 +175,32 @@ class Learner:
                 await self.store.unmark_learner()
         self._executor.shutdown(wait=True)
 
+    def _failed(self, exc: Exception) -> bool:
+        """Notes a failed step (Redis unreachable or refusing for now, or anything else); True when the learner
+        is stopping and should stop here."""
+        if outage(exc):
+            if self._stopping.is_set():
+                # Unacknowledged events stay in the stream: the next start learns them.
+                log.error(
+                    "stopping without Redis (%s): %d learned events not snapshotted; the next start relearns "
+                    "them from the stream",
+                    exc,
+                    len(self._unacked),
+                )
+                return True
+            self.problem = f"learner lost Redis: {exc}"
+            log.warning("learner lost Redis (%s); retrying in 1 s", exc)
+            return False
+        # Learning must not stop for good on one bad step: what it had not acknowledged stays in the stream, and
+        # the next step takes it up again.
+        self.failures += 1
+        if self._stopping.is_set():
+            log.exception("learner step failed while stopping; the next start learns what is left")
+            return True
+        self.problem = f"learner step failed: {exc!r}"
+        log.exception("learner step failed; retrying in 1 s")
+        return False
+
     async def wait_learned(self, count: int, timeout: float) -> None:
         """Waits until the published policy has learned ``count`` events in all (tests and replays use it)."""
         async with self._progress:
@@ -199,29 +225,10 @@ class Learner:
                     log.error("stopping with the disk failing (%s); the next start relearns what is left", exc)
                     return
                 log.error("learner cannot persist (%s); retrying in 1 s, nothing is acknowledged meanwhile", exc)
-            except REDIS_ERRORS as exc:
-                stop_if_cancelled(exc)
-                if self._stopping.is_set():
-                    # Unacknowledged events stay in the stream: the next start learns them.
-                    log.error(
-                        "stopping without Redis (%s): %d learned events not snapshotted; the next start relearns "
-                        "them from the stream",
-                        exc,
-                        len(self._unacked),
-                    )
-                    return
-                self.problem = f"learner lost Redis: {exc}"
-                log.warning("learner lost Redis (%s); retrying in 1 s", exc)
             except Exception as exc:
                 stop_if_cancelled(exc)
-                # Learning must not stop for good on one bad step: what it had not acknowledged stays in the
-                # stream, and the next step takes it up again.
-                self.failures += 1
-                if self._stopping.is_set():
-                    log.exception("learner step failed while stopping; the next start learns what is left")
+                if self._failed(exc):
                     return
-                self.problem = f"learner step failed: {exc!r}"
-                log.exception("learner step failed; retrying in 1 s")
             # A failed step may have left part of a delivered batch unlearned (those events are delivered, so a
             # read of new ones would never see them again): read this consumer's delivered events from the
             # start. The ones learned already are at or before the policy's stream position and are skipped.
