@@ -22,6 +22,7 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
+from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
 # How long a router process may take to start. A start takes 5-20 s here, but on a loaded 2-core machine
@@ -48,6 +49,21 @@ async def until(condition: Callable[[], object], timeout: float, what: str, ever
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def reward_retried(stub: router_pb2_grpc.RouterStub, decision_id: str, quality: float, timeout: float) -> None:
+    """Sends a Reward as a client told to retry does: again while the router answers UNAVAILABLE, up to
+    ``timeout`` seconds; any other refusal fails the test at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await stub.Reward(pb.RewardRequest(decision_id=decision_id, quality=quality))
+            return
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            if time.monotonic() > deadline:
+                pytest.fail(f"reward of {decision_id} still UNAVAILABLE after {timeout:g} s: {exc.details()}")
+            await asyncio.sleep(0.2)
 
 
 def skip_or_fail(reason: str) -> NoReturn:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from helpers import Routers, free_port, make_config
+from helpers import Routers, free_port, make_config, reward_retried
 from redis.exceptions import ResponseError
 
 from bandit_router.embedding.model import Embedder
@@ -51,15 +50,7 @@ async def test_a_demoted_redis_is_an_outage_route_keeps_answering_and_nothing_is
 
             await admin.execute_command("REPLICAOF", "NO", "ONE")
             for d in [unrewarded, *during]:
-                for _ in range(100):
-                    try:
-                        await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.5))
-                        break
-                    except grpc.aio.AioRpcError as exc:
-                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-                        await asyncio.sleep(0.2)
-                else:
-                    pytest.fail(f"reward of {d.decision_id} still refused after Redis was a master again")
+                await reward_retried(stub, d.decision_id, 0.5, timeout=30)
             assert not len(service.outage)
             assert service.learner is not None
             await service.learner.wait_learned(5, timeout=60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from helpers import Routers, make_config
+from helpers import Routers, make_config, reward_retried
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.process import RouterProcess
@@ -45,15 +45,7 @@ async def test_route_answers_through_an_outage_and_nothing_is_lost(
             await asyncio.to_thread(own_redis.start)  # the same data directory: its append-only file
             # The client retries, as UNAVAILABLE tells it to; the router reconnects by itself.
             for d in [unrewarded, *during]:
-                for _ in range(50):
-                    try:
-                        await stub.Reward(pb.RewardRequest(decision_id=d.decision_id, quality=0.5))
-                        break
-                    except grpc.aio.AioRpcError as exc:
-                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-                        await asyncio.sleep(0.2)
-                else:
-                    pytest.fail(f"reward of {d.decision_id} still refused after Redis came back")
+                await reward_retried(stub, d.decision_id, 0.5, timeout=30)
             assert not len(service.outage)
             assert service.learner is not None
             await service.learner.wait_learned(7, timeout=30)
