@@ -68,7 +68,11 @@ class ServedPolicy:
         self._watch(policy)
 
     async def reload(self) -> bool:
-        """Swaps in the served snapshot if it is newer than the one in use."""
+        """Swaps in the served snapshot if it is newer than the one in use. Its version is read first: an
+        announcement or poll with nothing new costs one small read, not the whole snapshot."""
+        version = await self.store.served_version()
+        if version is not None and version <= self.policy.version:
+            return False
         raw = await self.store.load_served()
         if raw is None:
             return False

@@ -106,6 +106,8 @@ class Store:
         self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
         self.served_key = f"{prefix}:served"
+        # The served snapshot's version, written with it: a replica reads this first, the body only when newer.
+        self.served_version_key = f"{prefix}:served:version"
         # The learner announces each newly served snapshot's version here.
         self.snapshots_channel = f"{prefix}:snapshots"
         # Pending decisions by reward deadline, for the expiry sweep.
@@ -309,9 +311,18 @@ class Store:
         return await self._get_bytes(self.snapshot_key)
 
     async def save_served(self, data: bytes, version: int) -> None:
-        """Stores the snapshot Route serves, then tells every replica."""
-        await self.client.set(self.served_key, data)
+        """Stores the snapshot Route serves and its version (in one transaction, so the version never names a body
+        not there yet), then tells every replica."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.served_key, data)
+            pipe.set(self.served_version_key, str(version))
+            await pipe.execute()
         await self.client.publish(self.snapshots_channel, str(version))
+
+    async def served_version(self) -> int | None:
+        """The served snapshot's version; None before any, or in a store written before versions were kept."""
+        raw = await self.client.get(self.served_version_key)
+        return None if raw is None else int(raw)
 
     async def load_served(self) -> bytes | None:
         """The snapshot the quality gate last promoted: what Route serves."""

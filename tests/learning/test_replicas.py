@@ -114,3 +114,33 @@ async def test_a_replica_that_fails_to_load_a_snapshot_keeps_following(
     finally:
         await replica.close()
         await learner.close()
+
+
+async def test_a_replica_downloads_the_snapshot_only_when_its_version_is_newer(
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica checks the served version first: an announcement or a poll with nothing new reads a few bytes,
+    not the whole snapshot (which grows with tenants)."""
+    config = make_config(tmp_path, redis_url, server={"learner": False}, policy={"reload_poll_s": 3600.0})
+    service = await routers(config)
+    store = service.store
+    bodies: list[int] = []
+    load_served = store.load_served
+
+    async def counted() -> bytes | None:
+        raw = await load_served()
+        if raw is not None:
+            bodies.append(Snapshot.decode(raw).version)
+        return raw
+
+    monkeypatch.setattr(store, "load_served", counted)
+    fresh = Policy.of(config, embedder.dimension)
+    await store.save_served(fresh.snapshot(3, "0-0").encode(), 3)
+    await until(lambda: service.policy_version == "v3", 60, "the replica to serve v3 once it was announced")
+    assert bodies == [3]
+    for _ in range(5):
+        assert not await service.served.reload()
+    assert bodies == [3]  # nothing new: only the version was read
+    await store.save_served(fresh.snapshot(4, "0-0").encode(), 4)
+    await until(lambda: service.policy_version == "v4", 60, "the replica to serve v4 once it was announced")
+    assert bodies == [3, 4]
