@@ -107,7 +107,7 @@ class Store:
         self.snapshot_key = f"{prefix}:snapshot"
         self.served_key = f"{prefix}:served"
         # The served snapshot's version, written with it: a replica reads this first, the body only when newer.
-        self.served_version_key = f"{prefix}:served:version"
+        self.served_version_key = f"{prefix}:served-version"
         # The learner announces each newly served snapshot's version here.
         self.snapshots_channel = f"{prefix}:snapshots"
         # Pending decisions by reward deadline, for the expiry sweep.
