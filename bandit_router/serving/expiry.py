@@ -6,15 +6,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import ResponseError
-
 from bandit_router.config import Config
 from bandit_router.domain.pricing import price_outcome
 from bandit_router.domain.records import LearningEvent
 from bandit_router.domain.reward import resolve_tokens
 from bandit_router.observability.monitor import Monitor
 from bandit_router.serving.rewards import model_of
-from bandit_router.store.errors import REDIS_ERRORS, refusing, stop_if_cancelled
+from bandit_router.store.errors import outage, stop_if_cancelled
 from bandit_router.store.redis_store import Store
 
 log = logging.getLogger(__name__)
@@ -49,18 +47,12 @@ class Expiry:
             try:
                 await flush_unsaved()
                 await self.sweep()
-            except REDIS_ERRORS as exc:
-                stop_if_cancelled(exc)
-                log.warning("expiry sweep: Redis unreachable (%s); retrying", exc)
-            except ResponseError as exc:
-                stop_if_cancelled(exc)
-                if not refusing(exc):
-                    log.exception("expiry sweep failed; the next sweep retries")
-                else:
-                    log.warning("expiry sweep: Redis refuses writes for now (%s); retrying", exc)
             except Exception as exc:  # one bad decision must not end the sweeps of every later one
                 stop_if_cancelled(exc)
-                log.exception("expiry sweep failed; the next sweep retries")
+                if outage(exc):
+                    log.warning("expiry sweep: Redis unreachable or refusing writes for now (%s); retrying", exc)
+                else:
+                    log.exception("expiry sweep failed; the next sweep retries")
 
     async def _default_event(self, decision_id: str, now: float) -> LearningEvent | None:
         """The default-reward event of a due decision; None when it is dropped instead (or already gone)."""
