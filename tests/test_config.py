@@ -116,7 +116,7 @@ energy_j_per_input_token = 0.004
             {},
             r"models\[x\].energy_j_per_output_token and energy_j_per_input_token must be given together",
         ),
-        ("[catalog]\nbase = 'none'\n", {}, r"catalog.base must be shipped or empty, got 'none'"),
+        ("[catalog]\nbase = 'none'\n", {}, r"catalog.base must be auto, shipped or empty, got 'none'"),
         ("[catalog]\nbase = 'empty'\n", {}, r"models must list at least one model, got 0"),
         ("[server]\nlisten_addr = ':1'\n", {}, r"server has unknown keys \(known: .*listen.*\), got \['listen_addr'\]"),
         ("[server\nlisten = 1\n", {}, r"config file '.*router.toml' is not valid TOML: .*line 1"),
@@ -168,3 +168,21 @@ def test_an_empty_base_keeps_only_the_configured_models(tmp_path: Path) -> None:
     path.write_text("[catalog]\nbase = 'empty'\n" + MODEL.format(id="only") + "energy_j_per_output_token=0.1\n")
     assert [m.id for m in load_config(path, env={}).models] == ["only"]
     assert [m.id for m in load_config(path, env={"BANDIT_ROUTER_CATALOG_BASE": "shipped"}).models][-1] == "only"
+
+
+def test_models_with_backends_are_the_whole_catalog_unless_it_asks_to_extend_the_shipped_one(tmp_path: Path) -> None:
+    path = tmp_path / "router.toml"
+    backed = "base_url = 'http://127.0.0.1:9/v1'\n"
+    # A shipped id with a backend keeps the shipped figures it does not give; a new id is added as it is.
+    path.write_text(
+        "[[models]]\nid = 'gemma-2-9b-it'\n" + backed + MODEL.format(id="mine") + "energy_j_per_output_token=0.1\n" + backed
+    )
+    shipped = {m.id: m for m in load_config(env={}).models}
+    own = load_config(path, env={})
+    assert [m.id for m in own.models] == ["gemma-2-9b-it", "mine"]
+    assert own.model_by_id["gemma-2-9b-it"].output_usd_per_mtok == shipped["gemma-2-9b-it"].output_usd_per_mtok
+    extended = load_config(path, env={"BANDIT_ROUTER_CATALOG_BASE": "shipped"})
+    assert [m.id for m in extended.models] == [*shipped, "mine"]
+    # Without a backend, entries extend the shipped catalog as before.
+    path.write_text(MODEL.format(id="mine") + "energy_j_per_output_token=0.1\n")
+    assert [m.id for m in load_config(path, env={}).models] == [*shipped, "mine"]

@@ -38,6 +38,12 @@ class ModelSpec:
     # The model's tokenizer (a local directory, or a Hugging Face id already in the local cache; never
     # downloaded): the gateway counts tokens with it where the backend reports no usage. Empty: estimated.
     tokenizer: str = ""
+    # How long the backend may take to start answering (empty: http.backend_timeout_s), and for a stream to send
+    # its first token (empty: no bound but http.deadline_s); past either, the next-best model answers.
+    timeout_s: float | None = None
+    first_token_timeout_s: float | None = None
+    # Probed at start and while its breaker is open (GET base_url + health_path); empty: never probed.
+    health_path: str = "/models"
 
     def __post_init__(self) -> None:
         require(
@@ -74,6 +80,16 @@ class ModelSpec:
             self.api_key_env[:4] + "..." if self.api_key_env else "",
         )
 
+        for name in ("timeout_s", "first_token_timeout_s"):
+            if getattr(self, name) is not None:
+                positive(f"models[{self.id}].{name}", getattr(self, name))
+        require(
+            self.health_path == "" or self.health_path.startswith("/"),
+            f"models[{self.id}].health_path",
+            "must be empty or start with /",
+            self.health_path,
+        )
+
     @property
     def upstream(self) -> str:
         """The model's name at its backend."""
@@ -85,14 +101,21 @@ class ModelSpec:
         return self.energy_j_per_output_token is not None
 
 
+CATALOG_BASES = ("auto", "shipped", "empty")
+
+
 @dataclasses.dataclass(frozen=True)
 class CatalogConfig:
     """Where the catalog starts before the configuration's ``[[models]]`` entries apply."""
 
     # "shipped": the shipped catalog (bandit_router/data/catalog.toml), which each [[models]] entry extends
     # (a new id) or overrides key by key (a shipped id, giving only the keys it changes). "empty": the
-    # catalog is exactly the [[models]] entries.
-    base: str = "shipped"
+    # catalog is exactly the [[models]] entries. "auto": "shipped", unless an entry has a backend (base_url):
+    # then the catalog is the user's own, exactly the [[models]] entries (one with a shipped id still takes the
+    # shipped figures it does not give), so nothing is routed to a model the gateway cannot call.
+    base: str = "auto"
 
     def __post_init__(self) -> None:
-        require(self.base in ("shipped", "empty"), "catalog.base", "must be shipped or empty", self.base)
+        require(
+            self.base in CATALOG_BASES, "catalog.base", f"must be {', '.join(CATALOG_BASES[:-1])} or empty", self.base
+        )

@@ -79,24 +79,27 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _catalog(entries: Any, base: str) -> tuple[ModelSpec, ...]:
-    """The shipped catalog (unless ``base`` is empty) with each entry added, or merged key by key into the
-    shipped model of its id."""
+    """The shipped catalog (``base`` shipped, or auto without a backend) with each entry added, or merged key by
+    key into the shipped model of its id; the entries alone for ``empty``, and for ``auto`` once an entry has a
+    backend (each still merged into the shipped model of its id)."""
     require(
         isinstance(entries, list) and all(isinstance(e, dict) for e in entries),
         "models",
         "must be an array of tables ([[models]])",
         type(entries).__name__,
     )
-    by_id: dict[str, dict[str, Any]] = {}
-    if base == "shipped":
-        by_id = {m["id"]: m for m in tomllib.loads(default_catalog_text())["models"]}
+    shipped: dict[str, dict[str, Any]] = {}
+    if base != "empty":
+        shipped = {m["id"]: m for m in tomllib.loads(default_catalog_text())["models"]}
+    own = base == "auto" and any(e.get("base_url") for e in entries)
+    by_id = {} if own or base == "empty" else dict(shipped)
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         model_id = entry.get("id")
         require(isinstance(model_id, str), f"models[{i}].id", "must be given, as a string", model_id)
         require(model_id not in seen, "models.id", "must be unique", model_id)
         seen.add(model_id)
-        by_id[model_id] = {**by_id.get(model_id, {}), **entry}
+        by_id[model_id] = {**shipped.get(model_id, {}), **entry}
     return tuple(_build(ModelSpec, f"models[{model_id}]", raw) for model_id, raw in by_id.items())
 
 
@@ -104,7 +107,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     """Reads the TOML file (or the shipped defaults), applies ``BANDIT_ROUTER_SECTION_KEY`` overrides, validates.
 
     ``REDIS_URL`` is honoured as the conventional override of ``redis.url``. ``[[models]]`` entries extend or
-    override the shipped catalog, unless ``catalog.base`` is ``empty``.
+    override the shipped catalog, unless ``catalog.base`` is ``empty``, or ``auto`` (the default) with an entry
+    that has a backend: then they are the catalog.
     """
     env = os.environ if env is None else env
     raw = _read_toml(path) if path is not None else {}

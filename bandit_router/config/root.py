@@ -50,6 +50,13 @@ class Config:
     def model_by_id(self) -> dict[str, ModelSpec]:
         return {m.id: m for m in self.models}
 
+    @property
+    def routable(self) -> tuple[ModelSpec, ...]:
+        """The models a Route may choose: where the router serves as a gateway (an HTTP listener and a model with
+        a backend), only those it can call; else the whole catalog."""
+        backed = tuple(m for m in self.models if m.base_url)
+        return backed if backed and self.http.listen else self.models
+
     def replace(self, **sections: Any) -> Config:
         """A copy with some sections' fields replaced: ``cfg.replace(reward={"wait_time_s": 5})``."""
         changes: dict[str, Any] = {}

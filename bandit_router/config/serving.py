@@ -249,6 +249,17 @@ class HttpConfig:
     deadline_s: float = 180.0
     # Models tried for one request: the policy's choice, then the next-best after each failure.
     max_attempts: int = 3
+    # Conversation affinity: a chat's later turns stay on the model its first turn was routed to, for the reward
+    # wait (serving/affinity.py).
+    affinity: bool = True
+    # A backend's circuit breaker opens after this many failures in a row (0: never), and turns half open (routed
+    # again, the next call a trial) after the cooldown or as soon as a health probe, every probe_interval_s while
+    # it is open, answers. check_backends: each backend is probed at start (a URL without /v1, an unset API key
+    # stop the start with the fix).
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+    probe_interval_s: float = 1.0
+    check_backends: bool = True
 
     def __post_init__(self) -> None:
         require(self.listen == "" or ":" in self.listen, "http.listen", "must be HOST:PORT or empty", self.listen)
@@ -266,6 +277,9 @@ class HttpConfig:
         positive("http.backend_timeout_s", self.backend_timeout_s)
         positive("http.deadline_s", self.deadline_s)
         require(1 <= self.max_attempts <= 10, "http.max_attempts", "must be in [1, 10]", self.max_attempts)
+        require(self.breaker_failures >= 0, "http.breaker_failures", "must be >= 0", self.breaker_failures)
+        positive("http.breaker_cooldown_s", self.breaker_cooldown_s)
+        positive("http.probe_interval_s", self.probe_interval_s)
 
 
 ROLLOUT_MODES = ("online", "apprentice")

@@ -28,3 +28,20 @@ class Metrics:
         self.drift = Gauge("bandit_router_policy_drift_tv", "TV distance of the last swap on the probes", registry=r)
         self.promotions = Gauge("bandit_router_gate_promotions", "Snapshots the quality gate served", registry=r)
         self.rejections = Gauge("bandit_router_gate_rejections", "Snapshots the quality gate held back", registry=r)
+        # The gateway's calls to each model's backend.
+        self.backend_calls = Counter(
+            "bandit_router_backend_calls", "Backend calls by model and outcome", ["model", "outcome"], registry=r
+        )
+        self.backend_latency = Histogram(
+            "bandit_router_backend_seconds", "Backend call latency (whole answer)", ["model"], registry=r
+        )
+        self.backend_first_token = Histogram(
+            "bandit_router_backend_first_token_seconds", "Backend time to first token (streams)", ["model"], registry=r
+        )
+        self.breaker = Gauge(
+            "bandit_router_backend_breaker",
+            "1 for the state each backend's breaker is in",
+            ["model", "state"],
+            registry=r,
+        )
+        self.sticky = Counter("bandit_router_sticky_turns", "Turns answered on their conversation's model", registry=r)

@@ -101,6 +101,11 @@ class Monitor:
         if self.outstanding.pop(decision_id, None) is not None:
             self.expired += 1
 
+    def on_dropped(self, decision_id: str) -> None:
+        """A decision forgotten unlearned (its backend was unreachable or misconfigured)."""
+        self.policy_probability.pop(decision_id, None)
+        self.outstanding.pop(decision_id, None)
+
     def on_policy(self, policy: Policy, version: str) -> None:
         """Measures a newly served policy's drift from the one it replaces and from the first one seen, on
         today's probes. Calls VW on all three: run it on the thread that owns the serving policies."""

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from redis.exceptions import ResponseError
+
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.pricing import Expected, penalty
@@ -27,6 +29,7 @@ from bandit_router.policy.features import Context, Featurizer
 from bandit_router.policy.rule import Pick, decide
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.policy.vwlines import Choice, action_line
+from bandit_router.serving.affinity import Affinity
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
@@ -106,8 +109,16 @@ class RouterService:
         self.writer = DecisionWriter(config, store, self.energy, self.outage)
         self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
         self.expiry = Expiry(config, store, self.monitor, clock)
+        # Where each conversation is pinned (the gateway asks; see serving/affinity.py).
+        self.affinity = Affinity(store, config.reward.wait_time_s)
         # What the gateway sees of each model's backend (transport/http records it; the dashboard shows it).
-        self.upstreams = UpstreamHealth(config.energy.ewma_alpha, clock)
+        self.upstreams = UpstreamHealth(
+            config.energy.ewma_alpha,
+            clock,
+            self.monitor.metrics,
+            config.http.breaker_failures,
+            config.http.breaker_cooldown_s,
+        )
 
     def adopt(self, embedded: EmbeddedRedis | None, owns_embedder: bool) -> None:
         """Takes over what the runtime started for this router: closed by :meth:`close`."""
@@ -136,6 +147,16 @@ class RouterService:
             return self._supervisor.problem
         if self.learner is not None and self.learner.problem is not None:
             return str(self.learner.problem)
+        return self._backends_problem()
+
+    def _backends_problem(self) -> str | None:
+        """Where the router serves as a gateway: why no routable model can be called (every breaker open)."""
+        backed = [m.id for m in self.config.routable if m.base_url and m.enabled]
+        if not backed or not self.config.http.listen:
+            return None
+        broken = set(self.upstreams.breakers.open_models())
+        if all(m in broken for m in backed):
+            return f"no backend of any routable model is healthy (breakers open: {', '.join(backed)})"
         return None
 
     async def learner_lag(self) -> int:
@@ -233,7 +254,7 @@ class RouterService:
         """Decides from the loaded policy. Redis is not needed to answer: while it is unreachable, the
         decision is kept in memory and written once Redis is back (a retried request_id then cannot be
         recognised, and gets a decision of its own)."""
-        candidates = request.validate(self.config.limits, self.config.models)
+        candidates = request.validate(self.config.limits, self.config.routable)
         with self.monitor.metrics.route_latency.time():
             if request.request_id:
                 scoped = scoped_id(request.tenant, request.request_id)
@@ -360,6 +381,15 @@ class RouterService:
         """Keeps what the gateway measured of a decision's model call for the reward wait: its Reward is priced
         from it."""
         await self.store.put_metered(decision_id, metered, self.config.reward.wait_time_s)
+
+    async def drop(self, decision_id: str) -> None:
+        """Forgets a pending decision unlearned: its call failed for a reason that says nothing about the model as
+        a choice (an unreachable or misconfigured backend, a request the backend refused)."""
+        try:
+            await self.store.drop(decision_id)
+        except (*REDIS_ERRORS, ResponseError) as exc:
+            log.info("decision %s not dropped (Redis: %s): it expires as an unrewarded one", decision_id, exc)
+        self.monitor.on_dropped(decision_id)
 
     async def reward(self, request: RewardInput) -> RewardOutcome:
         event, cost, energy = await self.rewards.reward(request)

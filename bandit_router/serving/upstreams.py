@@ -1,5 +1,6 @@
 """How each model's backend is doing, as the gateway saw its calls: answers, failures and their latency, pooled
-and per tenant; a failure is shown by its class (status, timeout, ...), never with what the backend said."""
+and per tenant, in /metrics, and each backend's breaker; a failure is shown by its class (status, timeout, ...),
+never with what the backend said (that goes to the log only)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from bandit_router.observability.metrics import Metrics
+from bandit_router.serving.breakers import STATES, Breakers
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +46,18 @@ class UpstreamHealth:
     """Per model, pooled and per tenant: calls, failures, the last failure's class, and running means (EWMA) of
     latency and time to first token."""
 
-    def __init__(self, alpha: float = 0.1, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+        breaker_failures: int = 0,
+        breaker_cooldown_s: float = 30.0,
+    ) -> None:
         self.alpha = alpha
         self._clock = clock
+        self.metrics = metrics
+        self.breakers = Breakers(breaker_failures, breaker_cooldown_s, on_change=self._breaker_changed)
         # Keyed by (tenant, model); the tenant None holds every tenant's calls pooled.
         self._by_key: dict[tuple[str | None, str], _Upstream] = collections.defaultdict(_Upstream)
         # The gateway writes on the router's loop; the dashboard reads on its own thread.
@@ -53,7 +66,19 @@ class UpstreamHealth:
     def _mean(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.alpha * (new - old)
 
+    def _breaker_changed(self, model: str, old: str, new: str, why: str) -> None:
+        log.info("breaker of %s: %s -> %s (%s)", model, old, new, why)
+        if self.metrics is not None:
+            for state in STATES:
+                self.metrics.breaker.labels(model, state).set(1.0 if state == new else 0.0)
+
     def answered(self, model: str, latency_ms: float, first_token_ms: float | None, tenant: str = "") -> None:
+        self.breakers.answered(model)
+        if self.metrics is not None:
+            self.metrics.backend_calls.labels(model, "answered").inc()
+            self.metrics.backend_latency.labels(model).observe(latency_ms / 1000)
+            if first_token_ms is not None:
+                self.metrics.backend_first_token.labels(model).observe(first_token_ms / 1000)
         with self._lock:
             for key in ((None, model), (tenant, model)):
                 self._answered(self._by_key[key], latency_ms, first_token_ms)
@@ -65,8 +90,11 @@ class UpstreamHealth:
         if first_token_ms is not None:
             u.first_token_ms = self._mean(u.first_token_ms, first_token_ms)
 
-    def failed(self, model: str, reason: str, tenant: str = "") -> None:
-        log.warning("backend of %s failed (tenant %r): %s", model, tenant, reason)
+    def failed(self, model: str, reason: str, tenant: str = "", decision_id: str = "") -> None:
+        log.warning("backend of %s failed (decision %s, tenant %r): %s", model, decision_id or "-", tenant, reason)
+        self.breakers.failed(model, failure_class(reason))
+        if self.metrics is not None:
+            self.metrics.backend_calls.labels(model, "failed").inc()
         with self._lock:
             for key in ((None, model), (tenant, model)):
                 u = self._by_key[key]
@@ -94,6 +122,7 @@ class UpstreamHealth:
                 "first_token_ms": u.first_token_ms,
                 "last_failure": u.last_failure,
                 "last_failure_at": u.last_failure_at,
+                "breaker": self.breakers.state(model),
             }
             for model, u in sorted(upstreams, key=lambda mu: mu[0])
         ]

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bandit_router.domain.metered import Metered
-from bandit_router.domain.records import LearningEvent, PendingDecision, Summary
+from bandit_router.domain.records import Decision, LearningEvent, PendingDecision, Summary
 from bandit_router.store.energy import EnergyRecords
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
@@ -70,6 +70,15 @@ return 'dropped'
 """
 
 
+# Forgets a pending decision unlearned, with its summary and what was metered of its call; nothing when it is no
+# longer pending (rewarded, expired). One script, so a concurrent Reward either takes it first or finds it gone.
+_DROP = """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+return 1
+"""
+
+
 class QuotaExceeded(Exception):
     """The tenant already holds its quota of decisions waiting for a reward."""
 
@@ -119,6 +128,7 @@ class Store:
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
         self._expire = client.register_script(_EXPIRE)
+        self._drop = client.register_script(_DROP)
 
     def _pending(self, decision_id: str) -> str:
         return f"{self.prefix}:pending:{decision_id}"
@@ -184,6 +194,18 @@ class Store:
         """The reward deadline of a decision that expired within the retention; None otherwise."""
         raw = await self.client.get(self._expired(decision_id))
         return None if raw is None else float(raw)
+
+    def _conversation(self, key: str) -> str:
+        return f"{self.prefix}:conversation:{key}"
+
+    async def get_pin(self, key: str) -> Decision | None:
+        """The decision a conversation is pinned to, while its pin lasts."""
+        raw = await self.client.get(self._conversation(key))
+        return None if raw is None else Summary.from_json(raw).decision
+
+    async def put_pin(self, key: str, decision: Decision, ttl_s: float) -> None:
+        """Pins a conversation to ``decision`` (its model, and the decision its turns' feedback rewards)."""
+        await self.client.set(self._conversation(key), Summary(decision, None).to_json(), px=_ms(ttl_s))
 
     def _metered(self, decision_id: str) -> str:
         return f"{self.prefix}:metered:{decision_id}"
@@ -252,6 +274,11 @@ class Store:
             args=[decision_id, repr(now), event.dumps() if event is not None else "", _ms(retention_s)],
         )
         return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
+
+    async def drop(self, decision_id: str) -> bool:
+        """Forgets a pending decision without learning anything of it; False when it was no longer pending."""
+        keys = [self._pending(decision_id), self.deadlines_key, self._metered(decision_id), self._decision(decision_id)]
+        return bool(await self._drop(keys=keys, args=[decision_id]))
 
     async def expired_count(self) -> int:
         return int(await self.client.get(self.expired_key) or 0)

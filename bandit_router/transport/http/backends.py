@@ -17,11 +17,22 @@ from bandit_router.config import HttpConfig, ModelSpec
 
 # Statuses after which the next-best model is tried: overloaded, or broken, upstream.
 RETRIED = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+# A health probe that takes longer than this has failed, whatever the model's own timeout.
+PROBE_TIMEOUT_S = 5.0
+# Statuses that say the backend is set up wrong (no key, a wrong key, a base URL without /v1, a wrong path), not
+# that the request was: the next-best model is tried, and the call teaches the policy nothing.
+MISCONFIGURED = frozenset({401, 403, 404, 405})
 
 
 class BackendFailure(Exception):
-    """The backend did not answer (refused, timed out, or an HTTP status in RETRIED) before anything was relayed
-    to the caller."""
+    """The backend did not answer (refused, timed out, or an HTTP status in RETRIED or MISCONFIGURED) before
+    anything was relayed to the caller. ``teaches``: whether the failure says something about the model as a
+    choice (an overloaded, erroring, slow or broken backend: learned with ``reward.failure_quality``), or only
+    about where it runs (unreachable, misconfigured: the breaker's business, not the policy's)."""
+
+    def __init__(self, reason: str, teaches: bool = True) -> None:
+        super().__init__(reason)
+        self.teaches = teaches
 
 
 class BackendRefused(Exception):
@@ -107,31 +118,56 @@ class Backends:
         if model.api_key_env:
             key = os.environ.get(model.api_key_env)
             if not key:
-                raise BackendFailure(f"environment variable {model.api_key_env} (models.api_key_env) is not set")
+                raise BackendFailure(
+                    f"environment variable {model.api_key_env} (models.api_key_env) is not set", teaches=False
+                )
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+    def timeout_of(self, model: ModelSpec) -> float:
+        """How long ``model``'s backend may take to start answering: its own ``timeout_s``, else the gateway's."""
+        return model.timeout_s if model.timeout_s is not None else self.config.backend_timeout_s
 
     async def _open(self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float) -> Any:
         """The backend's response, once its status line and headers arrived; a failure raises BackendFailure."""
         assert self.session is not None
         url = model.base_url.rstrip("/") + path
         headers = self._headers(model)
-        timeout = min(self.config.backend_timeout_s, budget_s)
+        timeout = min(self.timeout_of(model), budget_s)
         try:
             response = await asyncio.wait_for(self.session.post(url, json=body, headers=headers), timeout)
         except TimeoutError:
             raise BackendFailure(f"no answer within {timeout:g} s") from None
         except aiohttp.ClientError as exc:
-            raise BackendFailure(f"cannot reach {model.base_url}: {type(exc).__name__}: {exc}") from None
-        if response.status in RETRIED:
+            reason = f"cannot reach {model.base_url}: {type(exc).__name__}: {exc}"
+            raise BackendFailure(reason, teaches=False) from None
+        if response.status in RETRIED or response.status in MISCONFIGURED:
             text = (await response.read())[:200].decode(errors="replace")
             response.release()
-            raise BackendFailure(f"HTTP {response.status}: {text}")
+            raise BackendFailure(f"HTTP {response.status}: {text}", teaches=response.status in RETRIED)
         if response.status >= 400:
             data = await response.read()
             response.release()
             raise BackendRefused(response.status, data, response.content_type)
         return response
+
+    async def probe(self, model: ModelSpec) -> int | str:
+        """``GET base_url + health_path``: the status it answered, or why it could not be asked."""
+        assert self.session is not None
+        try:
+            headers = self._headers(model)
+        except BackendFailure as exc:
+            return str(exc)
+        url = model.base_url.rstrip("/") + model.health_path
+        try:
+            async with asyncio.timeout(min(self.timeout_of(model), PROBE_TIMEOUT_S)):
+                async with self.session.get(url, headers=headers) as response:
+                    await response.read()
+                    return response.status
+        except TimeoutError:
+            return f"no answer within {min(self.timeout_of(model), PROBE_TIMEOUT_S):g} s"
+        except aiohttp.ClientError as exc:
+            return f"cannot reach {model.base_url}: {type(exc).__name__}: {exc}"
 
     async def answer(
         self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float
@@ -171,15 +207,24 @@ class Backends:
         asked_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": model.upstream, "stream_options": {**(body.get("stream_options") or {})}}
         upstream["stream_options"]["include_usage"] = True
-        response = await self._open(model, path, upstream, budget_s)
+        # A backend that has not even started answering by the first-token bound has sent no first token either.
+        first_token_s = model.first_token_timeout_s if model.first_token_timeout_s is not None else budget_s
+        response = await self._open(model, path, upstream, min(budget_s, first_token_s))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
         copy = _Copy(started, asked_usage, rewrite, request)
         broken, gone = "", False
+        end = asyncio.get_running_loop().time() + max(budget_s - (time.perf_counter() - started), 0.001)
+        first_by = end
+        if model.first_token_timeout_s is not None:
+            first_by = min(end, asyncio.get_running_loop().time() + model.first_token_timeout_s)
         try:
-            async with asyncio.timeout(max(budget_s - (time.perf_counter() - started), 0.001)):
-                await copy.run(response, out)
+            async with asyncio.timeout_at(first_by) as limit:
+                await copy.run(response, out, lambda: limit.reschedule(end))
         except TimeoutError:
-            broken = f"the stream ran past http.deadline_s ({time.perf_counter() - started:.1f} s into this call)"
+            if copy.parsed:
+                broken = f"the stream ran past http.deadline_s ({time.perf_counter() - started:.1f} s into this call)"
+            else:
+                broken = f"no first token within {time.perf_counter() - started:.1f} s (first_token_timeout_s)"
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             broken = f"the stream broke off: {type(exc).__name__}: {exc}"
         except ConnectionResetError:
@@ -222,7 +267,8 @@ class _Copy:
         # Chunks that parsed: until one has, nothing is sent to the caller (the answer starts with the first).
         self.parsed = 0
 
-    async def run(self, response: Any, out: web.StreamResponse) -> None:
+    async def run(self, response: Any, out: web.StreamResponse, on_first: Callable[[], None]) -> None:
+        """Copies until the backend's ``[DONE]`` or end; ``on_first`` is called once the first chunk parses."""
         first = True
         async for raw in response.content:
             line = raw.strip()
@@ -239,6 +285,7 @@ class _Copy:
                 continue
             self.parsed += 1
             if not out.prepared:
+                on_first()
                 await out.prepare(self.request)
             self.usage = _usage(chunk) or self.usage
             text = _text(chunk)

@@ -25,66 +25,21 @@ from bandit_router.config import ModelSpec
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.records import Decision
 from bandit_router.domain.requests import MAX_FAILURE_CHARS, RewardInput, RouteInput
+from bandit_router.serving.affinity import STICKY, conversation_key, sticky
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.http.api import TENANT, route_input
 from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
 from bandit_router.transport.http.body import Body, read_object
 from bandit_router.transport.http.errors import ApiError, invalid
+from bandit_router.transport.http.messages import ROUTER_MODEL, conversation_of, parse_router_model, query_of
 from bandit_router.transport.http.tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
 
-ROUTER_MODEL = "bandit-router"
 DECISION_HEADER = "x-bandit-router-decision-id"
+MODE_HEADER = "x-bandit-router-mode"
 # The router's own fields of a request body: read by the gateway, not sent to the backend.
-OWN_FIELDS = ("candidates", "budget", "task", "metadata", "preferences", "request_id")
-_WEIGHT_KEYS = {"energy": "energy_weight", "cost": "cost_weight"}
-
-
-def parse_router_model(name: str) -> dict[str, float] | None:
-    """The preferences ``model`` carries (``bandit-router:energy=0.5,cost=0.1``); None when it names no router."""
-    if name == ROUTER_MODEL:
-        return {}
-    if not name.startswith(ROUTER_MODEL + ":"):
-        return None
-    rule = "must be bandit-router or bandit-router:energy=W,cost=W (either or both, W a number >= 0)"
-    weights: dict[str, float] = {}
-    for part in name.removeprefix(ROUTER_MODEL + ":").split(","):
-        key, _, value = part.partition("=")
-        if key.strip() not in _WEIGHT_KEYS or _WEIGHT_KEYS[key.strip()] in weights:
-            raise invalid("model", rule, name)
-        try:
-            weights[_WEIGHT_KEYS[key.strip()]] = float(value)
-        except ValueError:
-            raise invalid("model", rule, name) from None
-    return weights
-
-
-def _text_of(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def query_of(body: Body, chat: bool) -> str:
-    """What is routed on: the last user message of a chat, or a completion's prompt."""
-    if chat:
-        messages = body.raw.get("messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise invalid("messages", "must be a non-empty list of message objects", messages)
-        users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
-        if not users or not users[-1].strip():
-            raise invalid("messages", "must hold a user message with text content", f"{len(messages)} messages")
-        return users[-1]
-    prompt = body.raw.get("prompt")
-    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        return str(prompt[0])
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise invalid("prompt", "must be a non-empty string (or list of strings)", prompt)
-    return prompt
+OWN_FIELDS = ("candidates", "budget", "task", "metadata", "preferences", "request_id", "conversation_id")
 
 
 class Gateway:
@@ -140,12 +95,22 @@ class Gateway:
                 return await self._pass_through(request, model, path, upstream, stream)
             # Apprentice mode: the model asked for is the baseline served, but for the exploration share.
             routed = dataclasses.replace(self._route_input(request, body, chat, {}), baseline=model.id)
-        else:
-            routed = self._route_input(request, body, chat, preferences)
-        return await self._routed(request, routed, path, upstream, stream)
+            return await self._routed(request, routed, path, upstream, stream, None)
+        routed = self._route_input(request, body, chat, preferences)
+        return await self._routed(request, routed, path, upstream, stream, self._conversation(request, body, chat))
+
+    def _conversation(self, request: web.Request, body: Body, chat: bool) -> tuple[str, bool] | None:
+        """Where the request's conversation is pinned, and whether to look there (a chat's first turn is routed
+        afresh, then pinned); None with affinity off or no conversation."""
+        found = conversation_of(request, body, chat)
+        if found is None or not self.config.affinity:
+            return None
+        explicit, opening, earlier = found
+        return conversation_key(request[TENANT], explicit, opening), earlier
 
     def _route_input(self, request: web.Request, body: Body, chat: bool, preferences: dict[str, float]) -> RouteInput:
-        routed = route_input(body, request[TENANT], query=query_of(body, chat))
+        query = query_of(body, chat, self.service.config.limits.max_query_chars)
+        routed = route_input(body, request[TENANT], query=query)
         task = routed.task or request.headers.get("x-bandit-router-task", "")
         candidates = routed.candidates or tuple(
             c.strip() for c in request.headers.get("x-bandit-router-candidates", "").split(",") if c.strip()
@@ -158,25 +123,61 @@ class Gateway:
             candidates = tuple(m.id for m in self.service.list_models() if m.enabled and m.base_url)
             if not candidates:
                 raise errors.FailedPrecondition("no catalog model has a backend: set models.base_url")
+        breakers = self.service.upstreams.breakers
+        healthy = tuple(c for c in candidates if breakers.routable(c))
+        if not healthy:
+            raise ApiError(
+                503,
+                f"every candidate's backend is failing (breakers open: {', '.join(candidates)}); retry shortly",
+                type="api_error",
+                code="backends_unavailable",
+            )
+        candidates = healthy
         # Preferences in the body win over those the model name carries.
         energy = routed.energy_weight if routed.energy_weight is not None else preferences.get("energy_weight")
         cost = routed.cost_weight if routed.cost_weight is not None else preferences.get("cost_weight")
         return dataclasses.replace(routed, task=task, candidates=candidates, energy_weight=energy, cost_weight=cost)
 
     async def _routed(
-        self, request: web.Request, routed: RouteInput, path: str, upstream: dict[str, Any], stream: bool
+        self,
+        request: web.Request,
+        routed: RouteInput,
+        path: str,
+        upstream: dict[str, Any],
+        stream: bool,
+        conversation: tuple[str, bool] | None,
     ) -> web.StreamResponse:
+        """Routes (or, for a pinned conversation, stays on its model) and answers; after a backend failure, the
+        next-best model answers, and a conversation is pinned to the decision that answered."""
         deadline = time.monotonic() + self.config.deadline_s
         failed: list[tuple[str, str]] = []
+        pinned = None
+        if conversation is not None and conversation[1]:
+            pinned = await self.service.affinity.pinned(conversation[0])
+            if pinned is not None and pinned.model not in routed.candidates:
+                pinned = None  # the request no longer allows the conversation's model
         for _ in range(self.config.max_attempts):
-            decision = await self.service.route(routed)
+            if pinned is not None:
+                decision = sticky(pinned)
+                self.service.monitor.metrics.sticky.inc()
+            else:
+                decision = await self.service.route(routed)
             model = self.models[decision.model]
             started = time.perf_counter()
             try:
-                return await self._answer(request, decision, routed.tenant, path, upstream, stream, failed, deadline)
+                answer = await self._answer(request, decision, routed.tenant, path, upstream, stream, failed, deadline)
+                if conversation is not None and pinned is None:
+                    await self.service.affinity.pin(conversation[0], decision)
+                return answer
             except BackendFailure as exc:
                 reason = str(exc)
-                await self._learn_failure(decision, reason, (time.perf_counter() - started) * 1000, routed.tenant)
+                if exc.teaches:
+                    await self._learn_failure(decision, reason, (time.perf_counter() - started) * 1000, routed.tenant)
+                elif pinned is None:
+                    # Unreachable or misconfigured: nothing about the model as a choice, so its decision is dropped
+                    # unlearned (a conversation's pinned decision stays, for its other turns' feedback).
+                    await self.service.drop(decision.decision_id)
+                pinned = None  # the conversation's model failed: the next answers it, and it is pinned there
                 failed.append((model.id, reason))
             left = tuple(c for c in routed.candidates if c not in {m for m, _ in failed})
             if not left or time.monotonic() >= deadline:
@@ -207,10 +208,11 @@ class Gateway:
         ``model`` the catalog id and ``extension`` added (on a stream's first chunk); records the backend's health,
         then hands the measurement to ``on_call``. A failure before answering is recorded and raised."""
         path, upstream, stream, budget = sent
+        decision_id = extension["decision_id"] if extension is not None else ""
 
         async def measured(call: Call) -> None:
             if call.broken:
-                self.service.upstreams.failed(model.id, call.broken, request[TENANT])
+                self.service.upstreams.failed(model.id, call.broken, request[TENANT], decision_id)
             else:
                 self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms, request[TENANT])
             await on_call(call)
@@ -227,12 +229,14 @@ class Gateway:
             payload, answered = await self.backends.answer(model, path, upstream, budget)
         except BackendRefused as exc:
             # The backend refused the request itself (a 4xx): the model is not to blame, so nothing is learned (a
-            # routed decision expires unrewarded), and the caller gets the backend's own answer.
+            # routed decision is dropped), and the caller gets the backend's own answer.
+            if extension is not None and extension["mode"] != STICKY:
+                await self.service.drop(decision_id)
             return web.Response(
                 status=exc.status, body=exc.body, content_type=exc.content_type or None, headers=headers
             )
         except BackendFailure as exc:
-            self.service.upstreams.failed(model.id, str(exc), request[TENANT])
+            self.service.upstreams.failed(model.id, str(exc), request[TENANT], decision_id)
             raise
         await measured(answered)
         return web.json_response(rewrite(payload, True), headers=headers)
@@ -256,15 +260,18 @@ class Gateway:
             "model": decision.model,
             "probability": decision.probability,
             "policy_version": decision.policy_version,
+            "mode": decision.mode,
             "failed_before": [{"model": m, "reason": why} for m, why in failed],
         }
-        headers = {DECISION_HEADER: decision.decision_id, "x-bandit-router-model": model.id}
+        headers = {DECISION_HEADER: decision.decision_id, "x-bandit-router-model": model.id, MODE_HEADER: decision.mode}
         chat = path == "/chat/completions"
 
         async def metered(call: Call) -> None:
             if call.broken:
                 await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
                 return
+            if decision.mode == STICKY:
+                return  # the conversation's decision is priced from the call of the turn that made it
             answered_at = self.service.now()
             # No usage from the backend: counted with the model's tokenizer where the catalog names one.
             counted_in, counted_out = await self.tokenizers.count(

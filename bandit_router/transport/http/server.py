@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +17,7 @@ from bandit_router.transport.http.backends import Backends
 from bandit_router.transport.http.body import BODY_TIMEOUT_S
 from bandit_router.transport.http.errors import ApiError, from_router_error
 from bandit_router.transport.http.gateway import Gateway
+from bandit_router.transport.http.probes import check_at_start, probe_open
 from bandit_router.transport.http.tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class HttpServer:
         self.url = ""
         self.runner: web.AppRunner | None = None
         self.site: GuardedSite | None = None
+        self._probing: asyncio.Task[None] | None = None
 
     def _tenant(self, request: web.Request) -> str:
         if not self.tenant_by_token:
@@ -91,6 +95,16 @@ class HttpServer:
         # Before anything is bound: a tokenizer that cannot be loaded stops the start with its key.
         await self.tokenizers.load(self.service.config.models)
         await self.backends.start()
+        models, breakers = self.service.config.routable, self.service.upstreams.breakers
+        if self.config.check_backends:
+            try:
+                await check_at_start(self.backends, models, breakers)
+            except BaseException:
+                await self.backends.close()
+                raise
+        self._probing = asyncio.get_running_loop().create_task(
+            probe_open(self.backends, models, breakers, self.config.probe_interval_s), name="backend-probes"
+        )
         self.runner = web.AppRunner(self.build_app(), access_log=None)
         await self.runner.setup()
         config = self.config
@@ -104,6 +118,10 @@ class HttpServer:
         log.info("HTTP API and OpenAI-compatible gateway on %sv1/", self.url)
 
     async def stop(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probing
         if self.runner is not None:
             await self.runner.cleanup()
         await self.backends.close()
