@@ -175,7 +175,11 @@ def test_models_with_backends_are_the_whole_catalog_unless_it_asks_to_extend_the
     backed = "base_url = 'http://127.0.0.1:9/v1'\n"
     # A shipped id with a backend keeps the shipped figures it does not give; a new id is added as it is.
     path.write_text(
-        "[[models]]\nid = 'gemma-2-9b-it'\n" + backed + MODEL.format(id="mine") + "energy_j_per_output_token=0.1\n" + backed
+        "[[models]]\nid = 'gemma-2-9b-it'\n"
+        + backed
+        + MODEL.format(id="mine")
+        + "energy_j_per_output_token=0.1\n"
+        + backed
     )
     shipped = {m.id: m for m in load_config(env={}).models}
     own = load_config(path, env={})

@@ -1,9 +1,11 @@
 """Circuit breakers, one per model's backend: failures open it, a timed half-open trial or a probe closes it.
 
 ``closed``: routed as usual. ``open`` (after ``failures`` failures in a row): never routed, and its backend is
-probed; after ``cooldown_s`` (or once a probe answers) it turns ``half_open``: routed again, and the next call
-decides (an answer closes it, a failure opens it again for another cooldown). A model whose breaker is open costs no
-request a failed attempt, so none of its failures are learned while the breaker explains them.
+probed; after ``cooldown_s``, or once a probe answers after one found the backend unreachable (it was down and is
+back), it turns ``half_open``: routed again, and the next call decides (an answer closes it, a failure opens it
+again for another cooldown). A backend that answers probes but fails calls waits out the cooldown. A model whose
+breaker is open costs no request a failed attempt, so none of its failures are learned while the breaker explains
+them.
 
 Examples
 --------
@@ -38,6 +40,8 @@ class _Breaker:
     state: str = CLOSED
     failures_in_a_row: int = 0
     opened_at: float = 0.0
+    # A probe (or the start-up check) found the backend unreachable since the breaker opened.
+    unreachable: bool = False
 
 
 class Breakers:
@@ -62,6 +66,7 @@ class Breakers:
         old, breaker.state = breaker.state, new
         if new == OPEN:
             breaker.opened_at = self._clock()
+            breaker.unreachable = False
         if new == CLOSED:
             breaker.failures_in_a_row = 0
         if old != new and self._on_change is not None:
@@ -107,13 +112,27 @@ class Breakers:
             breaker = self._breaker(model)
             if breaker.state != OPEN:
                 self._move(model, breaker, OPEN, why)
+            breaker.unreachable = True
 
-    def probed(self, model: str) -> None:
-        """A probe of an open breaker's backend answered: routed again, the next call a trial."""
+    def unreachable(self, model: str) -> None:
+        """A probe of an open breaker's backend could not reach it (or it answered an error)."""
         with self._lock:
             breaker = self._breaker(model)
             if breaker.state == OPEN:
-                self._move(model, breaker, HALF_OPEN, "a health probe answered")
+                breaker.unreachable = True
+
+    def probed(self, model: str) -> None:
+        """A probe of an open breaker's backend answered: after one found it unreachable, it is back, and routed
+        again (half open: the next call is the trial)."""
+        with self._lock:
+            breaker = self._breaker(model)
+            if breaker.state == OPEN and breaker.unreachable:
+                self._move(model, breaker, HALF_OPEN, "a health probe answered: the backend is back")
+
+    def is_unreachable(self, model: str) -> bool:
+        with self._lock:
+            breaker = self._breaker(model)
+            return breaker.state == OPEN and breaker.unreachable
 
     def open_models(self) -> list[str]:
         with self._lock:

@@ -51,8 +51,8 @@ async def check_at_start(backends: Backends, models: Sequence[ModelSpec], breake
 
 
 async def probe_open(backends: Backends, models: Sequence[ModelSpec], breakers: Breakers, every_s: float) -> None:
-    """Forever: every ``every_s``, probes the backend of each model whose breaker is open; one that answers (2xx)
-    is routed again at once (half open: its next call is the trial)."""
+    """Forever: every ``every_s``, probes the backend of each model whose breaker is open; one that answers (below
+    400) after a probe found it unreachable is routed again at once (half open: its next call is the trial)."""
     by_id = {m.id: m for m in models if m.base_url and m.health_path}
     while True:
         await asyncio.sleep(every_s)
@@ -61,3 +61,5 @@ async def probe_open(backends: Backends, models: Sequence[ModelSpec], breakers: 
         for model, answer in zip(due, answers, strict=True):
             if isinstance(answer, int) and answer < 400:
                 breakers.probed(model.id)
+            else:
+                breakers.unreachable(model.id)
