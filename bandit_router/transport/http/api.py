@@ -13,11 +13,20 @@ from bandit_router.serving.status import RewardOutcome
 from bandit_router.transport.http.body import Body, read_object
 
 TENANT = web.RequestKey("tenant", str)
+# The fields each request may carry: any other is refused, naming it (a misspelled or misplaced field would
+# otherwise be ignored, and the request served as if it had not asked).
+ROUTE_FIELDS = ("query", "request_id", "candidates", "preferences", "task", "metadata", "budget", "baseline")
+PREFERENCE_FIELDS = ("energy_weight", "cost_weight")
+BUDGET_FIELDS = ("max_cost_usd", "max_energy_joules", "max_latency_ms")
+REWARD_FIELDS = ("decision_id", "quality", "input_tokens", "output_tokens", "latency_ms", "energy_joules", "cost_usd")
+FAIL_FIELDS = ("decision_id", "reason", "latency_ms")
 
 
 def route_input(body: Body, tenant: str, query: str | None = None) -> RouteInput:
     """The Route request a JSON body asks for (the gateway passes the query it took from the messages)."""
     preferences, budget = body.object("preferences"), body.object("budget")
+    preferences.only(PREFERENCE_FIELDS, "preferences")
+    budget.only(BUDGET_FIELDS, "budget")
     return RouteInput(
         query=body.text("query") if query is None else query,
         request_id=body.text("request_id"),
@@ -67,11 +76,13 @@ class JsonApi:
 
     async def route(self, request: web.Request) -> web.Response:
         body = await read_object(request)
+        body.only(ROUTE_FIELDS, "/v1/route")
         decision = await self.service.route(route_input(body, request[TENANT]))
         return web.json_response(decision_json(decision))
 
     async def reward(self, request: web.Request) -> web.Response:
         body = await read_object(request)
+        body.only(REWARD_FIELDS, request.path)
         domain = RewardInput(
             decision_id=body.text("decision_id"),
             quality=body.number("quality"),
@@ -87,6 +98,7 @@ class JsonApi:
     async def fail(self, request: web.Request) -> web.Response:
         """A model call that errored or timed out: learned with ``reward.failure_quality``."""
         body = await read_object(request)
+        body.only(FAIL_FIELDS, "/v1/fail")
         reason = body.text("reason")
         domain = RewardInput(
             decision_id=body.text("decision_id"),

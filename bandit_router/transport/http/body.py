@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiohttp import ClientPayloadError, web
@@ -79,6 +80,21 @@ def _check_text(value: Any, path: str) -> None:
             _check_text(item, f"{path}[{i}]")
 
 
+def unknown(
+    fields: Collection[str], known: Collection[str], where: str, prefix: str = "", raw: Mapping[str, Any] | None = None
+) -> None:
+    """Refuses the first of ``fields`` not in ``known``: ``candidate is not a field of /v1/route (did you mean
+    candidates? known: ...)``."""
+    for field in fields:
+        if field in known:
+            continue
+        close = difflib.get_close_matches(field, list(known), n=1, cutoff=0.75)
+        hint = f"did you mean {prefix}{close[0]}? " if close else ""
+        value = raw.get(field) if raw is not None else field
+        rule = f"is not a field of {where} ({hint}known: {', '.join(sorted(known))})"
+        raise invalid(prefix + field, rule, value)
+
+
 class Body:
     """A JSON object's fields, checked as they are read; ``prefix`` names nested fields (``budget.max_cost_usd``)."""
 
@@ -88,6 +104,10 @@ class Body:
 
     def _name(self, field: str) -> str:
         return self.prefix + field
+
+    def only(self, known: Collection[str], where: str) -> None:
+        """Refuses a field outside ``known`` (misspelled or misplaced), naming it and the known ones."""
+        unknown(self.raw, known, where, self.prefix, self.raw)
 
     def has(self, field: str) -> bool:
         return self.raw.get(field) is not None

@@ -13,6 +13,7 @@ next-best model is tried, within ``http.deadline_s`` and ``http.max_attempts``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,9 +28,9 @@ from bandit_router.domain.records import Decision
 from bandit_router.domain.requests import MAX_FAILURE_CHARS, RewardInput, RouteInput
 from bandit_router.serving.affinity import STICKY, conversation_key, sticky
 from bandit_router.serving.router import RouterService
-from bandit_router.transport.http.api import TENANT, route_input
+from bandit_router.transport.http.api import BUDGET_FIELDS, PREFERENCE_FIELDS, TENANT, route_input
 from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
-from bandit_router.transport.http.body import Body, read_object
+from bandit_router.transport.http.body import Body, read_object, unknown
 from bandit_router.transport.http.errors import ApiError, invalid
 from bandit_router.transport.http.messages import ROUTER_MODEL, conversation_of, parse_router_model, query_of
 from bandit_router.transport.http.tokenizers import Tokenizers
@@ -40,6 +41,21 @@ DECISION_HEADER = "x-bandit-router-decision-id"
 MODE_HEADER = "x-bandit-router-mode"
 # The router's own fields of a request body: read by the gateway, not sent to the backend.
 OWN_FIELDS = ("candidates", "budget", "task", "metadata", "preferences", "request_id", "conversation_id")
+# Top-level fields that are the router's but misplaced (they belong in preferences or budget), or are the JSON
+# API's: refused rather than forwarded, so the request is not served as if it had not asked. Any other field is
+# OpenAI's (or the backend's own) and is forwarded as it is.
+MISPLACED = (*PREFERENCE_FIELDS, *BUDGET_FIELDS, "query", "decision_id", "quality", "baseline", "conversation")
+
+
+def _check_own_fields(body: Body, path: str) -> None:
+    """Refuses a router field that is misplaced or misspelled (``energy_weight`` at the top, ``candidate``)."""
+    where = f"the body of /v1{path}: it belongs in preferences, in budget, or nowhere; the router's own fields"
+    for field in body.raw:
+        if field in OWN_FIELDS:
+            continue
+        close = difflib.get_close_matches(field, OWN_FIELDS, n=1, cutoff=0.8)
+        if field in MISPLACED or close:
+            unknown([field], OWN_FIELDS, where, raw=body.raw)
 
 
 class Gateway:
@@ -82,6 +98,7 @@ class Gateway:
             raise invalid("model", "is required", name)
         stream = body.flag("stream")
         path = "/chat/completions" if chat else "/completions"
+        _check_own_fields(body, path)
         upstream = {k: v for k, v in body.raw.items() if k not in OWN_FIELDS}
         preferences = parse_router_model(name)
         if preferences is None:
