@@ -90,6 +90,18 @@ def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout
     policy.learned += 1
 
 
+# A promotion whose estimate differs from the served policy's by less than this changes nothing worth a log line.
+NEWSWORTHY = 0.005
+
+
+def _promotion_level(verdict: Verdict) -> int:
+    """INFO for a promotion the gate judged with a real difference; DEBUG for one it waved through (gate off, window
+    filling) or one estimated the same as the policy it replaces (which, judged once a second, would fill the log)."""
+    if verdict.serving is None or verdict.candidate is None:
+        return logging.DEBUG
+    return logging.INFO if abs(verdict.candidate.value - verdict.serving.value) >= NEWSWORTHY else logging.DEBUG
+
+
 class Learner:
     """Reads the reward stream through a consumer group and learns each event into its own policy.
 
@@ -325,12 +337,17 @@ class Learner:
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
             self.gate.adopt(self._serving)
             self.promotions += 1
-            # A judged promotion is worth a line; one the gate waved through (off, window filling) is not.
-            level = logging.INFO if verdict.serving is not None else logging.DEBUG
-            log.log(level, "candidate v%d promoted: %s", snapshot.version, verdict.reason)
+            log.log(_promotion_level(verdict), "candidate v%d promoted: %s", snapshot.version, verdict.reason)
         else:
             self.rejections += 1
-            log.info("candidate v%d held: %s", snapshot.version, verdict.reason)
+            # The first hold after a promotion is news; the same hold once a second is not.
+            held_before = len(self.verdicts) > 1 and not self.verdicts[-2].promoted
+            log.log(
+                logging.DEBUG if held_before else logging.INFO,
+                "candidate v%d held: %s",
+                snapshot.version,
+                verdict.reason,
+            )
         if self.decision_log is not None:
             await self._on_disk(self.decision_log.append, "gate.jsonl", [json.dumps(verdict.to_json())])
 
