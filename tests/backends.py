@@ -36,6 +36,8 @@ class UserBackend:
     port: int = 0
     calls: int = 0
     runner: web.AppRunner | None = None
+    # The headers of each chat request received.
+    headers: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -65,6 +67,7 @@ class UserBackend:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
+        self.headers.append(dict(request.headers))
         body = await request.json()
         if body.get("model") != self.model:
             return web.json_response({"error": {"message": f"model {body.get('model')!r} not served"}}, status=404)

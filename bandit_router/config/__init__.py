@@ -21,6 +21,7 @@ from bandit_router.config.serving import (
     RedisConfig,
     RolloutConfig,
     ServerConfig,
+    TracingConfig,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "RewardConfig",
     "RolloutConfig",
     "ServerConfig",
+    "TracingConfig",
     "default_catalog_text",
     "load_config",
 ]

@@ -18,6 +18,7 @@ from bandit_router.config.serving import (
     RedisConfig,
     RolloutConfig,
     ServerConfig,
+    TracingConfig,
 )
 
 
@@ -33,6 +34,7 @@ class Config:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    tracing: TracingConfig = dataclasses.field(default_factory=TracingConfig)
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
     catalog: CatalogConfig = dataclasses.field(default_factory=CatalogConfig)
@@ -79,6 +81,7 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "dashboard": DashboardConfig,
     "http": HttpConfig,
+    "tracing": TracingConfig,
     "rollout": RolloutConfig,
     "auth": AuthConfig,
     "catalog": CatalogConfig,

@@ -282,6 +282,25 @@ class HttpConfig:
         positive("http.probe_interval_s", self.probe_interval_s)
 
 
+@dataclasses.dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry tracing (the ``otel`` extra): spans of gateway requests, their phases, backend calls and
+    feedback, exported over OTLP/HTTP."""
+
+    # The OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); empty: tracing off.
+    otlp_endpoint: str = ""
+    service_name: str = "bandit-router"
+
+    def __post_init__(self) -> None:
+        require(
+            self.otlp_endpoint == "" or self.otlp_endpoint.startswith(("http://", "https://")),
+            "tracing.otlp_endpoint",
+            "must be empty or an http:// or https:// URL",
+            self.otlp_endpoint,
+        )
+        require(bool(self.service_name), "tracing.service_name", "must not be empty", self.service_name)
+
+
 ROLLOUT_MODES = ("online", "apprentice")
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from bandit_router.config import Config, ConfigError
+from bandit_router.observability.tracing import disable, enable
 from bandit_router.runtime.root import build_learner, connect_store, embedding_dimension, load_snapshots, open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.snapshots import SnapshotFiles
@@ -35,8 +36,12 @@ class RouterProcess:
         self.port = self.grpc.port
         self.dashboard: Dashboard | None = None
         self.http: HttpServer | None = None
+        self._tracing: Any = None
 
     async def start(self) -> None:
+        tracing = self.service.config.tracing
+        if tracing.otlp_endpoint:
+            self._tracing = enable(tracing.otlp_endpoint, tracing.service_name)
         await self.grpc.start()
         listen = self.service.config.dashboard.listen
         if listen:
@@ -58,6 +63,8 @@ class RouterProcess:
                 await self.dashboard.stop()
         finally:
             await self.service.close()
+            if self._tracing is not None:
+                disable(self._tracing)
 
 
 @contextlib.contextmanager

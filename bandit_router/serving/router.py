@@ -23,6 +23,7 @@ from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import DecisionEnergy
 from bandit_router.energy.samples import EnergyAgent
 from bandit_router.observability.monitor import Monitor
+from bandit_router.observability.timing import phase
 from bandit_router.policy.budgets import within_budget
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Context, Featurizer
@@ -302,16 +303,18 @@ class RouterService:
 
     async def _decide(self, request: RouteInput, candidates: list[ModelSpec]) -> Decision:
         decision_id = scoped_id(request.tenant, request.request_id or self._new_id())
-        embedded = await self.batcher.embed(request.query)
+        with phase("embedding"):
+            embedded = await self.batcher.embed(request.query)
         policy = self.serving
         energy_weight, cost_weight = self._weights(request)
-        choice, candidates, excluded, expected, context = self._score(
-            request, candidates, embedded, policy, (energy_weight, cost_weight)
-        )
-        now = self._clock()
-        ids = [m.id for m in candidates]
-        baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
-        pick = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+        with phase("decision"):
+            choice, candidates, excluded, expected, context = self._score(
+                request, candidates, embedded, policy, (energy_weight, cost_weight)
+            )
+            now = self._clock()
+            ids = [m.id for m in candidates]
+            baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
+            pick = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
         pmf, index = pick.pmf, pick.index
         policy_probability = pick.own_probability
         model = candidates[index]
@@ -348,7 +351,8 @@ class RouterService:
             baseline=baseline,
             policy_probability=None if baseline is None else policy_probability,
         )
-        existing = await self.writer.save(pending, now)
+        with phase("store"):
+            existing = await self.writer.save(pending, now)
         if existing is not None:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return self._replayed(request, existing)

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from bandit_router.domain.records import Decision
 from bandit_router.domain.requests import RewardInput, RouteInput
+from bandit_router.observability.timing import SERVER_TIMING, phase, server_timing, timed
+from bandit_router.observability.tracing import traced
 from bandit_router.serving.router import RouterService
 from bandit_router.serving.status import RewardOutcome
 from bandit_router.transport.http.body import Body, read_object
@@ -77,8 +79,9 @@ class JsonApi:
     async def route(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         body.only(ROUTE_FIELDS, "/v1/route")
-        decision = await self.service.route(route_input(body, request[TENANT]))
-        return web.json_response(decision_json(decision))
+        with traced("route", request.headers), timed() as phases:
+            decision = await self.service.route(route_input(body, request[TENANT]))
+        return web.json_response(decision_json(decision), headers={SERVER_TIMING: server_timing(phases)})
 
     async def reward(self, request: web.Request) -> web.Response:
         body = await read_object(request)
@@ -93,7 +96,9 @@ class JsonApi:
             cost_usd=body.number("cost_usd"),
             tenant=request[TENANT],
         )
-        return web.json_response(outcome_json(await self.service.reward(domain)))
+        with traced("feedback", request.headers), phase("feedback", decision_id=domain.decision_id):
+            outcome = await self.service.reward(domain)
+        return web.json_response(outcome_json(outcome))
 
     async def fail(self, request: web.Request) -> web.Response:
         """A model call that errored or timed out: learned with ``reward.failure_quality``."""

@@ -7,13 +7,15 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from bandit_router.config import HttpConfig, ModelSpec
+from bandit_router.observability.timing import SERVER_TIMING, current, note, server_timing
+from bandit_router.observability.tracing import outgoing
 
 # Statuses after which the next-best model is tried: overloaded, or broken, upstream.
 RETRIED = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
@@ -128,11 +130,14 @@ class Backends:
         """How long ``model``'s backend may take to start answering: its own ``timeout_s``, else the gateway's."""
         return model.timeout_s if model.timeout_s is not None else self.config.backend_timeout_s
 
-    async def _open(self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float) -> Any:
-        """The backend's response, once its status line and headers arrived; a failure raises BackendFailure."""
+    async def _open(
+        self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float, caller: Mapping[str, str]
+    ) -> Any:
+        """The backend's response, once its status line and headers arrived; a failure raises BackendFailure.
+        The caller's trace context (``traceparent``) goes on to the backend."""
         assert self.session is not None
         url = model.base_url.rstrip("/") + path
-        headers = self._headers(model)
+        headers = outgoing(self._headers(model), caller)
         timeout = min(self.timeout_of(model), budget_s)
         try:
             response = await asyncio.wait_for(self.session.post(url, json=body, headers=headers), timeout)
@@ -170,11 +175,11 @@ class Backends:
             return f"cannot reach {model.base_url}: {type(exc).__name__}: {exc}"
 
     async def answer(
-        self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float
+        self, model: ModelSpec, path: str, body: dict[str, Any], budget_s: float, caller: Mapping[str, str]
     ) -> tuple[dict[str, Any], Call]:
         """A whole (not streamed) answer and what it measured."""
         started = time.perf_counter()
-        response = await self._open(model, path, {**body, "model": model.upstream}, budget_s)
+        response = await self._open(model, path, {**body, "model": model.upstream}, budget_s, caller)
         try:
             payload = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -209,7 +214,7 @@ class Backends:
         upstream["stream_options"]["include_usage"] = True
         # A backend that has not even started answering by the first-token bound has sent no first token either.
         first_token_s = model.first_token_timeout_s if model.first_token_timeout_s is not None else budget_s
-        response = await self._open(model, path, upstream, min(budget_s, first_token_s))
+        response = await self._open(model, path, upstream, min(budget_s, first_token_s), request.headers)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
         copy = _Copy(started, asked_usage, rewrite, request)
         broken, gone = "", False
@@ -219,7 +224,13 @@ class Backends:
             first_by = min(end, asyncio.get_running_loop().time() + model.first_token_timeout_s)
         try:
             async with asyncio.timeout_at(first_by) as limit:
-                await copy.run(response, out, lambda: limit.reschedule(end))
+
+                def first_token() -> None:
+                    limit.reschedule(end)
+                    note("first-token", (time.perf_counter() - started) * 1000)
+                    out.headers[SERVER_TIMING] = server_timing(current())
+
+                await copy.run(response, out, first_token)
         except TimeoutError:
             if copy.parsed:
                 broken = f"the stream ran past http.deadline_s ({time.perf_counter() - started:.1f} s into this call)"

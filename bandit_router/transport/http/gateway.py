@@ -26,6 +26,8 @@ from bandit_router.config import ModelSpec
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.records import Decision
 from bandit_router.domain.requests import MAX_FAILURE_CHARS, RewardInput, RouteInput
+from bandit_router.observability.timing import SERVER_TIMING, current, phase, server_timing, timed
+from bandit_router.observability.tracing import traced
 from bandit_router.serving.affinity import STICKY, conversation_key, sticky
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.http.api import BUDGET_FIELDS, PREFERENCE_FIELDS, TENANT, route_input
@@ -80,10 +82,12 @@ class Gateway:
         return web.json_response({"object": "list", "data": data})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, chat=True)
+        with traced("chat completion", request.headers), timed():
+            return await self._complete(request, chat=True)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._complete(request, chat=False)
+        with traced("completion", request.headers), timed():
+            return await self._complete(request, chat=False)
 
     def _backed(self, model_id: str) -> ModelSpec:
         spec = self.models[model_id]
@@ -182,9 +186,14 @@ class Gateway:
             model = self.models[decision.model]
             started = time.perf_counter()
             try:
-                answer = await self._answer(request, decision, routed.tenant, path, upstream, stream, failed, deadline)
+                with phase("backend", model=model.id, decision_id=decision.decision_id, mode=decision.mode):
+                    answer = await self._answer(
+                        request, decision, routed.tenant, path, upstream, stream, failed, deadline
+                    )
                 if conversation is not None and pinned is None:
                     await self.service.affinity.pin(conversation[0], decision)
+                if not answer.prepared:  # a whole answer (a stream said its timing with its first chunk)
+                    answer.headers[SERVER_TIMING] = server_timing(current())
                 return answer
             except BackendFailure as exc:
                 reason = str(exc)
@@ -243,7 +252,7 @@ class Gateway:
         try:
             if stream:
                 return await self.backends.relay(model, path, upstream, budget, request, rewrite, headers, measured)
-            payload, answered = await self.backends.answer(model, path, upstream, budget)
+            payload, answered = await self.backends.answer(model, path, upstream, budget, request.headers)
         except BackendRefused as exc:
             # The backend refused the request itself (a 4xx): the model is not to blame, so nothing is learned (a
             # routed decision is dropped), and the caller gets the backend's own answer.
