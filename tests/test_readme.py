@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import UserBackend, catalog_of, gateway_before
 
 from bandit_router.config import load_config
+from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.process import RouterProcess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -47,3 +50,22 @@ def test_readme_gateway_catalog_is_a_valid_configuration(tmp_path: Path) -> None
     backed = {m.id: m for m in load_config(str(path), env={}).models if m.base_url}
     assert set(backed) == {"llama-3.1-8b-instruct", "llama-3.3-70b-instruct"}
     assert backed["llama-3.3-70b-instruct"].upstream.startswith("meta-llama/")
+
+
+async def test_readme_client_libraries_example_runs(tmp_path: Path, redis_url: str, embedder: Embedder) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (code,) = [b for b in blocks if "import litellm" in b]
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    backend = await UserBackend("my-7b", reply="Paris.").start()
+    try:
+        async with gateway_before(tmp_path, redis_url, embedder, catalog_of(backend)) as served:
+            live = code.replace("http://127.0.0.1:8000", served.url.rstrip("/"))
+            names: dict[str, Any] = {}
+            await asyncio.to_thread(exec, compile(live, "README.md", "exec"), names)
+            names["feedback"].close()
+            # Three answers from the backend, each rewarded once through the decision id its client showed.
+            assert backend.calls == 3
+            assert served.service.learner is not None
+            await served.service.learner.wait_learned(3, timeout=60)
+    finally:
+        await backend.stop()
