@@ -8,6 +8,7 @@ is, and a retry that finds it already rewarded says its first attempt may have c
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -47,7 +48,18 @@ def _route_body(
     return body
 
 
+def _finite(field: str, value: float | None) -> None:
+    """Refuses a number JSON cannot carry (NaN, infinity) before it is sent; the server checks the rest."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value!r}")
+
+
 def _reward_body(decision_id: str, quality: float, **figures: Any) -> dict[str, Any]:
+    _finite("quality", quality)
+    for name, value in figures.items():
+        _finite(name, value)
     return {"decision_id": decision_id, "quality": quality, **{k: v for k, v in figures.items() if v is not None}}
 
 
@@ -61,6 +73,11 @@ class _Base:
         backoff_s: float = 0.2,
         verify: bool | str = True,
     ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"base_url must start with http:// or https:// (e.g. http://{base_url.split('://')[-1]}), "
+                f"got {base_url!r}"
+            )
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 from helpers import skip_or_fail
@@ -25,6 +26,8 @@ print(json.dumps({
     "model": decision.model,
     "rewarded": result.decision_id == decision.decision_id,
     "installed": [m for m in heavy if importlib.util.find_spec(m) is not None],
+    "version": bandit_router.__version__,
+    "already_rewarded": bandit_router.AlreadyRewarded.__name__,
 }))
 """
 
@@ -62,6 +65,8 @@ async def test_the_client_alone_installs_light_and_works(tmp_path: Path, server:
     report = json.loads((await run(python, "-c", SCRIPT, server.http.url)).strip().splitlines()[-1])
     assert report["rewarded"] and report["model"] in server.service.config.model_by_id
     assert report["installed"] == []
+    assert report["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert report["already_rewarded"] == "AlreadyRewarded"
     # The command says what to install, not a traceback.
     process = await asyncio.create_subprocess_exec(
         str(venv / "bin" / "bandit-router"), "serve", stderr=asyncio.subprocess.PIPE
