@@ -178,10 +178,17 @@ async def test_without_usage_the_models_tokenizer_counts_prompt_and_answer(
                 chunks = [
                     c
                     async for c in await gateway.client.chat.completions.create(
-                        model="bandit-router", messages=QUESTION, stream=True
+                        model="bandit-router", messages=QUESTION, stream=True, stream_options={"include_usage": True}
                     )
                 ]
                 decision_id = (chunks[0].model_extra or {})["bandit_router"]["decision_id"]
+                # The caller asked for usage the backend did not send: it gets the gateway's count.
+                usage = chunks[-1].usage
+                assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (
+                    expected_in,
+                    expected_out,
+                )
+                assert not chunks[-1].choices
             else:
                 raw = await gateway.client.chat.completions.with_raw_response.create(
                     model="bandit-router", messages=QUESTION

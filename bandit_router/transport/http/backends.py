@@ -47,6 +47,10 @@ class BackendRefused(Exception):
         self.content_type = content_type
 
 
+# (input tokens, output tokens) of an answer, as reported by the backend or counted by the gateway.
+Usage = tuple[int, int]
+
+
 @dataclasses.dataclass(frozen=True)
 class Call:
     """What one backend call measured."""
@@ -201,13 +205,14 @@ class Backends:
         request: web.Request,
         rewrite: Callable[[dict[str, Any], bool], dict[str, Any]],
         headers: dict[str, str],
-        before_end: Callable[[Call], Awaitable[None]],
+        before_end: Callable[[Call], Awaitable[Usage | None]],
     ) -> web.StreamResponse:
         """Relays a streamed answer as server-sent events, each chunk passed through ``rewrite`` (told whether it
-        is the first); ``before_end`` gets the measurement before the final ``[DONE]`` is sent. Until the backend
-        sends a chunk that parses, a failure (refused, an error status, a stream of nothing but garbage) raises
-        BackendFailure, so the next model can answer; once relaying, the stream ends where the backend's did, or
-        at ``budget_s`` (http.deadline_s) from the call, whichever comes first."""
+        is the first); ``before_end`` gets the measurement before the final ``[DONE]`` is sent, and answers the
+        tokens it counted: a caller that asked for usage the backend did not send gets them in a usage chunk.
+        Until the backend sends a chunk that parses, a failure (refused, an error status, a stream of nothing but
+        garbage) raises BackendFailure, so the next model can answer; once relaying, the stream ends where the
+        backend's did, or at ``budget_s`` (http.deadline_s) from the call, whichever comes first."""
         started = time.perf_counter()
         asked_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": model.upstream, "stream_options": {**(body.get("stream_options") or {})}}
@@ -251,7 +256,11 @@ class Backends:
         prompt, completion = copy.usage or (0, 0)
         elapsed_ms = (time.perf_counter() - started) * 1000
         answer = "".join(copy.pieces)
-        await before_end(Call(prompt, completion, elapsed_ms, copy.first_token_ms, broken, answer))
+        counted = await before_end(Call(prompt, completion, elapsed_ms, copy.first_token_ms, broken, answer))
+        if asked_usage and copy.usage is None and counted is not None and not gone and not broken:
+            usage = {"prompt_tokens": counted[0], "completion_tokens": counted[1], "total_tokens": sum(counted)}
+            chunk = {"id": copy.last_id, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            await out.write(b"data: " + json.dumps(rewrite(chunk, False)).encode() + b"\n\n")
         if not gone:
             await out.write(b"data: [DONE]\n\n")
             await out.write_eof()
@@ -277,6 +286,7 @@ class _Copy:
         self.pieces: list[str] = []
         # Chunks that parsed: until one has, nothing is sent to the caller (the answer starts with the first).
         self.parsed = 0
+        self.last_id: Any = None
 
     async def run(self, response: Any, out: web.StreamResponse, on_first: Callable[[], None]) -> None:
         """Copies until the backend's ``[DONE]`` or end; ``on_first`` is called once the first chunk parses."""
@@ -295,6 +305,7 @@ class _Copy:
             if not isinstance(chunk, dict):
                 continue
             self.parsed += 1
+            self.last_id = chunk.get("id", self.last_id)
             if not out.prepared:
                 on_first()
                 await out.prepare(self.request)

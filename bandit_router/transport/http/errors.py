@@ -19,7 +19,8 @@ _BY_ERROR: dict[type[errors.RouterError], tuple[int, str, str]] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen: Python sets an exception's __traceback__ as it passes through a with block (contextlib, spans).
+@dataclasses.dataclass
 class ApiError(Exception):
     """An error answered to an HTTP caller."""
 

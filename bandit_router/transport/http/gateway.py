@@ -31,7 +31,7 @@ from bandit_router.observability.tracing import traced
 from bandit_router.serving.affinity import STICKY, conversation_key, sticky
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.http.api import BUDGET_FIELDS, PREFERENCE_FIELDS, TENANT, route_input
-from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call
+from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call, Usage
 from bandit_router.transport.http.body import Body, read_object, unknown
 from bandit_router.transport.http.errors import ApiError, invalid
 from bandit_router.transport.http.messages import ROUTER_MODEL, conversation_of, parse_router_model, query_of
@@ -228,7 +228,7 @@ class Gateway:
         sent: tuple[str, dict[str, Any], bool, float],
         headers: dict[str, str],
         extension: dict[str, Any] | None,
-        on_call: Callable[[Call], Awaitable[None]],
+        on_call: Callable[[Call], Awaitable[Usage | None]],
     ) -> web.StreamResponse:
         """Calls ``model``'s backend (``sent``: path, body, stream, time budget) and answers with what it said, its
         ``model`` the catalog id and ``extension`` added (on a stream's first chunk); records the backend's health,
@@ -236,12 +236,12 @@ class Gateway:
         path, upstream, stream, budget = sent
         decision_id = extension["decision_id"] if extension is not None else ""
 
-        async def measured(call: Call) -> None:
+        async def measured(call: Call) -> Usage | None:
             if call.broken:
                 self.service.upstreams.failed(model.id, call.broken, request[TENANT], decision_id)
             else:
                 self.service.upstreams.answered(model.id, call.latency_ms, call.first_token_ms, request[TENANT])
-            await on_call(call)
+            return await on_call(call)
 
         def rewrite(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
             chunk["model"] = model.id
@@ -292,12 +292,10 @@ class Gateway:
         headers = {DECISION_HEADER: decision.decision_id, "x-bandit-router-model": model.id, MODE_HEADER: decision.mode}
         chat = path == "/chat/completions"
 
-        async def metered(call: Call) -> None:
+        async def metered(call: Call) -> Usage | None:
             if call.broken:
                 await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
-                return
-            if decision.mode == STICKY:
-                return  # the conversation's decision is priced from the call of the turn that made it
+                return None
             answered_at = self.service.now()
             # No usage from the backend: counted with the model's tokenizer where the catalog names one.
             counted_in, counted_out = await self.tokenizers.count(
@@ -307,19 +305,22 @@ class Gateway:
                 prompt=not call.input_tokens,
                 answer="" if call.output_tokens else call.answer_text,
             )
-            record = Metered(
-                model.id,
-                call.input_tokens,
-                call.output_tokens,
-                call.latency_ms,
-                call.first_token_ms,
-                tuple(failed),
-                answered_at=answered_at,
-                answer_chars=call.answer_chars,
-                input_counted=counted_in,
-                output_counted=counted_out,
-            )
-            await self.service.meter(decision.decision_id, record)
+            if decision.mode != STICKY:  # a conversation's decision is priced from the turn that made it
+                record = Metered(
+                    model.id,
+                    call.input_tokens,
+                    call.output_tokens,
+                    call.latency_ms,
+                    call.first_token_ms,
+                    tuple(failed),
+                    answered_at=answered_at,
+                    answer_chars=call.answer_chars,
+                    input_counted=counted_in,
+                    output_counted=counted_out,
+                )
+                await self.service.meter(decision.decision_id, record)
+            tokens = (call.input_tokens or counted_in, call.output_tokens or counted_out)
+            return tokens if all(tokens) else None  # usage is told only where it was reported or counted
 
         return await self._forward(request, model, (path, upstream, stream, budget), headers, extension, metered)
 
@@ -328,8 +329,8 @@ class Gateway:
     ) -> web.StreamResponse:
         """A concrete model: no decision, but the call is metered into the backend's health."""
 
-        async def nothing_more(call: Call) -> None:
-            pass
+        async def nothing_more(call: Call) -> Usage | None:
+            return None
 
         sent = (path, upstream, stream, self.config.deadline_s)
         try:
