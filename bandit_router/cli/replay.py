@@ -179,6 +179,8 @@ def _headline(results: list[dict[str, Any]]) -> None:
 
 
 def _announce(server: Any) -> None:
+    http = f", HTTP {server.http.url}v1/" if server.http is not None else ""
+    print(f"router: gRPC {server.address} (bandit-router route --target {server.address} ...){http}", file=sys.stderr)
     if server.dashboard is not None:
         print(f"dashboard: {server.dashboard.url} (metrics: {server.dashboard.url}metrics)", file=sys.stderr)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bandit_router.config import Config, ConfigError
 from bandit_router.observability.tracing import disable, enable
+from bandit_router.runtime.ports import check_ports
 from bandit_router.runtime.root import build_learner, connect_store, embedding_dimension, load_snapshots, open_router
 from bandit_router.serving.router import RouterService
 from bandit_router.store.snapshots import SnapshotFiles
@@ -101,6 +102,7 @@ async def _unless_stopped(start: Coroutine[Any, Any, RouterService], stop: async
 async def serve(config: Config, ready: Callable[[RouterProcess], None] | None = None) -> None:
     """Serves until SIGINT or SIGTERM. Whatever fails on the way in (a taken port, a bad certificate), what was
     started is stopped again, the embedded Redis included, before the error goes up."""
+    check_ports(config)
     with stop_on_signals() as stop:
         service = await _unless_stopped(open_router(config), stop)
         if service is None:

@@ -191,6 +191,9 @@ async def test_serve_on_a_taken_port_stops_with_one_line_and_leaves_no_redis(
     )
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "bind" in last and "server.listen" in last, done.stderr
-    assert "Traceback" not in done.stderr
-    assert not running(int((tmp_path / "redis" / "redis.lock").read_text().strip()))
+    assert last.startswith(f"error: server.listen: cannot listen on {server.address}: the port is taken"), done.stderr
+    assert "BANDIT_ROUTER_SERVER_LISTEN" in last
+    # Said before anything started: no model loaded, no raw gRPC log line, no Redis left behind.
+    assert "Traceback" not in done.stderr and "add_port" not in done.stderr
+    lock = tmp_path / "redis" / "redis.lock"
+    assert not lock.exists() or not running(int(lock.read_text().strip()))

@@ -188,7 +188,8 @@ def _replay_config(base: Config, records: list[Record], settings: ReplaySettings
         models=arm_catalog(records, base.models),
         server={"data_dir": data_dir, "listen": "127.0.0.1:0"},
         # A replay speaks gRPC only.
-        http={"listen": ""},
+        # On a free port, so that a held demo can be asked too (`bandit-router route --target`, the JSON API).
+        http={"listen": "127.0.0.1:0"},
         redis={"url": ""},
         policy={"seed": settings.seed},
         reward=reward,
