@@ -27,12 +27,14 @@ from bandit_router.runtime.root import open_router
 
 @dataclasses.dataclass
 class UserBackend:
-    """Serves ``model`` on 127.0.0.1: answers ``reply`` (or ``status`` as an error, or never while ``hang``)."""
+    """Serves ``model`` on 127.0.0.1: answers ``reply`` after ``delay_s`` (or ``status`` as an error, or never while
+    ``hang``)."""
 
     model: str
     reply: str = "An answer."
     status: int = 200
     hang: bool = False
+    delay_s: float = 0.0
     port: int = 0
     calls: int = 0
     runner: web.AppRunner | None = None
@@ -73,6 +75,7 @@ class UserBackend:
             return web.json_response({"error": {"message": f"model {body.get('model')!r} not served"}}, status=404)
         while self.hang:
             await asyncio.sleep(0.05)
+        await asyncio.sleep(self.delay_s)
         if self.status != 200:
             return web.json_response({"error": {"message": "backend trouble", "code": self.status}}, status=self.status)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.model}
