@@ -119,6 +119,11 @@ async def test_grafana_board_queries_only_metrics_the_router_exports(
     queried = {m for p in board["panels"] for t in p["targets"] for m in re.findall(r"bandit_router_\w+", t["expr"])}
     decision = await stub.Route(pb.RouteRequest(query="What is 2 + 2?"))
     await stub.Reward(pb.RewardRequest(decision_id=decision.decision_id, quality=1.0))
+    # The backend series appear once the gateway called a backend (tests/transport/test_backend_health.py makes
+    # real calls); recorded here as the gateway records them.
+    upstreams = server.service.upstreams
+    upstreams.answered("m", 12.0, 4.0)
+    upstreams.breakers.trip("m", "a test")
     async with aiohttp.ClientSession() as session:
         metrics = await get(session, server, "/metrics")
     exported = set(re.findall(r"^(bandit_router_\w+?)(?:\{| )", metrics, flags=re.M))
