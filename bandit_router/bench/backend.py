@@ -65,6 +65,8 @@ class ScriptedBackend:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completion)
         app.router.add_get("/v1/models", self._models)
+        # An OTLP/HTTP sink, so the gateway bench can measure the router with tracing on and exporting.
+        app.router.add_post("/v1/traces", self._traces)
         # A scripted hang is still waiting when the backend stops: cut it after a second, not aiohttp's 60 s.
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self.runner.setup()
@@ -78,6 +80,10 @@ class ScriptedBackend:
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200, content_type="application/x-protobuf")
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, chat=True)

@@ -1,5 +1,7 @@
 """Benchmark: what the gateway adds to a model call (p50/p99 latency, requests/s, time to first token), against
-calling the same scripted OpenAI-compatible backend directly, each in its own process."""
+calling the same scripted OpenAI-compatible backend directly, each in its own process; per variant of the router
+(``default``: conversation affinity on, tracing off; ``no-affinity``; ``tracing``: spans exported over OTLP/HTTP to
+a sink on the backend), one router process each, the direct calls measured again beside each."""
 
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ from bandit_router.bench.load import Timed, free_port, queries, summarize
 from bandit_router.config import load_config
 
 ROUTER = "bandit-router"
+# Each variant's settings, as environment overrides of the router's configuration ({traces}: the OTLP sink).
+VARIANTS = {
+    "default": {},
+    "no-affinity": {"BANDIT_ROUTER_HTTP_AFFINITY": "false"},
+    "tracing": {"BANDIT_ROUTER_TRACING_OTLP_ENDPOINT": "{traces}"},
+}
 
 
 async def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -120,17 +128,23 @@ async def _measure(
 
 
 async def run_gateway_bench(
-    levels: list[int], requests: int, backend_delay_ms: float, device: str, out: str | None
+    levels: list[int],
+    requests: int,
+    backend_delay_ms: float,
+    device: str,
+    out: str | None,
+    variants: tuple[str, ...] = ("default",),
 ) -> dict[str, Any]:
-    """Starts a scripted backend and a router serving the gateway (embedded defaults), and measures both."""
+    """Starts a scripted backend, then a router serving the gateway (embedded defaults) per variant, and measures
+    each against the backend direct."""
     results: dict[str, Any] = {
         "requests_per_level": requests,
         "backend_delay_ms": backend_delay_ms,
         "cpus": os.cpu_count(),
-        "levels": {},
+        "variants": {},
     }
     with tempfile.TemporaryDirectory(prefix="br-gateway-bench-") as folder:
-        port, http_port = free_port(), free_port()
+        port = free_port()
         backend_url = f"http://127.0.0.1:{port}/v1"
         backend = subprocess.Popen(
             [
@@ -146,34 +160,61 @@ async def run_gateway_bench(
         )
         config_path = Path(folder) / "router.toml"
         config_path.write_text(_catalog_toml(backend_url))
-        env = {
-            **os.environ,
-            "BANDIT_ROUTER_SERVER_LISTEN": f"127.0.0.1:{free_port()}",
-            "BANDIT_ROUTER_SERVER_DATA_DIR": folder,
-            "BANDIT_ROUTER_EMBEDDING_DEVICE": device,
-            "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
-            "BANDIT_ROUTER_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-        }
-        log_path = Path(folder) / "server.log"
-        with open(log_path, "w") as log:
-            router = subprocess.Popen(
-                [sys.executable, "-m", "bandit_router", "serve", "--config", str(config_path)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
         try:
-            gateway_url = f"http://127.0.0.1:{http_port}/v1"
-            await _wait_http(gateway_url + "/models", router, timeout=180)
             await _wait_http(backend_url + "/models", backend, timeout=30)
-            await _measure(backend_url, gateway_url, levels, requests, results)
-        except Exception:
-            print(log_path.read_text()[-4000:], file=sys.stderr)
-            raise
+            for variant in variants:
+                print(f"variant {variant}:", file=sys.stderr, flush=True)
+                settings = {k: v.format(traces=backend_url + "/traces") for k, v in VARIANTS[variant].items()}
+                measured: dict[str, Any] = {"levels": {}}
+                await _with_router(
+                    Path(folder) / variant, config_path, device, settings, backend_url, levels, requests, measured
+                )
+                results["variants"][variant] = measured
         finally:
-            for process in (router, backend):
-                process.terminate()
-                process.wait(timeout=60)
+            backend.terminate()
+            backend.wait(timeout=60)
     if out:
         Path(out).write_text(json.dumps(results, indent=2))
     return results
+
+
+async def _with_router(
+    folder: Path,
+    config_path: Path,
+    device: str,
+    settings: dict[str, str],
+    backend_url: str,
+    levels: list[int],
+    requests: int,
+    results: dict[str, Any],
+) -> None:
+    """A router process on ``settings`` for the time of one variant's measurement."""
+    folder.mkdir(parents=True)
+    http_port = free_port()
+    env = {
+        **os.environ,
+        "BANDIT_ROUTER_SERVER_LISTEN": f"127.0.0.1:{free_port()}",
+        "BANDIT_ROUTER_SERVER_DATA_DIR": str(folder),
+        "BANDIT_ROUTER_EMBEDDING_DEVICE": device,
+        "BANDIT_ROUTER_DASHBOARD_LISTEN": "",
+        "BANDIT_ROUTER_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        **settings,
+    }
+    log_path = folder / "server.log"
+    with open(log_path, "w") as log:
+        router = subprocess.Popen(
+            [sys.executable, "-m", "bandit_router", "serve", "--config", str(config_path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        gateway_url = f"http://127.0.0.1:{http_port}/v1"
+        await _wait_http(gateway_url + "/models", router, timeout=180)
+        await _measure(backend_url, gateway_url, levels, requests, results)
+    except Exception:
+        print(log_path.read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        router.terminate()
+        router.wait(timeout=60)

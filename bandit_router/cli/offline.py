@@ -113,7 +113,11 @@ def _bench(args: argparse.Namespace) -> int:
 def _gateway_bench(args: argparse.Namespace) -> int:
     from bandit_router.bench.gateway import run_gateway_bench
 
-    asyncio.run(run_gateway_bench(args.concurrency, args.requests, args.backend_delay_ms, args.device, args.json))
+    asyncio.run(
+        run_gateway_bench(
+            args.concurrency, args.requests, args.backend_delay_ms, args.device, args.json, tuple(args.variants)
+        )
+    )
     return 0
 
 
@@ -186,6 +190,13 @@ def add_parsers(commands: Any) -> None:
     gateway.add_argument("--backend-delay-ms", type=float, default=20.0, help="the scripted backend's time per answer")
     gateway.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda")
     gateway.add_argument("--json", help="also write the figures to this file")
+    gateway.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["default", "no-affinity", "tracing"],
+        default=["default"],
+        help="router variants to measure, one router process each (tracing needs the otel extra)",
+    )
     memory = commands.add_parser("memory-bench", help="measure the Redis memory each sustained route/s holds")
     memory.add_argument("--pairs", type=int, default=1000, help="Route + Reward pairs (default: %(default)s)")
     memory.add_argument("--unrewarded", type=int, default=100, help="Routes never rewarded (default: %(default)s)")
