@@ -3,11 +3,13 @@
 ``model`` names the router (``bandit-router``, or ``bandit-router:energy=0.5,cost=0.1`` with the request's own
 trade-off) or a catalog model, which passes straight through (no decision, still metered). The rest of the
 body goes to the backend unchanged, but for the router's own fields (``candidates``, ``budget``, ``task``,
-``metadata``, ``preferences``), which may also come as headers (``x-bandit-router-task``,
-``x-bandit-router-candidates``). For a tenant in apprentice mode (``rollout``), a concrete model is routed too,
-as the baseline the policy learns beside (and once the tenant is promoted, served by the policy). A backend that
-fails before answering (refused, timed out, HTTP 408, 409, 425, 429 or 5xx) is learned as a failure, and the
-next-best model is tried, within ``http.deadline_s`` and ``http.max_attempts``.
+``metadata``, ``preferences``, ``conversation_id``), which may also come as headers (``x-bandit-router-task``,
+``x-bandit-router-candidates``, ``x-bandit-router-conversation``). A chat's later turns stay on its first turn's
+model (serving/affinity.py). For a tenant in apprentice mode (``rollout``), a concrete model is routed too, as the
+baseline the policy learns beside (and once the tenant is promoted, served by the policy). A backend that fails
+before answering is tried past, within ``http.deadline_s`` and ``http.max_attempts``: learned as a failure when
+the failure says something of the model (timed out, HTTP 408, 409, 425, 429 or 5xx), dropped unlearned when it
+does not (unreachable, misconfigured); models whose breaker is open are not routed to.
 """
 
 from __future__ import annotations
