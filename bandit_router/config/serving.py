@@ -92,9 +92,13 @@ class EmbeddingConfig:
     # Precision the model runs in; auto is float16 on a CUDA device (as GPU embedding servers run it: cosine
     # similarity to float32 above 0.999) and float32 elsewhere.
     dtype: str = "auto"
+    # Recent embeddings kept per process, by normalised text (repeated prompts, retries): at most this many bytes
+    # (about 1.8 KB a query with the bundled model); 0: none kept.
+    cache_bytes: int = 32 << 20
 
     def __post_init__(self) -> None:
         require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
+        require(self.cache_bytes >= 0, "embedding.cache_bytes", "must be >= 0", self.cache_bytes)
         require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
         finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)
         require(self.processes >= 0, "embedding.processes", "must be >= 0", self.processes)

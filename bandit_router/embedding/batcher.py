@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from bandit_router.config import EmbeddingConfig
+from bandit_router.embedding.recent import RecentEmbeddings
 from bandit_router.embedding.types import Embedded, Embeds
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,11 @@ class BatchingEmbedder:
         config: EmbeddingConfig,
         on_batch: Callable[[float, float, int], None] | None = None,
         lanes: int = 1,
+        recent: RecentEmbeddings | None = None,
     ) -> None:
         self.embedder = embedder
+        # Texts embedded lately, answered without the model (embedding.cache_bytes).
+        self.recent = recent
         # Told the wall-clock start and end of every batch, and its size (the router's energy accounting).
         self.on_batch = on_batch
         self._max_batch = config.max_batch_size
@@ -61,10 +65,17 @@ class BatchingEmbedder:
         self._executor.shutdown(wait=True)
 
     async def embed(self, text: str) -> Embedded:
+        if self.recent is not None:
+            found = self.recent.get(text)
+            if found is not None:
+                return found
         self.start()
         future: asyncio.Future[Embedded] = asyncio.get_running_loop().create_future()
         await self._queue.put((text, future))
-        return await future
+        embedded = await future
+        if self.recent is not None:
+            self.recent.put(text, embedded)
+        return embedded
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -44,4 +44,13 @@ class Metrics:
             ["model", "state"],
             registry=r,
         )
+        self.embedding_cache = Counter(
+            "bandit_router_embedding_cache_lookups", "Recent-embedding lookups by result", ["result"], registry=r
+        )
+        self.embedding_cache_hit_ratio = Gauge(
+            "bandit_router_embedding_cache_hit_ratio", "Share of Route embeddings found in the cache", registry=r
+        )
+        self.embedding_cache_bytes = Gauge(
+            "bandit_router_embedding_cache_bytes", "Bytes the recent-embedding cache holds", registry=r
+        )
         self.sticky = Counter("bandit_router_sticky_turns", "Turns answered on their conversation's model", registry=r)

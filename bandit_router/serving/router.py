@@ -19,6 +19,7 @@ from bandit_router.domain.pricing import Expected, penalty
 from bandit_router.domain.records import Decision, PendingDecision, Summary, encode_embedding
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.batcher import BatchingEmbedder
+from bandit_router.embedding.recent import RecentEmbeddings
 from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import DecisionEnergy
 from bandit_router.energy.samples import EnergyAgent
@@ -86,12 +87,18 @@ class RouterService:
         self.store = store
         self.embedder = embedder
         self.own_energy = OwnEnergy(config, store, embedder.device)
-        self.batcher = BatchingEmbedder(embedder, config.embedding, self.own_energy.on_batch, embedder.lanes)
+        self.monitor = Monitor(config.dashboard, clock)
+        recent = None
+        if config.embedding.cache_bytes:
+            lookups = self.monitor.metrics.embedding_cache
+            recent = RecentEmbeddings(
+                config.embedding.cache_bytes, lambda hit: lookups.labels("hit" if hit else "miss").inc()
+            )
+        self.batcher = BatchingEmbedder(embedder, config.embedding, self.own_energy.on_batch, embedder.lanes, recent)
         self.featurizer = Featurizer(config.features, embedder.embed, embedder.dimension)
         self.models = config.model_by_id
         self._clock = clock
         self._new_id = new_id
-        self.monitor = Monitor(config.dashboard, clock)
         self.files = SnapshotFiles.of(config)
         # This router's trials that the served policy has not learned yet (see exploration.InFlight).
         self.in_flight = InFlight(config.reward.wait_time_s)
@@ -181,6 +188,11 @@ class RouterService:
         m.pending.set(len(self.monitor.outstanding))
         m.expired.set(await self.expired_count())
         m.policy_version.set(self.serving.version)
+        recent = self.batcher.recent
+        if recent is not None:
+            m.embedding_cache_bytes.set(recent.bytes)
+            lookups = recent.hits + recent.misses
+            m.embedding_cache_hit_ratio.set(recent.hits / lookups if lookups else 0.0)
         if self.learner is not None:
             m.promotions.set(self.learner.promotions)
             m.rejections.set(self.learner.rejections)
