@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ class RedisUnreachable(RuntimeError):
 def redacted(url: str) -> str:
     """A Redis URL without its password, for logs."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in credentials:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    # Split by hand: a Sentinel URL's netloc lists several HOST:PORTs, which urlsplit cannot read a port from.
+    user = credentials.partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def redis_executable() -> str:
@@ -230,6 +233,37 @@ SOCKET_TIMEOUT_S = 5.0
 MAX_BLOCK_MS = int(SOCKET_TIMEOUT_S * 1000) // 5
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_URL = "redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB]"
+
+
+def sentinel_client(url: str) -> aioredis.Redis:
+    """A client of the master that the Sentinels in ``url`` name for its service: it asks them again after a
+    failover, and the master's password (if any) is the URL's; the Sentinels' own port defaults to 26379."""
+    parts = urllib.parse.urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
+        if not name or not port.isdigit():
+            raise ValueError(f"each Sentinel must be HOST[:PORT], got {host!r} (the form: {SENTINEL_URL})")
+        nodes.append((name, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(f"the path must be /SERVICE or /SERVICE/DB (the form: {SENTINEL_URL})")
+    user, _, password = credentials.partition(":")
+    timeouts = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": SOCKET_TIMEOUT_S}
+    sentinel = Sentinel(nodes, sentinel_kwargs=timeouts, socket_timeout=SOCKET_TIMEOUT_S)
+    client: aioredis.Redis = sentinel.master_for(
+        path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=urllib.parse.unquote(user) or None,
+        password=urllib.parse.unquote(password) or None,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+    )
+    return client
+
+
 async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
     caller stops it after closing the client)."""
@@ -238,7 +272,12 @@ async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aio
         embedded = await start_embedded(data_path / "redis", maxmemory_mb)
         url = embedded.url
     try:
-        client = aioredis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+        if url.startswith(SENTINEL_SCHEME + "://"):
+            client = sentinel_client(url)
+        else:
+            client = aioredis.Redis.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
+            )
     except ValueError as exc:
         raise RedisUnreachable(f"redis.url (or REDIS_URL) {redacted(url)!r} is not a Redis URL: {exc}") from None
     if embedded is None:
