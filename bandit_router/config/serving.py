@@ -52,9 +52,16 @@ class RedisConfig:
     outage_buffer: int = 10_000
     # Memory the embedded Redis may use (0: unbounded); once full it refuses writes instead of evicting.
     embedded_maxmemory_mb: int = 1024
+    # Replicas that must hold a reward before Reward answers (Redis WAIT, up to wait_timeout_ms): with 1 and a
+    # replica, a failover right after the answer cannot lose the reward. 0: no wait (one Redis, or speed first).
+    # A wait that times out is logged (the reward stands on the master).
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 500
 
     def __post_init__(self) -> None:
         require(self.outage_buffer >= 0, "redis.outage_buffer", "must be >= 0", self.outage_buffer)
+        require(self.wait_replicas >= 0, "redis.wait_replicas", "must be >= 0", self.wait_replicas)
+        require(self.wait_timeout_ms >= 1, "redis.wait_timeout_ms", "must be >= 1", self.wait_timeout_ms)
         require(
             self.embedded_maxmemory_mb >= 0,
             "redis.embedded_maxmemory_mb",

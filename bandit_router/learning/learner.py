@@ -90,6 +90,10 @@ def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout
     policy.learned += 1
 
 
+# Decision ids remembered to learn each decision once (about 100 bytes each): far more than can be in flight between
+# a failover's lost acknowledgement and its retried reward.
+DEDUP_WINDOW = 100_000
+
 # A promotion whose estimate differs from the served policy's by less than this changes nothing worth a log line.
 NEWSWORTHY = 0.005
 
@@ -152,6 +156,11 @@ class Learner:
         self.skipped = 0
         # Events that could not be learned, and steps (read, learn, snapshot) that failed and were retried.
         self.failures = 0
+        # Decision ids learned lately, oldest first: an event appended twice for one decision (a take replayed on a
+        # new master after a failover that lost the first take's acknowledgement but not its learning) is learned
+        # once. Touched on the learner's one thread only.
+        self._recent_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.duplicates = 0
         self.gate = Gate(config)
         # The learner's own copy of the serving policy, for the gate (VW workspaces are not thread-safe,
         # and predicting changes a workspace's counters, so neither the service's nor the learning one).
@@ -299,7 +308,9 @@ class Learner:
         else:
             try:
                 event = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
-                if self.decision_log is not None:
+                if event is None:
+                    log.warning("event %s is a second reward event of an already learned decision: skipped", event_id)
+                elif self.decision_log is not None:
                     self._log_buffer.append(json.dumps({"event_id": event_id, **event.to_json()}))
             except Exception:  # one malformed event must not stop learning; it is logged and skipped
                 self.failures += 1
@@ -307,8 +318,15 @@ class Learner:
             self.policy.stream_id = event_id
         self._unacked[event_id] = None
 
-    def _learn_sync(self, raw: str) -> LearningEvent:
+    def _learn_sync(self, raw: str) -> LearningEvent | None:
+        """Learns the event; None (learning nothing) for a decision already learned within DEDUP_WINDOW ids."""
         event = LearningEvent.loads(raw)
+        if event.decision_id in self._recent_ids:
+            self.duplicates += 1
+            return None
+        self._recent_ids[event.decision_id] = None
+        if len(self._recent_ids) > DEDUP_WINDOW:
+            self._recent_ids.popitem(last=False)
         learn_event(self.policy, event, self.ewma_alpha, self.rollout)
         # The gate judges quality, which every tenant reports within [0, 1]: one tenant's accepted extremes of
         # energy or cost (a reward clipped at -1e6) can neither hold nor promote the policy others are served.

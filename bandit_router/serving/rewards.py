@@ -111,6 +111,18 @@ class Rewarder:
             raise AlreadyExists(f"decision_id {decision_id!r} was already rewarded; the first reward counts")
         if taken.status == "gone":
             raise await self._missing(decision_id)
+        redis = self.config.redis
+        if redis.wait_replicas:
+            held = await self.store.replicated(redis.wait_replicas, redis.wait_timeout_ms)
+            if held < redis.wait_replicas:
+                log.warning(
+                    "reward of %s held by %d of %d replicas after %d ms (redis.wait_replicas): a failover now "
+                    "could lose it",
+                    decision_id,
+                    held,
+                    redis.wait_replicas,
+                    redis.wait_timeout_ms,
+                )
         self.monitor.on_reward(decision_id, event, request.tenant)
         return event, priced.cost, priced.energy
 

@@ -275,6 +275,11 @@ class Store:
         )
         return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
 
+    async def replicated(self, replicas: int, timeout_ms: int) -> int:
+        """Waits until ``replicas`` replicas hold every write made so far on this connection, or ``timeout_ms``
+        passed; returns how many do (Redis WAIT)."""
+        return int(await self.client.wait(replicas, timeout_ms))
+
     async def drop(self, decision_id: str) -> bool:
         """Forgets a pending decision without learning anything of it; False when it was no longer pending."""
         keys = [self._pending(decision_id), self.deadlines_key, self._metered(decision_id), self._decision(decision_id)]

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
+import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -51,9 +55,18 @@ async def answers(port: int, timeout: float = 30) -> None:
         await client.aclose()
 
 
+@dataclasses.dataclass(frozen=True)
+class Watched:
+    """A master, its replica and one Sentinel watching them (quorum 1): their ports, and the replica's process."""
+
+    master: int
+    replica: int
+    watcher: int
+    replica_pid: int
+
+
 @pytest.fixture
-async def sentinel(tmp_path: Path) -> AsyncIterator[tuple[int, int, int]]:
-    """A master, its replica and one Sentinel watching them (quorum 1): their ports."""
+async def sentinel(tmp_path: Path) -> AsyncIterator[Watched]:
     master, replica, watcher = free_port(), free_port(), free_port()
     plain = ("--save", "", "--appendonly", "no", "--bind", "127.0.0.1")
     conf = tmp_path / "sentinel" / "sentinel.conf"
@@ -64,12 +77,45 @@ async def sentinel(tmp_path: Path) -> AsyncIterator[tuple[int, int, int]]:
     )
     with (
         server(tmp_path / "master", "--port", str(master), *plain),
-        server(tmp_path / "replica", "--port", str(replica), "--replicaof", "127.0.0.1", str(master), *plain),
+        server(tmp_path / "replica", "--port", str(replica), "--replicaof", "127.0.0.1", str(master), *plain) as copy,
         server(conf.parent, str(conf), "--sentinel"),
     ):
         for port in (master, replica, watcher):
             await answers(port)
-        yield master, replica, watcher
+        await in_sync(replica)
+        await known_replica(watcher)
+        yield Watched(master, replica, watcher, copy.pid)
+
+
+async def in_sync(replica: int, timeout: float = 60) -> None:
+    """Waits until the replica has made its first sync with the master."""
+    client = aioredis.Redis(port=replica, decode_responses=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while (await client.info("replication")).get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                pytest.fail(f"the replica on {replica} did not sync with its master within {timeout} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def known_replica(watcher: int, timeout: float = 60) -> None:
+    """Waits until the Sentinel knows the replica as a healthy one (it learns of replicas from the master's INFO,
+    polled every few seconds): before that a failover finds no replica to promote."""
+    client = aioredis.Redis(port=watcher, decode_responses=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            replicas = await client.execute_command("SENTINEL", "replicas", SERVICE)
+            flags = [r["flags"] for r in replicas]  # "slave" alone: known, connected, not down
+            if "slave" in flags:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Sentinel did not know a healthy replica within {timeout} s: {flags}")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
 
 
 async def master_port(watcher: int) -> int:
@@ -79,6 +125,10 @@ async def master_port(watcher: int) -> int:
         return int(port)
     finally:
         await client.aclose()
+
+
+def gaps(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "bandit_router.serving.rewards"]
 
 
 def test_a_sentinel_url_is_read_and_its_password_never_shown() -> None:
@@ -99,9 +149,9 @@ def test_a_sentinel_url_is_read_and_its_password_never_shown() -> None:
 
 
 async def test_the_router_follows_a_failover_and_learns_every_reward_once(
-    tmp_path: Path, sentinel: tuple[int, int, int], embedder: Embedder
+    tmp_path: Path, sentinel: Watched, embedder: Embedder
 ) -> None:
-    master, replica, watcher = sentinel
+    master, replica, watcher = sentinel.master, sentinel.replica, sentinel.watcher
     url = f"redis+sentinel://127.0.0.1:{watcher}/{SERVICE}"
     config = make_config(tmp_path / "data", url, reward={"expiry_sweep_s": 0.2})
     async with routed(config, embedder) as (stub, service):
@@ -132,3 +182,34 @@ async def test_the_router_follows_a_failover_and_learns_every_reward_once(
         assert service.learner.policy.learned == 3
         # The decision rewarded before the failover is still known as rewarded, on the new master.
         assert await service.store.was_rewarded(rewarded.decision_id)
+
+
+async def test_with_wait_replicas_a_reward_is_on_the_replica_when_answered_or_the_gap_is_logged(
+    tmp_path: Path, sentinel: Watched, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    replica, watcher = sentinel.replica, sentinel.watcher
+    url = f"redis+sentinel://127.0.0.1:{watcher}/{SERVICE}"
+    config = make_config(tmp_path / "data", url, redis={"wait_replicas": 1, "wait_timeout_ms": 300})
+    caplog.set_level(logging.WARNING, "bandit_router.serving.rewards")
+    copy = aioredis.Redis(port=replica)
+    async with routed(config, embedder) as (stub, _):
+        try:
+            held = await stub.Route(pb.RouteRequest(query="What is 2 + 2?"))
+            await stub.Reward(pb.RewardRequest(decision_id=held.decision_id, quality=1.0))
+            # Answered only once the replica held it: the replica already knows it was rewarded.
+            assert await copy.exists(f"{config.redis.key_prefix}:rewarded:{held.decision_id}")
+            assert not gaps(caplog)
+            # A replica that cannot keep up (stopped): the reward stands on the master, and the gap is logged.
+            os.kill(sentinel.replica_pid, signal.SIGSTOP)
+            try:
+                gap = await stub.Route(pb.RouteRequest(query="Name a prime number."))
+                await stub.Reward(pb.RewardRequest(decision_id=gap.decision_id, quality=0.5))
+            finally:
+                os.kill(sentinel.replica_pid, signal.SIGCONT)
+            (record,) = gaps(caplog)
+            assert record.getMessage() == (
+                f"reward of {gap.decision_id} held by 0 of 1 replicas after 300 ms (redis.wait_replicas): a "
+                "failover now could lose it"
+            )
+        finally:
+            await copy.aclose()
