@@ -69,9 +69,16 @@ class RedisConfig:
             self.embedded_maxmemory_mb,
         )
         require(
-            bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.key_prefix)),
+            bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}|\{[A-Za-z0-9_.-]{1,62}\}", self.key_prefix)),
             "redis.key_prefix",
-            "must be 1-64 characters of [A-Za-z0-9_.-]",
+            "must be 1-64 characters of [A-Za-z0-9_.-], or such a name in braces (a Cluster hash tag: {br})",
+            self.key_prefix,
+        )
+        require(
+            not self.url.startswith("redis+cluster://") or self.key_prefix.startswith("{"),
+            "redis.key_prefix",
+            "must be a hash tag in braces with a Redis Cluster (every key of one router in one slot: its scripts "
+            "touch several), e.g. {br}",
             self.key_prefix,
         )
 

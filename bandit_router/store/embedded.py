@@ -13,9 +13,11 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+from typing import cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
@@ -264,6 +266,35 @@ def sentinel_client(url: str) -> aioredis.Redis:
     return client
 
 
+CLUSTER_SCHEME = "redis+cluster"
+CLUSTER_URL = "redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]"
+
+
+def cluster_client(url: str) -> aioredis.Redis:
+    """A client of the Redis Cluster that the nodes in ``url`` belong to (any of them will do to find the rest).
+    Every key of one router shares its prefix's hash tag (redis.key_prefix = "{br}"), so its scripts, which touch
+    several keys at once, run on one node."""
+    parts = urllib.parse.urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"each node must be HOST:PORT, got {host!r} (the form: {CLUSTER_URL})")
+        nodes.append(ClusterNode(name, int(port)))
+    user, _, password = credentials.partition(":")
+    cluster = RedisCluster(
+        startup_nodes=nodes,
+        username=urllib.parse.unquote(user) or None,
+        password=urllib.parse.unquote(password) or None,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+    )
+    # It answers every command the store sends (keys of one slot, scripts, streams, pub/sub, transactions of one
+    # slot): tests/store/test_cluster.py runs a router on one.
+    return cast(aioredis.Redis, cluster)
+
+
 async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     """A client of ``url``, or, when it is empty, of an embedded Redis started under ``data_path``/redis (the
     caller stops it after closing the client)."""
@@ -274,6 +305,8 @@ async def connect(url: str, data_path: Path, maxmemory_mb: int = 0) -> tuple[aio
     try:
         if url.startswith(SENTINEL_SCHEME + "://"):
             client = sentinel_client(url)
+        elif url.startswith(CLUSTER_SCHEME + "://"):
+            client = cluster_client(url)
         else:
             client = aioredis.Redis.from_url(
                 url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S

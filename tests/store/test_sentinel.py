@@ -5,54 +5,24 @@ stays learned once, and one retried across it is learned once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from helpers import free_port, make_config, reward_retried, routed
+from helpers import make_config, reward_retried, routed
+from redis_servers import redis_server
 
 from bandit_router.embedding.model import Embedder
-from bandit_router.store.embedded import redacted, redis_executable, sentinel_client
+from bandit_router.store.embedded import redacted, sentinel_client
 from bandit_router.v1 import router_pb2 as pb
 
 SERVICE = "mymaster"
-
-
-@contextlib.contextmanager
-def server(folder: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [redis_executable(), *args], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-
-
-async def answers(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    client = aioredis.Redis(port=port, socket_timeout=1)
-    try:
-        while True:
-            try:
-                await client.ping()
-                return
-            except (OSError, aioredis.ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"redis-server on {port} did not answer within {timeout} s")
-                await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,21 +37,26 @@ class Watched:
 
 @pytest.fixture
 async def sentinel(tmp_path: Path) -> AsyncIterator[Watched]:
-    master, replica, watcher = free_port(), free_port(), free_port()
-    plain = ("--save", "", "--appendonly", "no", "--bind", "127.0.0.1")
+    plain = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
     conf = tmp_path / "sentinel" / "sentinel.conf"
-    conf.parent.mkdir(parents=True)
-    conf.write_text(
-        f"port {watcher}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {master} 1\n"
-        f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
-    )
-    with (
-        server(tmp_path / "master", "--port", str(master), *plain),
-        server(tmp_path / "replica", "--port", str(replica), "--replicaof", "127.0.0.1", str(master), *plain) as copy,
-        server(conf.parent, str(conf), "--sentinel"),
+
+    def watching(master: int) -> Callable[[int], list[str]]:
+        def args(port: int) -> list[str]:
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {master} 1\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
+            )
+            return [str(conf), "--sentinel"]
+
+        return args
+
+    async with (
+        redis_server(tmp_path / "master", lambda port: ["--port", str(port), *plain]) as (_, master),
+        redis_server(
+            tmp_path / "replica", lambda port: ["--port", str(port), "--replicaof", "127.0.0.1", str(master), *plain]
+        ) as (copy, replica),
+        redis_server(conf.parent, watching(master)) as (_, watcher),
     ):
-        for port in (master, replica, watcher):
-            await answers(port)
         await in_sync(replica)
         await known_replica(watcher)
         yield Watched(master, replica, watcher, copy.pid)
