@@ -155,10 +155,11 @@ class RouterService:
             return self._supervisor.problem
         if self.learner is not None and self.learner.problem is not None:
             return str(self.learner.problem)
-        return self._backends_problem()
+        return None
 
-    def _backends_problem(self) -> str | None:
-        """Where the router serves as a gateway: why no routable model can be called (every breaker open)."""
+    def backends_problem(self) -> str | None:
+        """Where the router serves as a gateway: why no routable model can be called (every breaker open). Only the
+        HTTP edge's /healthz says it: Route (gRPC health, the probes that restart a pod) needs no backend."""
         backed = [m.id for m in self.config.routable if m.base_url and m.enabled]
         if not backed or not self.config.http.listen:
             return None

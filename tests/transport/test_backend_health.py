@@ -121,7 +121,9 @@ async def test_healthz_is_503_while_no_backend_answers_and_200_once_one_does(
                 assert response.status == 503
                 assert "breakers open" in (await response.json())["error"]["message"]
         await backends[1].start()  # on its old port
-        await until(lambda: served.service.health_problem() is None, 30, "prose-7b to be found back")
+        # Route itself needs no backend: gRPC health (what restarts a pod) stays SERVING throughout.
+        assert served.service.health_problem() is None
+        await until(lambda: served.service.backends_problem() is None, 30, "prose-7b to be found back")
         assert (await get(served, "healthz"))[0] == 200
         assert await ask(served) == "prose-7b"
 

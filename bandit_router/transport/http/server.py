@@ -78,8 +78,9 @@ class HttpServer:
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
-        """200 while the router can do its whole job, else 503 with the reason (as gRPC health says)."""
-        problem = self.service.health_problem()
+        """200 while the router can do its whole job, else 503 with the reason: what gRPC health says, and, for the
+        gateway, whether any routable model's backend is healthy."""
+        problem = self.service.health_problem() or self.service.backends_problem()
         if problem is None:
             return web.json_response({"status": "SERVING"})
         return web.json_response({"status": "NOT_SERVING", "reason": problem}, status=503)
