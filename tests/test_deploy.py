@@ -83,14 +83,27 @@ def test_kubernetes_manifests_fit_together() -> None:
     docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
     router = docs[("Deployment", "bandit-router")]["spec"]["template"]["spec"]["containers"][0]
     assert router["readinessProbe"]["grpc"]["port"] == 50051
-    env = {e["name"]: e["value"] for e in router["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"] for e in router["env"]}
     assert env["BANDIT_ROUTER_SERVER_LEARNER"] == "false"
+    # Redis takes a password from the Secret, which the routers and the learner read too; only they may reach it.
+    secret = {"secretKeyRef": {"name": "bandit-router-redis", "key": "password"}}
+    redis = docs[("StatefulSet", "bandit-router-redis")]["spec"]["template"]["spec"]["containers"][0]
+    assert env["REDIS_PASSWORD"] == secret and redis["env"][0]["valueFrom"] == secret
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    learner_env = {e["name"]: e.get("value") or e["valueFrom"] for e in docs[("Deployment", "bandit-router-learner")]
+                   ["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert learner_env["REDIS_URL"] == env["REDIS_URL"] and learner_env["REDIS_PASSWORD"] == secret
+    policy = docs[("NetworkPolicy", "bandit-router-redis")]["spec"]
+    allowed = policy["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    assert set(allowed) == {"bandit-router", "bandit-router-learner"}
+    pdb = docs[("PodDisruptionBudget", "bandit-router")]["spec"]
+    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == {"app.kubernetes.io/name": "bandit-router"}
     learner = docs[("Deployment", "bandit-router-learner")]
     assert learner["spec"]["replicas"] == 1 and learner["spec"]["strategy"]["type"] == "Recreate"
     assert learner["spec"]["template"]["spec"]["containers"][0]["args"][0] == "learner"
     hpa = docs[("HorizontalPodAutoscaler", "bandit-router")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "bandit-router"
-    redis_url = f"redis://{docs[('Service', 'bandit-router-redis')]['metadata']['name']}:6379/0"
+    redis_url = f"redis://:$(REDIS_PASSWORD)@{docs[('Service', 'bandit-router-redis')]['metadata']['name']}:6379/0"
     assert env["REDIS_URL"] == redis_url
     # The ConfigMap's config.toml is a configuration the router accepts, catalog included.
     config_text = docs[("ConfigMap", "bandit-router-config")]["data"]["config.toml"]
