@@ -54,7 +54,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     tables = []
     for label, result in results.items():
         heading = f"Reward {label}:\n\n" if len(trade_offs) > 1 else ""
-        tables.append(heading + table(result, len(decisions)))
+        tables.append(heading + table(result, len(decisions), args.min_support, args.min_ess))
     print("\n\n".join(tables))
     estimates = {
         label: {n: {k: dataclasses.asdict(e) for k, e in r.items()} for n, r in result.items()}
@@ -69,7 +69,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"# Off-policy estimates from {args.log}\n\n{len(decisions)} decisions.\n\n" + "\n\n".join(tables) + "\n"
         )
         (folder / "evaluate.json").write_text(json.dumps(estimates, indent=1))
-        written = [folder / "evaluate.md", folder / "evaluate.json", plot(results, folder / "evaluate.png")]
+        written = [
+            folder / "evaluate.md",
+            folder / "evaluate.json",
+            plot(results, folder / "evaluate.png", len(decisions)),
+        ]
         print("wrote:\n" + "\n".join(f"  {p}" for p in written))
     return 0
 
@@ -160,6 +164,18 @@ def add_parsers(commands: Any) -> None:
     )
     evaluate.add_argument("--config", help="TOML configuration whose reward scales --weights uses")
     evaluate.add_argument("--json", help="also write the estimates to this file")
+    evaluate.add_argument(
+        "--min-support",
+        type=float,
+        default=0.95,
+        help="a policy is estimated only where this share of the decisions supports it (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--min-ess",
+        type=float,
+        default=30.0,
+        help="...and its weights' effective sample size reaches this (default: %(default)s)",
+    )
     evaluate.add_argument(
         "--out", help="folder to write evaluate.md, evaluate.json and evaluate.png (the estimates and intervals)"
     )

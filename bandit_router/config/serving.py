@@ -224,9 +224,15 @@ class DashboardConfig:
     shift_window: int = 200
     # How long an alert stays up after the change that raised it.
     alert_hold_s: float = 300.0
+    # An off-policy estimate is shown only where at least this share of the decisions supports the target policy
+    # and its importance weights' effective sample size reaches ope_min_ess; else "not estimable (support, ESS)".
+    ope_min_support: float = 0.95
+    ope_min_ess: float = 30.0
 
     def __post_init__(self) -> None:
         require(self.listen == "" or ":" in self.listen, "dashboard.listen", "must be HOST:PORT or empty", self.listen)
+        require(0 <= self.ope_min_support <= 1, "dashboard.ope_min_support", "must be in [0, 1]", self.ope_min_support)
+        finite_nonneg("dashboard.ope_min_ess", self.ope_min_ess)
         require(self.history >= 100, "dashboard.history", "must be >= 100", self.history)
         require(self.probe_size >= 1, "dashboard.probe_size", "must be >= 1", self.probe_size)
         require(self.max_connections >= 1, "dashboard.max_connections", "must be >= 1", self.max_connections)

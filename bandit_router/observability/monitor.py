@@ -86,6 +86,7 @@ class Monitor:
             event.probability,
             tenant,
             event.probability if own is None else own,
+            tuple(p for _, p in event.pmf),
         )
         self.rewards.append(sample)
         m = self.metrics

@@ -37,6 +37,8 @@ class RewardSample:
     tenant: str = ""
     # The policy's own probability of the action (the logged one but in apprentice mode).
     policy_probability: float = 0.0
+    # The logging pmf over ``models`` (what an off-policy estimate's support is read from).
+    pmf: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 from bandit_router.config import RewardConfig
 from bandit_router.domain.reward import scalar_reward
 from bandit_router.errors import InputError
-from bandit_router.policy.ope import Estimate, doubly_robust, ips, snips
+from bandit_router.policy.ope import MIN_ESS, MIN_SUPPORT, Estimate, Support, doubly_robust, ips, snips, support
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +167,8 @@ def progressive_vw(decisions: Sequence[LoggedDecision], args: Sequence[str]) -> 
 def evaluate(
     decisions: Sequence[LoggedDecision], vw_candidates: Sequence[Sequence[str]] = (), z: float = 1.96
 ) -> dict[str, dict[str, Estimate]]:
-    """Every candidate's IPS, SNIPS and DR estimates, with intervals of ``z`` standard errors.
+    """Every candidate's IPS, SNIPS and DR estimates, with intervals of ``z`` standard errors, each carrying the
+    candidate's support in the log and its weights' effective sample size (see :func:`estimable`).
 
     Each decision's probabilities are over the models it offered. "always M" takes M where it was offered,
     and acts as the logged policy where it was not (a policy can only choose among what is offered); the
@@ -192,6 +193,7 @@ def evaluate(
     for args in vw_candidates:
         candidates["vw " + " ".join(args)] = progressive_vw(decisions, args)
     results: dict[str, dict[str, Estimate]] = {}
+    logging = [d.pmf for d in decisions]
     for name, target in candidates.items():
         results[name] = {
             "ips": ips(target, actions, propensities, rewards, z=z),
@@ -200,30 +202,64 @@ def evaluate(
         # A candidate that never takes a logged action gets no SNIPS: it would say nothing about it.
         with contextlib.suppress(ValueError):
             results[name]["snips"] = snips(target, actions, propensities, rewards, z=z)
-        if name in offered:
-            results[name] = {k: dataclasses.replace(e, n=offered[name]) for k, e in results[name].items()}
+        backing = support(target, logging, actions, propensities)
+        n = offered.get(name)
+        results[name] = {
+            k: dataclasses.replace(e, n=e.n if n is None else n, support=backing.share, ess=backing.ess)
+            for k, e in results[name].items()
+        }
     return results
 
 
-def table(results: dict[str, dict[str, Estimate]], decisions: int) -> str:
+def estimable(estimate: Estimate, decisions: int, min_support: float = MIN_SUPPORT, min_ess: float = MIN_ESS) -> bool:
+    """Whether enough of the ``decisions`` logged speak for the estimate's policy (policy/ope.py's rule)."""
+    if estimate.support is None or estimate.ess is None:
+        return True
+    return Support(estimate.support, estimate.ess, decisions).estimable(min_support, min_ess)
+
+
+def table(
+    results: dict[str, dict[str, Estimate]],
+    decisions: int,
+    min_support: float = MIN_SUPPORT,
+    min_ess: float = MIN_ESS,
+) -> str:
+    """The estimates as a Markdown table, best DR first; a policy too few decisions speak for comes last, as
+    "not estimable (support 9%, ESS 4)" rather than as numbers."""
     rows = [
-        "| policy | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | decisions |",
-        "| --- | --- | --- | --- | --- |",
+        "| policy | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | support, ESS | decisions |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, estimates in sorted(results.items(), key=lambda item: -item[1]["dr"].value):
-        cells = []
-        for key in ("ips", "snips", "dr"):
-            e = estimates.get(key)
-            cells.append(f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" if e else "undefined")
-        n = estimates["dr"].n
+
+    def rank(item: tuple[str, dict[str, Estimate]]) -> tuple[bool, float]:
+        return not estimable(item[1]["dr"], decisions, min_support, min_ess), -item[1]["dr"].value
+
+    for name, estimates in sorted(results.items(), key=rank):
+        dr = estimates["dr"]
+        backing = f"{dr.support:.0%}, {dr.ess:.0f}" if dr.support is not None and dr.ess is not None else "-"
+        if estimable(dr, decisions, min_support, min_ess):
+            cells = []
+            for key in ("ips", "snips", "dr"):
+                e = estimates.get(key)
+                cells.append(f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" if e else "undefined")
+        else:
+            cells = [f"not estimable (support {dr.support:.0%}, ESS {dr.ess:.0f})"] * 3
+        cells.append(backing)
+        n = dr.n
         cells.append(f"{n}" if n == decisions else f"{n} of {decisions} (offered; else as logged)")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def plot(estimates: dict[str, dict[str, dict[str, Estimate]]], path: str | Path) -> Path:
+def plot(estimates: dict[str, dict[str, dict[str, Estimate]]], path: str | Path, decisions: int = 0) -> Path:
     """Each candidate's estimates with their intervals, one panel per reward trade-off: DR as a dot, SNIPS as a
-    diamond, each on its interval, best DR first."""
+    diamond, each on its interval, best DR first; a candidate not estimable on ``decisions`` (when given) is left
+    out of the plot, as the table says why."""
+    if decisions:
+        estimates = {
+            label: {n: e for n, e in results.items() if estimable(e["dr"], decisions)}
+            for label, results in estimates.items()
+        }
     import matplotlib
 
     matplotlib.use("Agg")

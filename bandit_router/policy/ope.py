@@ -1,5 +1,11 @@
 """Off-policy estimates of a policy's value from logged bandit feedback: IPS, SNIPS and doubly robust.
 
+Every estimate rests on the decisions that can speak for the target policy: :func:`support` says how many (the
+share of decisions on which every action the target may take had a positive logging probability) and how evenly
+(the effective sample size of the importance weights); below ``MIN_SUPPORT`` or ``MIN_ESS`` an estimate is not
+shown as a number (an estimate of "always M" from a logger that almost never offered M elsewhere is a number about
+M where M was chosen, not about M everywhere).
+
 Each logged decision gives the context's target-policy probabilities ``target`` (one per action it offered:
 a budget or a candidate list may narrow one decision's actions, a model added later widen another's), the
 logged action, the probability the logging policy chose it with, and its reward. Doubly robust also takes
@@ -21,6 +27,58 @@ from bandit_router.domain.reward import bounded
 Array = npt.NDArray[np.float64]
 
 
+# Below these, an estimate is "not estimable": too few decisions can speak for the target policy.
+MIN_SUPPORT = 0.95
+MIN_ESS = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+    """How much of a target policy logged decisions can speak for.
+
+    Examples
+    --------
+    >>> s = support([[1.0, 0.0], [1.0, 0.0]], [[0.9, 0.1], [0.0, 1.0]], [0, 1], [0.9, 1.0])
+    >>> s.share, round(s.ess, 2), s.estimable(), s.describe()
+    (0.5, 1.0, False, 'support 50%, ESS 1')
+    """
+
+    # Decisions on which every action the target may take had a positive logging probability.
+    share: float
+    # (sum of weights)^2 / sum of squared weights: how many decisions the estimate effectively rests on.
+    ess: float
+    n: int
+
+    def estimable(self, min_share: float = MIN_SUPPORT, min_ess: float = MIN_ESS) -> bool:
+        """Enough support, and an effective sample size of ``min_ess`` (or, in a sample of fewer than twice that,
+        half its decisions: a small sample's interval is already wide, and an on-policy estimate is never refused)."""
+        return self.share >= min_share and self.ess >= min(min_ess, self.n / 2)
+
+    def describe(self) -> str:
+        return f"support {self.share:.0%}, ESS {self.ess:.0f}"
+
+
+def support(
+    target: Sequence[Sequence[float]],
+    logging: Sequence[Sequence[float]],
+    actions: Sequence[int],
+    propensities: Sequence[float],
+) -> Support:
+    """The support of ``target`` in decisions logged with the full pmfs ``logging`` (one row per decision, over the
+    actions it offered), and the effective sample size of its importance weights."""
+    if not len(target) == len(logging) == len(actions) == len(propensities):
+        raise ValueError("target, logging, actions and propensities must have one equal length")
+    covered = sum(
+        all(q > 0 for t, q in zip(row, logged, strict=True) if t > 0)
+        for row, logged in zip(target, logging, strict=True)
+    )
+    weights = np.asarray([row[a] / p for row, a, p in zip(target, actions, propensities, strict=True)], dtype=float)
+    squares = float((weights**2).sum())
+    ess = float(weights.sum() ** 2 / squares) if squares > 0 else 0.0
+    n = len(target)
+    return Support(covered / n if n else 0.0, ess, n)
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimate:
     value: float
@@ -28,6 +86,9 @@ class Estimate:
     high: float
     # Decisions the estimate rests on.
     n: int
+    # The target policy's support in the log and its weights' effective sample size, where they were measured.
+    support: float | None = None
+    ess: float | None = None
 
 
 def _as_arrays(

@@ -152,7 +152,15 @@ class _Views:
         return _json(views.exploration(self.monitor, _window(request), _tenant(request)))
 
     async def ope(self, request: web.Request) -> web.Response:
-        return _json(_nulls(estimates.ope(self.monitor, _window(request), tenant=_tenant(request))))
+        config = self.service.config.dashboard
+        view = estimates.ope(
+            self.monitor,
+            _window(request),
+            tenant=_tenant(request),
+            min_support=config.ope_min_support,
+            min_ess=config.ope_min_ess,
+        )
+        return _json(_nulls(view))
 
     async def health(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)

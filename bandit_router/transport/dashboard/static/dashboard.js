@@ -240,6 +240,11 @@ async function ope() {
       },
     ],
   }, { indexAxis: "x", plugins: { legend: { display: true } } });
+  // Policies too few decisions can speak for get no bar, only why (support, effective sample size).
+  const refused = Object.keys(d.policies).filter((n) => d.policies[n].not_estimable);
+  document.getElementById("ope-not-estimable").textContent = refused
+    .map((n) => `${n}: ${d.policies[n].not_estimable}`)
+    .join("; ");
   ready("ope", names.length > 0);
 }
 
