@@ -83,9 +83,13 @@ async def test_a_breaker_opens_on_failures_and_a_probe_brings_the_restored_backe
     async with gateway_before(tmp_path, redis_url, embedder, catalog_of(*backends), http=FAST) as served:
         breakers = served.service.upstreams.breakers
         math.status = 503
-        # Every request is still answered (by prose after a math failure), and math's breaker opens.
-        while breakers.state("math-7b") != "open":
-            assert await ask(served) == "prose-7b"
+        # Requests that may go to math only: each fails (502), and after http.breaker_failures (2) the breaker opens.
+        for _ in range(FAST["breaker_failures"]):
+            with pytest.raises(openai.APIStatusError, match="math-7b: HTTP 503"):
+                await ask(served, only="math-7b")
+        assert breakers.state("math-7b") == "open" and math.calls == FAST["breaker_failures"]
+        with pytest.raises(openai.APIStatusError, match="breakers open: math-7b"):
+            await ask(served, only="math-7b")
         calls = math.calls
         for _ in range(5):
             assert await ask(served) == "prose-7b"
