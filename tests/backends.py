@@ -97,6 +97,20 @@ class UserBackend:
         return out
 
 
+@contextlib.asynccontextmanager
+async def user_backends(*models: str, **script: Any) -> AsyncIterator[list[UserBackend]]:
+    """A started backend per model (each answering as ``script`` says: ``reply``, ``delay_s``, ...), all stopped
+    afterwards, whatever the test did."""
+    started: list[UserBackend] = []
+    try:
+        for model in models:
+            started.append(await UserBackend(model, **script).start())
+        yield started
+    finally:
+        for backend in started:
+            await backend.stop()
+
+
 def catalog_of(*backends: UserBackend, **keys: Any) -> tuple[ModelSpec, ...]:
     """A user's own catalog: each backend's model (at a small model's price and energy), with ``keys`` on each."""
     return tuple(

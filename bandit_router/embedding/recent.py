@@ -61,9 +61,10 @@ class RecentEmbeddings:
         return len(self._by_key)
 
     def get(self, text: str) -> Embedded | None:
-        found = self._by_key.get(self._key(text))
+        key = self._key(text)
+        found = self._by_key.get(key)
         if found is not None:
-            self._by_key.move_to_end(self._key(text))
+            self._by_key.move_to_end(key)
             self.hits += 1
         else:
             self.misses += 1

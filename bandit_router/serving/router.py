@@ -157,17 +157,6 @@ class RouterService:
             return str(self.learner.problem)
         return None
 
-    def backends_problem(self) -> str | None:
-        """Where the router serves as a gateway: why no routable model can be called (every breaker open). Only the
-        HTTP edge's /healthz says it: Route (gRPC health, the probes that restart a pod) needs no backend."""
-        backed = [m.id for m in self.config.routable if m.base_url and m.enabled]
-        if not backed or not self.config.http.listen:
-            return None
-        broken = set(self.upstreams.breakers.open_models())
-        if all(m in broken for m in backed):
-            return f"no backend of any routable model is healthy (breakers open: {', '.join(backed)})"
-        return None
-
     async def learner_lag(self) -> int:
         """Reward events in the stream not yet in a persisted snapshot (the learner trims the rest)."""
         try:

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bandit_router.observability.metrics import Metrics
@@ -103,6 +103,13 @@ class UpstreamHealth:
                 u.recent.append(False)
                 u.last_failure = failure_class(reason)
                 u.last_failure_at = self._clock()
+
+    def none_healthy(self, models: Sequence[str]) -> str | None:
+        """Why none of ``models``' backends can be called now (every breaker open); None while one can."""
+        broken = set(self.breakers.open_models())
+        if models and all(m in broken for m in models):
+            return f"no backend of any routable model is healthy (breakers open: {', '.join(models)})"
+        return None
 
     def view(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """Each model's figures, by model id: every tenant's calls pooled (None), or one tenant's own."""

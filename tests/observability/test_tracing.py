@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from backends import Served, UserBackend, catalog_of, gateway_before
+from backends import Served, UserBackend, catalog_of, gateway_before, user_backends
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bandit_router.embedding.model import Embedder
@@ -22,12 +22,11 @@ CHAT = {"model": "bandit-router", "messages": [{"role": "user", "content": "Name
 
 @pytest.fixture
 async def served(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[tuple[Served, UserBackend]]:
-    backend = await UserBackend("only-7b", reply="Seven is prime.").start()
-    try:
-        async with gateway_before(tmp_path, redis_url, embedder, catalog_of(backend)) as opened:
-            yield opened, backend
-    finally:
-        await backend.stop()
+    async with (
+        user_backends("only-7b", reply="Seven is prime.") as (backend,),
+        gateway_before(tmp_path, redis_url, embedder, catalog_of(backend)) as opened,
+    ):
+        yield opened, backend
 
 
 @pytest.fixture

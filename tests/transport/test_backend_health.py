@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
-from backends import Served, UserBackend, catalog_of, gateway_before
+from backends import Served, UserBackend, catalog_of, gateway_before, user_backends
 from helpers import until
 
 from bandit_router.config import ConfigError
@@ -25,10 +25,8 @@ QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 
 @pytest.fixture
 async def backends() -> AsyncIterator[list[UserBackend]]:
-    started = [await UserBackend(name).start() for name in ("math-7b", "prose-7b")]
-    yield started
-    for backend in started:
-        await backend.stop()
+    async with user_backends("math-7b", "prose-7b") as started:
+        yield started
 
 
 async def get(served: Served, path: str, base: str = "") -> tuple[int, str]:
@@ -127,7 +125,7 @@ async def test_healthz_is_503_while_no_backend_answers_and_200_once_one_does(
         await backends[1].start()  # on its old port
         # Route itself needs no backend: gRPC health (what restarts a pod) stays SERVING throughout.
         assert served.service.health_problem() is None
-        await until(lambda: served.service.backends_problem() is None, 30, "prose-7b to be found back")
+        await until(lambda: served.service.upstreams.breakers.routable("prose-7b"), 30, "prose-7b to be found back")
         assert (await get(served, "healthz"))[0] == 200
         assert await ask(served) == "prose-7b"
 

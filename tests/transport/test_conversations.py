@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from backends import Served, UserBackend, catalog_of, gateway_before
+from backends import Served, UserBackend, catalog_of, gateway_before, user_backends
 
 from bandit_router.embedding.model import Embedder
 
@@ -28,10 +28,8 @@ TURNS = [
 
 @pytest.fixture
 async def backends() -> AsyncIterator[list[UserBackend]]:
-    started = [await UserBackend(name, reply=f"{name} answers.").start() for name in ("math-7b", "prose-7b")]
-    yield started
-    for backend in started:
-        await backend.stop()
+    async with user_backends("math-7b", "prose-7b") as started:
+        yield started
 
 
 async def chat(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import openai
-from backends import UserBackend, catalog_of, gateway_before
+from backends import UserBackend, catalog_of, gateway_before, user_backends
 from helpers import make_config, until
 
 from bandit_router.embedding.model import Embedder
@@ -18,9 +18,8 @@ QUESTIONS = [f"Question {i}: what is {i} + {i}?" for i in range(12)]
 async def test_routes_stay_on_models_with_a_backend_even_beside_the_shipped_catalog(
     tmp_path: Path, redis_url: str, embedder: Embedder
 ) -> None:
-    backends = [await UserBackend(name).start() for name in ("math-7b", "prose-7b")]
     shipped = make_config(tmp_path, redis_url).models
-    try:
+    async with user_backends("math-7b", "prose-7b") as backends:
         models = (*shipped, *catalog_of(*backends))  # as catalog.base = "shipped" would have it
         async with gateway_before(tmp_path, redis_url, embedder, models) as served, aiohttp.ClientSession() as session:
             for question in QUESTIONS:
@@ -31,9 +30,6 @@ async def test_routes_stay_on_models_with_a_backend_even_beside_the_shipped_cata
                 assert response.status == 400
                 message = (await response.json())["error"]["message"]
                 assert message.startswith("candidates must be catalog model ids (math-7b, prose-7b)"), message
-    finally:
-        for backend in backends:
-            await backend.stop()
 
 
 async def test_a_slow_backends_measured_latency_holds_it_to_a_latency_budget(

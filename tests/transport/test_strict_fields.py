@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from backends import Served, UserBackend, catalog_of, gateway_before
+from backends import Served, catalog_of, gateway_before, user_backends
 
 from bandit_router.embedding.model import Embedder
 
@@ -20,13 +20,11 @@ CHAT = {"model": "bandit-router", "messages": [{"role": "user", "content": "Hell
 
 @pytest.fixture
 async def served(tmp_path: Path, redis_url: str, embedder: Embedder) -> AsyncIterator[Served]:
-    backends = [await UserBackend(name).start() for name in ("math-7b", "prose-7b")]
-    try:
-        async with gateway_before(tmp_path, redis_url, embedder, catalog_of(*backends)) as opened:
-            yield opened
-    finally:
-        for backend in backends:
-            await backend.stop()
+    async with (
+        user_backends("math-7b", "prose-7b") as backends,
+        gateway_before(tmp_path, redis_url, embedder, catalog_of(*backends)) as opened,
+    ):
+        yield opened
 
 
 async def post(served: Served, path: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -223,10 +223,9 @@ class Backends:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers})
         copy = _Copy(started, asked_usage, rewrite, request)
         broken, gone = "", False
-        end = asyncio.get_running_loop().time() + max(budget_s - (time.perf_counter() - started), 0.001)
-        first_by = end
-        if model.first_token_timeout_s is not None:
-            first_by = min(end, asyncio.get_running_loop().time() + model.first_token_timeout_s)
+        now = asyncio.get_running_loop().time()
+        end = now + max(budget_s - (time.perf_counter() - started), 0.001)
+        first_by = min(end, now + first_token_s)
         try:
             async with asyncio.timeout_at(first_by) as limit:
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -51,14 +52,20 @@ OWN_FIELDS = ("candidates", "budget", "task", "metadata", "preferences", "reques
 MISPLACED = (*PREFERENCE_FIELDS, *BUDGET_FIELDS, "query", "decision_id", "quality", "baseline", "conversation")
 
 
+@functools.lru_cache(maxsize=1024)
+def _misplaced(field: str) -> bool:
+    """Whether a top-level field is a router field misplaced or misspelled (``energy_weight``, ``candidate``):
+    field names repeat from request to request, so each is judged once."""
+    if field in OWN_FIELDS:
+        return False
+    return field in MISPLACED or bool(difflib.get_close_matches(field, OWN_FIELDS, n=1, cutoff=0.8))
+
+
 def _check_own_fields(body: Body, path: str) -> None:
-    """Refuses a router field that is misplaced or misspelled (``energy_weight`` at the top, ``candidate``)."""
+    """Refuses a router field that is misplaced or misspelled, naming it and the router's own fields."""
     where = f"the body of /v1{path}: it belongs in preferences, in budget, or nowhere; the router's own fields"
     for field in body.raw:
-        if field in OWN_FIELDS:
-            continue
-        close = difflib.get_close_matches(field, OWN_FIELDS, n=1, cutoff=0.8)
-        if field in MISPLACED or close:
+        if _misplaced(field):
             unknown([field], OWN_FIELDS, where, raw=body.raw)
 
 

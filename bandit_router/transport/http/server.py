@@ -80,7 +80,9 @@ class HttpServer:
     async def _health(self, request: web.Request) -> web.Response:
         """200 while the router can do its whole job, else 503 with the reason: what gRPC health says, and, for the
         gateway, whether any routable model's backend is healthy."""
-        problem = self.service.health_problem() or self.service.backends_problem()
+        # Only here, not in gRPC health (what restarts a pod): Route itself needs no backend.
+        backed = [m.id for m in self.service.config.routable if m.base_url and m.enabled]
+        problem = self.service.health_problem() or self.service.upstreams.none_healthy(backed)
         if problem is None:
             return web.json_response({"status": "SERVING"})
         return web.json_response({"status": "NOT_SERVING", "reason": problem}, status=503)
