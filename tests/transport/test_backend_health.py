@@ -5,7 +5,6 @@ while no backend answers, /metrics carries every backend's series)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -140,7 +139,6 @@ async def test_a_hanging_backend_is_cut_at_its_first_token_timeout(
         gateway_before(tmp_path, redis_url, embedder, models, http={"backend_timeout_s": 300.0}) as served,
         openai.AsyncOpenAI(base_url=served.url + "v1", api_key="unused", max_retries=0) as client,
     ):
-        started = time.monotonic()
         with pytest.raises(openai.APIStatusError, match=r"math-7b: no answer within 0.5 s") as failed:
             await client.chat.completions.create(
                 model="bandit-router",
@@ -149,8 +147,9 @@ async def test_a_hanging_backend_is_cut_at_its_first_token_timeout(
                 extra_headers={"x-bandit-router-candidates": "math-7b"},
             )
         assert failed.value.status_code == 502
-        # Far below the 300 s backend timeout: cut at the model's own 0.5 s (slack for a loaded machine).
-        assert time.monotonic() - started < 60
+        # Cut by the model's own 0.5 s bound, not the gateway's 300 s: the failure says which bound fired.
+        view = {v["model"]: v for v in served.service.upstreams.view()}
+        assert view["math-7b"]["last_failure"] == "no answer within 0.5 s"
         stream = await client.chat.completions.create(
             model="bandit-router",
             messages=QUESTION,  # type: ignore[arg-type]
