@@ -75,6 +75,10 @@ class PolicyConfig:
     snapshot_every_events: int = 64
     snapshot_interval_s: float = 1.0
     keep_snapshots: int = 5
+    # One learner learns at a time: it holds a lease in Redis, renewed while it runs; a standby learner takes
+    # over this long after the holder's last renewal (a crash, a partition). A learner paused longer than this
+    # loses the lease, and its writes are refused.
+    lease_s: float = 10.0
     # Seed of the per-decision sampling RNG (the decision id is the other half of the seed).
     seed: int = 0
     # Quality gate (AMRO-S): a new snapshot is served unless its off-policy (SNIPS) estimate on the
@@ -111,6 +115,7 @@ class PolicyConfig:
             self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events
         )
         positive("policy.snapshot_interval_s", self.snapshot_interval_s)
+        positive("policy.lease_s", self.lease_s)
         require(self.keep_snapshots >= 1, "policy.keep_snapshots", "must be >= 1", self.keep_snapshots)
         require(self.gate_window >= 0, "policy.gate_window", "must be >= 0 (0 turns the gate off)", self.gate_window)
         require(self.gate_min_events >= 1, "policy.gate_min_events", "must be >= 1", self.gate_min_events)

@@ -9,7 +9,10 @@ import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,15 +28,14 @@ from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.policy.vwlines import Choice
 from bandit_router.store.embedded import MAX_BLOCK_MS
 from bandit_router.store.errors import REDIS_ERRORS, outage, stop_if_cancelled
+from bandit_router.store.lease import Fence, fenced
 from bandit_router.store.redis_store import Store
-from bandit_router.store.snapshots import SnapshotFiles
+from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
 
 log = logging.getLogger(__name__)
 
-# A running learner marks itself in Redis this often, and the mark lapses this long after the last one, so
-# that `bandit-router warm-start` does not write snapshots under it.
-MARK_EVERY_S = 2.0
-MARK_TTL_S = 10.0
+# A learner renews its lease this many times per lease time, so that one slow round trip does not lose it.
+RENEWALS_PER_LEASE = 4
 # A reported cost or energy is learned as at most this many times the catalog's figure (see _residual).
 REPORT_TRUST = 10.0
 
@@ -106,6 +108,11 @@ def _promotion_level(verdict: Verdict) -> int:
     return logging.INFO if abs(verdict.candidate.value - verdict.serving.value) >= NEWSWORTHY else logging.DEBUG
 
 
+def learner_name() -> str:
+    """This process's name as a lease holder: host, pid and a random part (a restarted pod may reuse a pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Learner:
     """Reads the reward stream through a consumer group and learns each event into its own policy.
 
@@ -113,6 +120,11 @@ class Learner:
     crash the unacknowledged events are learned again exactly when the loaded snapshot lacks them:
     every acknowledged reward is learned once, none twice. Each persisted snapshot then goes to the
     quality gate, which decides whether Route serves it.
+
+    Only the holder of the store's lease learns; any other learner is a standby that takes the lease once it
+    lapses (``policy.lease_s`` after its holder's last renewal). Every read into the group, acknowledgement, trim
+    and publish carries the lease's fencing token, so a learner that lost its lease (paused, partitioned) can
+    change nothing: it steps down, and what it had learned but not published is its successor's to learn.
     """
 
     def __init__(
@@ -122,9 +134,10 @@ class Learner:
         config: PolicyConfig,
         files: SnapshotFiles,
         publish: Callable[[Policy], None],
-        rebuild: Callable[[Snapshot], Policy],
+        rebuild: Callable[[Snapshot | None], Policy],
         ewma_alpha: float = 0.1,
         consumer: str = "learner-0",
+        name: str | None = None,
         log_dir: Path | None = None,
         serving: Policy | None = None,
         rollout: RolloutConfig | None = None,
@@ -142,7 +155,14 @@ class Learner:
         self.files = files
         self._publish = publish
         self._rebuild = rebuild
+        # The consumer group's one consumer, whoever holds the lease: a new holder's backlog (events delivered and
+        # not acknowledged) is then its predecessor's.
         self.consumer = consumer
+        self.name = name or learner_name()
+        # The lease this learner holds (None: a standby, or not started yet), and when it last renewed it.
+        self.fence: Fence | None = None
+        self._renewed = -math.inf
+        self.takeovers = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="learner")
         # Delivered events learned into ``policy`` but not yet into a persisted snapshot, in stream order (a
         # dict, so that re-reading the delivered backlog after a failure lists each once).
@@ -172,9 +192,10 @@ class Learner:
         # Where the read of this consumer's delivered-but-unacknowledged events goes on from.
         self._backlog_after = "0"
         self._group_ready = False
-        self._marked = -math.inf
         # Why the last step failed, while no step has succeeded since (health reports it); None when well.
         self.problem: str | None = None
+        # The policy holds events learned under a lease since lost: reloaded before this learner learns again.
+        self._stale = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
@@ -192,13 +213,19 @@ class Learner:
                 with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
                     await self._task
             self._task = None
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self.store.unmark_learner()
+            if self.fence is not None:
+                # A standby takes over at once rather than when the lease would have lapsed.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self.store.lease.release(self.fence)
+                self.fence = None
         self._executor.shutdown(wait=True)
 
     def _failed(self, exc: Exception) -> bool:
-        """Notes a failed step (Redis unreachable or refusing for now, or anything else); True when the learner
-        is stopping and should stop here."""
+        """Notes a failed step (Redis unreachable or refusing for now, its lease gone, or anything else); True
+        when the learner is stopping and should stop here."""
+        if fenced(exc):
+            self._step_down(str(exc))
+            return self._stopping.is_set()
         if outage(exc):
             if self._stopping.is_set():
                 # Unacknowledged events stay in the stream: the next start learns them.
@@ -256,22 +283,95 @@ class Learner:
             self._backlog, self._backlog_after = True, "0"
             await asyncio.sleep(1.0)
 
+    @property
+    def role(self) -> str:
+        """``active`` while this learner holds the lease, else ``standby``."""
+        return "active" if self.fence is not None else "standby"
+
+    @property
+    def _renew_every_s(self) -> float:
+        return self.config.lease_s / RENEWALS_PER_LEASE
+
+    async def _hold(self) -> bool:
+        """Renews the lease when due, or takes it when free; True while this learner holds it."""
+        if self.fence is not None and time.monotonic() - self._renewed < self._renew_every_s:
+            return True
+        # The lease's time runs from about the request, not from the answer.
+        asked = time.monotonic()
+        fence = await self.store.lease.hold(self.name, self.config.lease_s, self.fence)
+        if fence is None:
+            if self.fence is not None:
+                self._step_down(f"lease taken by {await self.store.lease.holder()}")
+            return False
+        if self.fence is None or fence.token != self.fence.token:
+            await self._take_over(fence)
+        self.fence, self._renewed = fence, asked
+        return True
+
+    def _step_down(self, why: str) -> None:
+        """Becomes a standby: what it learned and did not publish is left in the group for the next holder, and
+        its policy, which holds those events, is reloaded before it learns again."""
+        log.warning(
+            "learner %s steps down (%s); %d learned events not published are its successor's",
+            self.name,
+            why,
+            len(self._unacked),
+        )
+        self._stale = self._stale or bool(self._unacked)
+        self._unacked.clear()
+        self._log_buffer.clear()
+        self.fence = None
+
+    async def _take_over(self, fence: Fence) -> None:
+        """Learns on under ``fence``: from the newest published checkpoint (reloaded unless it is this learner's
+        own), starting with the events delivered and not acknowledged (its predecessor's, or its own)."""
+        lapsed_only = self.fence is not None and fence.token == self.fence.token + 1
+        published = await self.store.snapshot_version()
+        if not lapsed_only and (self._stale or published not in (None, self.policy.version)):
+            await self._reload()
+        self._backlog, self._backlog_after = True, "0"
+        self.takeovers += 1
+        log.info("learner %s holds the lease (token %d, policy v%d)", self.name, fence.token, self.policy.version)
+
+    async def _reload(self) -> None:
+        loop = asyncio.get_running_loop()
+        checkpoint = await load_snapshot(self.store, self.files)
+        served = await load_snapshot(self.store, self.files, served=True) or checkpoint
+        self.policy = await loop.run_in_executor(self._executor, self._rebuild, checkpoint)
+        self._serving = await loop.run_in_executor(self._executor, self._rebuild, served)
+        self._publish(await loop.run_in_executor(self._executor, self._rebuild, served))
+        self.gate = Gate(self.config)
+        # Ids it learned into the policy just dropped are to be learned again.
+        self._recent_ids.clear()
+        self.published = self.policy.learned
+        self._stale = False
+
     async def _step(self) -> bool:
         """Reads, learns and maybe snapshots one batch; True when stopping and done."""
+        if not await self._hold():
+            # A standby: tries for the lease again after a renewal's time, or stops.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._renew_every_s)
+            return self._stopping.is_set()
+        fence = self.fence
+        assert fence is not None
         if not self._group_ready:
             await self.store.ensure_group()
             self._group_ready = True
-        if time.monotonic() - self._marked >= MARK_EVERY_S:
-            await self.store.mark_learner(self.consumer, MARK_TTL_S)
-            self._marked = time.monotonic()
         backlog = self._backlog
         # Stopping, the learner drains what is there without waiting for more.
         # Waiting, for half a snapshot interval, but never near the socket timeout (an idle learner then looked
-        # like a lost Redis, and health flapped): the loop comes round again instead.
-        wait_ms = min(max(1, int(self.config.snapshot_interval_s * 1000) // 2), MAX_BLOCK_MS)
+        # like a lost Redis, and health flapped) nor past half a renewal: the loop comes round again instead.
+        wait_ms = min(
+            max(1, int(self.config.snapshot_interval_s * 1000) // 2),
+            max(1, int(self._renew_every_s * 500)),
+            MAX_BLOCK_MS,
+        )
         block = None if backlog or self._stopping.is_set() else wait_ms
         try:
-            entries = await self.store.read_events(self.consumer, self._backlog_after if backlog else None, 256, block)
+            entries = await self.store.read_events(
+                fence, self.consumer, self._backlog_after if backlog else None, 256, block
+            )
         except aioredis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -349,8 +449,9 @@ class Learner:
             )
         self.verdicts.append(verdict)
         if verdict.promoted:
+            # Redis first: the disk holds only what the lease's holder published.
+            await self.store.save_served(data, snapshot.version, self.fence)
             await self._on_disk(self.files.write_served, data)
-            await self.store.save_served(data, snapshot.version)
             self._publish(candidate)
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)
             self.gate.adopt(self._serving)
@@ -387,14 +488,15 @@ class Learner:
         version = self.policy.version + 1
         snapshot = await loop.run_in_executor(self._executor, self.policy.snapshot, version, self.policy.stream_id)
         data = snapshot.encode()
+        await self.store.save_snapshot(data, version, self.fence)
         await self._on_disk(self.files.write, data, version)
-        await self.store.save_snapshot(data)
         self.policy.version = version
         await self._judge(snapshot, data)
         # Only now is every event in this snapshot safe to acknowledge and drop from the stream: trimmed up to
         # just past the last learned event.
         ms, seq = stream_position(self.policy.stream_id)
-        await self.store.acknowledge(list(self._unacked), keep_from=f"{ms}-{seq + 1}")
+        assert self.fence is not None
+        await self.store.acknowledge(self.fence, list(self._unacked), keep_from=f"{ms}-{seq + 1}")
         self._unacked.clear()
         self.problem = None
         self._last_snapshot = time.monotonic()

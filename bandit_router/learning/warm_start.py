@@ -294,18 +294,32 @@ def warm(
     return Result(base, verdict, source.description, source.rows, holdout)
 
 
+# The lease a warm start holds while it writes: long enough for its few writes, short enough that a warm start
+# killed meanwhile keeps learners out only briefly.
+WRITE_LEASE_S = 60.0
+
+
 async def publish(result: Result, files: SnapshotFiles, store: Store | None, log_dir: Path | None = None) -> None:
     """Persists the warm-started policy as the learner's checkpoint and, if promoted, as the served policy
-    (on disk, and in Redis with an announcement to every replica)."""
+    (in Redis with an announcement to every replica, under the learner's lease, and on disk)."""
     policy = result.policy
     data = policy.snapshot(policy.version, policy.stream_id).encode()
-    await asyncio.to_thread(files.write, data, policy.version)
     if store is not None:
-        await store.save_snapshot(data)
+        fence = await store.lease.hold("warm-start", WRITE_LEASE_S)
+        if fence is None:
+            raise WarmStartError(
+                f"a learner ({await store.running_learner()}) started on this store meanwhile and would overwrite "
+                "the warm start: stop it and run the warm start again"
+            )
+        try:
+            await store.save_snapshot(data, policy.version, fence)
+            if result.verdict.promoted:
+                await store.save_served(data, policy.version, fence)
+        finally:
+            await store.lease.release(fence)
+    await asyncio.to_thread(files.write, data, policy.version)
     if result.verdict.promoted:
         await asyncio.to_thread(files.write_served, data)
-        if store is not None:
-            await store.save_served(data, policy.version)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "gate.jsonl", "a", encoding="utf-8") as f:

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.records import Decision, LearningEvent, PendingDecision, Summary
 from bandit_router.store.energy import EnergyRecords
+from bandit_router.store.lease import FENCE_CHECK, Fence, Lease
 
 # Writes a decision unless its id is taken; answers the existing summary when it is, so a
 # retried Route gets the first decision and no second one is made. With a quota (ARGV[7] > 0), refuses a
@@ -79,6 +80,47 @@ return 1
 """
 
 
+# The learner's fenced reads and writes (see store/lease.py). The read delivers the next events into the group
+# only for the lease's holder (a stale learner could otherwise take events the holder then never sees); with none
+# new, it answers the stream's last id, from which a plain blocking XREAD (no group state) waits for more.
+_READ = (
+    FENCE_CHECK
+    + """
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[2], ARGV[5])
+if reply and #reply[1][2] > 0 then return {reply[1][2], ''} end
+local info = redis.call('XINFO', 'STREAM', KEYS[2])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return {{}, info[i + 1]} end
+end
+return {{}, '0-0'}
+"""
+)
+
+# Acknowledges learned events and trims the stream before ARGV[3], for the lease's holder only.
+_ACKNOWLEDGE = (
+    FENCE_CHECK
+    + """
+for i = 4, #ARGV, 1000 do
+  redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[3])
+return 1
+"""
+)
+
+# Stores a snapshot (KEYS[2]) and its version (KEYS[3]) for the lease's holder only; with a channel (ARGV[4]),
+# announces the version there.
+_SAVE = (
+    FENCE_CHECK
+    + """
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
+return 1
+"""
+)
+
+
 class QuotaExceeded(Exception):
     """The tenant already holds its quota of decisions waiting for a reward."""
 
@@ -100,6 +142,12 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _event_field(fields: list[Any]) -> str:
+    """The ``event`` field of a stream entry as a script answers it (a flat list of names and values)."""
+    pairs = dict(zip(map(_text, fields[::2]), fields[1::2], strict=True))
+    return _text(pairs["event"])
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -114,6 +162,7 @@ class Store:
         self.prefix = prefix
         self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
+        self.snapshot_version_key = f"{prefix}:snapshot-version"
         self.served_key = f"{prefix}:served"
         # The served snapshot's version, written with it: a replica reads this first, the body only when newer.
         self.served_version_key = f"{prefix}:served-version"
@@ -122,13 +171,16 @@ class Store:
         # Pending decisions by reward deadline, for the expiry sweep.
         self.deadlines_key = f"{prefix}:deadlines"
         self.expired_key = f"{prefix}:expired"
-        # Held by the running learner (it refreshes it), so that nothing else writes its snapshots meanwhile.
-        self.learner_key = f"{prefix}:learner"
+        # Held by the one learner that may read, acknowledge and publish (a warm start takes it too).
+        self.lease = Lease(client, prefix)
         self.energy = EnergyRecords(client, prefix)
         self._put = client.register_script(_PUT_DECISION)
         self._take = client.register_script(_TAKE_AND_APPEND)
         self._expire = client.register_script(_EXPIRE)
         self._drop = client.register_script(_DROP)
+        self._read = client.register_script(_READ)
+        self._acknowledge = client.register_script(_ACKNOWLEDGE)
+        self._save = client.register_script(_SAVE)
 
     def _pending(self, decision_id: str) -> str:
         return f"{self.prefix}:pending:{decision_id}"
@@ -289,21 +341,34 @@ class Store:
         return int(await self.client.get(self.expired_key) or 0)
 
     async def read_events(
-        self, consumer: str, after: str | None, count: int, block_ms: int | None
+        self, fence: Fence, consumer: str, after: str | None, count: int, block_ms: int | None
     ) -> list[tuple[str, str]]:
-        """Reward events for the learner's ``consumer``: new ones (``after`` None), or those delivered to it
-        and not acknowledged, after the stream id ``after``; as (event id, event text)."""
-        reply: Any = await self.client.xreadgroup(
-            self.GROUP, consumer, {self.events_key: ">" if after is None else after}, count=count, block=block_ms
-        )
-        entries = reply[0][1] if reply else []
-        return [(_text(event_id), _text(fields.get(b"event", fields.get("event")))) for event_id, fields in entries]
+        """Reward events for the learner's ``consumer``: new ones (``after`` None; waiting up to ``block_ms`` for
+        some), or those delivered to it and not acknowledged, after the stream id ``after``; as (event id, event
+        text). Raises ResponseError FENCED (see ``lease.fenced``) once ``fence`` is no longer the lease."""
+        entries, last = await self._read_fenced(fence, consumer, after, count)
+        if entries or after is not None or not block_ms:
+            return entries
+        # Nothing new: wait (outside any script, which cannot block) for an id past the last one there was.
+        if await self.client.xread({self.events_key: last}, count=1, block=block_ms):
+            entries, _ = await self._read_fenced(fence, consumer, None, count)
+        return entries
 
-    async def acknowledge(self, event_ids: list[str], keep_from: str) -> None:
+    async def _read_fenced(
+        self, fence: Fence, consumer: str, after: str | None, count: int
+    ) -> tuple[list[tuple[str, str]], str]:
+        reply: Any = await self._read(
+            keys=[fence.key, self.events_key],
+            args=[fence.value, self.GROUP, consumer, count, ">" if after is None else after],
+        )
+        entries = [(_text(event_id), _event_field(fields)) for event_id, fields in reply[0]]
+        return entries, _text(reply[1])
+
+    async def acknowledge(self, fence: Fence, event_ids: list[str], keep_from: str) -> None:
         """Acknowledges learned events and trims the stream before ``keep_from`` (MINID keeps ids >= it)."""
-        if event_ids:
-            await self.client.xack(self.events_key, self.GROUP, *event_ids)
-        await self.client.xtrim(self.events_key, minid=keep_from)
+        await self._acknowledge(
+            keys=[fence.key, self.events_key], args=[fence.value, self.GROUP, keep_from, *event_ids]
+        )
 
     async def backlog(self) -> int:
         """Reward events in the stream: appended, and not yet trimmed after a persisted snapshot."""
@@ -323,33 +388,41 @@ class Store:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def mark_learner(self, name: str, ttl_s: float) -> None:
-        """The learner ``name`` is running; the mark lapses ``ttl_s`` after its last refresh."""
-        await self.client.set(self.learner_key, name, px=_ms(ttl_s))
-
-    async def unmark_learner(self) -> None:
-        await self.client.delete(self.learner_key)
-
     async def running_learner(self) -> str | None:
-        """The name of the learner that marked itself running, if its mark has not lapsed."""
-        raw = await self.client.get(self.learner_key)
-        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+        """The name of the learner (or warm start) holding the lease, if it has not lapsed."""
+        return await self.lease.holder()
 
-    async def save_snapshot(self, data: bytes) -> None:
-        await self.client.set(self.snapshot_key, data)
+    async def save_snapshot(self, data: bytes, version: int, fence: Fence | None = None) -> None:
+        """Stores the learner's checkpoint; with ``fence``, only while that lease holds (else ResponseError
+        FENCED). Without, the caller knows no learner writes (a test)."""
+        await self._write(self.snapshot_key, self.snapshot_version_key, data, version, "", fence)
+
+    async def snapshot_version(self) -> int | None:
+        """The checkpoint's version; None before any, or in a store written before versions were kept."""
+        raw = await self.client.get(self.snapshot_version_key)
+        return None if raw is None else int(raw)
 
     async def load_snapshot(self) -> bytes | None:
         """The learner's newest checkpoint."""
         return await self._get_bytes(self.snapshot_key)
 
-    async def save_served(self, data: bytes, version: int) -> None:
-        """Stores the snapshot Route serves and its version (in one transaction, so the version never names a body
-        not there yet), then tells every replica."""
+    async def save_served(self, data: bytes, version: int, fence: Fence | None = None) -> None:
+        """Stores the snapshot Route serves and its version (at once, so the version never names a body not there
+        yet), then tells every replica; with ``fence`` as in :meth:`save_snapshot`."""
+        await self._write(self.served_key, self.served_version_key, data, version, self.snapshots_channel, fence)
+
+    async def _write(
+        self, key: str, version_key: str, data: bytes, version: int, channel: str, fence: Fence | None
+    ) -> None:
+        if fence is not None:
+            await self._save(keys=[fence.key, key, version_key], args=[fence.value, data, str(version), channel])
+            return
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self.served_key, data)
-            pipe.set(self.served_version_key, str(version))
+            pipe.set(key, data)
+            pipe.set(version_key, str(version))
             await pipe.execute()
-        await self.client.publish(self.snapshots_channel, str(version))
+        if channel:
+            await self.client.publish(channel, str(version))
 
     async def served_version(self) -> int | None:
         """The served snapshot's version; None before any, or in a store written before versions were kept."""

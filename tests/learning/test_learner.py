@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from helpers import Routers, make_config
 
 from bandit_router.config import Config
@@ -18,6 +17,7 @@ from bandit_router.policy.vw import Snapshot
 from bandit_router.runtime.process import run_learner
 from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import SOCKET_TIMEOUT_S
+from bandit_router.store.lease import Fence
 from bandit_router.store.redis_store import Store
 
 
@@ -34,14 +34,13 @@ async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
     assert learner is not None
     client = service.store.client
 
-    async def lost(*args: Any, **kwargs: Any) -> int:
-        return 0
+    async def lost(*args: Any, **kwargs: Any) -> None:
+        return None
 
     # As after a crash between snapshot and acknowledgement: the snapshot holds the events, the stream
     # still has them unacknowledged, and the group delivers them again. (tests/learning/test_crash.py kills a
     # real router process at a random point; this makes the one window certain.)
-    monkeypatch.setattr(client, "xack", lost)
-    monkeypatch.setattr(client, "xtrim", lost)
+    monkeypatch.setattr(service.store, "acknowledge", lost)
     await reward_some(service, 5)
     await learner.wait_learned(5, timeout=20)
     monkeypatch.undo()
@@ -65,14 +64,14 @@ async def test_a_backlog_delivered_before_a_crash_is_read_once(
         await store.ensure_group()
         # Delivered to the learner, then neither learned nor acknowledged: it died right after the read.
         await store.client.xreadgroup(Store.GROUP, "learner-0", {store.events_key: ">"}, count=10)
-        acknowledged: list[Any] = []
-        xack = aioredis.Redis.xack
+        acknowledged: list[str] = []
+        acknowledge = Store.acknowledge
 
-        async def recording(client: aioredis.Redis, key: Any, group: Any, *ids: Any) -> Any:
+        async def recording(store: Store, fence: Fence, ids: list[str], keep_from: str) -> None:
             acknowledged.extend(ids)
-            return await xack(client, key, group, *ids)
+            await acknowledge(store, fence, ids, keep_from)
 
-        monkeypatch.setattr(aioredis.Redis, "xack", recording)
+        monkeypatch.setattr(Store, "acknowledge", recording)
         learner = await routers(config)
         try:
             assert learner.learner is not None

@@ -103,7 +103,9 @@ async def test_warm_start_refuses_to_write_under_a_running_learner(
         )
         err = capsys.readouterr().err
         assert status == 2
-        assert err.startswith("error: a learner (learner-0) is running on this store and would overwrite"), err
+        assert service.learner is not None
+        holder = service.learner.name
+        assert err.startswith(f"error: a learner ({holder}) is running on this store and would overwrite"), err
     finally:
         await service.close()
     # Stopped, the learner no longer holds the store.

@@ -90,7 +90,7 @@ async def test_restart_serves_the_promoted_snapshot_not_the_held_back_checkpoint
         # Redis alone is enough too: the disk copy is a fallback.
         store = Store(service.store.client, config.redis.key_prefix)
         await store.save_served(served.encode(), served.version)
-        await store.save_snapshot(checkpoint.encode())
+        await store.save_snapshot(checkpoint.encode(), checkpoint.version)
     finally:
         await service.close()
     for path in (config.server.data_path / "snapshots").iterdir():
