@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import os
 import socket
@@ -18,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import Config, load_config
+from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
@@ -43,9 +45,15 @@ def free_port() -> int:
 
 
 async def until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.02) -> None:
-    """Waits until ``condition()`` is true; fails naming ``what`` after ``timeout`` seconds."""
+    """Waits until ``condition()`` (awaited, where it answers an awaitable) is true; fails naming ``what`` after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
+
+    async def holds() -> bool:
+        answer = condition()
+        return bool(await answer if inspect.isawaitable(answer) else answer)
+
+    while not await holds():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(every)
@@ -64,6 +72,13 @@ async def reward_retried(stub: router_pb2_grpc.RouterStub, decision_id: str, qua
             if time.monotonic() > deadline:
                 pytest.fail(f"reward of {decision_id} still UNAVAILABLE after {timeout:g} s: {exc.details()}")
             await asyncio.sleep(0.2)
+
+
+async def reward_some(service: RouterService, n: int, start: int = 0) -> None:
+    """Routes ``n`` queries through ``service`` (numbered from ``start``) and rewards each."""
+    for i in range(start, start + n):
+        decision = await service.route(RouteInput(query=f"What is {i} squared?"))
+        await service.reward(RewardInput(decision_id=decision.decision_id, quality=0.5))
 
 
 def skip_or_fail(reason: str) -> NoReturn:

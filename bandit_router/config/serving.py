@@ -23,6 +23,8 @@ class ServerConfig:
     # The longest a stop waits for the learner to drain the stream into a snapshot; whatever it has not
     # snapshotted by then stays unacknowledged in the stream, and the next start learns it.
     stop_timeout_s: float = 30.0
+    # HOST:PORT where `bandit-router learner` answers its probes (/livez, /readyz); empty: no probes.
+    learner_health_listen: str = ""
     # PEM files: with both, gRPC and the dashboard serve TLS only.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -34,6 +36,12 @@ class ServerConfig:
             "server.tls_cert_file and tls_key_file",
             "must be given together",
             (self.tls_cert_file, self.tls_key_file),
+        )
+        require(
+            not self.learner_health_listen or ":" in self.learner_health_listen,
+            "server.learner_health_listen",
+            "must be HOST:PORT or empty",
+            self.learner_health_listen,
         )
         finite_nonneg("server.grace_s", self.grace_s)
         finite_nonneg("server.stop_timeout_s", self.stop_timeout_s)

@@ -196,6 +196,8 @@ class Learner:
         self.problem: str | None = None
         # The policy holds events learned under a lease since lost: reloaded before this learner learns again.
         self._stale = False
+        # When the loop last came round (liveness: a learner stuck in a step never does).
+        self.went_round = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="learner")
@@ -259,6 +261,7 @@ class Learner:
         self._backlog, self._backlog_after = True, "0"
         while True:
             stop_if_cancelled()  # a cancellation redis-py swallowed on the last step
+            self.went_round = time.monotonic()
             try:
                 if await self._step():
                     return

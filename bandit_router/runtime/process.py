@@ -17,6 +17,7 @@ from bandit_router.serving.router import RouterService
 from bandit_router.store.snapshots import SnapshotFiles
 from bandit_router.transport.dashboard.web import Dashboard
 from bandit_router.transport.grpc_server import Server
+from bandit_router.transport.http.learner_health import serve_health
 from bandit_router.transport.http.server import HttpServer
 
 log = logging.getLogger(__name__)
@@ -139,17 +140,25 @@ async def run_learner(config: Config, stop: asyncio.Event) -> None:
         checkpoint, served = await load_snapshots(store, SnapshotFiles.of(config))
         # Replicas hear of a served snapshot through Redis.
         learner = await build_learner(config, store, dimension, lambda policy: None, checkpoint, served)
+        probes = None
+        if config.server.learner_health_listen:
+            probes, url = await serve_health(learner, config.server.learner_health_listen)
+            log.info("learner probes on %slivez and %sreadyz", url, url)
         learner.start()
         log.info(
-            "learner consuming %s (policy v%d, %d events learned)",
+            "learner %s consuming %s (policy v%d, %d events learned); learning while it holds %s, else standing by",
+            learner.name,
             store.events_key,
             learner.policy.version,
             learner.policy.learned,
+            store.lease.key,
         )
         try:
             await stop.wait()
             log.info("stopping: learning what is in the stream, then a last snapshot")
         finally:
-            await learner.stop()
+            await learner.stop(config.server.stop_timeout_s)
+            if probes is not None:
+                await probes.cleanup()
     finally:
         await store.close()

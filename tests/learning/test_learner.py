@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Routers, make_config
+from helpers import Routers, make_config, reward_some
 
 from bandit_router.config import Config
-from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Snapshot
 from bandit_router.runtime.process import run_learner
@@ -19,12 +18,6 @@ from bandit_router.serving.router import RouterService
 from bandit_router.store.embedded import SOCKET_TIMEOUT_S
 from bandit_router.store.lease import Fence
 from bandit_router.store.redis_store import Store
-
-
-async def reward_some(service: RouterService, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        decision = await service.route(RouteInput(query=f"What is {i} squared?"))
-        await service.reward(RewardInput(decision_id=decision.decision_id, quality=0.5))
 
 
 async def test_redelivered_events_in_the_snapshot_are_not_learned_again(
