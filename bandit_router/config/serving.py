@@ -23,6 +23,10 @@ class ServerConfig:
     # The longest a stop waits for the learner to drain the stream into a snapshot; whatever it has not
     # snapshotted by then stays unacknowledged in the stream, and the next start learns it.
     stop_timeout_s: float = 30.0
+    # gRPC connections are closed (GOAWAY, in-flight calls finish within grace_s) after this long, so that
+    # clients re-resolve and spread over replicas added since (a Kubernetes HPA scaling out): HTTP/2 keeps a
+    # connection for good otherwise. 0: never.
+    max_connection_age_s: float = 300.0
     # HOST:PORT where `bandit-router learner` answers its probes (/livez, /readyz); empty: no probes.
     learner_health_listen: str = ""
     # PEM files: with both, gRPC and the dashboard serve TLS only.
@@ -44,6 +48,7 @@ class ServerConfig:
             self.learner_health_listen,
         )
         finite_nonneg("server.grace_s", self.grace_s)
+        finite_nonneg("server.max_connection_age_s", self.max_connection_age_s)
         finite_nonneg("server.stop_timeout_s", self.stop_timeout_s)
 
     @property

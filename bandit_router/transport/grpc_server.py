@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandit_router import errors
+from bandit_router.config import ServerConfig
 from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.serving.router import Decision, RouterService
@@ -241,6 +242,15 @@ class RouterServicer:
         )
 
 
+def _connection_age(server: ServerConfig) -> list[tuple[str, int]]:
+    if not server.max_connection_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(server.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(server.grace_s * 1000)),
+    ]
+
+
 class Server:
     """A gRPC server around a RouterService, with health checking and reflection; it starts and stops only
     itself (``bandit_router.runtime.process`` orders the whole process)."""
@@ -254,6 +264,7 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.so_reuseport", int(service.config.server.reuse_port)),
+                *_connection_age(service.config.server),
             ],
             # Malformed requests first: it then also guards the refusals of BearerAuth.
             interceptors=[MalformedRequests(), *([BearerAuth(tokens)] if tokens else [])],
