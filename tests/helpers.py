@@ -59,16 +59,22 @@ async def until(condition: Callable[[], object], timeout: float, what: str, ever
         await asyncio.sleep(every)
 
 
-async def reward_retried(stub: router_pb2_grpc.RouterStub, decision_id: str, quality: float, timeout: float) -> None:
+async def reward_retried(
+    stub: router_pb2_grpc.RouterStub, decision_id: str, quality: float, timeout: float, refused: bool = False
+) -> str:
     """Sends a Reward as a client told to retry does: again while the router answers UNAVAILABLE, up to
-    ``timeout`` seconds; any other refusal fails the test at once."""
+    ``timeout`` seconds. "ok" when it is answered OK; "kept" when, after an UNAVAILABLE (``refused``: the caller
+    had one already), it is answered ALREADY_EXISTS: an earlier try was kept. Any other refusal fails the test."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             await stub.Reward(pb.RewardRequest(decision_id=decision_id, quality=quality))
-            return
+            return "ok"
         except grpc.aio.AioRpcError as exc:
+            if refused and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                return "kept"
             assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            refused = True
             if time.monotonic() > deadline:
                 pytest.fail(f"reward of {decision_id} still UNAVAILABLE after {timeout:g} s: {exc.details()}")
             await asyncio.sleep(0.2)

@@ -76,6 +76,13 @@ class RedisConfig:
         require(self.wait_replicas >= 0, "redis.wait_replicas", "must be >= 0", self.wait_replicas)
         require(self.wait_timeout_ms >= 1, "redis.wait_timeout_ms", "must be >= 1", self.wait_timeout_ms)
         require(
+            not (self.wait_replicas and self.url.startswith("redis+cluster://")),
+            "redis.wait_replicas",
+            "must be 0 with redis+cluster:// (a reward and its WAIT need one connection to the decision's node, "
+            "which redis-py's cluster client does not give; use Sentinel for acknowledged replication)",
+            self.wait_replicas,
+        )
+        require(
             self.embedded_maxmemory_mb >= 0,
             "redis.embedded_maxmemory_mb",
             "must be >= 0",

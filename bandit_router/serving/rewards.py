@@ -104,27 +104,43 @@ class Rewarder:
         event = LearningEvent.of(
             pending, quality, request.latency_ms, priced, now, self.config.reward, failure=request.failure
         )
+        redis = self.config.redis
         taken = await self.store.take_and_append(
-            decision_id, event, now, self.config.reward.retention_s, request.tenant
+            decision_id,
+            event,
+            now,
+            self.config.reward.retention_s,
+            request.tenant,
+            replicas=redis.wait_replicas,
+            timeout_ms=redis.wait_timeout_ms,
         )
-        if taken.status == "rewarded":
-            raise AlreadyExists(f"decision_id {decision_id!r} was already rewarded; the first reward counts")
         if taken.status == "gone":
             raise await self._missing(decision_id)
-        redis = self.config.redis
-        if redis.wait_replicas:
-            held = await self.store.replicated(redis.wait_replicas, redis.wait_timeout_ms)
-            if held < redis.wait_replicas:
-                log.warning(
-                    "reward of %s held by %d of %d replicas after %d ms (redis.wait_replicas): a failover now "
-                    "could lose it",
-                    decision_id,
-                    held,
-                    redis.wait_replicas,
-                    redis.wait_timeout_ms,
-                )
+        if taken.replicas is not None and taken.replicas < redis.wait_replicas:
+            raise self._unreplicated(decision_id, taken.replicas)
+        if taken.status == "rewarded":
+            raise AlreadyExists(f"decision_id {decision_id!r} was already rewarded; the first reward counts")
         self.monitor.on_reward(decision_id, event, request.tenant)
         return event, priced.cost, priced.energy
+
+    def _unreplicated(self, decision_id: str, held: int) -> Unavailable:
+        """A reward on the master that too few replicas confirmed: a failover now could lose it, so it is not
+        acknowledged. The client retries: ALREADY_EXISTS once replicas hold the first (which is then learned once),
+        or OK where a failover lost it and the retry took the decision afresh on the new master."""
+        redis = self.config.redis
+        log.warning(
+            "reward of %s held by %d of %d replicas after %d ms (redis.wait_replicas): answered UNAVAILABLE, so "
+            "that the client retries",
+            decision_id,
+            held,
+            redis.wait_replicas,
+            redis.wait_timeout_ms,
+        )
+        return Unavailable(
+            f"decision_id {decision_id!r}: the reward is on the Redis master but {held} of "
+            f"redis.wait_replicas={redis.wait_replicas} replicas confirmed it within {redis.wait_timeout_ms} ms; "
+            "retry (a retry answered ALREADY_EXISTS means this reward was kept)"
+        )
 
     async def _missing(self, decision_id: str) -> Exception:
         """Says why a decision is not pending: already rewarded, expired, or never made (or done with longer ago

@@ -36,11 +36,16 @@ return false
 
 # Takes the pending decision and appends its learning event in one atomic step, so a reward is
 # either learned exactly once or not accepted at all: never taken and then lost. What the gateway metered of the
-# call goes with it (the event carries it); a small marker says for the retention that it was rewarded.
+# call goes with it (the event carries it); a small marker says for the retention that it was rewarded. A decision
+# already rewarded has its marker written again as it was: a write, so that a WAIT after it on this connection
+# covers the first reward's writes too (a retry of a reward whose replication was not yet confirmed).
 _TAKE_AND_APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local done = redis.call('GET', KEYS[2])
-  if done then return {'rewarded', done} end
+  if done then
+    redis.call('SET', KEYS[2], done, 'KEEPTTL')
+    return {'rewarded', done}
+  end
   return {'gone', ''}
 end
 local deadline = redis.call('ZSCORE', KEYS[4], ARGV[4])
@@ -136,6 +141,8 @@ class TakeResult:
     status: str
     event_id: str = ""
     rewarded_at: float = 0.0
+    # Replicas that confirmed holding the take's writes (Redis WAIT), where the caller asked for some.
+    replicas: int | None = None
 
 
 def _text(raw: Any) -> str:
@@ -283,26 +290,41 @@ class Store:
         return None if raw is None else PendingDecision.from_json(raw)
 
     async def take_and_append(
-        self, decision_id: str, event: LearningEvent, now: float, retention_s: float, tenant: str = ""
+        self,
+        decision_id: str,
+        event: LearningEvent,
+        now: float,
+        retention_s: float,
+        tenant: str = "",
+        replicas: int = 0,
+        timeout_ms: int = 0,
     ) -> TakeResult:
-        status, detail = await self._take(
-            keys=[
-                self._pending(decision_id),
-                self._rewarded(decision_id),
-                self.events_key,
-                self.deadlines_key,
-                self._open(tenant),
-                self._metered(decision_id),
-            ],
-            args=[event.dumps(), repr(now), _ms(retention_s), decision_id],
-        )
-        status = status.decode() if isinstance(status, bytes) else status
-        detail = detail.decode() if isinstance(detail, bytes) else detail
+        """Takes the pending decision and appends ``event``; with ``replicas``, then waits up to ``timeout_ms`` for
+        that many replicas to hold what the take wrote (WAIT on the same connection: WAIT counts only that
+        connection's writes), and says how many did."""
+        keys = [
+            self._pending(decision_id),
+            self._rewarded(decision_id),
+            self.events_key,
+            self.deadlines_key,
+            self._open(tenant),
+            self._metered(decision_id),
+        ]
+        args: list[str | int] = [event.dumps(), repr(now), _ms(retention_s), decision_id]
+        held = None
+        if replicas:
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self._take(keys=keys, args=args, client=pipe)
+                pipe.wait(replicas, timeout_ms)
+                (status, detail), held = await pipe.execute()
+        else:
+            status, detail = await self._take(keys=keys, args=args)
+        status, detail = _text(status), _text(detail)
         if status == "ok":
-            return TakeResult("ok", event_id=detail)
+            return TakeResult("ok", event_id=detail, replicas=held)
         if status == "rewarded":
             event_id, at = detail.split(" ", 1)
-            return TakeResult("rewarded", event_id=event_id, rewarded_at=float(at))
+            return TakeResult("rewarded", event_id=event_id, rewarded_at=float(at), replicas=held)
         return TakeResult("gone")
 
     async def due(self, now: float, limit: int = 256) -> list[str]:
@@ -326,11 +348,6 @@ class Store:
             args=[decision_id, repr(now), event.dumps() if event is not None else "", _ms(retention_s)],
         )
         return None if result is None else result.decode() if isinstance(result, bytes) else str(result)
-
-    async def replicated(self, replicas: int, timeout_ms: int) -> int:
-        """Waits until ``replicas`` replicas hold every write made so far on this connection, or ``timeout_ms``
-        passed; returns how many do (Redis WAIT)."""
-        return int(await self.client.wait(replicas, timeout_ms))
 
     async def drop(self, decision_id: str) -> bool:
         """Forgets a pending decision without learning anything of it; False when it was no longer pending."""

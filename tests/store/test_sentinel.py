@@ -5,17 +5,21 @@ stays learned once, and one retried across it is learned once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
-from helpers import make_config, reward_retried, routed
+from helpers import decision_logs, make_config, reward_retried, routed
 from redis_servers import redis_server
 
 from bandit_router.embedding.model import Embedder
@@ -159,7 +163,7 @@ async def test_the_router_follows_a_failover_and_learns_every_reward_once(
         assert await service.store.was_rewarded(rewarded.decision_id)
 
 
-async def test_with_wait_replicas_a_reward_is_on_the_replica_when_answered_or_the_gap_is_logged(
+async def test_with_wait_replicas_a_reward_is_answered_only_once_a_replica_holds_it(
     tmp_path: Path, sentinel: Watched, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     replica, watcher = sentinel.replica, sentinel.watcher
@@ -174,17 +178,110 @@ async def test_with_wait_replicas_a_reward_is_on_the_replica_when_answered_or_th
             # Answered only once the replica held it: the replica already knows it was rewarded.
             assert await copy.exists(f"{config.redis.key_prefix}:rewarded:{held.decision_id}")
             assert not gaps(caplog)
-            # A replica that cannot keep up (stopped): the reward stands on the master, and the gap is logged.
+            # A replica that cannot keep up (stopped): the reward is on the master only, and is not acknowledged.
+            gap = await stub.Route(pb.RouteRequest(query="Name a prime number."))
             os.kill(sentinel.replica_pid, signal.SIGSTOP)
             try:
-                gap = await stub.Route(pb.RouteRequest(query="Name a prime number."))
-                await stub.Reward(pb.RewardRequest(decision_id=gap.decision_id, quality=0.5))
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Reward(pb.RewardRequest(decision_id=gap.decision_id, quality=0.5))
             finally:
                 os.kill(sentinel.replica_pid, signal.SIGCONT)
-            (record,) = gaps(caplog)
-            assert record.getMessage() == (
-                f"reward of {gap.decision_id} held by 0 of 1 replicas after 300 ms (redis.wait_replicas): a "
-                "failover now could lose it"
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert refused.value.details() == (
+                f"decision_id {gap.decision_id!r}: the reward is on the Redis master but 0 of redis.wait_replicas=1 "
+                "replicas confirmed it within 300 ms; retry (a retry answered ALREADY_EXISTS means this reward was "
+                "kept)"
             )
+            (record,) = gaps(caplog)
+            assert record.getMessage().startswith(f"reward of {gap.decision_id} held by 0 of 1 replicas after 300 ms")
+            # The retry, once the replica is back, finds the first reward kept, and on the replica.
+            assert await reward_retried(stub, gap.decision_id, 0.5, timeout=60, refused=True) == "kept"
+            assert await copy.exists(f"{config.redis.key_prefix}:rewarded:{gap.decision_id}")
         finally:
             await copy.aclose()
+
+
+@dataclasses.dataclass(frozen=True)
+class Quorum:
+    """A master, its replica and three Sentinels (quorum 2): their ports, and the master's process."""
+
+    master: int
+    replica: int
+    watchers: list[int]
+    master_pid: int
+
+
+@pytest.fixture
+async def quorum(tmp_path: Path) -> AsyncIterator[Quorum]:
+    plain = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
+    async with contextlib.AsyncExitStack() as stack:
+        process, master = await stack.enter_async_context(
+            redis_server(tmp_path / "master", lambda port: ["--port", str(port), *plain])
+        )
+        copy = ["--replicaof", "127.0.0.1", str(master), *plain]
+        _, replica = await stack.enter_async_context(
+            redis_server(tmp_path / "replica", lambda port: ["--port", str(port), *copy])
+        )
+        watchers = []
+        for i in range(3):
+            conf = tmp_path / f"sentinel{i}" / "sentinel.conf"
+
+            def args(port: int, conf: Path = conf) -> list[str]:
+                conf.write_text(
+                    f"port {port}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {master} 2\n"
+                    f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
+                )
+                return [str(conf), "--sentinel"]
+
+            watchers.append((await stack.enter_async_context(redis_server(conf.parent, args)))[1])
+        await in_sync(replica)
+        for watcher in watchers:
+            await known_replica(watcher)
+        yield Quorum(master, replica, watchers, process.pid)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_master_killed_under_load_loses_no_acknowledged_reward(
+    tmp_path: Path, quorum: Quorum, embedder: Embedder, seed: int
+) -> None:
+    """Route and Reward from eight clients; SIGKILL of the master at a seeded random point; the Sentinels promote
+    the replica. With redis.wait_replicas = 1 a reward is acknowledged (OK, or ALREADY_EXISTS on a retry after
+    UNAVAILABLE: the earlier try was kept) only once the replica holds it, so every acknowledged reward is learned,
+    and exactly once: none lost with the master, none learned twice when a take is replayed on the new one."""
+    hosts = ",".join(f"127.0.0.1:{w}" for w in quorum.watchers)
+    data = tmp_path / "data"
+    config = make_config(data, f"redis+sentinel://{hosts}/{SERVICE}", redis={"wait_replicas": 1})
+    total = 160
+    kill_after = random.Random(seed).randrange(20, 120)
+    acknowledged: list[str] = []
+    killed = asyncio.Event()
+    async with routed(config, embedder) as (stub, service):
+
+        async def client(worker: int) -> None:
+            for i in range(worker, total, 8):
+                while True:
+                    try:
+                        decision = await stub.Route(pb.RouteRequest(query=f"client {worker} question {i}?"))
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                        await asyncio.sleep(0.2)
+                await reward_retried(stub, decision.decision_id, (i % 5) / 4, timeout=120)
+                acknowledged.append(decision.decision_id)
+                if len(acknowledged) >= kill_after and not killed.is_set():
+                    killed.set()
+                    os.kill(quorum.master_pid, signal.SIGKILL)
+
+        await asyncio.gather(*(client(w) for w in range(8)))
+        assert killed.is_set()
+        # The Sentinels moved the master to the replica.
+        assert await master_port(quorum.watchers[0]) == quorum.replica
+        learner = service.learner
+        assert learner is not None
+        await learner.wait_learned(total, timeout=120)
+        assert learner.policy.learned == total, (learner.policy.learned, learner.duplicates)
+    assert len(set(acknowledged)) == total
+    learned = [
+        json.loads(line)["decision_id"] for path in decision_logs(data) for line in path.read_text().splitlines()
+    ]
+    assert set(learned) == set(acknowledged)
