@@ -4,15 +4,12 @@ refused with a Cluster, naming the rule."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from helpers import make_config, routed
-from redis_servers import redis_server
+from redis_servers import redis_cluster
 
 from bandit_router.config import ConfigError
 from bandit_router.embedding.model import Embedder
@@ -20,31 +17,17 @@ from bandit_router.v1 import router_pb2 as pb
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[int]:
-    """A one-node Redis Cluster holding every slot: its port."""
-    folder = tmp_path / "cluster"
-
-    def args(port: int) -> list[str]:
-        return ["--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
-                str(folder / "nodes.conf"), "--save", "", "--appendonly", "no"]  # fmt: skip
-
-    async with redis_server(folder, args) as (_, port):
-        admin = aioredis.Redis(port=port, decode_responses=True)
-        try:
-            await admin.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
-            deadline = time.monotonic() + 30
-            while "cluster_state:ok" not in await admin.execute_command("CLUSTER", "INFO"):
-                assert time.monotonic() < deadline, "the cluster did not come up within 30 s"
-                await asyncio.sleep(0.05)
-        finally:
-            await admin.aclose()
-        yield port
+async def cluster(tmp_path: Path) -> AsyncIterator[list[int]]:
+    """A Redis Cluster of three masters: their ports."""
+    async with redis_cluster(tmp_path / "cluster", masters=3) as ports:
+        yield ports
 
 
 async def test_a_router_on_a_cluster_routes_rewards_and_learns(
-    tmp_path: Path, cluster: int, embedder: Embedder
+    tmp_path: Path, cluster: list[int], embedder: Embedder
 ) -> None:
-    url = f"redis+cluster://127.0.0.1:{cluster}"
+    # Any one node will do to find the rest.
+    url = f"redis+cluster://127.0.0.1:{cluster[1]}"
     config = make_config(tmp_path).replace(redis={"url": url, "key_prefix": "{br}"})
     async with routed(config, embedder) as (stub, service):
         decisions = [await stub.Route(pb.RouteRequest(query=f"Question {i}: what is {i} * {i}?")) for i in range(4)]

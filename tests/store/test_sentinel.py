@@ -5,22 +5,20 @@ stays learned once, and one retried across it is learned once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import json
 import logging
 import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
 from helpers import decision_logs, make_config, reward_retried, routed
-from redis_servers import redis_server
+from redis_servers import Watched, sentinel_setup
 
 from bandit_router.embedding.model import Embedder
 from bandit_router.store.embedded import redacted, sentinel_client
@@ -29,72 +27,18 @@ from bandit_router.v1 import router_pb2 as pb
 SERVICE = "mymaster"
 
 
-@dataclasses.dataclass(frozen=True)
-class Watched:
-    """A master, its replica and one Sentinel watching them (quorum 1): their ports, and the replica's process."""
-
-    master: int
-    replica: int
-    watcher: int
-    replica_pid: int
+@pytest.fixture
+async def sentinel(tmp_path: Path) -> AsyncIterator[Watched]:
+    """A master, its replica and one Sentinel (quorum 1)."""
+    async with sentinel_setup(tmp_path, sentinels=1, service=SERVICE) as watched:
+        yield watched
 
 
 @pytest.fixture
-async def sentinel(tmp_path: Path) -> AsyncIterator[Watched]:
-    plain = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
-    conf = tmp_path / "sentinel" / "sentinel.conf"
-
-    def watching(master: int) -> Callable[[int], list[str]]:
-        def args(port: int) -> list[str]:
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {master} 1\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
-            )
-            return [str(conf), "--sentinel"]
-
-        return args
-
-    async with (
-        redis_server(tmp_path / "master", lambda port: ["--port", str(port), *plain]) as (_, master),
-        redis_server(
-            tmp_path / "replica", lambda port: ["--port", str(port), "--replicaof", "127.0.0.1", str(master), *plain]
-        ) as (copy, replica),
-        redis_server(conf.parent, watching(master)) as (_, watcher),
-    ):
-        await in_sync(replica)
-        await known_replica(watcher)
-        yield Watched(master, replica, watcher, copy.pid)
-
-
-async def in_sync(replica: int, timeout: float = 60) -> None:
-    """Waits until the replica has made its first sync with the master."""
-    client = aioredis.Redis(port=replica, decode_responses=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while (await client.info("replication")).get("master_link_status") != "up":
-            if time.monotonic() > deadline:
-                pytest.fail(f"the replica on {replica} did not sync with its master within {timeout} s")
-            await asyncio.sleep(0.05)
-    finally:
-        await client.aclose()
-
-
-async def known_replica(watcher: int, timeout: float = 60) -> None:
-    """Waits until the Sentinel knows the replica as a healthy one (it learns of replicas from the master's INFO,
-    polled every few seconds): before that a failover finds no replica to promote."""
-    client = aioredis.Redis(port=watcher, decode_responses=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            replicas = await client.execute_command("SENTINEL", "replicas", SERVICE)
-            flags = [r["flags"] for r in replicas]  # "slave" alone: known, connected, not down
-            if "slave" in flags:
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"the Sentinel did not know a healthy replica within {timeout} s: {flags}")
-            await asyncio.sleep(0.1)
-    finally:
-        await client.aclose()
+async def quorum(tmp_path: Path) -> AsyncIterator[Watched]:
+    """A master, its replica and three Sentinels (quorum 2)."""
+    async with sentinel_setup(tmp_path, sentinels=3, service=SERVICE) as watched:
+        yield watched
 
 
 async def master_port(watcher: int) -> int:
@@ -130,7 +74,7 @@ def test_a_sentinel_url_is_read_and_its_password_never_shown() -> None:
 async def test_the_router_follows_a_failover_and_learns_every_reward_once(
     tmp_path: Path, sentinel: Watched, embedder: Embedder
 ) -> None:
-    master, replica, watcher = sentinel.master, sentinel.replica, sentinel.watcher
+    master, replica, watcher = sentinel.master, sentinel.replica, sentinel.watchers[0]
     url = f"redis+sentinel://127.0.0.1:{watcher}/{SERVICE}"
     config = make_config(tmp_path / "data", url, reward={"expiry_sweep_s": 0.2})
     async with routed(config, embedder) as (stub, service):
@@ -166,7 +110,7 @@ async def test_the_router_follows_a_failover_and_learns_every_reward_once(
 async def test_with_wait_replicas_a_reward_is_answered_only_once_a_replica_holds_it(
     tmp_path: Path, sentinel: Watched, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    replica, watcher = sentinel.replica, sentinel.watcher
+    replica, watcher = sentinel.replica, sentinel.watchers[0]
     url = f"redis+sentinel://127.0.0.1:{watcher}/{SERVICE}"
     config = make_config(tmp_path / "data", url, redis={"wait_replicas": 1, "wait_timeout_ms": 300})
     caplog.set_level(logging.WARNING, "bandit_router.serving.rewards")
@@ -201,56 +145,16 @@ async def test_with_wait_replicas_a_reward_is_answered_only_once_a_replica_holds
             await copy.aclose()
 
 
-@dataclasses.dataclass(frozen=True)
-class Quorum:
-    """A master, its replica and three Sentinels (quorum 2): their ports, and the master's process."""
-
-    master: int
-    replica: int
-    watchers: list[int]
-    master_pid: int
-
-
-@pytest.fixture
-async def quorum(tmp_path: Path) -> AsyncIterator[Quorum]:
-    plain = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
-    async with contextlib.AsyncExitStack() as stack:
-        process, master = await stack.enter_async_context(
-            redis_server(tmp_path / "master", lambda port: ["--port", str(port), *plain])
-        )
-        copy = ["--replicaof", "127.0.0.1", str(master), *plain]
-        _, replica = await stack.enter_async_context(
-            redis_server(tmp_path / "replica", lambda port: ["--port", str(port), *copy])
-        )
-        watchers = []
-        for i in range(3):
-            conf = tmp_path / f"sentinel{i}" / "sentinel.conf"
-
-            def args(port: int, conf: Path = conf) -> list[str]:
-                conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {master} 2\n"
-                    f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
-                )
-                return [str(conf), "--sentinel"]
-
-            watchers.append((await stack.enter_async_context(redis_server(conf.parent, args)))[1])
-        await in_sync(replica)
-        for watcher in watchers:
-            await known_replica(watcher)
-        yield Quorum(master, replica, watchers, process.pid)
-
-
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_a_master_killed_under_load_loses_no_acknowledged_reward(
-    tmp_path: Path, quorum: Quorum, embedder: Embedder, seed: int
+    tmp_path: Path, quorum: Watched, embedder: Embedder, seed: int
 ) -> None:
     """Route and Reward from eight clients; SIGKILL of the master at a seeded random point; the Sentinels promote
     the replica. With redis.wait_replicas = 1 a reward is acknowledged (OK, or ALREADY_EXISTS on a retry after
     UNAVAILABLE: the earlier try was kept) only once the replica holds it, so every acknowledged reward is learned,
     and exactly once: none lost with the master, none learned twice when a take is replayed on the new one."""
-    hosts = ",".join(f"127.0.0.1:{w}" for w in quorum.watchers)
     data = tmp_path / "data"
-    config = make_config(data, f"redis+sentinel://{hosts}/{SERVICE}", redis={"wait_replicas": 1})
+    config = make_config(data, quorum.url, redis={"wait_replicas": 1})
     total = 160
     kill_after = random.Random(seed).randrange(20, 120)
     acknowledged: list[str] = []
