@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from helpers import free_port
 
+from bandit_router.bench.cluster import LocalCluster
 from bandit_router.store.embedded import redis_executable
 
 
@@ -140,38 +141,9 @@ async def known_replica(watcher: int, service: str, timeout: float = 60) -> None
         await client.aclose()
 
 
-SLOTS = 16384
-
-
 @contextlib.asynccontextmanager
 async def redis_cluster(folder: Path, masters: int = 3) -> AsyncIterator[list[int]]:
-    """A Redis Cluster of ``masters`` nodes on loopback, the slots split evenly between them, once every node says
-    the cluster is up: their ports."""
-    async with contextlib.AsyncExitStack() as stack:
-        ports = []
-        for i in range(masters):
-            node = folder / f"node{i}"
-
-            def args(port: int, node: Path = node) -> list[str]:
-                return ["--port", str(port), "--cluster-enabled", "yes", "--cluster-config-file",
-                        str(node / "nodes.conf"), *PLAIN]  # fmt: skip
-
-            ports.append((await stack.enter_async_context(redis_server(node, args)))[1])
-        clients = [aioredis.Redis(port=p, decode_responses=True) for p in ports]
-        try:
-            for i, client in enumerate(clients):
-                await client.execute_command(
-                    "CLUSTER", "ADDSLOTS", *range(i * SLOTS // masters, (i + 1) * SLOTS // masters)
-                )
-                if i:
-                    await client.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
-            deadline = time.monotonic() + 60
-            for client in clients:
-                while "cluster_state:ok" not in await client.execute_command("CLUSTER", "INFO"):
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"the {masters}-node cluster did not come up within 60 s")
-                    await asyncio.sleep(0.05)
-        finally:
-            for client in clients:
-                await client.aclose()
-        yield ports
+    """A Redis Cluster of ``masters`` nodes on loopback (the capacity bench's), once every node says it is up: their
+    ports."""
+    async with LocalCluster(folder, masters) as cluster:
+        yield cluster.ports

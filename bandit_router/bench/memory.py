@@ -24,7 +24,7 @@ from bandit_router.runtime.root import open_router
 MB = 1e6
 
 
-async def _weigh(client: Any, prefix: str) -> dict[str, dict[str, Any]]:
+async def weigh(client: Any, prefix: str) -> dict[str, dict[str, Any]]:
     """Every key under ``prefix`` by family (the name after the prefix): keys, bytes, the longest time to live."""
     families: dict[str, dict[str, Any]] = defaultdict(lambda: {"keys": 0, "bytes": 0, "max_ttl_s": None})
     async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
@@ -61,7 +61,7 @@ async def measure(config: Config, pairs: int, unrewarded: int) -> dict[str, Any]
                 await service.route(RouteInput(text))
             assert service.learner is not None
             await service.learner.wait_learned(pairs, timeout=600)
-            families = await _weigh(service.store.client, config.redis.key_prefix)
+            families = await weigh(service.store.client, config.redis.key_prefix)
         finally:
             await service.close()
     return {

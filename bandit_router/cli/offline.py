@@ -105,6 +105,15 @@ def _memory_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capacity_bench(args: argparse.Namespace) -> int:
+    from bandit_router.bench.capacity import run_capacity_bench
+
+    asyncio.run(
+        run_capacity_bench(args.replicas, args.pairs, args.unrewarded, args.concurrency, args.config, args.json)
+    )
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bandit_router.bench.route import run_bench
 
@@ -133,6 +142,7 @@ COMMANDS = {
     "bench": _bench,
     "gateway-bench": _gateway_bench,
     "memory-bench": _memory_bench,
+    "capacity-bench": _capacity_bench,
 }
 
 
@@ -218,6 +228,16 @@ def add_parsers(commands: Any) -> None:
     memory.add_argument("--unrewarded", type=int, default=100, help="Routes never rewarded (default: %(default)s)")
     memory.add_argument("--config", help="TOML configuration whose reward and redis settings are measured")
     memory.add_argument("--json", help="also write the figures to this file")
+    capacity = commands.add_parser(
+        "capacity-bench",
+        help="measure what a route costs routers, Redis and the learner on a loopback Redis Cluster, and project it",
+    )
+    capacity.add_argument("--replicas", type=int, default=3, help="routing replicas (default: %(default)s)")
+    capacity.add_argument("--pairs", type=int, default=600, help="Route + Reward pairs (default: %(default)s)")
+    capacity.add_argument("--unrewarded", type=int, default=60, help="Routes never rewarded (default: %(default)s)")
+    capacity.add_argument("--concurrency", type=int, default=16, help="calls at once (default: %(default)s)")
+    capacity.add_argument("--config", help="TOML configuration whose settings are measured")
+    capacity.add_argument("--json", help="also write the figures to this file")
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")
