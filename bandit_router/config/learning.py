@@ -71,7 +71,9 @@ class PolicyConfig:
     # expected score (a model that cannot be best even at its optimistic quality gets nothing). It keeps
     # every plausible model's logged probability above zero, which off-policy evaluation and the gate need.
     epsilon: float = 0.05
-    # The learner publishes (and persists) a snapshot after this many events or this long, whichever first.
+    # The learner publishes (and persists) a snapshot after this many events or this long, whichever first; while
+    # it is behind (a read of the stream came back full), once per interval only, so that it learns rather than
+    # snapshots and judges.
     snapshot_every_events: int = 64
     snapshot_interval_s: float = 1.0
     keep_snapshots: int = 5

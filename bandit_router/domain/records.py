@@ -293,7 +293,9 @@ class LearningEvent:
         )
 
     def to_json(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies every value: every field is a plain value
+        # or a tuple of them, and this runs once per Reward and once per learned event.
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields["pmf"] = [list(p) for p in self.pmf]
         fields["actions"] = list(self.actions)
         fields["penalties"] = list(self.penalties)

@@ -96,6 +96,9 @@ def learn_event(policy: Policy, event: LearningEvent, ewma_alpha: float, rollout
 # a failover's lost acknowledgement and its retried reward.
 DEDUP_WINDOW = 100_000
 
+# Events asked of the stream at a time; a read that comes back full means the learner is behind.
+READ_COUNT = 256
+
 # A promotion whose estimate differs from the served policy's by less than this changes nothing worth a log line.
 NEWSWORTHY = 0.005
 
@@ -373,7 +376,7 @@ class Learner:
         block = None if backlog or self._stopping.is_set() else wait_ms
         try:
             entries = await self.store.read_events(
-                fence, self.consumer, self._backlog_after if backlog else None, 256, block
+                fence, self.consumer, self._backlog_after if backlog else None, READ_COUNT, block
             )
         except aioredis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -384,8 +387,7 @@ class Learner:
             return False
         if backlog and not entries:
             self._backlog = False
-        for event_id, raw in entries:
-            await self._learn(event_id, raw)
+        await self._learn(entries)
         if backlog and entries:
             # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
             self._backlog_after = entries[-1][0]
@@ -393,9 +395,10 @@ class Learner:
                 await self._snapshot()
             return False
         due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
-        if self._unacked and (
-            len(self._unacked) >= self.config.snapshot_every_events or due or self._stopping.is_set()
-        ):
+        # Behind (the read came back full: more is waiting), a snapshot every few events would spend the learner on
+        # snapshots and their gate rather than on learning: it snapshots once per interval until it has caught up.
+        enough = len(self._unacked) >= self.config.snapshot_every_events and len(entries) < READ_COUNT
+        if self._unacked and (enough or due or self._stopping.is_set()):
             await self._snapshot()
         # Done once a read of new events finds none: an empty backlog says nothing of what is new.
         if self._stopping.is_set() and not entries and not backlog:
@@ -404,24 +407,38 @@ class Learner:
             return True
         return False
 
-    async def _learn(self, event_id: str, raw: str) -> None:
-        if stream_position(event_id) <= stream_position(self.policy.stream_id):
-            # Learned into the snapshot this learner started from; only the acknowledgement was lost.
-            self.skipped += 1
-        else:
+    async def _learn(self, entries: list[tuple[str, str]]) -> None:
+        """Learns a read's events on the learner's thread, in one hop for all of them."""
+        position = stream_position(self.policy.stream_id)
+        # Those at or before the policy's position were learned into the snapshot this learner started from; only
+        # their acknowledgement was lost.
+        fresh = [(event_id, raw) for event_id, raw in entries if stream_position(event_id) > position]
+        self.skipped += len(entries) - len(fresh)
+        if fresh:
+            lines = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, fresh)
+            self._log_buffer.extend(lines)
+            self.policy.stream_id = fresh[-1][0]
+        for event_id, _ in entries:
+            self._unacked[event_id] = None
+
+    def _learn_sync(self, entries: list[tuple[str, str]]) -> list[str]:
+        """Learns each event; their decision log lines. One that cannot be learned (malformed) is logged and skipped,
+        as is a decision already learned within DEDUP_WINDOW ids."""
+        lines = []
+        for event_id, raw in entries:
             try:
-                event = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, raw)
-                if event is None:
-                    log.warning("event %s is a second reward event of an already learned decision: skipped", event_id)
-                elif self.decision_log is not None:
-                    self._log_buffer.append(json.dumps({"event_id": event_id, **event.to_json()}))
-            except Exception:  # one malformed event must not stop learning; it is logged and skipped
+                event = self._learn_one(raw)
+            except Exception:  # one malformed event must not stop learning
                 self.failures += 1
                 log.exception("could not learn event %s", event_id)
-            self.policy.stream_id = event_id
-        self._unacked[event_id] = None
+                continue
+            if event is None:
+                log.warning("event %s is a second reward event of an already learned decision: skipped", event_id)
+            elif self.decision_log is not None:
+                lines.append(json.dumps({"event_id": event_id, **event.to_json()}))
+        return lines
 
-    def _learn_sync(self, raw: str) -> LearningEvent | None:
+    def _learn_one(self, raw: str) -> LearningEvent | None:
         """Learns the event; None (learning nothing) for a decision already learned within DEDUP_WINDOW ids."""
         event = LearningEvent.loads(raw)
         if event.decision_id in self._recent_ids:
