@@ -27,6 +27,9 @@ class ServerConfig:
     # clients re-resolve and spread over replicas added since (a Kubernetes HPA scaling out): HTTP/2 keeps a
     # connection for good otherwise. 0: never.
     max_connection_age_s: float = 300.0
+    # The tenants this routing replica serves: of the served snapshot, it fetches their parts only (empty: every
+    # tenant's). Another tenant's request is still routed, on the pooled figures.
+    tenants: tuple[str, ...] = ()
     # HOST:PORT where `bandit-router learner` answers its probes (/livez, /readyz); empty: no probes.
     learner_health_listen: str = ""
     # PEM files: with both, gRPC and the dashboard serve TLS only.

@@ -30,7 +30,7 @@ from bandit_router.store.embedded import MAX_BLOCK_MS
 from bandit_router.store.errors import REDIS_ERRORS, outage, stop_if_cancelled
 from bandit_router.store.lease import Fence, fenced
 from bandit_router.store.redis_store import Store
-from bandit_router.store.snapshots import SnapshotFiles, load_snapshot
+from bandit_router.store.snapshots import SnapshotFiles, load_snapshot, served_parts
 
 log = logging.getLogger(__name__)
 
@@ -469,8 +469,10 @@ class Learner:
             )
         self.verdicts.append(verdict)
         if verdict.promoted:
-            # Redis first: the disk holds only what the lease's holder published.
-            await self.store.save_served(data, snapshot.version, self.fence)
+            # Redis first: the disk holds only what the lease's holder published. In Redis each tenant's parts go
+            # apart, so that a replica serving some tenants fetches theirs only; the disk keeps it whole.
+            body, parts = await loop.run_in_executor(self._executor, served_parts, snapshot)
+            await self.store.save_served(body, snapshot.version, self.fence, parts)
             await self._on_disk(self.files.write_served, data)
             self._publish(candidate)
             self._serving = await loop.run_in_executor(self._executor, self._rebuild, snapshot)

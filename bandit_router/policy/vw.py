@@ -15,6 +15,7 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Collection
 from typing import Any, cast
 
 from vowpal_wabbit_next import TextFormatParser, Workspace
@@ -115,6 +116,45 @@ class Snapshot:
             warm_starts=list(header.get("warm_starts", [])),
             apprentices=dict(header.get("apprentices", {})),
         )
+
+    def tenant_parts(self) -> dict[str, dict[str, Any]]:
+        """Each named tenant's own parts (its running estimates, pricing and apprentice ledger), which a replica
+        serving other tenants never needs."""
+        pricing = self.pricing.get("tenants", {})
+        names = (set(self.tenant_estimates) | set(pricing) | set(self.apprentices)) - {""}
+        return {
+            t: {
+                "estimates": self.tenant_estimates.get(t),
+                "pricing": pricing.get(t),
+                "apprentices": self.apprentices.get(t),
+            }
+            for t in names
+        }
+
+    def shared(self) -> Snapshot:
+        """This snapshot without any named tenant's parts."""
+        pricing = {k: v for k, v in self.pricing.items() if k != "tenants"}
+        apprentices = {t: v for t, v in self.apprentices.items() if t == ""}
+        return dataclasses.replace(self, tenant_estimates={}, pricing=pricing, apprentices=apprentices)
+
+    def only(self, tenants: Collection[str]) -> Snapshot:
+        """This snapshot with the parts of ``tenants`` alone."""
+        parts = self.tenant_parts()
+        return self.shared().with_tenants({t: parts[t] for t in tenants if t in parts})
+
+    def with_tenants(self, parts: dict[str, dict[str, Any]]) -> Snapshot:
+        """This snapshot with ``parts`` (as :meth:`tenant_parts` gives them) added."""
+        if not parts:
+            return self
+        estimates, apprentices = dict(self.tenant_estimates), dict(self.apprentices)
+        pricing_tenants = dict(self.pricing.get("tenants", {}))
+        for tenant, part in parts.items():
+            for into, value in ((estimates, part["estimates"]), (pricing_tenants, part["pricing"]),
+                                (apprentices, part["apprentices"])):  # fmt: skip
+                if value is not None:
+                    into[tenant] = value
+        pricing = {**self.pricing, **({"tenants": pricing_tenants} if pricing_tenants else {})}
+        return dataclasses.replace(self, tenant_estimates=estimates, pricing=pricing, apprentices=apprentices)
 
 
 def interactions(features: FeaturesConfig) -> list[str]:

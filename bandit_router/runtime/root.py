@@ -129,7 +129,13 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
         service = await asyncio.to_thread(partial(RouterService, config, store, embedder, **kwargs))
         service.adopt(embedded, owned)
         log.info("starting: loading the newest policy snapshots")
-        checkpoint, served = await load_snapshots(store, service.files)
+        if config.server.learner:
+            checkpoint, served = await load_snapshots(store, service.files)
+        else:
+            # A replica serves; it learns nothing, so it needs no checkpoint, and of the served snapshot only the
+            # parts of the tenants it serves.
+            checkpoint = None
+            served = await load_snapshot(store, service.files, served=True, tenants=config.server.tenants or None)
         if config.server.learner:
             learner = await build_learner(config, store, embedder.dimension, service.served.install, checkpoint, served)
             service.learner = learner

@@ -13,6 +13,7 @@ from bandit_router.observability.monitor import Monitor
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.vw import Policy, Snapshot, SnapshotError
 from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import load_served
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,13 @@ class ServedPolicy:
         version = await self.store.served_version()
         if version is not None and version <= self.policy.version:
             return False
-        raw = await self.store.load_served()
-        if raw is None:
-            return False
         try:
-            snapshot = Snapshot.decode(raw)
+            # Only the parts of the tenants this replica serves, where it serves some (server.tenants).
+            snapshot = await load_served(self.store, self.config.server.tenants or None)
         except SnapshotError as exc:
             log.warning("served snapshot in Redis is unusable (%s); keeping %s", exc, self.version)
             return False
-        if snapshot.version <= self.policy.version:
+        if snapshot is None or snapshot.version <= self.policy.version:
             return False
         try:
             policy = await asyncio.to_thread(self.new, snapshot)

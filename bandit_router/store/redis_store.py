@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -113,13 +114,18 @@ return 1
 """
 )
 
-# Stores a snapshot (KEYS[2]) and its version (KEYS[3]) for the lease's holder only; with a channel (ARGV[4]),
-# announces the version there.
+# Stores a snapshot (KEYS[2]) and its version (KEYS[3]) for the lease's holder only; with a hash (KEYS[4]), replaces
+# its fields with the pairs from ARGV[5] on (each tenant's parts of a served snapshot, apart so that a replica fetches
+# only its tenants'); with a channel (ARGV[4]), announces the version there.
 _SAVE = (
     FENCE_CHECK
     + """
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3])
+if KEYS[4] then
+  redis.call('DEL', KEYS[4])
+  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+end
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
 return 1
 """
@@ -149,6 +155,10 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _bytes(raw: Any) -> bytes:
+    return raw if isinstance(raw, bytes) else str(raw).encode()
+
+
 def _event_field(fields: list[Any]) -> str:
     """The ``event`` field of a stream entry as a script answers it (a flat list of names and values)."""
     pairs = dict(zip(map(_text, fields[::2]), fields[1::2], strict=True))
@@ -173,6 +183,8 @@ class Store:
         self.served_key = f"{prefix}:served"
         # The served snapshot's version, written with it: a replica reads this first, the body only when newer.
         self.served_version_key = f"{prefix}:served-version"
+        # Each named tenant's parts of the served snapshot (Snapshot.tenant_parts), by tenant.
+        self.served_tenants_key = f"{prefix}:served-tenants"
         # The learner announces each newly served snapshot's version here.
         self.snapshots_channel = f"{prefix}:snapshots"
         # Pending decisions by reward deadline, for the expiry sweep.
@@ -423,20 +435,38 @@ class Store:
         """The learner's newest checkpoint."""
         return await self._get_bytes(self.snapshot_key)
 
-    async def save_served(self, data: bytes, version: int, fence: Fence | None = None) -> None:
-        """Stores the snapshot Route serves and its version (at once, so the version never names a body not there
-        yet), then tells every replica; with ``fence`` as in :meth:`save_snapshot`."""
-        await self._write(self.served_key, self.served_version_key, data, version, self.snapshots_channel, fence)
+    async def save_served(
+        self, data: bytes, version: int, fence: Fence | None = None, tenants: dict[str, bytes] | None = None
+    ) -> None:
+        """Stores the snapshot Route serves, its version and each tenant's parts of it (``tenants``; none: all in
+        ``data``) at once, so that the version never names a body not there yet, then tells every replica; with
+        ``fence`` as in :meth:`save_snapshot`."""
+        await self._write(
+            self.served_key, self.served_version_key, data, version, self.snapshots_channel, fence, tenants or {}
+        )
 
     async def _write(
-        self, key: str, version_key: str, data: bytes, version: int, channel: str, fence: Fence | None
+        self,
+        key: str,
+        version_key: str,
+        data: bytes,
+        version: int,
+        channel: str,
+        fence: Fence | None,
+        tenants: dict[str, bytes] | None = None,
     ) -> None:
+        keys = [key, version_key] + ([self.served_tenants_key] if tenants is not None else [])
         if fence is not None:
-            await self._save(keys=[fence.key, key, version_key], args=[fence.value, data, str(version), channel])
+            pairs = [item for pair in (tenants or {}).items() for item in pair]
+            await self._save(keys=[fence.key, *keys], args=[fence.value, data, str(version), channel, *pairs])
             return
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.set(key, data)
             pipe.set(version_key, str(version))
+            if tenants is not None:
+                pipe.delete(self.served_tenants_key)
+                if tenants:
+                    pipe.hset(self.served_tenants_key, mapping=tenants)  # type: ignore[arg-type]
             await pipe.execute()
         if channel:
             await self.client.publish(channel, str(version))
@@ -446,9 +476,22 @@ class Store:
         raw = await self.client.get(self.served_version_key)
         return None if raw is None else int(raw)
 
-    async def load_served(self) -> bytes | None:
-        """The snapshot the quality gate last promoted: what Route serves."""
-        return await self._get_bytes(self.served_key)
+    async def load_served(self, tenants: Collection[str] | None = None) -> tuple[bytes | None, dict[str, bytes]]:
+        """The snapshot the quality gate last promoted (what Route serves), without its tenants' parts, and those
+        parts of ``tenants`` (None: every tenant's), read together in one transaction."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(self.served_key)
+            if tenants is None:
+                pipe.hgetall(self.served_tenants_key)
+            elif tenants:
+                pipe.hmget(self.served_tenants_key, list(tenants))
+            replies = await pipe.execute()
+        raw = replies[0]
+        if tenants is None:
+            parts = {_text(t): _bytes(v) for t, v in replies[1].items()}
+        else:
+            parts = {t: _bytes(v) for t, v in zip(tenants, replies[1] if tenants else [], strict=True) if v is not None}
+        return (None if raw is None else _bytes(raw)), parts
 
     async def _get_bytes(self, key: str) -> bytes | None:
         raw = await self.client.get(key)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from bandit_router.config import Config
@@ -71,17 +73,43 @@ class SnapshotFiles:
         return None
 
 
-async def load_snapshot(store: Store, files: SnapshotFiles, served: bool = False) -> Snapshot | None:
+async def load_snapshot(
+    store: Store, files: SnapshotFiles, served: bool = False, tenants: Collection[str] | None = None
+) -> Snapshot | None:
     """The newer of Redis's and the disk's snapshots (the learner's checkpoint, or with ``served`` the one
-    the quality gate last promoted); a corrupt one is skipped."""
+    the quality gate last promoted, with the parts of ``tenants`` only where given); a corrupt one is skipped."""
     candidates: list[Snapshot] = []
-    raw = await (store.load_served() if served else store.load_snapshot())
-    if raw is not None:
-        try:
-            candidates.append(Snapshot.decode(raw))
-        except SnapshotError as exc:
-            log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
+    try:
+        if served:
+            snapshot = await load_served(store, tenants)
+        else:
+            raw = await store.load_snapshot()
+            snapshot = None if raw is None else Snapshot.decode(raw)
+        if snapshot is not None:
+            candidates.append(snapshot)
+    except SnapshotError as exc:
+        log.warning("snapshot in Redis is unusable (%s); trying the disk", exc)
     on_disk = await asyncio.to_thread(files.served if served else files.newest)
     if on_disk is not None:
         candidates.append(on_disk)
-    return max(candidates, key=lambda s: s.version, default=None)
+    newest = max(candidates, key=lambda s: s.version, default=None)
+    return newest.only(tenants) if newest is not None and tenants is not None else newest
+
+
+async def load_served(store: Store, tenants: Collection[str] | None = None) -> Snapshot | None:
+    """The served snapshot in Redis with the parts of ``tenants`` (None: every tenant's); raises SnapshotError
+    for one that does not decode."""
+    raw, parts = await store.load_served(tenants)
+    if raw is None:
+        return None
+    try:
+        decoded = {tenant: json.loads(part) for tenant, part in parts.items()}
+    except ValueError as exc:
+        raise SnapshotError(f"a tenant's part of the served snapshot is not JSON: {exc}") from exc
+    return Snapshot.decode(raw).with_tenants(decoded)
+
+
+def served_parts(snapshot: Snapshot) -> tuple[bytes, dict[str, bytes]]:
+    """The served snapshot as Redis keeps it: the body without tenants' parts, and each tenant's parts apart."""
+    parts = {tenant: json.dumps(part).encode() for tenant, part in snapshot.tenant_parts().items()}
+    return snapshot.shared().encode(), parts

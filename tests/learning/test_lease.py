@@ -77,7 +77,7 @@ async def test_writes_under_a_lost_lease_are_refused(client: aioredis.Redis, tmp
             await write
         assert fenced(info.value), info.value
         assert "lease held by b 2" in str(info.value)
-    assert await store.load_snapshot() is None and await store.load_served() is None
+    assert await store.load_snapshot() is None and await store.load_served() == (None, {})
     # Nothing was delivered to the group under the old token: the new holder reads the event.
     assert [text for _, text in await store.read_events(new, "learner-0", None, 10, None)] == ["x"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,7 @@ from bandit_router.embedding.model import Embedder
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.runtime.process import RouterProcess, run_learner
 from bandit_router.store.redis_store import Store
+from bandit_router.store.snapshots import load_served
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
 
@@ -51,8 +53,7 @@ async def test_two_replicas_one_learner(tmp_path: Path, redis_url: str, embedder
         # away: the announcement did it).
         deadline = time.monotonic() + 120
         while True:
-            raw = await store.load_served()
-            served = Snapshot.decode(raw) if raw else None
+            served = await load_served(store)
             if served is not None and served.learned == 120:
                 break
             assert time.monotonic() < deadline, "the learner did not learn the 120 rewards in 120 s"
@@ -125,13 +126,13 @@ async def test_a_replica_downloads_the_snapshot_only_when_its_version_is_newer(
     service = await routers(config)
     store = service.store
     bodies: list[int] = []
-    load_served = store.load_served
+    read = store.load_served
 
-    async def counted() -> bytes | None:
-        raw = await load_served()
+    async def counted(tenants: Collection[str] | None = None) -> tuple[bytes | None, dict[str, bytes]]:
+        raw, parts = await read(tenants)
         if raw is not None:
             bodies.append(Snapshot.decode(raw).version)
-        return raw
+        return raw, parts
 
     monkeypatch.setattr(store, "load_served", counted)
     fresh = Policy.of(config, embedder.dimension)
@@ -144,3 +145,33 @@ async def test_a_replica_downloads_the_snapshot_only_when_its_version_is_newer(
     await store.save_served(fresh.snapshot(4, "0-0").encode(), 4)
     await until(lambda: service.policy_version == "v4", 60, "the replica to serve v4 once it was announced")
     assert bodies == [3, 4]
+
+
+async def test_a_replica_fetches_only_its_tenants_parts_of_the_served_snapshot(
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
+) -> None:
+    base = make_config(tmp_path / "learner", redis_url, policy={"gate_window": 0})
+    learner = await routers(base)
+    for tenant in ("acme", "globex", "initech"):
+        for i in range(3):
+            decision = await learner.route(RouteInput(query=f"{tenant} question {i}?", tenant=tenant))
+            await learner.reward(RewardInput(decision_id=decision.decision_id, quality=0.5, tenant=tenant))
+    assert learner.learner is not None
+    await learner.learner.wait_learned(9, timeout=60)
+    store = learner.store
+    await until(lambda: load_served(store), 60, "a served snapshot")
+    # In Redis the body carries no tenant's parts; each tenant's are apart.
+    raw, parts = await store.load_served()
+    assert raw is not None and set(parts) == {"acme", "globex", "initech"}
+    assert Snapshot.decode(raw).tenant_estimates == {}
+    whole = await load_served(store)
+    assert whole is not None and set(whole.tenant_estimates) == {"acme", "globex", "initech"}
+    # A replica serving one tenant fetches the body and that tenant's parts only.
+    replica = await routers(
+        base.replace(server={"data_dir": str(tmp_path / "replica"), "learner": False, "tenants": ["acme"]})
+    )
+    await until(lambda: replica.served.policy.version >= whole.version, 60, "the replica to serve the snapshot")
+    assert set(replica.served.policy.tenant_estimates) == {"acme"}
+    assert replica.served.policy.tenant_estimates["acme"].keys() == whole.tenant_estimates["acme"].keys()
+    mine = await store.load_served(["acme"])
+    assert set(mine[1]) == {"acme"} and len(mine[0] or b"") + len(mine[1]["acme"]) < len(whole.encode())
