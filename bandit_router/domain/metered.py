@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bandit_router.domain.fields import shallow
 from bandit_router.domain.records import COMPACT, RecordError
 
 
@@ -33,7 +34,7 @@ class Metered:
     output_counted: int = 0
 
     def dumps(self) -> str:
-        fields = dataclasses.asdict(self)
+        fields = shallow(self)
         fields["failed_before"] = [list(f) for f in self.failed_before]
         return json.dumps(fields, separators=COMPACT)
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bandit_router.config import ModelSpec, RewardConfig
+from bandit_router.domain.fields import shallow
 from bandit_router.domain.pricing import Priced
 from bandit_router.domain.reward import scalar_reward
 
@@ -69,8 +70,10 @@ class Decision:
     replayed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        fields = dataclasses.asdict(self)
+        fields = shallow(self)
         del fields["replayed"]
+        fields["pmf"] = [list(p) for p in self.pmf]
+        fields["excluded"] = list(self.excluded)
         return fields
 
     @classmethod
@@ -154,7 +157,7 @@ class PendingDecision:
                 "shared": self.shared,
                 "actions": list(self.actions),
                 "penalties": list(self.penalties),
-                "model_spec": dataclasses.asdict(self.model_spec),
+                "model_spec": shallow(self.model_spec),
                 "query_tokens": self.query_tokens,
                 "embedding": self.embedding,
                 "metadata": dict(self.metadata),
@@ -293,9 +296,7 @@ class LearningEvent:
         )
 
     def to_json(self) -> dict[str, Any]:
-        # Field by field rather than dataclasses.asdict, which deep-copies every value: every field is a plain value
-        # or a tuple of them, and this runs once per Reward and once per learned event.
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields = shallow(self)
         fields["pmf"] = [list(p) for p in self.pmf]
         fields["actions"] = list(self.actions)
         fields["penalties"] = list(self.penalties)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from bandit_router.config import LimitsConfig, ModelSpec
+from bandit_router.domain.fields import shallow
 from bandit_router.domain.metered import Metered
 from bandit_router.domain.pricing import catalog_cost, catalog_energy
 from bandit_router.domain.reward import Tokens
@@ -66,7 +67,7 @@ class RouteInput:
     def digest(self) -> str:
         """A fingerprint of what was asked (everything but the request id and tenant), kept with the decision: a
         retry with the same request_id must ask the same, as an idempotency key promises elsewhere."""
-        asked = dataclasses.asdict(self)
+        asked = shallow(self)
         del asked["request_id"], asked["tenant"]
         asked["metadata"] = sorted(asked["metadata"].items())
         return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:32]
