@@ -38,6 +38,19 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
+def _merged(weighed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Key families weighed under several prefixes (the shards'), added up by family."""
+    families: dict[str, dict[str, Any]] = {}
+    for by_family in weighed:
+        for name, entry in by_family.items():
+            into = families.setdefault(name, {"keys": 0, "bytes": 0, "max_ttl_s": None})
+            into["keys"] += entry["keys"]
+            into["bytes"] += entry["bytes"]
+            if entry["max_ttl_s"] is not None:
+                into["max_ttl_s"] = max(into["max_ttl_s"] or 0.0, entry["max_ttl_s"])
+    return families
+
+
 def _phase(wall_s: float, cpu_s: float, redis: dict[str, float], idle_cpu_per_s: float) -> dict[str, Any]:
     """One phase's figures, the Redis CPU less what the nodes spend idle over as long."""
     redis = {**redis, "cpu_s": max(0.0, redis.get("cpu_s", 0.0) - idle_cpu_per_s * wall_s)}
@@ -58,14 +71,16 @@ async def _traffic(replicas: list[RouterService], texts: list[str], rewarded: in
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def simulate(config: Config, replicas: int, pairs: int, unrewarded: int, concurrency: int) -> dict[str, Any]:
+async def simulate(
+    config: Config, replicas: int, pairs: int, unrewarded: int, concurrency: int, shards: int = 1
+) -> dict[str, Any]:
     """Runs the loopback deployment and measures it; see the module's docstring."""
     texts = queries(pairs + unrewarded, seed=13)
     embedder = await asyncio.to_thread(Embedder, config.embedding)
     with tempfile.TemporaryDirectory(prefix="br-capacity-") as folder:
         async with LocalCluster(Path(folder) / "cluster", masters=3) as cluster:
             base = config.replace(
-                redis={"url": cluster.url, "key_prefix": "{capacity}"},
+                redis={"url": cluster.url, "key_prefix": "{capacity}", "shards": shards},
                 server={"learner": False},
                 dashboard={"listen": ""},
                 http={"listen": ""},
@@ -100,7 +115,9 @@ async def simulate(config: Config, replicas: int, pairs: int, unrewarded: int, c
                     await learner.stop(60)
                 learned = _delta(await cluster.stats(), after)
                 learning = _phase(wall1 - wall0, cpu1 - cpu0, learned, idle_cpu_per_s)
-                families = await weigh(store.client, base.redis.key_prefix)
+                families = _merged(
+                    [await weigh(store.client, p) for p in {base.redis.key_prefix, *(s.prefix for s in store.shards)}]
+                )
             finally:
                 for service in services:
                     await service.close()
@@ -110,6 +127,7 @@ async def simulate(config: Config, replicas: int, pairs: int, unrewarded: int, c
         "pairs": pairs,
         "unrewarded": unrewarded,
         "concurrency": concurrency,
+        "shards": shards,
         "routing": routing,
         "learning": learning,
         "families": families,
@@ -135,12 +153,13 @@ def figures(routing: dict[str, Any], learning: dict[str, Any], pairs: int, unrew
 
 def project(result: dict[str, Any], rates: tuple[int, ...] = RATES) -> list[dict[str, Any]]:
     """Each part's load at each rate (routes/s, every route rewarded), as a share of what one of it gives where
-    only one can serve a deployment (the learner, the Redis shard its hash tag names), and what runs out first."""
+    only one can serve a deployment (the learner; a Redis shard, of which there are ``redis.shards``, each with its
+    share of the routes), and what runs out first."""
     rows = []
     for rate in rates:
         loads = {
             "learner": rate / result["learner_rewards_per_s"],
-            "redis shard CPU": rate * result["redis_cpu_us_per_route"] / 1e6 / SHARD_CORES,
+            "redis shard CPU": rate * result["redis_cpu_us_per_route"] / 1e6 / SHARD_CORES / result.get("shards", 1),
         }
         rows.append(
             {
@@ -157,8 +176,9 @@ def project(result: dict[str, Any], rates: tuple[int, ...] = RATES) -> list[dict
 
 def show(result: dict[str, Any]) -> None:
     print(
-        f"capacity on loopback: {result['replicas']} routing replicas and one learner on a 3-master Redis Cluster "
-        f"(one hash tag); {result['pairs']} Route+Reward pairs and {result['unrewarded']} Routes never rewarded, "
+        f"capacity on loopback: {result['replicas']} routing replicas and one learner on a 3-master Redis Cluster, "
+        f"{result.get('shards', 1)} shard(s); {result['pairs']} Route+Reward pairs and {result['unrewarded']} Routes "
+        "never rewarded, "
         f"{result['concurrency']} at once, all in this process"
     )
     routing = ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["redis_commands_routing"].items()))
@@ -193,8 +213,9 @@ async def run_capacity_bench(
     concurrency: int,
     config_path: str | None = None,
     json_path: str | None = None,
+    shards: int = 1,
 ) -> dict[str, Any]:
-    result = await simulate(load_config(config_path), replicas, pairs, unrewarded, concurrency)
+    result = await simulate(load_config(config_path), replicas, pairs, unrewarded, concurrency, shards)
     result["projection"] = project(result)
     show(result)
     if json_path:

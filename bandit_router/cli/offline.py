@@ -109,7 +109,9 @@ def _capacity_bench(args: argparse.Namespace) -> int:
     from bandit_router.bench.capacity import run_capacity_bench
 
     asyncio.run(
-        run_capacity_bench(args.replicas, args.pairs, args.unrewarded, args.concurrency, args.config, args.json)
+        run_capacity_bench(
+            args.replicas, args.pairs, args.unrewarded, args.concurrency, args.config, args.json, args.shards
+        )
     )
     return 0
 
@@ -236,6 +238,7 @@ def add_parsers(commands: Any) -> None:
     capacity.add_argument("--pairs", type=int, default=600, help="Route + Reward pairs (default: %(default)s)")
     capacity.add_argument("--unrewarded", type=int, default=60, help="Routes never rewarded (default: %(default)s)")
     capacity.add_argument("--concurrency", type=int, default=16, help="calls at once (default: %(default)s)")
+    capacity.add_argument("--shards", type=int, default=1, help="redis.shards (default: %(default)s)")
     capacity.add_argument("--config", help="TOML configuration whose settings are measured")
     capacity.add_argument("--json", help="also write the figures to this file")
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")

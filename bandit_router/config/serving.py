@@ -73,9 +73,14 @@ class RedisConfig:
     # A wait that times out is logged (the reward stands on the master).
     wait_replicas: int = 0
     wait_timeout_ms: int = 500
+    # Decisions and reward streams spread over this many hash tags by decision id (a Redis Cluster then puts them
+    # on different nodes); the learner reads every shard's stream. 1: every key under the prefix itself. Changing
+    # it strands the decisions pending under the old count: change it on an empty store.
+    shards: int = 1
 
     def __post_init__(self) -> None:
         require(self.outage_buffer >= 0, "redis.outage_buffer", "must be >= 0", self.outage_buffer)
+        require(1 <= self.shards <= 1024, "redis.shards", "must be in [1, 1024]", self.shards)
         require(self.wait_replicas >= 0, "redis.wait_replicas", "must be >= 0", self.wait_replicas)
         require(self.wait_timeout_ms >= 1, "redis.wait_timeout_ms", "must be >= 1", self.wait_timeout_ms)
         require(

@@ -167,9 +167,9 @@ class Learner:
         self._renewed = -math.inf
         self.takeovers = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="learner")
-        # Delivered events learned into ``policy`` but not yet into a persisted snapshot, in stream order (a
-        # dict, so that re-reading the delivered backlog after a failure lists each once).
-        self._unacked: dict[str, None] = {}
+        # Delivered events learned into ``policy`` but not yet into a persisted snapshot, by shard, in stream order
+        # (dicts, so that re-reading the delivered backlog after a failure lists each once).
+        self._unacked: dict[int, dict[str, None]] = {}
         self._last_snapshot = time.monotonic()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -191,9 +191,9 @@ class Learner:
         self.verdicts: collections.deque[Verdict] = collections.deque(maxlen=100)
         self.promotions = 0
         self.rejections = 0
-        self._backlog = True
-        # Where the read of this consumer's delivered-but-unacknowledged events goes on from.
-        self._backlog_after = "0"
+        # The shards whose delivered-but-unacknowledged events are still being read, and where each read goes on
+        # from; empty once every backlog was read.
+        self._backlog_after: dict[int, str] = {}
         self._group_ready = False
         # Why the last step failed, while no step has succeeded since (health reports it); None when well.
         self.problem: str | None = None
@@ -238,7 +238,7 @@ class Learner:
                     "stopping without Redis (%s): %d learned events not snapshotted; the next start relearns "
                     "them from the stream",
                     exc,
-                    len(self._unacked),
+                    self._unacked_count,
                 )
                 return True
             self.problem = f"learner lost Redis: {exc}"
@@ -261,14 +261,14 @@ class Learner:
 
     async def _run(self) -> None:
         # First the events delivered to this consumer before a crash, then new ones.
-        self._backlog, self._backlog_after = True, "0"
+        self._read_backlogs()
         while True:
             stop_if_cancelled()  # a cancellation redis-py swallowed on the last step
             self.went_round = time.monotonic()
             try:
                 if await self._step():
                     return
-                if not self._unacked:
+                if not self._unacked_count:
                     self.problem = None
                 continue
             except DiskError as exc:
@@ -286,8 +286,26 @@ class Learner:
             # A failed step may have left part of a delivered batch unlearned (those events are delivered, so a
             # read of new ones would never see them again): read this consumer's delivered events from the
             # start. The ones learned already are at or before the policy's stream position and are skipped.
-            self._backlog, self._backlog_after = True, "0"
+            self._read_backlogs()
             await asyncio.sleep(1.0)
+
+    def _read_backlogs(self) -> None:
+        """Reads every shard's delivered-but-unacknowledged events from their start before new ones."""
+        self._backlog_after = {shard.index: "0" for shard in self.store.shards}
+
+    @property
+    def _unacked_count(self) -> int:
+        return sum(len(ids) for ids in self._unacked.values())
+
+    def _position(self, shard: int) -> str:
+        """The id of the last event of ``shard``'s stream learned into the policy."""
+        return self.policy.stream_id if shard == 0 else self.policy.stream_ids.get(str(shard), "0-0")
+
+    def _set_position(self, shard: int, event_id: str) -> None:
+        if shard == 0:
+            self.policy.stream_id = event_id
+        else:
+            self.policy.stream_ids[str(shard)] = event_id
 
     @property
     def role(self) -> str:
@@ -310,6 +328,12 @@ class Learner:
                 self._step_down(f"lease taken by {await self.store.lease.holder()}")
             return False
         if self.fence is None or fence.token != self.fence.token:
+            # Every shard's copy of the lease first: the token just taken is the newest there is, so only a lease
+            # lost meanwhile fails it.
+            if not await self.store.claim_shards(fence):
+                self.fence = fence
+                self._step_down("a shard holds a newer lease")
+                return False
             await self._take_over(fence)
         self.fence, self._renewed = fence, asked
         return True
@@ -321,9 +345,9 @@ class Learner:
             "learner %s steps down (%s); %d learned events not published are its successor's",
             self.name,
             why,
-            len(self._unacked),
+            self._unacked_count,
         )
-        self._stale = self._stale or bool(self._unacked)
+        self._stale = self._stale or bool(self._unacked_count)
         self._unacked.clear()
         self._log_buffer.clear()
         self.fence = None
@@ -335,7 +359,7 @@ class Learner:
         published = await self.store.snapshot_version()
         if not lapsed_only and (self._stale or published not in (None, self.policy.version)):
             await self._reload()
-        self._backlog, self._backlog_after = True, "0"
+        self._read_backlogs()
         self.takeovers += 1
         log.info("learner %s holds the lease (token %d, policy v%d)", self.name, fence.token, self.policy.version)
 
@@ -364,7 +388,8 @@ class Learner:
         if not self._group_ready:
             await self.store.ensure_group()
             self._group_ready = True
-        backlog = self._backlog
+        backlog = bool(self._backlog_after)
+        shards = len(self.store.shards)
         # Stopping, the learner drains what is there without waiting for more.
         # Waiting, for half a snapshot interval, but never near the socket timeout (an idle learner then looked
         # like a lost Redis, and health flapped) nor past half a renewal: the loop comes round again instead.
@@ -373,43 +398,55 @@ class Learner:
             max(1, int(self._renew_every_s * 500)),
             MAX_BLOCK_MS,
         )
-        block = None if backlog or self._stopping.is_set() else wait_ms
-        try:
-            entries = await self.store.read_events(
-                fence, self.consumer, self._backlog_after if backlog else None, READ_COUNT, block
-            )
-        except aioredis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            # Redis came back without its data: make the group again.
-            log.warning("the reward stream's consumer group is gone (%s); creating it again", exc)
-            self._group_ready = False
-            return False
-        if backlog and not entries:
-            self._backlog = False
-        await self._learn(entries)
-        if backlog and entries:
-            # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
-            self._backlog_after = entries[-1][0]
-            if len(self._unacked) >= self.config.snapshot_every_events:
+        # One stream is waited on inside its read; several (in as many slots) cannot be, and are polled.
+        block = None if backlog or self._stopping.is_set() or shards > 1 else wait_ms
+        read = 0
+        full = False
+        for shard in range(shards):
+            after = self._backlog_after.get(shard)
+            if backlog and after is None:
+                continue
+            try:
+                entries = await self.store.read_events(fence, self.consumer, after, READ_COUNT, block, shard)
+            except aioredis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis came back without its data: make the group again.
+                log.warning("the reward stream's consumer group is gone (%s); creating it again", exc)
+                self._group_ready = False
+                return False
+            if after is not None:
+                # Read the backlog past what was just seen: those stay pending until the snapshot acknowledges them.
+                if entries:
+                    self._backlog_after[shard] = entries[-1][0]
+                else:
+                    del self._backlog_after[shard]
+            await self._learn(shard, entries)
+            read += len(entries)
+            full = full or len(entries) == READ_COUNT
+        if backlog and read:
+            if self._unacked_count >= self.config.snapshot_every_events:
                 await self._snapshot()
             return False
+        if shards > 1 and not read and not backlog and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait_ms / 1000)
         due = time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s
-        # Behind (the read came back full: more is waiting), a snapshot every few events would spend the learner on
+        # Behind (a read came back full: more is waiting), a snapshot every few events would spend the learner on
         # snapshots and their gate rather than on learning: it snapshots once per interval until it has caught up.
-        enough = len(self._unacked) >= self.config.snapshot_every_events and len(entries) < READ_COUNT
-        if self._unacked and (enough or due or self._stopping.is_set()):
+        enough = self._unacked_count >= self.config.snapshot_every_events and not full
+        if self._unacked_count and (enough or due or self._stopping.is_set()):
             await self._snapshot()
         # Done once a read of new events finds none: an empty backlog says nothing of what is new.
-        if self._stopping.is_set() and not entries and not backlog:
-            if self._unacked:
+        if self._stopping.is_set() and not read and not backlog:
+            if self._unacked_count:
                 await self._snapshot()
             return True
         return False
 
-    async def _learn(self, entries: list[tuple[str, str]]) -> None:
-        """Learns a read's events on the learner's thread, in one hop for all of them."""
-        position = stream_position(self.policy.stream_id)
+    async def _learn(self, shard: int, entries: list[tuple[str, str]]) -> None:
+        """Learns a read's events of ``shard`` on the learner's thread, in one hop for all of them."""
+        position = stream_position(self._position(shard))
         # Those at or before the policy's position were learned into the snapshot this learner started from; only
         # their acknowledgement was lost.
         fresh = [(event_id, raw) for event_id, raw in entries if stream_position(event_id) > position]
@@ -417,9 +454,10 @@ class Learner:
         if fresh:
             lines = await asyncio.get_running_loop().run_in_executor(self._executor, self._learn_sync, fresh)
             self._log_buffer.extend(lines)
-            self.policy.stream_id = fresh[-1][0]
+            self._set_position(shard, fresh[-1][0])
+        unacked = self._unacked.setdefault(shard, {})
         for event_id, _ in entries:
-            self._unacked[event_id] = None
+            unacked[event_id] = None
 
     def _learn_sync(self, entries: list[tuple[str, str]]) -> list[str]:
         """Learns each event; their decision log lines. One that cannot be learned (malformed) is logged and skipped,
@@ -514,11 +552,13 @@ class Learner:
         await self._on_disk(self.files.write, data, version)
         self.policy.version = version
         await self._judge(snapshot, data)
-        # Only now is every event in this snapshot safe to acknowledge and drop from the stream: trimmed up to
+        # Only now is every event in this snapshot safe to acknowledge and drop from its stream: trimmed up to
         # just past the last learned event.
-        ms, seq = stream_position(self.policy.stream_id)
         assert self.fence is not None
-        await self.store.acknowledge(self.fence, list(self._unacked), keep_from=f"{ms}-{seq + 1}")
+        for shard, ids in self._unacked.items():
+            if ids:
+                ms, seq = stream_position(self._position(shard))
+                await self.store.acknowledge(self.fence, list(ids), f"{ms}-{seq + 1}", shard)
         self._unacked.clear()
         self.problem = None
         self._last_snapshot = time.monotonic()

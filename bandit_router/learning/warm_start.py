@@ -332,7 +332,7 @@ async def run(config: Config, path: str | Path, task_hint: bool = True) -> Resul
     source = read_source(path, config)
     client, embedded_redis = await connect(config.redis.url, config.server.data_path)
     try:
-        store = Store(client, config.redis.key_prefix)
+        store = Store(client, config.redis.key_prefix, config.redis.shards)
         running = await store.running_learner()
         if running is not None:
             raise WarmStartError(

@@ -44,7 +44,7 @@ class Snapshot:
 
     version: int
     learned: int
-    # Id of the last reward-stream event learned into this snapshot ("0-0" before any).
+    # Id of the last reward-stream event learned into this snapshot ("0-0" before any): of the first shard's stream.
     stream_id: str
     vw_model: bytes
     clusters: bytes
@@ -60,6 +60,8 @@ class Snapshot:
     warm_starts: list[str] = dataclasses.field(default_factory=list)
     # Apprentice mode's estimates per tenant, and which tenants they promoted (apprentice.Apprentices).
     apprentices: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The same as stream_id for the other shards' streams (redis.shards > 1), by shard number.
+    stream_ids: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def encode(self) -> bytes:
         header = {
@@ -76,6 +78,7 @@ class Snapshot:
             "pricing": self.pricing,
             "warm_starts": self.warm_starts,
             "apprentices": self.apprentices,
+            "stream_ids": self.stream_ids,
         }
         payload = json.dumps(header).encode() + b"\n" + self.vw_model + self.clusters
         digest = hashlib.sha256(payload).digest()
@@ -115,6 +118,7 @@ class Snapshot:
             pricing=dict(header.get("pricing", {})),
             warm_starts=list(header.get("warm_starts", [])),
             apprentices=dict(header.get("apprentices", {})),
+            stream_ids={str(k): str(v) for k, v in header.get("stream_ids", {}).items()},
         )
 
     def tenant_parts(self) -> dict[str, dict[str, Any]]:
@@ -193,6 +197,7 @@ class Policy:
             self.version = 0
             self.learned = 0
             self.stream_id = "0-0"
+            self.stream_ids: dict[str, str] = {}
         else:
             # The saved model carries its options and interactions; only logging is set here.
             self.workspace = Workspace(["--quiet"], model_data=snapshot.vw_model)
@@ -201,6 +206,7 @@ class Policy:
             self.version = snapshot.version
             self.learned = snapshot.learned
             self.stream_id = snapshot.stream_id
+            self.stream_ids = dict(snapshot.stream_ids)
             self.estimates = {m: RunningEstimate(**e) for m, e in snapshot.estimates.items()}
             self.tenant_estimates = {
                 t: {m: RunningEstimate(**e) for m, e in by_model.items()}
@@ -269,4 +275,5 @@ class Policy:
             pricing=self.pricing.to_json(),
             warm_starts=list(self.warm_starts),
             apprentices=self.apprentices.to_json(),
+            stream_ids=dict(self.stream_ids),
         )

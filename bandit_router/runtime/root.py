@@ -61,7 +61,7 @@ async def build_learner(
 async def connect_store(config: Config) -> Store:
     """The store on ``redis.url`` (a separate learner's, a tool's: never the embedded one)."""
     client, _ = await connect(config.redis.url, config.server.data_path)
-    return Store(client, config.redis.key_prefix)
+    return Store(client, config.redis.key_prefix, config.redis.shards)
 
 
 def embedding_dimension(config: EmbeddingConfig) -> int:
@@ -123,7 +123,7 @@ async def open_router(config: Config, embedder: TextEmbedder | None = None, **kw
                 "starting: loading the embedding model (%s)", config.embedding.model or "all-MiniLM-L6-v2, bundled"
             )
             embedder = await _on_daemon_thread(partial(build_embedder, config.embedding))
-        store = Store(client, config.redis.key_prefix)
+        store = Store(client, config.redis.key_prefix, config.redis.shards)
         log.info("starting: embedding the task prototypes and building the policy")
         # Embeds the task prototypes and builds a VW workspace: off the event loop.
         service = await asyncio.to_thread(partial(RouterService, config, store, embedder, **kwargs))

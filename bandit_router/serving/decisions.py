@@ -34,9 +34,16 @@ class DecisionWriter:
             existing = await self.put(pending, now, quota)
         except QuotaExceeded as exc:
             who = f"tenant {pending.tenant!r}" if pending.tenant else "this router's one tenant"
+            shards = self.config.redis.shards
+            where = (
+                ""
+                if shards == 1
+                else f" in this decision's shard, which holds its share {-(-quota // shards)} of it (redis.shards = "
+                f"{shards})"
+            )
             raise ResourceExhausted(
                 f"{who} has {exc.held} decisions waiting for a reward, limits.max_pending_per_tenant = "
-                f"{quota}: reward them (or let them expire) first"
+                f"{quota}{where}: reward them (or let them expire) first"
             ) from None
         except (*REDIS_ERRORS, ResponseError) as exc:
             if isinstance(exc, ResponseError) and not refusing(exc):

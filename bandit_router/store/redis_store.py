@@ -13,6 +13,7 @@ from bandit_router.domain.records import Decision, LearningEvent, PendingDecisio
 from bandit_router.store import scripts
 from bandit_router.store.energy import EnergyRecords
 from bandit_router.store.lease import Fence, Lease
+from bandit_router.store.shards import CLAIM, Shard, shard_of, shard_prefix
 
 
 class QuotaExceeded(Exception):
@@ -57,10 +58,9 @@ class Store:
 
     GROUP = "learner"
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, shards: int = 1) -> None:
         self.client = client
         self.prefix = prefix
-        self.events_key = f"{prefix}:events"
         self.snapshot_key = f"{prefix}:snapshot"
         self.snapshot_version_key = f"{prefix}:snapshot-version"
         self.served_key = f"{prefix}:served"
@@ -70,11 +70,17 @@ class Store:
         self.served_tenants_key = f"{prefix}:served-tenants"
         # The learner announces each newly served snapshot's version here.
         self.snapshots_channel = f"{prefix}:snapshots"
-        # Pending decisions by reward deadline, for the expiry sweep.
-        self.deadlines_key = f"{prefix}:deadlines"
-        self.expired_key = f"{prefix}:expired"
         # Held by the one learner that may read, acknowledge and publish (a warm start takes it too).
         self.lease = Lease(client, prefix)
+        # Decisions and their reward streams, by decision id (redis.shards).
+        self.shards = [
+            Shard(i, p, self.lease.key if shards == 1 else f"{p}:fence")
+            for i, p in ((i, shard_prefix(prefix, i, shards)) for i in range(shards))
+        ]
+        # The first shard's stream, expiry set and counter: with one shard (the default), the only ones.
+        self.events_key = self.shards[0].events_key
+        self.deadlines_key = self.shards[0].deadlines_key
+        self.expired_key = self.shards[0].expired_key
         self.energy = EnergyRecords(client, prefix)
         self._put = client.register_script(scripts.PUT_DECISION)
         self._take = client.register_script(scripts.TAKE_AND_APPEND)
@@ -83,22 +89,30 @@ class Store:
         self._read = client.register_script(scripts.READ)
         self._acknowledge = client.register_script(scripts.ACKNOWLEDGE)
         self._save = client.register_script(scripts.SAVE)
+        self._claim = client.register_script(CLAIM)
+
+    def shard(self, decision_id: str) -> Shard:
+        return self.shards[shard_of(decision_id, len(self.shards))]
 
     def _pending(self, decision_id: str) -> str:
-        return f"{self.prefix}:pending:{decision_id}"
+        return self.shard(decision_id).key("pending", decision_id)
 
     def _decision(self, decision_id: str) -> str:
-        return f"{self.prefix}:decision:{decision_id}"
+        return self.shard(decision_id).key("decision", decision_id)
 
     def _rewarded(self, decision_id: str) -> str:
-        return f"{self.prefix}:rewarded:{decision_id}"
+        return self.shard(decision_id).key("rewarded", decision_id)
 
     def _expired(self, decision_id: str) -> str:
-        return f"{self.prefix}:expired:{decision_id}"
+        return self.shard(decision_id).key("expired", decision_id)
 
-    def _open(self, tenant: str) -> str:
-        """A tenant's decisions within their reward wait, by deadline (tenant names never hold ':')."""
-        return f"{self.prefix}:open:{tenant or '-'}"
+    def _metered(self, decision_id: str) -> str:
+        return self.shard(decision_id).key("metered", decision_id)
+
+    def _open(self, decision_id: str, tenant: str) -> str:
+        """A tenant's decisions within their reward wait on the decision's shard, by deadline (tenant names never
+        hold ':')."""
+        return self.shard(decision_id).key("open", tenant or "-")
 
     async def get_summary(self, decision_id: str) -> Summary | None:
         raw = await self.client.get(self._decision(decision_id))
@@ -123,8 +137,8 @@ class Store:
             keys=[
                 self._decision(decision_id),
                 self._pending(decision_id),
-                self.deadlines_key,
-                self._open(pending.tenant),
+                self.shard(decision_id).deadlines_key,
+                self._open(decision_id, pending.tenant),
             ],
             args=[
                 pending.summary.to_json(),
@@ -133,7 +147,8 @@ class Store:
                 _ms(wait_s + grace_s),
                 repr(now + wait_s),
                 decision_id,
-                quota,
+                # Each shard holds its share of a tenant's quota.
+                -(-quota // len(self.shards)),
                 repr(now),
             ],
         )
@@ -160,9 +175,6 @@ class Store:
     async def put_pin(self, key: str, decision: Decision, ttl_s: float) -> None:
         """Pins a conversation to ``decision`` (its model, and the decision its turns' feedback rewards)."""
         await self.client.set(self._conversation(key), Summary(decision, None).to_json(), px=_ms(ttl_s))
-
-    def _metered(self, decision_id: str) -> str:
-        return f"{self.prefix}:metered:{decision_id}"
 
     async def put_metered(self, decision_id: str, metered: Metered, ttl_s: float) -> None:
         """Keeps what the gateway measured of the decision's model call until its reward (or expiry)."""
@@ -197,12 +209,13 @@ class Store:
         """Takes the pending decision and appends ``event``; with ``replicas``, then waits up to ``timeout_ms`` for
         that many replicas to hold what the take wrote (WAIT on the same connection: WAIT counts only that
         connection's writes), and says how many did."""
+        shard = self.shard(decision_id)
         keys = [
             self._pending(decision_id),
             self._rewarded(decision_id),
-            self.events_key,
-            self.deadlines_key,
-            self._open(tenant),
+            shard.events_key,
+            shard.deadlines_key,
+            self._open(decision_id, tenant),
             self._metered(decision_id),
         ]
         args: list[str | int] = [event.dumps(), repr(now), _ms(retention_s), decision_id]
@@ -224,8 +237,11 @@ class Store:
 
     async def due(self, now: float, limit: int = 256) -> list[str]:
         """Decisions whose reward deadline has passed."""
-        ids = await self.client.zrangebyscore(self.deadlines_key, "-inf", repr(now), start=0, num=limit)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        due = []
+        for shard in self.shards:
+            ids = await self.client.zrangebyscore(shard.deadlines_key, "-inf", repr(now), start=0, num=limit)
+            due += [_text(i) for i in ids]
+        return due
 
     async def expire(self, decision_id: str, now: float, event: LearningEvent | None, retention_s: float) -> str | None:
         """Expires a due decision: appends ``event`` (its default reward) or drops it, and remembers that it
@@ -234,9 +250,9 @@ class Store:
         result = await self._expire(
             keys=[
                 self._pending(decision_id),
-                self.deadlines_key,
-                self.events_key,
-                self.expired_key,
+                self.shard(decision_id).deadlines_key,
+                self.shard(decision_id).events_key,
+                self.shard(decision_id).expired_key,
                 self._expired(decision_id),
                 self._metered(decision_id),
             ],
@@ -246,45 +262,61 @@ class Store:
 
     async def drop(self, decision_id: str) -> bool:
         """Forgets a pending decision without learning anything of it; False when it was no longer pending."""
-        keys = [self._pending(decision_id), self.deadlines_key, self._metered(decision_id), self._decision(decision_id)]
+        keys = [
+            self._pending(decision_id),
+            self.shard(decision_id).deadlines_key,
+            self._metered(decision_id),
+            self._decision(decision_id),
+        ]
         return bool(await self._drop(keys=keys, args=[decision_id]))
 
     async def expired_count(self) -> int:
-        return int(await self.client.get(self.expired_key) or 0)
+        return sum([int(await self.client.get(shard.expired_key) or 0) for shard in self.shards])
+
+    async def claim_shards(self, fence: Fence) -> bool:
+        """Installs ``fence`` as every shard's copy of the lease (with one shard the lease is its own); False where
+        a shard already holds a newer token: this learner's lease is gone."""
+        if len(self.shards) == 1:
+            return True
+        for shard in self.shards:
+            if not int(await self._claim(keys=[shard.fence_key], args=[fence.value, fence.token])):
+                return False
+        return True
 
     async def read_events(
-        self, fence: Fence, consumer: str, after: str | None, count: int, block_ms: int | None
+        self, fence: Fence, consumer: str, after: str | None, count: int, block_ms: int | None, shard: int = 0
     ) -> list[tuple[str, str]]:
-        """Reward events for the learner's ``consumer``: new ones (``after`` None; waiting up to ``block_ms`` for
-        some), or those delivered to it and not acknowledged, after the stream id ``after``; as (event id, event
-        text). Raises ResponseError FENCED (see ``lease.fenced``) once ``fence`` is no longer the lease."""
-        entries, last = await self._read_fenced(fence, consumer, after, count)
+        """Reward events of ``shard`` for the learner's ``consumer``: new ones (``after`` None; waiting up to
+        ``block_ms`` for some), or those delivered to it and not acknowledged, after the stream id ``after``; as
+        (event id, event text). Raises ResponseError FENCED (see ``lease.fenced``) once ``fence`` is no longer the
+        lease."""
+        entries, last = await self._read_fenced(fence, self.shards[shard], consumer, after, count)
         if entries or after is not None or not block_ms:
             return entries
         # Nothing new: wait (outside any script, which cannot block) for an id past the last one there was.
-        if await self.client.xread({self.events_key: last}, count=1, block=block_ms):
-            entries, _ = await self._read_fenced(fence, consumer, None, count)
+        if await self.client.xread({self.shards[shard].events_key: last}, count=1, block=block_ms):
+            entries, _ = await self._read_fenced(fence, self.shards[shard], consumer, None, count)
         return entries
 
     async def _read_fenced(
-        self, fence: Fence, consumer: str, after: str | None, count: int
+        self, fence: Fence, shard: Shard, consumer: str, after: str | None, count: int
     ) -> tuple[list[tuple[str, str]], str]:
         reply: Any = await self._read(
-            keys=[fence.key, self.events_key],
+            keys=[shard.fence_key, shard.events_key],
             args=[fence.value, self.GROUP, consumer, count, ">" if after is None else after],
         )
         entries = [(_text(event_id), _event_field(fields)) for event_id, fields in reply[0]]
         return entries, _text(reply[1])
 
-    async def acknowledge(self, fence: Fence, event_ids: list[str], keep_from: str) -> None:
-        """Acknowledges learned events and trims the stream before ``keep_from`` (MINID keeps ids >= it)."""
-        await self._acknowledge(
-            keys=[fence.key, self.events_key], args=[fence.value, self.GROUP, keep_from, *event_ids]
-        )
+    async def acknowledge(self, fence: Fence, event_ids: list[str], keep_from: str, shard: int = 0) -> None:
+        """Acknowledges learned events of ``shard`` and trims its stream before ``keep_from`` (MINID keeps ids >=
+        it)."""
+        keys = [self.shards[shard].fence_key, self.shards[shard].events_key]
+        await self._acknowledge(keys=keys, args=[fence.value, self.GROUP, keep_from, *event_ids])
 
     async def backlog(self) -> int:
-        """Reward events in the stream: appended, and not yet trimmed after a persisted snapshot."""
-        return int(await self.client.xlen(self.events_key))
+        """Reward events in the streams: appended, and not yet trimmed after a persisted snapshot."""
+        return sum([int(await self.client.xlen(shard.events_key)) for shard in self.shards])
 
     def subscribe_snapshots(self) -> Any:
         """A pubsub (not yet subscribed) for the served snapshots' announcements; the caller closes it."""
@@ -294,11 +326,12 @@ class Store:
         await self.client.aclose()
 
     async def ensure_group(self) -> None:
-        try:
-            await self.client.xgroup_create(self.events_key, self.GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for shard in self.shards:
+            try:
+                await self.client.xgroup_create(shard.events_key, self.GROUP, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def running_learner(self) -> str | None:
         """The name of the learner (or warm start) holding the lease, if it has not lapsed."""

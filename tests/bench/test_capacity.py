@@ -10,9 +10,12 @@ from bandit_router.bench.capacity import project, simulate
 from bandit_router.config import load_config
 
 
-async def test_the_loopback_deployment_does_per_route_what_the_model_says() -> None:
+@pytest.mark.parametrize("shards", [1, 3])
+async def test_the_loopback_deployment_does_per_route_what_the_model_says(shards: int) -> None:
     pairs, unrewarded = 20, 4
-    result = await simulate(load_config(None), replicas=2, pairs=pairs, unrewarded=unrewarded, concurrency=4)
+    result = await simulate(
+        load_config(None), replicas=2, pairs=pairs, unrewarded=unrewarded, concurrency=4, shards=shards
+    )
     routes = pairs + unrewarded
     counted = {k: v * routes for k, v in result["redis_commands_routing"].items()}
     # Route: the put script; Reward: one MGET (pending and metered) and the take script, whose XADD appends the event.

@@ -60,9 +60,9 @@ async def test_a_backlog_delivered_before_a_crash_is_read_once(
         acknowledged: list[str] = []
         acknowledge = Store.acknowledge
 
-        async def recording(store: Store, fence: Fence, ids: list[str], keep_from: str) -> None:
+        async def recording(store: Store, fence: Fence, ids: list[str], keep_from: str, shard: int = 0) -> None:
             acknowledged.extend(ids)
-            await acknowledge(store, fence, ids, keep_from)
+            await acknowledge(store, fence, ids, keep_from, shard)
 
         monkeypatch.setattr(Store, "acknowledge", recording)
         learner = await routers(config)

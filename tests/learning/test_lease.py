@@ -82,6 +82,27 @@ async def test_writes_under_a_lost_lease_are_refused(client: aioredis.Redis, tmp
     assert [text for _, text in await store.read_events(new, "learner-0", None, 10, None)] == ["x"]
 
 
+async def test_with_shards_each_shard_holds_a_copy_of_the_lease_that_fences_it(
+    client: aioredis.Redis, tmp_path: Path
+) -> None:
+    prefix = make_config(tmp_path).redis.key_prefix
+    store = Store(client, prefix, shards=3)
+    await store.ensure_group()
+    old = await store.lease.hold("a", 0.05)
+    assert old is not None and await store.claim_shards(old)
+    await until(_lapsed(store), 10, "the lease to lapse")
+    new = await store.lease.hold("b", 30.0)
+    assert new is not None and await store.claim_shards(new)
+    for shard in range(3):
+        await client.xadd(store.shards[shard].events_key, {"event": f"x{shard}"})
+        with pytest.raises(aioredis.ResponseError) as info:
+            await store.read_events(old, "learner-0", None, 10, None, shard)
+        assert fenced(info.value), info.value
+        assert [t for _, t in await store.read_events(new, "learner-0", None, 10, None, shard)] == [f"x{shard}"]
+    # The old holder cannot put its token back on the shards either.
+    assert not await store.claim_shards(old)
+
+
 async def test_two_learners_started_together_one_learns_the_other_waits(
     tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
 ) -> None:
@@ -107,11 +128,13 @@ async def test_two_learners_started_together_one_learns_the_other_waits(
 
 
 def _learner_process(config: Config, data_dir: Path, health: str) -> subprocess.Popen[bytes]:
+    """``bandit-router learner`` on ``config``'s Redis, prefix and shards, probed on ``health``."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "REDIS_URL": config.redis.url,
         "BANDIT_ROUTER_REDIS_KEY_PREFIX": config.redis.key_prefix,
+        "BANDIT_ROUTER_REDIS_SHARDS": str(config.redis.shards),
         "BANDIT_ROUTER_SERVER_DATA_DIR": str(data_dir),
         "BANDIT_ROUTER_SERVER_LEARNER_HEALTH_LISTEN": health,
         "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
@@ -130,10 +153,12 @@ async def _probe(url: str) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
+@pytest.mark.parametrize("shards", [1, 3])
 async def test_a_standby_takes_over_from_a_killed_learner_and_learns_every_reward_once(
-    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers
+    tmp_path: Path, redis_url: str, embedder: Embedder, routers: Routers, shards: int
 ) -> None:
-    config = make_config(tmp_path / "replica", redis_url, server={"learner": False})
+    """With one stream, and with decisions over three shards (three streams, the lease copied onto each)."""
+    config = make_config(tmp_path / "replica", redis_url, server={"learner": False}, redis={"shards": shards})
     replica = await routers(config)
     store = replica.store
     ports = [free_port(), free_port()]
