@@ -11,8 +11,6 @@ out first: routers scale out, but one learner learns every reward and one shard 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 from bandit_router.bench.cluster import LocalCluster
 from bandit_router.bench.load import queries
-from bandit_router.bench.memory import per_route, weigh
+from bandit_router.bench.memory import per_route, weigh, write_figures
 from bandit_router.config import Config, load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.embedding.model import Embedder
@@ -218,8 +216,5 @@ async def run_capacity_bench(
     result = await simulate(load_config(config_path), replicas, pairs, unrewarded, concurrency, shards)
     result["projection"] = project(result)
     show(result)
-    if json_path:
-        with open(json_path, "w") as out:
-            json.dump(result, out, indent=2)
-        print(f"figures written to {json_path}", file=sys.stderr)
+    write_figures(result, json_path)
     return result

@@ -112,8 +112,13 @@ async def run_memory_bench(
 ) -> dict[str, Any]:
     result = await measure(load_config(config_path), pairs, unrewarded)
     show(result)
+    write_figures(result, json_path)
+    return result
+
+
+def write_figures(result: dict[str, Any], json_path: str | None) -> None:
+    """Writes a bench's figures as JSON where a path was given."""
     if json_path:
         with open(json_path, "w") as out:
             json.dump(result, out, indent=2)
         print(f"figures written to {json_path}", file=sys.stderr)
-    return result

@@ -11,7 +11,7 @@ from bandit_router.domain.pricing import catalog_energy
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import REWARD_FLOOR, bounded
 from bandit_router.errors import FailedPrecondition, InvalidArgument
-from bandit_router.learning.learner import REPORT_TRUST
+from bandit_router.learning.events import REPORT_TRUST
 from bandit_router.policy.ope import ips, snips
 from bandit_router.serving.router import RouterService
 
