@@ -281,7 +281,6 @@ class Learner:
             # Every shard's copy of the lease first: the token just taken is the newest there is, so only a lease
             # lost meanwhile fails it.
             if not await self.store.claim_shards(fence):
-                self.fence = fence
                 self._step_down("a shard holds a newer lease")
                 return False
             await self._take_over(fence)
@@ -321,8 +320,11 @@ class Learner:
         self._serving = await loop.run_in_executor(self._executor, self._rebuild, served)
         self._publish(await loop.run_in_executor(self._executor, self._rebuild, served))
         self.gate = Gate(self.config)
-        # Ids it learned into the policy just dropped are to be learned again.
+        # What it learned into the policy just dropped is to be learned again (from the group's backlog, which
+        # still holds whatever no holder published): its ids, acknowledgements and log lines go with that policy.
         self._recent_ids.clear()
+        self._unacked.clear()
+        self._log_buffer.clear()
         self.published = self.policy.learned
         self._stale = False
 
