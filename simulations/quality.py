@@ -9,6 +9,10 @@ full-information ridge (each ratio's mean +- sd), with the churn of its action s
 
     .venv/bin/python simulations/quality.py                      # everything: about an hour on 2 CPUs
     .venv/bin/python simulations/quality.py --sets routeprofile --seeds 2 --modes cold
+    .venv/bin/python simulations/quality.py --backend static --no-task-hint   # another embedding; tasks inferred
+
+With ``--no-task-hint`` the records' task names are dropped, so the router infers each query's task from its
+embedding, as it must for gateway traffic (the baselines see the same features).
 
 Every query is embedded once (an SQLite cache by model and text, under the output folder). Each run's
 figures are appended to ``runs.jsonl`` as it finishes, and a rerun skips the runs already there.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -32,9 +37,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from bandit_router.config import load_config
+from bandit_router.config import EMBEDDING_BACKENDS, load_config
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.learning.warm_start import Source
 from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.settings import ReplaySettings
@@ -110,17 +115,24 @@ async def run(args: argparse.Namespace) -> None:
     done = []
     if log_path.exists():
         done = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    seen = {(r["set"], r["energy_weight"], r["cost_weight"], r["mode"], r["seed"]) for r in done}
+    variant = {"backend": args.backend, "task_hint": not args.no_task_hint}
+    seen = {
+        (r["set"], r["energy_weight"], r["cost_weight"], r["mode"], r["seed"])
+        for r in done
+        if r.get("backend", "torch") == args.backend and r.get("task_hint", True) == variant["task_hint"]
+    }
     # No dashboard: nobody watches, and runs of the harness side by side would contend for its port.
-    config = load_config(args.config).replace(dashboard={"listen": ""})
+    config = load_config(args.config).replace(dashboard={"listen": ""}, embedding={"backend": args.backend})
     embedder = CachingEmbedder(
-        await asyncio.to_thread(Embedder, config.embedding),
+        await asyncio.to_thread(load_embedder, config.embedding),
         args.embedding_cache or out / "embeddings.sqlite",
         config.embedding.head_tokens,
     )
     data = Path(args.data)
     for name in args.sets:
         records = list(SETS[name](data))
+        if args.no_task_hint:
+            records = [dataclasses.replace(r, task="") for r in records]
         for seed in range(args.seeds):
             shuffled = records[:]
             random.Random(seed).shuffle(shuffled)
@@ -150,6 +162,7 @@ async def run(args: argparse.Namespace) -> None:
                         "cost_weight": cost_weight,
                         "mode": mode,
                         "seed": seed,
+                        **variant,
                         "seconds": time.perf_counter() - started,
                         "figures": figures(report),
                     }
@@ -166,6 +179,7 @@ async def run(args: argparse.Namespace) -> None:
                     )
     embedder.close()
     wanted = [r for r in done if r["set"] in args.sets and r["mode"] in args.modes and r["seed"] < args.seeds]
+    wanted = [r for r in wanted if {k: r.get(k, d) for k, d in (("backend", "torch"), ("task_hint", True))} == variant]
     wanted = [r for r in wanted if (r["energy_weight"], r["cost_weight"]) in args.weights]
     text = table(wanted)
     (out / "quality.md").write_text(text + "\n")
@@ -188,6 +202,8 @@ def main() -> None:
         help="trade-offs (default: 0,0 0.1,0.1 1,1)",
     )
     parser.add_argument("--config", help="TOML configuration (default: the shipped one)")
+    parser.add_argument("--backend", default="torch", choices=EMBEDDING_BACKENDS, help="embedding.backend")
+    parser.add_argument("--no-task-hint", action="store_true", help="drop the task names: the router infers them")
     parser.add_argument("--embedding-cache", help="SQLite embedding cache (default: OUT/embeddings.sqlite)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from helpers import Routers, make_config
 
 from bandit_router.config import Config, load_config
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import Embedder, TorchEmbedder, load_embedder
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService
@@ -93,7 +93,15 @@ def default_ports_taken() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     # The configured model (BANDIT_ROUTER_EMBEDDING_MODEL may name another local one), on the CPU.
-    return Embedder(dataclasses.replace(load_config().embedding, device="cpu"))
+    return load_embedder(dataclasses.replace(load_config().embedding, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def torch_embedder(embedder: Embedder) -> TorchEmbedder:
+    # The reference backend, whatever embedding.backend the configuration names.
+    if isinstance(embedder, TorchEmbedder):
+        return embedder
+    return TorchEmbedder(dataclasses.replace(load_config().embedding, backend="torch", device="cpu"))
 
 
 @pytest.fixture(scope="session")

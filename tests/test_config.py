@@ -91,6 +91,11 @@ energy_j_per_input_token = 0.004
         ),
         ("[embedding]\ndevice = 'gpu'\n", {}, r"embedding.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
         (
+            "[embedding]\nbackend = 'tflite'\n",
+            {},
+            r"embedding.backend must be torch, onnx, onnx-int8 or static, got 'tflite'",
+        ),
+        (
             "",
             {"BANDIT_ROUTER_EMBEDDING_DTYPE": "fp8"},
             r"embedding.dtype must be auto, float32, float16 or bfloat16, got 'fp8'",

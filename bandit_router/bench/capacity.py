@@ -21,7 +21,7 @@ from bandit_router.bench.load import queries
 from bandit_router.bench.memory import per_route, weigh, write_figures
 from bandit_router.config import Config, load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.runtime.root import build_learner, open_router
 from bandit_router.serving.router import RouterService
 
@@ -74,7 +74,7 @@ async def simulate(
 ) -> dict[str, Any]:
     """Runs the loopback deployment and measures it; see the module's docstring."""
     texts = queries(pairs + unrewarded, seed=13)
-    embedder = await asyncio.to_thread(Embedder, config.embedding)
+    embedder = await asyncio.to_thread(load_embedder, config.embedding)
     with tempfile.TemporaryDirectory(prefix="br-capacity-") as folder:
         async with LocalCluster(Path(folder) / "cluster", masters=3) as cluster:
             base = config.replace(

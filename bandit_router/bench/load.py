@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import load_config
 from bandit_router.embedding.batcher import BatchingEmbedder
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.pool import EmbedderPool
 from bandit_router.embedding.types import TextEmbedder
 
@@ -129,7 +129,7 @@ async def _load(setup: dict[str, Any]) -> None:
         config = dataclasses.replace(
             load_config().embedding, device=setup["device"], shared_dir=setup.get("shared_dir", "")
         )
-        embedder = Embedder(config) if setup["mode"] == "thread" else EmbedderPool(config)
+        embedder = load_embedder(config) if setup["mode"] == "thread" else EmbedderPool(config)
         batcher = BatchingEmbedder(embedder, config, lanes=embedder.lanes)
         facts = {"device": embedder.device, "model": embedder.model_name}
         calls = [batcher.embed]

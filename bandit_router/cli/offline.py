@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from bandit_router.config import EMBEDDING_BACKENDS
+
 
 def _warm_start(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
@@ -136,6 +138,13 @@ def _gateway_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedding_bench(args: argparse.Namespace) -> int:
+    from bandit_router.bench.embedding import run_embedding_bench
+
+    run_embedding_bench(args.backends, args.runs, args.json)
+    return 0
+
+
 COMMANDS = {
     "warm-start": _warm_start,
     "evaluate": _evaluate,
@@ -145,6 +154,7 @@ COMMANDS = {
     "gateway-bench": _gateway_bench,
     "memory-bench": _memory_bench,
     "capacity-bench": _capacity_bench,
+    "embedding-bench": _embedding_bench,
 }
 
 
@@ -241,6 +251,14 @@ def add_parsers(commands: Any) -> None:
     capacity.add_argument("--shards", type=int, default=1, help="redis.shards (default: %(default)s)")
     capacity.add_argument("--config", help="TOML configuration whose settings are measured")
     capacity.add_argument("--json", help="also write the figures to this file")
+    embedding = commands.add_parser(
+        "embedding-bench", help="measure each embedding backend: time per query, throughput, memory, agreement"
+    )
+    embedding.add_argument("--backends", nargs="+", default=list(EMBEDDING_BACKENDS), help="(default: all)")
+    embedding.add_argument(
+        "--runs", type=int, default=3, help="alternated runs of every backend (default: %(default)s)"
+    )
+    embedding.add_argument("--json", help="also write the figures to this file")
     bench = commands.add_parser("bench", help="measure Route latency and throughput against the embedding alone")
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     bench.add_argument("--requests", type=int, default=400, help="Route calls per concurrency level")

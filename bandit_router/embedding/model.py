@@ -1,4 +1,5 @@
-"""The embedding model in this process: all-MiniLM-L6-v2 with head-and-tail truncation of long queries."""
+"""The embedding model in this process: all-MiniLM-L6-v2 with head-and-tail truncation of long queries, run by
+the configured backend (:func:`load_embedder`)."""
 
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ class QueryTokenizer:
         bare = tokenizer("a", add_special_tokens=False)["input_ids"]
         full = tokenizer("a")["input_ids"]
         at = next(i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare)
-        self._prefix, self._suffix = list(full[:at]), list(full[at + len(bare) :])
-        self.budget = max_length - len(self._prefix) - len(self._suffix)
+        self.prefix, self.suffix = list(full[:at]), list(full[at + len(bare) :])
+        self.budget = max_length - len(self.prefix) - len(self.suffix)
         self.head_tokens = min(head_tokens, self.budget)
         self._pad = int(tokenizer.pad_token_id or 0)
 
@@ -106,7 +107,7 @@ class QueryTokenizer:
             truncated.append(len(ids) > self.budget)
             if truncated[-1]:
                 ids = ids[: self.head_tokens] + (ids[len(ids) - tail :] if tail else [])
-            rows.append(self._prefix + list(ids) + self._suffix)
+            rows.append(self.prefix + list(ids) + self.suffix)
         width = max((len(r) for r in rows), default=0)
         input_ids = np.full((len(rows), width), self._pad, np.int64)
         attention_mask = np.zeros((len(rows), width), np.int64)
@@ -117,17 +118,52 @@ class QueryTokenizer:
 
 
 class Embedder:
-    """A sentence-transformers model, loaded offline, that embeds the head and tail of long queries
-    (:class:`QueryTokenizer`). Calls are blocking: run them off the event loop (``BatchingEmbedder`` does).
+    """An embedding model in this process that reads the head and tail of long queries (:class:`QueryTokenizer`).
+
+    A backend gives ``forward`` (word-piece ids to unit-length vectors) and the facts below. Calls are
+    blocking: run them off the event loop (``BatchingEmbedder`` does).
     """
 
+    tokens: QueryTokenizer
+    dimension: int
+    model_name: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    lanes: int = 1
+
+    def close(self) -> None:
+        """Nothing to release: the model goes with the object."""
+
+    def set_threads(self, threads: int) -> None:
+        """Runs later batches on ``threads`` CPU threads, where the backend can change them while it runs."""
+
+    def forward(self, input_ids: IntArray, attention_mask: IntArray) -> FloatArray:
+        """Unit-length embeddings of a tokenized batch."""
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> list[Embedded]:
+        if not texts:
+            return []
+        tokens = self.tokens(texts)
+        vectors = self.forward(tokens.input_ids, tokens.attention_mask)
+        return [Embedded(vectors[i], tokens.counts[i], tokens.truncated[i]) for i in range(len(texts))]
+
+
+def quiet_offline() -> None:
+    """Weights come from the local path only; nothing may be fetched at run time. A service log has no use for
+    progress bars, nor for transformers' "sequence length is longer than the specified maximum" warning:
+    QueryTokenizer keeps the head and tail of a long query itself."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+class TorchEmbedder(Embedder):
+    """The sentence-transformers model in PyTorch (``embedding.backend = "torch"``), loaded offline: the
+    reference the other backends are measured against."""
+
     def __init__(self, config: EmbeddingConfig) -> None:
-        # Weights come from the local path only; nothing may be fetched at run time.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        # A service log has no use for progress bars, nor for transformers' "sequence length is longer than the
-        # specified maximum" warning: QueryTokenizer keeps the head and tail of a long query itself.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        quiet_offline()
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -147,13 +183,15 @@ class Embedder:
         self.tokens = QueryTokenizer(model.tokenizer, int(max_length), config.head_tokens)
         self.dimension = int(dimension)
         self.model_name = path
-        self.lanes = 1
 
-    def close(self) -> None:
-        """Nothing to release: the model goes with the object."""
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        if threads and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
 
     def forward(self, input_ids: IntArray, attention_mask: IntArray) -> FloatArray:
-        """Unit-length embeddings of a tokenized batch (the model's own pooling, then L2 normalisation)."""
+        """The model's own pooling, then L2 normalisation."""
         import torch
 
         with torch.inference_mode():
@@ -166,9 +204,16 @@ class Embedder:
             vectors: FloatArray = out.cpu().numpy()
         return vectors
 
-    def embed(self, texts: Sequence[str]) -> list[Embedded]:
-        if not texts:
-            return []
-        tokens = self.tokens(texts)
-        vectors = self.forward(tokens.input_ids, tokens.attention_mask)
-        return [Embedded(vectors[i], tokens.counts[i], tokens.truncated[i]) for i in range(len(texts))]
+
+def load_embedder(config: EmbeddingConfig) -> Embedder:
+    """The model on ``embedding.backend``; blocking (loads weights, and builds what the backend needs from
+    them the first time)."""
+    if config.backend == "torch":
+        return TorchEmbedder(config)
+    if config.backend == "static":
+        from bandit_router.embedding.static import StaticEmbedder
+
+        return StaticEmbedder(config)
+    from bandit_router.embedding.onnx_backend import OnnxEmbedder
+
+    return OnnxEmbedder(config)

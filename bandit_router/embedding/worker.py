@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from bandit_router.config import EmbeddingConfig
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.shared import serve_shared
 from bandit_router.embedding.types import Embedded
 from bandit_router.embedding.wire import pack, unpack
@@ -140,11 +140,8 @@ def _worker_main(fd: int, serve_at: str = "") -> None:
     conn = multiprocessing.connection.Connection(fd)
     config, threads = conn.recv()
     try:
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
-        embedder = Embedder(config)
+        embedder = load_embedder(config)
+        embedder.set_threads(threads)
         listener = multiprocessing.connection.Listener(serve_at, family="AF_UNIX") if serve_at else None
     except Exception as exc:  # reported to the router, which fails to start with it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -163,8 +160,7 @@ def _worker_main(fd: int, serve_at: str = "") -> None:
             return
         texts, threads = message
         try:
-            if threads and threads != torch.get_num_threads():
-                torch.set_num_threads(threads)
+            embedder.set_threads(threads)
             conn.send(("ok", pack(embedder.embed(texts), embedder.dimension)))
         except Exception as exc:  # a failed batch fails its callers, never the worker
             conn.send(("error", f"{type(exc).__name__}: {exc}"))

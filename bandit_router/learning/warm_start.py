@@ -30,7 +30,7 @@ import numpy as np
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.pricing import penalty
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.types import Embedded, Embeds
 from bandit_router.errors import InputError
 from bandit_router.policy.features import Featurizer
@@ -342,7 +342,7 @@ async def run(config: Config, path: str | Path, task_hint: bool = True) -> Resul
         files = SnapshotFiles.of(config)
         checkpoint = await load_snapshot(store, files)
         served = await load_snapshot(store, files, served=True)
-        embedder = await asyncio.to_thread(Embedder, config.embedding)
+        embedder = await asyncio.to_thread(load_embedder, config.embedding)
         featurizer = await asyncio.to_thread(Featurizer, config.features, embedder.embed, embedder.dimension)
 
         def rebuild(snapshot: Snapshot | None) -> Policy:

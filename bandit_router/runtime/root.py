@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from bandit_router.config import Config, EmbeddingConfig
-from bandit_router.embedding.model import Embedder, declared_dimension
+from bandit_router.embedding.model import declared_dimension, load_embedder
 from bandit_router.embedding.pool import EmbedderPool
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner
@@ -66,12 +66,16 @@ async def connect_store(config: Config) -> Store:
 
 def embedding_dimension(config: EmbeddingConfig) -> int:
     """The embedding model's dimension: as its folder declares it, else by loading it (blocking)."""
-    return declared_dimension(config) or Embedder(config).dimension
+    return declared_dimension(config) or load_embedder(config).dimension
 
 
 def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
-    """Worker processes when ``embedding.processes`` says so, else in this process; blocking (loads weights)."""
-    return EmbedderPool(config) if config.processes else Embedder(config)
+    """Worker processes when ``embedding.processes`` says so, else in this process; blocking (loads weights).
+    The static backend always runs in this process: a query costs it tens of microseconds of numpy, less than
+    the trip to a worker."""
+    if config.processes and config.backend != "static":
+        return EmbedderPool(config)
+    return load_embedder(config)
 
 
 async def _on_daemon_thread(build: Callable[[], TextEmbedder]) -> TextEmbedder:

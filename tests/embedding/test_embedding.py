@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from helpers import until
 
-from bandit_router.config import EmbeddingConfig, load_config
+from bandit_router.config import EMBEDDING_BACKENDS, EmbeddingConfig, load_config
 from bandit_router.embedding.batcher import BatchingEmbedder
-from bandit_router.embedding.model import Embedder, bundled_model_path, declared_dimension, resolve_dtype
+from bandit_router.embedding.model import Embedder, TorchEmbedder, bundled_model_path, declared_dimension, resolve_dtype
 from bandit_router.embedding.pool import EmbedderPool, available_cpus
 from bandit_router.embedding.shared import EmbedderConnection
 from bandit_router.embedding.types import Embedded
@@ -28,14 +28,16 @@ from bandit_router.embedding.worker import EmbedderProcess
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))
 
 
-def test_short_query_is_read_whole(embedder: Embedder) -> None:
+def test_short_query_is_read_whole(torch_embedder: TorchEmbedder) -> None:
+    embedder = torch_embedder
     tokens = embedder.tokens(["Write a poem about the sea."])
     whole = embedder._model.tokenizer("Write a poem about the sea.")["input_ids"]
     assert tokens.input_ids[0].tolist() == whole
     assert (tokens.counts, tokens.truncated) == ([len(whole) - 2], [False])
 
 
-def test_long_few_shot_prompt_keeps_its_head_and_its_final_question(embedder: Embedder) -> None:
+def test_long_few_shot_prompt_keeps_its_head_and_its_final_question(torch_embedder: TorchEmbedder) -> None:
+    embedder = torch_embedder
     query = SHOTS + "Q: Write a sonnet about the autumn rain."
     tokenizer, cut = embedder._model.tokenizer, embedder.tokens
     pieces = tokenizer(query, add_special_tokens=False)["input_ids"]
@@ -53,7 +55,8 @@ def test_long_few_shot_prompt_keeps_its_head_and_its_final_question(embedder: Em
     assert 0 < int(tokens.attention_mask[1].sum()) < len(row)
 
 
-def test_the_vectors_are_the_models_own(embedder: Embedder) -> None:
+def test_the_vectors_are_the_models_own(torch_embedder: TorchEmbedder) -> None:
+    embedder = torch_embedder
     # The batch is tokenized and padded here, then run through the model's modules: the same vectors as
     # sentence-transformers' own encode, mixed lengths and padding included.
     texts = ["Write a poem about the sea.", "What is 17 plus 25?", "Explain photosynthesis to a child, briefly."]
@@ -199,8 +202,9 @@ async def test_a_batch_that_breaks_after_the_model_fails_its_callers_and_the_bat
         await accounting.close()
 
 
-def test_the_model_runs_in_the_configured_precision(embedder: Embedder) -> None:
-    half = Embedder(dataclasses.replace(load_config().embedding, device="cpu", dtype="bfloat16"))
+def test_the_model_runs_in_the_configured_precision(torch_embedder: TorchEmbedder) -> None:
+    embedder = torch_embedder
+    half = TorchEmbedder(dataclasses.replace(load_config().embedding, backend="torch", device="cpu", dtype="bfloat16"))
     assert (embedder.dtype, half.dtype) == ("float32", "bfloat16")
     assert {str(p.dtype) for p in half._model.parameters()} == {"torch.bfloat16"}
     texts = ["Write a poem about the sea.", "What is 17 plus 25?"]
@@ -309,14 +313,17 @@ def test_embedding_threads_respect_a_containers_cpu_quota(tmp_path: Path, cpu_ma
     assert available_cpus(str(tmp_path / "absent")) == mine
 
 
-def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_warnings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", EMBEDDING_BACKENDS)
+def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_warnings(
+    tmp_path: Path, backend: str
+) -> None:
     """A service log has no tqdm bars, nor transformers' "indexing errors" warning for a query longer than the
-    model reads (the router clips long queries itself), at any log level."""
+    model reads (the router clips long queries itself), at any log level, whatever runs the model."""
     code = (
         "import logging; logging.basicConfig(level=logging.DEBUG)\n"
         "from bandit_router.config import EmbeddingConfig\n"
-        "from bandit_router.embedding.model import Embedder\n"
-        "e = Embedder(EmbeddingConfig(device='cpu'))\n"
+        "from bandit_router.embedding.model import load_embedder\n"
+        f"e = load_embedder(EmbeddingConfig(device='cpu', backend={backend!r}))\n"
         "print(len(e.embed(['word ' * 3000])))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}

@@ -18,7 +18,7 @@ from helpers import Routers, make_config
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import Embedder, load_embedder
 from bandit_router.energy.nvml import NvmlSource
 
 torch = pytest.importorskip("torch")
@@ -34,7 +34,7 @@ QUERIES = [
 
 @pytest.fixture(scope="module")
 def gpu_embedder() -> Embedder:
-    return Embedder(dataclasses.replace(load_config().embedding, device="cuda:0"))
+    return load_embedder(dataclasses.replace(load_config().embedding, backend="torch", device="cuda:0"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit_router.config import Config
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.model import Embedder
+from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.warm_start import publish, warm
 from bandit_router.offline.replay.client import route_all
@@ -65,7 +65,7 @@ async def replay(
     records = settings.scenario.stream(records, settings.seed)
     warm_records = list(settings.warm_start.records) if settings.warm_start is not None else []
     if embedder is None:
-        embedder = await asyncio.to_thread(Embedder, base.embedding)
+        embedder = await asyncio.to_thread(load_embedder, base.embedding)
     cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         config = _replay_config(base, records, settings, data_dir)
