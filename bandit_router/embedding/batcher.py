@@ -16,9 +16,18 @@ from bandit_router.embedding.types import Embedded, Embeds
 log = logging.getLogger(__name__)
 
 
+# The longest query an inline embedder (the static backend) embeds on the event loop: tokenizing and averaging
+# this many characters takes about 0.1 ms; a longer query goes to the worker thread like any other.
+INLINE_CHARS = 2048
+
+
 class BatchingEmbedder:
     """Gathers concurrent embedding requests into one batch (up to ``max_batch_size``, waiting at most
-    ``max_wait_ms`` after the first) and runs it on a worker thread, so the event loop never blocks."""
+    ``max_wait_ms`` after the first) and runs it on a worker thread, so the event loop never blocks.
+
+    An embedder that says it is ``inline`` (the static backend: tens of microseconds a query) embeds a short
+    query at once on the event loop instead: the trip to a thread and back would cost the loop more.
+    """
 
     def __init__(
         self,
@@ -29,6 +38,7 @@ class BatchingEmbedder:
         recent: RecentEmbeddings | None = None,
     ) -> None:
         self.embedder = embedder
+        self._inline = bool(getattr(embedder, "inline", False))
         # Texts embedded lately, answered without the model (embedding.cache_bytes).
         self.recent = recent
         # Told the wall-clock start and end of every batch, and its size (the router's energy accounting).
@@ -69,12 +79,27 @@ class BatchingEmbedder:
             found = self.recent.get(text)
             if found is not None:
                 return found
-        self.start()
-        future: asyncio.Future[Embedded] = asyncio.get_running_loop().create_future()
-        await self._queue.put((text, future))
-        embedded = await future
+        if self._inline and len(text) <= INLINE_CHARS:
+            embedded = self._now(text)
+        else:
+            self.start()
+            future: asyncio.Future[Embedded] = asyncio.get_running_loop().create_future()
+            await self._queue.put((text, future))
+            embedded = await future
         if self.recent is not None:
             self.recent.put(text, embedded)
+        return embedded
+
+    def _now(self, text: str) -> Embedded:
+        started = time.time()
+        (embedded,) = self.embedder.embed([text])
+        self.batches += 1
+        self.items += 1
+        if self.on_batch is not None:
+            try:
+                self.on_batch(started, time.time(), 1)
+            except Exception:  # the caller has its vector; only the accounting of this one is lost
+                log.exception("accounting for an inline embedding failed")
         return embedded
 
     async def _run(self) -> None:

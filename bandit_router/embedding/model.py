@@ -130,6 +130,8 @@ class Embedder:
     device: str = "cpu"
     dtype: str = "float32"
     lanes: int = 1
+    # Cheap enough to call on the event loop for a short query (see BatchingEmbedder).
+    inline: bool = False
 
     def close(self) -> None:
         """Nothing to release: the model goes with the object."""

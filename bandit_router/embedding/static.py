@@ -69,6 +69,8 @@ def distill(config: EmbeddingConfig, out: Path) -> None:
 class StaticEmbedder(Embedder):
     """The static table of the configured model; built on first use into ``embedding.build_dir``."""
 
+    inline = True
+
     def __init__(self, config: EmbeddingConfig) -> None:
         facts = MeanPooledModel.read(config)
         path = build_dir(config) / f"static-{fingerprint(facts.path, RECIPE)}.npz"

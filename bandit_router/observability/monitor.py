@@ -10,9 +10,11 @@ dashboard shows of it is computed on demand: the charts in :mod:`~bandit_router.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,9 +109,20 @@ class Monitor:
         self.policy_probability.pop(decision_id, None)
         self.outstanding.pop(decision_id, None)
 
-    def on_policy(self, policy: Policy, version: str) -> None:
+    def on_policy(
+        self, policy: Policy, version: str, lock: contextlib.AbstractContextManager[Any] | None = None
+    ) -> None:
         """Measures a newly served policy's drift from the one it replaces and from the first one seen, on
-        today's probes. Calls VW on all three: run it on the thread that owns the serving policies."""
+        today's probes. Calls VW on all three, each call under ``lock`` (the one Routes take to predict)."""
+        guard = lock if lock is not None else contextlib.nullcontext()
+
+        def pmfs_of(of: Policy) -> list[list[float]]:
+            found = []
+            for choice, _ in probes:
+                with guard:
+                    found.append(of.pmf(choice))
+            return found
+
         probes = list(self.probes)
         first, previous = self._first or policy, self._previous or policy
         previous_version = self._previous_version or version
@@ -117,13 +130,13 @@ class Monitor:
         self._previous, self._previous_version = policy, version
         if not probes:
             return
-        pmfs = [policy.pmf(choice) for choice, _ in probes]
-        tv_prev, kl_prev = divergence(pmfs, [previous.pmf(c) for c, _ in probes])
-        tv_first, kl_first = divergence(pmfs, [first.pmf(c) for c, _ in probes])
+        pmfs, before_pmfs = pmfs_of(policy), pmfs_of(previous)
+        tv_prev, kl_prev = divergence(pmfs, before_pmfs)
+        tv_first, kl_first = divergence(pmfs, pmfs_of(first))
         mass: dict[str, list[float]] = {}
         before: dict[str, list[float]] = {}
-        for (choice, models), pmf in zip(probes, pmfs, strict=True):
-            for model, p, q in zip(models, pmf, previous.pmf(choice), strict=True):
+        for (_, models), pmf, previous_pmf in zip(probes, pmfs, before_pmfs, strict=True):
+            for model, p, q in zip(models, pmf, previous_pmf, strict=True):
                 mass.setdefault(model, []).append(p)
                 before.setdefault(model, []).append(q)
         self.drift.append(

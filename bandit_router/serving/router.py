@@ -35,6 +35,7 @@ from bandit_router.serving.affinity import Affinity
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
+from bandit_router.serving.metering import Metering
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
@@ -115,7 +116,10 @@ class RouterService:
         self.health_changed = asyncio.Event()
         self.outage = OutageBuffer(config.redis.outage_buffer)
         self.writer = DecisionWriter(config, store, self.energy, self.outage)
-        self.rewards = Rewarder(config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock)
+        self.metering = Metering(self._put_metered)
+        self.rewards = Rewarder(
+            config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock, self.metering.settled
+        )
         self.expiry = Expiry(config, store, self.monitor, clock)
         # Where each conversation is pinned (the gateway asks; see serving/affinity.py).
         self.affinity = Affinity(store, config.reward.wait_time_s)
@@ -217,6 +221,7 @@ class RouterService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.metering.close()
         if len(self.outage):
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.flush_unsaved()
@@ -316,7 +321,7 @@ class RouterService:
             now = self._clock()
             ids = [m.id for m in candidates]
             baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
-            pick = await self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+            pick = self.served.run(self._choose, policy, choice, decision_id, now, baseline)
         pmf, index = pick.pmf, pick.index
         policy_probability = pick.own_probability
         model = candidates[index]
@@ -365,7 +370,7 @@ class RouterService:
 
     def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None) -> Pick:
         """The rule (:func:`bandit_router.policy.rule.decide`) over the policy's qualities and widths, narrowed by
-        this router's trials not learned yet; the trial is counted in flight. Runs on the policy thread."""
+        this router's trials not learned yet; the trial is counted in flight. Runs under the workspace lock."""
         pick = decide(
             policy.qualities(choice),
             policy.widths(choice, self.in_flight.evidence),
@@ -383,9 +388,12 @@ class RouterService:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
         return await self.writer.flush()
 
-    async def meter(self, decision_id: str, metered: Metered) -> None:
-        """Keeps what the gateway measured of a decision's model call for the reward wait: its Reward is priced
-        from it."""
+    def meter(self, decision_id: str, metered: Metered) -> None:
+        """Keeps what the gateway measured of a decision's model call for the reward wait, written after the
+        answer has gone (:class:`Metering`): its Reward is priced from it."""
+        self.metering.keep(decision_id, metered)
+
+    async def _put_metered(self, decision_id: str, metered: Metered) -> None:
         await self.store.put_metered(decision_id, metered, self.config.reward.wait_time_s)
 
     async def drop(self, decision_id: str) -> None:

@@ -327,7 +327,7 @@ class Gateway:
                     input_counted=counted_in,
                     output_counted=counted_out,
                 )
-                await self.service.meter(decision.decision_id, record)
+                self.service.meter(decision.decision_id, record)
             tokens = (call.input_tokens or counted_in, call.output_tokens or counted_out)
             return tokens if all(tokens) else None  # usage is told only where it was reported or counted
 
