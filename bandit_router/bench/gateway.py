@@ -1,7 +1,8 @@
 """Benchmark: what the gateway adds to a model call (p50/p99 latency, requests/s, time to first token), against
 calling the same scripted OpenAI-compatible backend directly, each in its own process; per variant of the router
 (``default``: conversation affinity on, tracing off; ``no-affinity``; ``tracing``: spans exported over OTLP/HTTP to
-a sink on the backend), one router process each, the direct calls measured again beside each."""
+a sink on the backend; ``torch``, ``onnx``, ``static``: that embedding backend), one router process each, the direct
+calls measured again beside each."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ VARIANTS = {
     "default": {},
     "no-affinity": {"BANDIT_ROUTER_HTTP_AFFINITY": "false"},
     "tracing": {"BANDIT_ROUTER_TRACING_OTLP_ENDPOINT": "{traces}"},
+    # The embedding backends side by side (embedding.backend; onnx needs the onnx extra).
+    "torch": {"BANDIT_ROUTER_EMBEDDING_BACKEND": "torch"},
+    "onnx": {"BANDIT_ROUTER_EMBEDDING_BACKEND": "onnx"},
+    "static": {"BANDIT_ROUTER_EMBEDDING_BACKEND": "static"},
 }
 
 

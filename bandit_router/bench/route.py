@@ -19,7 +19,7 @@ import grpc
 from bandit_router.bench.learner import learner_throughput
 from bandit_router.bench.load import LoadProcesses, free_port, queries, summarize, wait_serving
 from bandit_router.config import load_config
-from bandit_router.embedding.pool import available_cpus
+from bandit_router.embedding.pool import available_cpus, in_workers
 from bandit_router.runtime.workers import start_embedding_servers
 
 
@@ -105,8 +105,8 @@ async def _bench_embedding(
     # embedding servers the router's workers use. Each figure of the ceiling is the best of them, so the
     # router is held to the best the embedding alone can do.
     config = dataclasses.replace(load_config().embedding, device=device)
-    arrangements = ["thread"] + (["processes"] if config.processes else [])
-    arrangements += ["shared"] if config.processes and config.shared and workers > 1 else []
+    arrangements = ["thread"] + (["processes"] if in_workers(config) else [])
+    arrangements += ["shared"] if in_workers(config) and config.shared and workers > 1 else []
     names = {
         "thread": "thread",
         "processes": f"{config.processes} processes",

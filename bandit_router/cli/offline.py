@@ -231,7 +231,7 @@ def add_parsers(commands: Any) -> None:
     gateway.add_argument(
         "--variants",
         nargs="+",
-        choices=["default", "no-affinity", "tracing"],
+        choices=["default", "no-affinity", "tracing", "torch", "onnx", "static"],
         default=["default"],
         help="router variants to measure, one router process each (tracing needs the otel extra)",
     )

@@ -30,6 +30,12 @@ def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     return cpus
 
 
+def in_workers(config: EmbeddingConfig) -> bool:
+    """Whether the model runs in worker processes: ``embedding.processes`` of them, except for the static backend,
+    whose tens of microseconds a query cost less than the trip to a worker."""
+    return bool(config.processes) and config.backend != "static"
+
+
 class EmbedderPool:
     """Several :class:`EmbedderProcess` workers, each embedding one batch at a time; a call takes any idle one.
 

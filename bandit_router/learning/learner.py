@@ -49,6 +49,12 @@ DEDUP_WINDOW = 100_000
 # Events asked of the stream at a time; a read that comes back full means the learner is behind.
 READ_COUNT = 256
 
+# While behind (a read came back full), a snapshot is still taken every snapshot interval (its events are then
+# acknowledged and trimmed), but judged by the gate, and so served, at most this often: a judgement replays the
+# gate's window through the candidate, which cost as much as learning the events in between (a quarter of the
+# learner's time in ``bandit-router bench``). Once caught up, every snapshot is judged.
+BEHIND_JUDGE_EVERY_S = 5.0
+
 # A promotion whose estimate differs from the served policy's by less than this changes nothing worth a log line.
 NEWSWORTHY = 0.005
 
@@ -121,6 +127,7 @@ class Learner:
         # (dicts, so that re-reading the delivered backlog after a failure lists each once).
         self._unacked: dict[int, dict[str, None]] = {}
         self._last_snapshot = time.monotonic()
+        self._last_judged = time.monotonic()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
@@ -378,7 +385,7 @@ class Learner:
             full = full or len(entries) == READ_COUNT
         if backlog and read:
             if self._unacked_count >= self.config.snapshot_every_events:
-                await self._snapshot()
+                await self._snapshot(judge=self._judge_due)
             return False
         if shards > 1 and not read and not backlog and not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
@@ -388,7 +395,7 @@ class Learner:
         # snapshots and their gate rather than on learning: it snapshots once per interval until it has caught up.
         enough = self._unacked_count >= self.config.snapshot_every_events and not full
         if self._unacked_count and (enough or due or self._stopping.is_set()):
-            await self._snapshot()
+            await self._snapshot(judge=not full or self._judge_due or self._stopping.is_set())
         # Done once a read of new events finds none: an empty backlog says nothing of what is new.
         if self._stopping.is_set() and not read and not backlog:
             if self._unacked_count:
@@ -489,7 +496,13 @@ class Learner:
         except OSError as exc:
             raise DiskError(f"disk write failed: {exc}") from exc
 
-    async def _snapshot(self) -> None:
+    @property
+    def _judge_due(self) -> bool:
+        return time.monotonic() - self._last_judged >= BEHIND_JUDGE_EVERY_S
+
+    async def _snapshot(self, judge: bool = True) -> None:
+        """Checkpoints what has been learned (Redis, then disk), judges it by the gate where ``judge`` (serving it
+        if promoted), then acknowledges and trims its events."""
         loop = asyncio.get_running_loop()
         if self._log_buffer and self.decision_log is not None:
             lines = list(self._log_buffer)
@@ -503,7 +516,9 @@ class Learner:
         await self.store.save_snapshot(data, version, self.fence)
         await self._on_disk(self.files.write, data, version)
         self.policy.version = version
-        await self._judge(snapshot, data)
+        if judge:
+            await self._judge(snapshot, data)
+            self._last_judged = time.monotonic()
         # Only now is every event in this snapshot safe to acknowledge and drop from its stream: trimmed up to
         # just past the last learned event.
         assert self.fence is not None
@@ -514,6 +529,7 @@ class Learner:
         self._unacked.clear()
         self.problem = None
         self._last_snapshot = time.monotonic()
-        self.published = snapshot.learned
+        if judge:
+            self.published = snapshot.learned
         async with self._progress:
             self._progress.notify_all()

@@ -11,7 +11,7 @@ from typing import Any
 
 from bandit_router.config import Config, EmbeddingConfig
 from bandit_router.embedding.model import declared_dimension, load_embedder
-from bandit_router.embedding.pool import EmbedderPool
+from bandit_router.embedding.pool import EmbedderPool, in_workers
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner
 from bandit_router.policy.vw import Policy, Snapshot
@@ -70,12 +70,9 @@ def embedding_dimension(config: EmbeddingConfig) -> int:
 
 
 def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
-    """Worker processes when ``embedding.processes`` says so, else in this process; blocking (loads weights).
-    The static backend always runs in this process: a query costs it tens of microseconds of numpy, less than
-    the trip to a worker."""
-    if config.processes and config.backend != "static":
-        return EmbedderPool(config)
-    return load_embedder(config)
+    """Worker processes where :func:`in_workers` says so, else in this process; blocking (loads weights)."""
+    return EmbedderPool(config) if in_workers(config) else load_embedder(config)
+
 
 
 async def _on_daemon_thread(build: Callable[[], TextEmbedder]) -> TextEmbedder:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 from bandit_router.config import Config, EmbeddingConfig, load_config
-from bandit_router.embedding.pool import available_cpus
+from bandit_router.embedding.pool import available_cpus, in_workers
 from bandit_router.embedding.wire import shared_socket
 from bandit_router.embedding.worker import EmbedderProcess
 from bandit_router.runtime.process import run_learner, stop_on_signals
@@ -63,7 +63,7 @@ async def run_workers(config_path: str | None, workers: int) -> int:
     shared = tempfile.mkdtemp(prefix="br-embed-")
     servers: list[EmbedderProcess] = []
     try:
-        if config.embedding.processes and config.embedding.shared:
+        if in_workers(config.embedding) and config.embedding.shared:
             servers = await asyncio.to_thread(start_embedding_servers, config.embedding, shared)
         return await _supervise(config_path, workers, config.replace(redis={"url": url}), shared, servers)
     finally:
