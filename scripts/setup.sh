@@ -27,3 +27,7 @@ else
   "${pip[@]}" install --quiet "torch==$torch_version" --index-url https://download.pytorch.org/whl/cpu
 fi
 "${pip[@]}" install --quiet -c scripts/constraints.txt -e ".[$extras]"
+# What the configured embedding backend builds from the bundled model (once per machine; a no-op when built).
+case ",$extras," in
+  *,server,*) HF_HUB_OFFLINE=1 .venv/bin/bandit-router embedding-build ;;
+esac

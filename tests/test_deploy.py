@@ -41,6 +41,9 @@ def test_dockerfiles_install_torch_first_and_run_the_cli(name: str) -> None:
     assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["bandit-router"]
     assert json.loads(dict(instructions)["CMD"]) == ["serve"]
     assert parser.envs["HF_HUB_OFFLINE"] == "1"
+    # The embedding backend's artefacts are built into the image, where the configuration looks for them.
+    assert "bandit-router embedding-build" in runs[2]
+    assert parser.envs["BANDIT_ROUTER_EMBEDDING_BUILD_DIR"] == "/app/embeddings"
     # Every setting it sets is one the configuration knows.
     load_config(env={k: v for k, v in parser.envs.items() if k.startswith("BANDIT_ROUTER_")})
 

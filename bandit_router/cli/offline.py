@@ -138,6 +138,20 @@ def _gateway_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedding_build(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bandit_router.config import load_config
+    from bandit_router.embedding.model import load_embedder
+
+    config = load_config(args.config).embedding
+    for backend in args.backends or [config.backend]:
+        embedder = load_embedder(dataclasses.replace(config, backend=backend, device="cpu"))
+        print(f"embedding backend {backend}: ready ({embedder.model_name})")
+        embedder.close()
+    return 0
+
+
 def _embedding_bench(args: argparse.Namespace) -> int:
     from bandit_router.bench.embedding import run_embedding_bench
 
@@ -155,6 +169,7 @@ COMMANDS = {
     "memory-bench": _memory_bench,
     "capacity-bench": _capacity_bench,
     "embedding-bench": _embedding_bench,
+    "embedding-build": _embedding_build,
 }
 
 
@@ -251,6 +266,12 @@ def add_parsers(commands: Any) -> None:
     capacity.add_argument("--shards", type=int, default=1, help="redis.shards (default: %(default)s)")
     capacity.add_argument("--config", help="TOML configuration whose settings are measured")
     capacity.add_argument("--json", help="also write the figures to this file")
+    build = commands.add_parser(
+        "embedding-build",
+        help="build what the embedding backend needs from the model (once; a container image does it at build time)",
+    )
+    build.add_argument("--backends", nargs="+", choices=EMBEDDING_BACKENDS, help="(default: embedding.backend)")
+    build.add_argument("--config", help="TOML configuration (default: the shipped one)")
     embedding = commands.add_parser(
         "embedding-bench", help="measure each embedding backend: time per query, throughput, memory, agreement"
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +154,13 @@ def test_a_model_these_backends_cannot_rebuild_is_refused_by_name(backend: str, 
     config = dataclasses.replace(load_config().embedding, backend=backend, model=str(folder))
     with pytest.raises(ValueError, match=rf"embedding.backend {backend} supports a transformer with mean pooling only"):
         MeanPooledModel.read(config)
+
+
+def test_embedding_build_prepares_a_backend_ahead_of_the_first_start(tmp_path: Path) -> None:
+    """What a container image runs at build time: afterwards the artefact is there, named for model and recipe."""
+    env = {**os.environ, "BANDIT_ROUTER_EMBEDDING_BUILD_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "bandit_router", "embedding-build", "--backends", "onnx"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "embedding backend onnx: ready" in done.stdout
+    assert [p.suffix for p in tmp_path.glob("onnx-*.onnx")] == [".onnx"]
