@@ -74,7 +74,6 @@ def build_embedder(config: EmbeddingConfig) -> TextEmbedder:
     return EmbedderPool(config) if in_workers(config) else load_embedder(config)
 
 
-
 async def _on_daemon_thread(build: Callable[[], TextEmbedder]) -> TextEmbedder:
     """``build()`` (loading weights, starting workers) on a daemon thread: a start cancelled meanwhile (a stop
     signal) neither waits for the load to end nor holds the process's exit for it; what the thread built after

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ResponseError
 
@@ -37,22 +38,20 @@ def sticky(pinned: Decision) -> Decision:
 
 
 class Affinity:
-    """Pins in Redis, each kept for ``ttl_s`` from the decision it names. Best effort: while Redis is unreachable
-    a turn is routed afresh (and its decision buffered as any other), never refused."""
+    """Pins in Redis, each kept for ``ttl_s`` from the decision it names (written with the call's metered record,
+    :class:`~bandit_router.serving.after_answer.AfterAnswer`). Best effort: while Redis is unreachable a turn is
+    routed afresh (and its decision buffered as any other), never refused."""
 
-    def __init__(self, store: Store, ttl_s: float) -> None:
+    def __init__(self, store: Store, ttl_s: float, settled: Callable[[str], Awaitable[None]]) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        # Waits for this router's own pin of the conversation, where it is still being written.
+        self._settled = settled
 
     async def pinned(self, key: str) -> Decision | None:
+        await self._settled(key)
         try:
             return await self.store.get_pin(key)
         except (*REDIS_ERRORS, ResponseError) as exc:
             log.info("conversation pin unreadable (Redis: %s): this turn is routed afresh", type(exc).__name__)
             return None
-
-    async def pin(self, key: str, decision: Decision) -> None:
-        try:
-            await self.store.put_pin(key, decision, self.ttl_s)
-        except (*REDIS_ERRORS, ResponseError) as exc:
-            log.info("conversation not pinned (Redis: %s): its next turn is routed afresh", type(exc).__name__)

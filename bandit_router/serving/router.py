@@ -32,10 +32,10 @@ from bandit_router.policy.rule import Pick, decide
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.policy.vwlines import Choice, action_line
 from bandit_router.serving.affinity import Affinity
+from bandit_router.serving.after_answer import AfterAnswer, Pin
 from bandit_router.serving.decisions import DecisionWriter
 from bandit_router.serving.expiry import Expiry
 from bandit_router.serving.follower import follow
-from bandit_router.serving.metering import Metering
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
@@ -116,13 +116,13 @@ class RouterService:
         self.health_changed = asyncio.Event()
         self.outage = OutageBuffer(config.redis.outage_buffer)
         self.writer = DecisionWriter(config, store, self.energy, self.outage)
-        self.metering = Metering(self._put_metered)
+        self.after_answer = AfterAnswer(self._put_after_answer)
         self.rewards = Rewarder(
-            config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock, self.metering.settled
+            config, store, self.energy, self.monitor, self.outage, self.flush_unsaved, clock, self.after_answer.settled
         )
         self.expiry = Expiry(config, store, self.monitor, clock)
         # Where each conversation is pinned (the gateway asks; see serving/affinity.py).
-        self.affinity = Affinity(store, config.reward.wait_time_s)
+        self.affinity = Affinity(store, config.reward.wait_time_s, self.after_answer.settled)
         # What the gateway sees of each model's backend (transport/http records it; the dashboard shows it).
         self.upstreams = UpstreamHealth(
             config.energy.ewma_alpha,
@@ -221,7 +221,7 @@ class RouterService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.metering.close()
+        await self.after_answer.close()
         if len(self.outage):
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.flush_unsaved()
@@ -388,13 +388,13 @@ class RouterService:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""
         return await self.writer.flush()
 
-    def meter(self, decision_id: str, metered: Metered) -> None:
-        """Keeps what the gateway measured of a decision's model call for the reward wait, written after the
-        answer has gone (:class:`Metering`): its Reward is priced from it."""
-        self.metering.keep(decision_id, metered)
+    def keep_answered(self, decision_id: str, metered: Metered | None, pin: Pin | None = None) -> None:
+        """Keeps what the gateway measured of a decision's model call for the reward wait (its Reward is priced
+        from it), and the conversation's pin, both written after the answer has gone (:class:`AfterAnswer`)."""
+        self.after_answer.keep(decision_id, metered, pin)
 
-    async def _put_metered(self, decision_id: str, metered: Metered) -> None:
-        await self.store.put_metered(decision_id, metered, self.config.reward.wait_time_s)
+    async def _put_after_answer(self, decision_id: str, metered: Metered | None, pin: Pin | None) -> None:
+        await self.store.put_after_answer(decision_id, metered, pin, self.config.reward.wait_time_s)
 
     async def drop(self, decision_id: str) -> None:
         """Forgets a pending decision unlearned: its call failed for a reason that says nothing about the model as

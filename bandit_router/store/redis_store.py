@@ -175,13 +175,19 @@ class Store:
         raw = await self.client.get(self._conversation(key))
         return None if raw is None else Summary.from_json(raw).decision
 
-    async def put_pin(self, key: str, decision: Decision, ttl_s: float) -> None:
-        """Pins a conversation to ``decision`` (its model, and the decision its turns' feedback rewards)."""
-        await self.client.set(self._conversation(key), Summary(decision, None).to_json(), px=_ms(ttl_s))
-
-    async def put_metered(self, decision_id: str, metered: Metered, ttl_s: float) -> None:
-        """Keeps what the gateway measured of the decision's model call until its reward (or expiry)."""
-        await self.client.set(self._metered(decision_id), metered.dumps(), px=_ms(ttl_s))
+    async def put_after_answer(
+        self, decision_id: str, metered: Metered | None, pin: tuple[str, Decision] | None, ttl_s: float
+    ) -> None:
+        """In one round trip: what the gateway measured of the decision's model call, kept until its reward (or
+        expiry), and a conversation pinned to a decision (its model, and the decision its turns' feedback
+        rewards), kept ``ttl_s``. Two independent writes: no script needs to make them atomic."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            if metered is not None:
+                pipe.set(self._metered(decision_id), metered.dumps(), px=_ms(ttl_s))
+            if pin is not None:
+                key, decision = pin
+                pipe.set(self._conversation(key), Summary(decision, None).to_json(), px=_ms(ttl_s))
+            await pipe.execute()
 
     async def get_metered(self, decision_id: str) -> Metered | None:
         raw = await self.client.get(self._metered(decision_id))

@@ -214,7 +214,7 @@ async def test_a_gateway_call_is_charged_until_its_answer_ended_not_until_the_la
     await tick(agent, counters, clock, {0: 100.0, 1: 0.0})
     # The gateway saw the answer end here; the feedback comes three busy seconds later.
     metered = Metered("gemma-2-9b-it", 10, 20, 2000.0, None, answered_at=service.now())
-    await service.store.put_metered(decision.decision_id, metered, 3600.0)
+    await service.store.put_after_answer(decision.decision_id, metered, None, 3600.0)
     for _ in range(3):
         await tick(agent, counters, clock, {0: 500.0, 1: 0.0})
     outcome = await service.reward(RewardInput(decision_id=decision.decision_id, quality=1.0))

@@ -125,8 +125,8 @@ async def test_a_done_decision_leaves_only_a_small_marker_for_the_retention(
     try:
         rewarded, expired = [await service.route(RouteInput(query=f"Question {i}?")) for i in range(2)]
         for decision in (rewarded, expired):
-            service.meter(decision.decision_id, Metered(decision.model, 10, 20, 5.0, None))
-            await service.metering.settled(decision.decision_id)
+            service.keep_answered(decision.decision_id, Metered(decision.model, 10, 20, 5.0, None))
+            await service.after_answer.settled(decision.decision_id)
         await service.reward(RewardInput(decision_id=rewarded.decision_id, quality=1.0))
         clock.advance(WAIT_S + 0.1)
         assert await service.sweep_expired() == 1

@@ -109,7 +109,7 @@ async def test_a_chat_is_routed_answered_metered_and_its_feedback_learned(gatewa
     # The backend was asked for the chosen model by its upstream name, with the router's own fields left out.
     path, sent, _ = gateway.backend.received[-1]
     assert path == "/v1/chat/completions" and sent["model"] == completion.model and "candidates" not in sent
-    await gateway.service.metering.settled(decision_id)  # written after the answer went
+    await gateway.service.after_answer.settled(decision_id)  # written after the answer went
     metered = await gateway.service.store.get_metered(decision_id)
     assert metered is not None and (metered.input_tokens, metered.output_tokens) == (17, 3)
     assert metered.latency_ms >= 50 and metered.first_token_ms is None
@@ -137,7 +137,7 @@ async def test_a_streamed_chat_relays_every_chunk_and_meters_the_first_token(gat
     # The usage chunk the gateway asked for is not relayed to a caller that did not ask for it.
     assert all(c.usage is None for c in chunks)
     decision_id = (chunks[0].model_extra or {})["bandit_router"]["decision_id"]
-    await gateway.service.metering.settled(decision_id)  # written after the answer went
+    await gateway.service.after_answer.settled(decision_id)  # written after the answer went
     metered = await gateway.service.store.get_metered(decision_id)
     assert metered is not None and metered.output_tokens == 4
     assert metered.first_token_ms is not None and 20 <= metered.first_token_ms <= metered.latency_ms
@@ -156,7 +156,7 @@ async def test_without_usage_from_the_backend_the_output_is_estimated_from_the_a
     gateway.scripts.update({m: Script(text="x" * 40, usage=False) for m in (SMALL, LARGE)})
     raw = await gateway.client.chat.completions.with_raw_response.create(model="bandit-router", messages=QUESTION)
     decision_id = raw.headers["x-bandit-router-decision-id"]
-    await gateway.service.metering.settled(decision_id)  # written after the answer went
+    await gateway.service.after_answer.settled(decision_id)  # written after the answer went
     metered = await gateway.service.store.get_metered(decision_id)
     assert metered is not None and (metered.output_tokens, metered.answer_chars) == (0, 40)
     status, reward = await gateway.post("v1/feedback", {"decision_id": decision_id, "quality": 0.5})
@@ -197,7 +197,7 @@ async def test_without_usage_the_models_tokenizer_counts_prompt_and_answer(
                     model="bandit-router", messages=QUESTION
                 )
                 decision_id = raw.headers["x-bandit-router-decision-id"]
-            await gateway.service.metering.settled(decision_id)  # written after the answer went
+            await gateway.service.after_answer.settled(decision_id)  # written after the answer went
             metered = await gateway.service.store.get_metered(decision_id)
             assert metered is not None and (metered.input_tokens, metered.output_tokens) == (0, 0)
             assert (metered.input_counted, metered.output_counted) == (expected_in, expected_out), stream
@@ -211,7 +211,7 @@ async def test_without_usage_the_models_tokenizer_counts_prompt_and_answer(
         gateway.scripts.update({m: Script(text=answer, prompt_tokens=9) for m in (SMALL, LARGE)})
         raw = await gateway.client.chat.completions.with_raw_response.create(model="bandit-router", messages=QUESTION)
         decision_id = raw.headers["x-bandit-router-decision-id"]
-        await gateway.service.metering.settled(decision_id)  # written after the answer went
+        await gateway.service.after_answer.settled(decision_id)  # written after the answer went
         metered = await gateway.service.store.get_metered(decision_id)
         assert (
             metered is not None

@@ -32,6 +32,7 @@ from bandit_router.domain.requests import MAX_FAILURE_CHARS, RewardInput, RouteI
 from bandit_router.observability.timing import SERVER_TIMING, current, phase, server_timing, timed
 from bandit_router.observability.tracing import traced
 from bandit_router.serving.affinity import STICKY, conversation_key, sticky
+from bandit_router.serving.after_answer import Pin
 from bandit_router.serving.router import RouterService
 from bandit_router.transport.http.api import BUDGET_FIELDS, PREFERENCE_FIELDS, TENANT, route_input
 from bandit_router.transport.http.backends import BackendFailure, BackendRefused, Backends, Call, Usage
@@ -195,12 +196,12 @@ class Gateway:
             model = self.models[decision.model]
             started = time.perf_counter()
             try:
+                # A conversation's first turn (or one whose model failed) is pinned to the decision that answers.
+                pin = (conversation[0], decision) if conversation is not None and pinned is None else None
                 with phase("backend", model=model.id, decision_id=decision.decision_id, mode=decision.mode):
                     answer = await self._answer(
-                        request, decision, routed.tenant, path, upstream, stream, failed, deadline
+                        request, decision, routed.tenant, path, upstream, stream, failed, deadline, pin
                     )
-                if conversation is not None and pinned is None:
-                    await self.service.affinity.pin(conversation[0], decision)
                 if not answer.prepared:  # a whole answer (a stream said its timing with its first chunk)
                     answer.headers[SERVER_TIMING] = server_timing(current())
                 return answer
@@ -286,8 +287,10 @@ class Gateway:
         stream: bool,
         failed: list[tuple[str, str]],
         deadline: float,
+        pin: Pin | None,
     ) -> web.StreamResponse:
-        """The routed model's answer; what the call measured is kept with the decision for its reward."""
+        """The routed model's answer; what the call measured is kept with the decision for its reward, and ``pin``
+        written with it, once the answer has gone."""
         model = self.models[decision.model]
         budget = max(deadline - time.monotonic(), 0.001)
         extension = {
@@ -303,6 +306,7 @@ class Gateway:
 
         async def metered(call: Call) -> Usage | None:
             if call.broken:
+                # Not pinned either: a conversation whose first answer broke off is routed afresh next turn.
                 await self._learn_failure(decision, call.broken, call.latency_ms, tenant)
                 return None
             answered_at = self.service.now()
@@ -314,6 +318,7 @@ class Gateway:
                 prompt=not call.input_tokens,
                 answer="" if call.output_tokens else call.answer_text,
             )
+            record = None
             if decision.mode != STICKY:  # a conversation's decision is priced from the turn that made it
                 record = Metered(
                     model.id,
@@ -327,7 +332,7 @@ class Gateway:
                     input_counted=counted_in,
                     output_counted=counted_out,
                 )
-                self.service.meter(decision.decision_id, record)
+            self.service.keep_answered(decision.decision_id, record, pin)
             tokens = (call.input_tokens or counted_in, call.output_tokens or counted_out)
             return tokens if all(tokens) else None  # usage is told only where it was reported or counted
 
