@@ -14,6 +14,8 @@ if [ ! -x .venv/bin/python ]; then
   exit 2
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The transformer itself on CUDA, whatever the CPU default backend is (the static table needs no GPU).
+export BANDIT_ROUTER_EMBEDDING_BACKEND=${BANDIT_ROUTER_EMBEDDING_BACKEND:-torch}
 out=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check-XXXXXX)}
 mkdir -p "$out"
 nvidia-smi -L | tee "$out/gpus.txt"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from bandit_router.domain import jsonio
 from bandit_router.domain.fields import shallow
-from bandit_router.domain.records import COMPACT, RecordError
+from bandit_router.domain.records import RecordError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +36,12 @@ class Metered:
     def dumps(self) -> str:
         fields = shallow(self)
         fields["failed_before"] = [list(f) for f in self.failed_before]
-        return json.dumps(fields, separators=COMPACT)
+        return jsonio.dumps(fields)
 
     @classmethod
     def loads(cls, text: str | bytes) -> Metered:
         try:
-            raw: Mapping[str, Any] = json.loads(text)
+            raw: Mapping[str, Any] = jsonio.loads(text)
             first = raw.get("first_token_ms")
             answered = raw.get("answered_at")
             return cls(

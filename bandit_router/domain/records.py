@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
 
 from bandit_router.config import ModelSpec, RewardConfig
+from bandit_router.domain import jsonio
 from bandit_router.domain.fields import shallow
 from bandit_router.domain.pricing import Priced
 from bandit_router.domain.reward import scalar_reward
@@ -18,7 +18,6 @@ from bandit_router.domain.reward import scalar_reward
 # Written into every stored record; a reader refuses a record from a newer writer rather than misread it.
 # Records without one were written before it existed and read as version 1.
 # Redis holds these records per decision: JSON without the spaces after separators.
-COMPACT = (",", ":")
 SCHEMA_VERSION = 1
 
 T = TypeVar("T", int, float)
@@ -102,14 +101,13 @@ class Summary:
     request_digest: str | None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"schema": SCHEMA_VERSION, **self.decision.to_json(), "request_digest": self.request_digest},
-            separators=COMPACT,
+        return jsonio.dumps(
+            {"schema": SCHEMA_VERSION, **self.decision.to_json(), "request_digest": self.request_digest}
         )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Summary:
-        raw = json.loads(text)
+        raw = jsonio.loads(text)
         _check_schema(raw, "decision summary")
         return cls(Decision.from_json(raw), raw.get("request_digest"))
 
@@ -148,7 +146,7 @@ class PendingDecision:
         return Summary(self.decision, self.request_digest)
 
     def to_json(self) -> str:
-        return json.dumps(
+        return jsonio.dumps(
             {
                 "schema": SCHEMA_VERSION,
                 **self.decision.to_json(),
@@ -165,13 +163,12 @@ class PendingDecision:
                 "created_at": self.created_at,
                 "baseline": self.baseline,
                 "policy_probability": self.policy_probability,
-            },
-            separators=COMPACT,
+            }
         )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> PendingDecision:
-        raw = json.loads(text)
+        raw = jsonio.loads(text)
         _check_schema(raw, "pending decision")
         try:
             actions = tuple(str(a) for a in raw["actions"])
@@ -303,7 +300,7 @@ class LearningEvent:
         return {"schema": SCHEMA_VERSION, **fields}
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), separators=COMPACT)
+        return jsonio.dumps(self.to_json())
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> LearningEvent:
@@ -353,4 +350,4 @@ class LearningEvent:
 
     @classmethod
     def loads(cls, text: str | bytes) -> LearningEvent:
-        return cls.from_json(json.loads(text))
+        return cls.from_json(jsonio.loads(text))
