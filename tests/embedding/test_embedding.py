@@ -18,7 +18,14 @@ from helpers import until
 
 from bandit_router.config import EMBEDDING_BACKENDS, EmbeddingConfig, load_config
 from bandit_router.embedding.batcher import BatchingEmbedder
-from bandit_router.embedding.model import Embedder, TorchEmbedder, bundled_model_path, declared_dimension, resolve_dtype
+from bandit_router.embedding.model import (
+    Embedder,
+    TorchEmbedder,
+    bundled_model_path,
+    declared_dimension,
+    load_embedder,
+    resolve_dtype,
+)
 from bandit_router.embedding.pool import EmbedderPool, available_cpus
 from bandit_router.embedding.shared import EmbedderConnection
 from bandit_router.embedding.types import Embedded
@@ -75,14 +82,18 @@ def test_the_dimension_the_model_folder_declares_is_the_loaded_models(embedder: 
     assert declared_dimension(dataclasses.replace(config, model=str(tmp_path))) is None
 
 
-def test_the_final_question_changes_the_embedding_of_a_long_prompt(embedder: Embedder) -> None:
-    # Cutting only at the head would make these two identical: the model would never see the question.
+def test_the_final_question_changes_the_embedding_of_a_long_prompt(torch_embedder: TorchEmbedder) -> None:
+    # Cutting only at the head would make these two identical: the model would never see the question. (The static
+    # backend sees it too, but as one piece in an average of 254: its vectors of the two differ by less.)
+    embedder = torch_embedder
     math, poem = embedder.embed([SHOTS + "Q: What is 12 plus 30?", SHOTS + "Q: Write a sonnet about the autumn rain."])
     assert float(math.vector @ poem.vector) < 0.99
     assert abs(float(np.linalg.norm(math.vector)) - 1.0) < 1e-4
 
 
-async def test_concurrent_requests_share_batches(embedder: Embedder) -> None:
+async def test_concurrent_requests_share_batches(torch_embedder: TorchEmbedder) -> None:
+    # The torch backend's batching (the static backend embeds at once, inline: see the next test).
+    embedder = torch_embedder
     batcher = BatchingEmbedder(embedder, EmbeddingConfig(device="cpu", max_batch_size=16, max_wait_ms=20))
     try:
         texts = [f"query number {i}" for i in range(32)]
@@ -91,6 +102,21 @@ async def test_concurrent_requests_share_batches(embedder: Embedder) -> None:
         assert batcher.batches < 32
         alone = embedder.embed([texts[5]])[0]
         assert np.allclose(results[5].vector, alone.vector, atol=1e-4)
+    finally:
+        await batcher.close()
+
+
+async def test_an_inline_embedder_answers_short_queries_at_once_and_long_ones_on_its_thread() -> None:
+    static = load_embedder(dataclasses.replace(load_config().embedding, backend="static", device="cpu"))
+    batcher = BatchingEmbedder(static, EmbeddingConfig(device="cpu", max_batch_size=16, max_wait_ms=20))
+    try:
+        short = [f"query number {i}" for i in range(8)]
+        long = "word " * 1000  # past INLINE_CHARS: tokenizing it is worth a thread
+        results = await asyncio.gather(*(batcher.embed(t) for t in [*short, long]))
+        assert (batcher.items, batcher.batches) == (9, 9)
+        for text, got in zip([*short, long], results, strict=True):
+            assert np.allclose(got.vector, static.embed([text])[0].vector, atol=1e-6)
+        assert batcher._task is not None  # only the long query started the batching task
     finally:
         await batcher.close()
 
