@@ -38,8 +38,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bandit_router.config import EMBEDDING_BACKENDS, load_config
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.model import load_embedder
 from bandit_router.learning.warm_start import Source
 from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.settings import ReplaySettings

@@ -24,7 +24,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from helpers import Routers, make_config
 
 from bandit_router.config import Config, load_config
-from bandit_router.embedding.model import Embedder, TorchEmbedder, load_embedder
+from bandit_router.embedding.backends import load_embedder
+from bandit_router.embedding.model import Embedder, TorchEmbedder
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
 from bandit_router.serving.router import RouterService

@@ -21,7 +21,7 @@ from bandit_router.bench.load import queries
 from bandit_router.bench.memory import per_route, weigh, write_figures
 from bandit_router.config import Config, load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
-from bandit_router.embedding.model import load_embedder
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.runtime.root import build_learner, open_router
 from bandit_router.serving.router import RouterService
 

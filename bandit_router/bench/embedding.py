@@ -44,7 +44,7 @@ def _rss_mb() -> float:
 
 def measure(backend: str, vectors_path: str) -> dict[str, Any]:
     """One backend in this process: loads it, embeds the sample one query at a time, then in batches of 32."""
-    from bandit_router.embedding.model import load_embedder
+    from bandit_router.embedding.backends import load_embedder
 
     texts = sample_texts()
     config = dataclasses.replace(load_config().embedding, backend=backend, device="cpu")

@@ -20,8 +20,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit_router.config import load_config
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.batcher import BatchingEmbedder
-from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.pool import EmbedderPool
 from bandit_router.embedding.types import TextEmbedder
 

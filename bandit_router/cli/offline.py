@@ -142,7 +142,7 @@ def _embedding_build(args: argparse.Namespace) -> int:
     import dataclasses
 
     from bandit_router.config import load_config
-    from bandit_router.embedding.model import load_embedder
+    from bandit_router.embedding.backends import load_embedder
 
     config = load_config(args.config).embedding
     for backend in args.backends or [config.backend]:

@@ -104,8 +104,8 @@ async def _run_all(
     """Every run, then the sweep's replays of the first run's records; one embedder, each query embedded once."""
     import dataclasses
 
+    from bandit_router.embedding.backends import load_embedder
     from bandit_router.embedding.cache import CachingEmbedder
-    from bandit_router.embedding.model import load_embedder
     from bandit_router.offline.replay import report
     from bandit_router.offline.replay.run import SWEEP_WEIGHTS, replay
     from bandit_router.runtime.process import stop_on_signals

@@ -1,5 +1,5 @@
-"""The embedding model in this process: all-MiniLM-L6-v2 with head-and-tail truncation of long queries, run by
-the configured backend (:func:`load_embedder`)."""
+"""The embedding model in this process: all-MiniLM-L6-v2 with head-and-tail truncation of long queries; the torch
+backend, and what every backend shares (``bandit_router.embedding.backends`` picks one)."""
 
 from __future__ import annotations
 
@@ -205,17 +205,3 @@ class TorchEmbedder(Embedder):
             out = torch.nn.functional.normalize(out, p=2, dim=1)
             vectors: FloatArray = out.cpu().numpy()
         return vectors
-
-
-def load_embedder(config: EmbeddingConfig) -> Embedder:
-    """The model on ``embedding.backend``; blocking (loads weights, and builds what the backend needs from
-    them the first time)."""
-    if config.backend == "torch":
-        return TorchEmbedder(config)
-    if config.backend == "static":
-        from bandit_router.embedding.static import StaticEmbedder
-
-        return StaticEmbedder(config)
-    from bandit_router.embedding.onnx_backend import OnnxEmbedder
-
-    return OnnxEmbedder(config)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from bandit_router.config import EmbeddingConfig
-from bandit_router.embedding.model import load_embedder
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.shared import serve_shared
 from bandit_router.embedding.types import Embedded
 from bandit_router.embedding.wire import pack, unpack

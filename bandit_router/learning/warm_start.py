@@ -30,7 +30,7 @@ import numpy as np
 
 from bandit_router.config import Config, ModelSpec
 from bandit_router.domain.pricing import penalty
-from bandit_router.embedding.model import load_embedder
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.types import Embedded, Embeds
 from bandit_router.errors import InputError
 from bandit_router.policy.features import Featurizer

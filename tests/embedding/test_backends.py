@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from bandit_router.config import EMBEDDING_BACKENDS, load_config
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.build import built, fingerprint
 from bandit_router.embedding.folder import MeanPooledModel
-from bandit_router.embedding.model import Embedder, TorchEmbedder, bundled_model_path, load_embedder
+from bandit_router.embedding.model import Embedder, TorchEmbedder, bundled_model_path
 from bandit_router.runtime.root import build_embedder
 
 SHOTS = "".join(f"Q: What is {i} plus {i}? A: {2 * i}\n" for i in range(120))

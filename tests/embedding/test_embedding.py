@@ -17,13 +17,13 @@ import pytest
 from helpers import until
 
 from bandit_router.config import EMBEDDING_BACKENDS, EmbeddingConfig, load_config
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.batcher import BatchingEmbedder
 from bandit_router.embedding.model import (
     Embedder,
     TorchEmbedder,
     bundled_model_path,
     declared_dimension,
-    load_embedder,
     resolve_dtype,
 )
 from bandit_router.embedding.pool import EmbedderPool, available_cpus
@@ -348,7 +348,7 @@ def test_loading_and_embedding_a_long_query_write_no_progress_bars_or_length_war
     code = (
         "import logging; logging.basicConfig(level=logging.DEBUG)\n"
         "from bandit_router.config import EmbeddingConfig\n"
-        "from bandit_router.embedding.model import load_embedder\n"
+        "from bandit_router.embedding.backends import load_embedder\n"
         f"e = load_embedder(EmbeddingConfig(device='cpu', backend={backend!r}))\n"
         "print(len(e.embed(['word ' * 3000])))\n"
     )

@@ -18,7 +18,8 @@ from helpers import Routers, make_config
 from bandit_router.config import load_config
 from bandit_router.domain.requests import RewardInput, RouteInput
 from bandit_router.domain.reward import Source
-from bandit_router.embedding.model import Embedder, load_embedder
+from bandit_router.embedding.backends import load_embedder
+from bandit_router.embedding.model import Embedder
 from bandit_router.energy.nvml import NvmlSource
 
 torch = pytest.importorskip("torch")

@@ -190,6 +190,13 @@ async def test_a_standby_takes_over_from_a_killed_learner_and_learns_every_rewar
         _, killed = await _probe(f"http://127.0.0.1:{ports[active]}/readyz")
         processes[active].send_signal(signal.SIGKILL)
         await traffic
+
+        async def taken_over() -> bool:
+            holder = await store.running_learner()
+            return holder is not None and int(holder.split(":")[1]) == pids[1 - active]
+
+        # The killed learner's lease lapses first (it may have learned all 60 before the kill landed).
+        await until(taken_over, 120, "the standby to take the lease")
         await until(lambda: _learned(store, at_least=60), 120, "all 60 rewards learned after the takeover")
         checkpoint = Snapshot.decode(await store.load_snapshot() or b"")
         assert checkpoint.learned == 60

@@ -126,7 +126,9 @@ async def test_a_stop_signal_during_start_up_cancels_the_start_and_leaves_nothin
     the start is cancelled rather than completed and then stopped, the process exits 0, and every process it
     started (the embedded Redis, embedding workers) is gone."""
     target = f"127.0.0.1:{free_port()}"
-    process = start(target, tmp_path, "", f"early{seed}")
+    # The torch backend with its worker processes: a start of seconds (the static default starts in a tenth of one,
+    # too soon for a signal to land within it).
+    process = start(target, tmp_path, "", f"early{seed}", BANDIT_ROUTER_EMBEDDING_BACKEND="torch")
     log = tmp_path / "server.log"
     started: set[int] = set()
     try:

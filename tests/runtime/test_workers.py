@@ -75,6 +75,9 @@ async def test_two_workers_share_the_port_and_one_learner_learns_everything(
         "BANDIT_ROUTER_SERVER_DATA_DIR": str(tmp_path),
         "BANDIT_ROUTER_EMBEDDING_DEVICE": "cpu",
         "BANDIT_ROUTER_EMBEDDING_SHARED": str(shared).lower(),
+        # The torch backend, whose worker processes the parent shares with embedding.shared (the static default
+        # runs in each routing process).
+        "BANDIT_ROUTER_EMBEDDING_BACKEND": "torch",
         "BANDIT_ROUTER_DASHBOARD_LISTEN": f"127.0.0.1:{dashboard}",
         "BANDIT_ROUTER_HTTP_LISTEN": "127.0.0.1:0",
     }

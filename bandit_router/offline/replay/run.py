@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import Config
+from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.cache import CachingEmbedder
-from bandit_router.embedding.model import load_embedder
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.warm_start import publish, warm
 from bandit_router.offline.replay.client import route_all
