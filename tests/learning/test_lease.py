@@ -202,8 +202,14 @@ async def test_a_standby_takes_over_from_a_killed_learner_and_learns_every_rewar
         assert checkpoint.learned == 60
         new_holder = await store.running_learner()
         assert new_holder is not None and int(new_holder.split(":")[1]) == pids[1 - active]
+
+        async def says_active() -> bool:
+            status, state = await _probe(f"http://127.0.0.1:{ports[1 - active]}/readyz")
+            return status == 200 and state["role"] == "active"
+
+        # Its probe says so once its takeover (the reload of the newest checkpoint) is done, a moment after the lease.
+        await until(says_active, 60, "the new holder's readiness probe to say active")
         status, state = await _probe(f"http://127.0.0.1:{ports[1 - active]}/readyz")
-        assert status == 200 and state["role"] == "active"
         # A newer token than the killed learner's, which can therefore no longer write.
         assert isinstance(killed["token"], int) and isinstance(state["token"], int)
         assert state["token"] > killed["token"]
