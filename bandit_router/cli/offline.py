@@ -275,7 +275,9 @@ def add_parsers(commands: Any) -> None:
     embedding = commands.add_parser(
         "embedding-bench", help="measure each embedding backend: time per query, throughput, memory, agreement"
     )
-    embedding.add_argument("--backends", nargs="+", default=list(EMBEDDING_BACKENDS), help="(default: all)")
+    embedding.add_argument(
+        "--backends", nargs="+", choices=EMBEDDING_BACKENDS, default=list(EMBEDDING_BACKENDS), help="(default: all)"
+    )
     embedding.add_argument(
         "--runs", type=int, default=3, help="alternated runs of every backend (default: %(default)s)"
     )

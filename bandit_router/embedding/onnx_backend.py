@@ -49,29 +49,23 @@ def export(config: EmbeddingConfig, out: Path) -> None:
     with warnings.catch_warnings():
         # The tracer's notes on Python branches it froze (the mask's shape checks): this graph takes any shape.
         warnings.simplefilter("ignore")
-        _export(Pooled(), sample, axes, out)
+        torch.onnx.export(
+            Pooled(),
+            (torch.from_numpy(sample.input_ids), torch.from_numpy(sample.attention_mask)),
+            str(out),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {v: k for k, v in axes.items()},
+                "attention_mask": {v: k for k, v in axes.items()},
+                "embedding": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
-def _export(model: Any, sample: Any, axes: dict[str, int], out: Path) -> None:
-    import torch
-
-    torch.onnx.export(
-        model,
-        (torch.from_numpy(sample.input_ids), torch.from_numpy(sample.attention_mask)),
-        str(out),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["embedding"],
-        dynamic_axes={
-            "input_ids": {v: k for k, v in axes.items()},
-            "attention_mask": {v: k for k, v in axes.items()},
-            "embedding": {0: "batch"},
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
-
-
-def quantize(config: EmbeddingConfig, source: Path, out: Path) -> None:
+def quantize(source: Path, out: Path) -> None:
     """The export at ``source`` with its weights quantised to int8 (dynamic quantisation), written to ``out``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -95,7 +89,7 @@ class OnnxEmbedder(Embedder):
         if config.backend == "onnx-int8":
             path = built(
                 folder / f"onnx-{name}.int8.onnx",
-                lambda out: quantize(config, path, out),
+                lambda out: quantize(path, out),
                 f"the int8 ONNX export of {facts.path}",
             )
         options = onnxruntime.SessionOptions()

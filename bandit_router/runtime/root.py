@@ -11,7 +11,7 @@ from typing import Any
 
 from bandit_router.config import Config, EmbeddingConfig
 from bandit_router.embedding.backends import load_embedder
-from bandit_router.embedding.model import declared_dimension
+from bandit_router.embedding.folder import declared_dimension
 from bandit_router.embedding.pool import EmbedderPool, in_workers
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.learner import Learner

@@ -47,7 +47,7 @@ class Rewarder:
         outage: OutageBuffer,
         flush: Callable[[], Awaitable[int]],
         clock: Callable[[], float],
-        metered_settled: Callable[[str], Awaitable[None]] | None = None,
+        metered_settled: Callable[[str], Awaitable[None]],
     ) -> None:
         self.config = config
         # Waits for the gateway's record of the decision's call, where this router is still writing it.
@@ -81,8 +81,7 @@ class Rewarder:
         if decision_id in self.outage:
             # Made while Redis was down; write it (and those before it) first, or answer UNAVAILABLE.
             await self._flush()
-        if self._metered_settled is not None:
-            await self._metered_settled(decision_id)
+        await self._metered_settled(decision_id)
         pending, metered = await self.store.get_for_reward(decision_id)
         if pending is None:
             raise await self._missing(decision_id)

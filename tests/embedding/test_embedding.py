@@ -19,11 +19,11 @@ from helpers import until
 from bandit_router.config import EMBEDDING_BACKENDS, EmbeddingConfig, load_config
 from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.batcher import BatchingEmbedder
+from bandit_router.embedding.folder import declared_dimension
 from bandit_router.embedding.model import (
     Embedder,
     TorchEmbedder,
     bundled_model_path,
-    declared_dimension,
     resolve_dtype,
 )
 from bandit_router.embedding.pool import EmbedderPool, available_cpus
