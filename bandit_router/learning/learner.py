@@ -394,11 +394,14 @@ class Learner:
         # Behind (a read came back full: more is waiting), a snapshot every few events would spend the learner on
         # snapshots and their gate rather than on learning: it snapshots once per interval until it has caught up.
         enough = self._unacked_count >= self.config.snapshot_every_events and not full
-        if self._unacked_count and (enough or due or self._stopping.is_set()):
+        # Learned but not yet judged: a snapshot taken while behind acknowledged its events unjudged, and without a
+        # judged snapshot after it the served policy (and ``published``) would stay behind until new events came.
+        unjudged = self.policy.learned > self.published
+        if (self._unacked_count or unjudged) and (enough or due or self._stopping.is_set()):
             await self._snapshot(judge=not full or self._judge_due or self._stopping.is_set())
         # Done once a read of new events finds none: an empty backlog says nothing of what is new.
         if self._stopping.is_set() and not read and not backlog:
-            if self._unacked_count:
+            if self._unacked_count or self.policy.learned > self.published:
                 await self._snapshot()
             return True
         return False
