@@ -73,7 +73,7 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
         "oracle": find("oracle"),
         "churn": (bandit["churn"] or {}).get("mean_tv"),
         "routed": report["records"],
-        "queries_per_second": report["replay_queries_per_second"],
+        "snapshots": report["cadence"]["snapshots"],
         "policy_version": report["bandit_policy_version"],
     }
 

@@ -47,3 +47,28 @@ def questions(n: int, seed: int) -> list[str]:
     """``n`` varied plain queries (no outcomes): load for a router under test."""
     rng = random.Random(seed)
     return [f"Question {i}: explain the {rng.choice(WORDS)} and the {rng.choice(WORDS)} briefly." for i in range(n)]
+
+
+def two_kinds(n: int, seed: int) -> list[Record]:
+    """Math and prose queries in turn, each answered well (0.95) by its own specialist and badly (0.15) by the other:
+    always one specialist earns about 0.55, sending each kind to its specialist about 0.95."""
+    rng = random.Random(seed)
+    math_model, prose_model = MODELS[0], MODELS[1]
+    records = []
+    for i in range(n):
+        if i % 2 == 0:
+            a, b = rng.randint(2, 999), rng.randint(2, 99)
+            query = rng.choice([f"What is {a} times {b}?", f"Compute {a} + {b} * 3.", f"Solve for x: {b}x = {a}."])
+            task, good = "math", math_model
+        else:
+            topic = rng.choice(["autumn", "the sea", "a lost key", "friendship", "a city at night", "rain"])
+            kinds = ["Write a short poem about {}.", "Describe {} in three sentences.", "Tell a story about {}."]
+            query = rng.choice(kinds).format(topic)
+            task, good = "prose", prose_model
+        outcomes = {
+            m: Outcome(quality=(0.95 if m == good else 0.15) + rng.uniform(-0.05, 0.05), input_tokens=20,
+                       output_tokens=100)
+            for m in (math_model, prose_model)
+        }  # fmt: skip
+        records.append(Record(f"q{i}", query, task, outcomes))
+    return records

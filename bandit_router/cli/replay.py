@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sys
 from typing import Any
+
+from bandit_router.offline.replay.cadence import DEFAULT_ANSWER_S, DEFAULT_RATE
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -93,15 +96,21 @@ def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
         if warm_start.records and warm_start.logged:
             raise InputError("--split and a DSJSON --warm-start cannot be combined")
     settings = ReplaySettings(
-        args.energy_weight, args.cost_weight, args.seed, args.concurrency, not args.no_task_hint, scenario, warm_start
+        args.energy_weight,
+        args.cost_weight,
+        args.seed,
+        args.rate,
+        args.answer_s,
+        not args.no_task_hint,
+        scenario,
+        warm_start,
     )
     return [("", f"Replay of {args.traffic}", records, settings)]
 
 
-async def _run_all(
-    args: argparse.Namespace, config: Any, runs: list[Run], sweep: bool
-) -> tuple[list[dict[str, Any]], dict[float, dict[str, Any]]]:
-    """Every run, then the sweep's replays of the first run's records; one embedder, each query embedded once."""
+async def _run_all(args: argparse.Namespace, config: Any, runs: list[Run], sweep: bool) -> list[dict[str, Any]]:
+    """The sweep's replays of the first run's records (where asked), then every run; one embedder, each query
+    embedded once. The closing lines are printed once all is done (before a held run waits)."""
     import dataclasses
 
     from bandit_router.embedding.backends import load_embedder
@@ -115,6 +124,14 @@ async def _run_all(
         getattr(args, "embedding_cache", None),
         config.embedding.head_tokens,
     )
+    swept: dict[float, dict[str, Any]] = {}
+    for weight in SWEEP_WEIGHTS if sweep else ():
+        print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
+        at = dataclasses.replace(runs[0][3], energy_weight=weight, cost_weight=weight)
+        swept[weight] = await replay(runs[0][2], config, at, embedder, show_progress=False)
+    if swept:
+        written = report.write_sweep(swept, args.out, runs[0][1])
+        print("\n".join(f"  {path}" for path in written))
     results: list[dict[str, Any]] = []
     for i, (folder, title, stream, at) in enumerate(runs):
         last = i == len(runs) - 1
@@ -122,60 +139,58 @@ async def _run_all(
 
         async def hold(result: dict[str, Any], out: str = out, title: str = title) -> None:
             _show(report, result, out, title)
-            _headline([*results, result])
+            _closing([*results, result], swept)
             print("\nThe router and its dashboard stay up until Ctrl-C.", file=sys.stderr)
             with stop_on_signals() as stop:
                 await stop.wait()
 
-        keep = hold if getattr(args, "hold", False) and not sweep and last else None
+        keep = hold if getattr(args, "hold", False) and last else None
         result = await replay(stream, config, at, embedder, on_start=_announce, hold=keep)
         if keep is None:
             _show(report, result, out, title)
         results.append(result)
-    swept = {}
-    for weight in SWEEP_WEIGHTS if sweep else ():
-        print(f"sweep: energy weight = cost weight = {weight:g}", file=sys.stderr)
-        at = dataclasses.replace(runs[0][3], energy_weight=weight, cost_weight=weight)
-        swept[weight] = await replay(runs[0][2], config, at, embedder)
     embedder.close()
-    return results, swept
+    if not getattr(args, "hold", False):
+        _closing(results, swept)
+    return results
 
 
 def _replay(args: argparse.Namespace) -> int:
     from bandit_router.config import load_config
-    from bandit_router.offline.replay import report
 
     config = load_config(getattr(args, "config", None))
-    runs = _demo_runs() if args.command == "demo" else _replay_runs(args, config)
-    sweep = getattr(args, "sweep", False)
-    results, swept = asyncio.run(_run_all(args, config, runs, sweep))
-    if swept:
-        written = report.write_sweep(swept, args.out, runs[0][1])
-        print("\n".join(f"  {path}" for path in written))
-    if not getattr(args, "hold", False) or sweep:
-        _headline(results)
+    demo = args.command == "demo"
+    runs = _demo_runs() if demo else _replay_runs(args, config)
+    asyncio.run(_run_all(args, config, runs, sweep=not args.no_sweep if demo else args.sweep))
     if config.dashboard.listen and not getattr(args, "hold", False):
         print("The dashboard ran while the replay did; `bandit-router demo --hold` keeps it up afterwards.")
     return 0
 
 
-def _headline(results: list[dict[str, Any]]) -> None:
-    """The bandit against the best single model in hindsight, per run (cold, then warm for the demo)."""
-    from bandit_router.offline.replay.run import BANDIT
+def _closing(results: list[dict[str, Any]], swept: dict[float, dict[str, Any]]) -> None:
+    """Each run's position against every single model on reward, quality, energy and cost; then the sweep's,
+    wins and losses alike."""
+    from bandit_router.offline.replay import position
 
     print()
     for result in results:
-        policies = result["policies"]
-        bandit = policies[BANDIT]["mean_reward"]
-        best_name, best = next((n, p["mean_reward"]) for n, p in policies.items() if n.startswith("best single"))
         how = "warm-started" if "warm_start" in result else "cold-started"
-        verdict = "beats" if bandit > best else "does not beat"
+        weights = result["reward"]
         print(
-            f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries, {verdict} the "
-            f"{best_name} ({best:.4f}; ratio {bandit / best:.3f})"
-            if best > 0
-            else f"{how}: {bandit:.4f}"
+            f"{how}, {result['records']} routed queries, energy weight {weights['energy_weight']:g}, cost weight "
+            f"{weights['cost_weight']:g}: {position.headline(result)}"
         )
+        for line in position.against_each(result["policies"]):
+            print(f"  {line}")
+    if swept:
+        first = next(iter(swept.values()))
+        print(f"\nsweep, cold on the same {first['records']} queries, energy weight = cost weight = w:")
+        for line in position.sweep_lines(swept):
+            print(f"  {line}")
+    print(
+        "\nEvery single model's figures above are measured, not estimated: the traffic holds every query's outcome "
+        "under every model, so a replay needs no control group."
+    )
 
 
 def _announce(server: Any) -> None:
@@ -189,9 +204,26 @@ def _show(report: Any, result: dict[str, Any], out: str, title: str) -> None:
     written = report.write(result, out, title)
     print(f"\n{title}\n")
     print("\n".join(report.table_rows(result)))
-    print(f"\n{result['replay_queries_per_second']:.1f} queries/s; energy {result['energy_source']}; wrote:")
+    print(f"\nIn virtual time at {result['cadence']['time']}; energy {result['energy_source']}; wrote:")
     for path in written:
         print(f"  {path}")
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 COMMANDS = {"convert": _convert, "replay": _replay, "demo": _replay}
@@ -211,7 +243,20 @@ def add_parsers(commands: Any) -> None:
     replay.add_argument("--cost-weight", type=float)
     replay.add_argument("--seed", type=int, default=0)
     replay.add_argument("--limit", type=int, help="replay only the first N records")
-    replay.add_argument("--concurrency", type=int, default=8, help="Route calls in flight (default: %(default)s)")
+    replay.add_argument(
+        "--rate",
+        type=_positive,
+        default=DEFAULT_RATE,
+        help="the traffic rate in queries/s the replay assumes in virtual time, where the records carry no "
+        "timestamps: rewards come back and policies are served on the schedule the live router would have at it "
+        "(default: %(default)s)",
+    )
+    replay.add_argument(
+        "--answer-s",
+        type=_non_negative,
+        default=DEFAULT_ANSWER_S,
+        help="seconds, in virtual time, from a query to its reward (default: %(default)s)",
+    )
     replay.add_argument("--no-task-hint", action="store_true", help="let the router infer each query's task")
     replay.add_argument("--shuffle", action="store_true", help="replay the records in an order shuffled with --seed")
     replay.add_argument(
@@ -240,6 +285,9 @@ def add_parsers(commands: Any) -> None:
     demo = commands.add_parser("demo", help="replay the bundled sample of real traffic and print the results")
     demo.add_argument(
         "--out", default="bandit-router-demo", help="folder for the report and plots (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--no-sweep", action="store_true", help="skip the sweep of trade-offs (energy weight = cost weight = w)"
     )
     for parser_ in (replay, demo):
         parser_.add_argument(

@@ -97,6 +97,14 @@ class PolicyConfig:
     # Held back only when worse with confidence: the paired bootstrap interval of the SNIPS difference,
     # this many standard errors wide, lies wholly below -gate_tolerance.
     gate_z: float = 1.96
+    # The window must be able to speak for the candidate: at least this share of its decisions had a positive
+    # logging probability for every action the candidate may take there, and its importance weights an effective
+    # sample size of gate_min_ess. Below either the candidate is "not estimable" and served unjudged: a rule that
+    # rules models out (probability 0) logs nothing of them, so a candidate that now gives them a chance can only
+    # be judged on the decisions it shares with the logger, and a gate that held every such candidate would stop
+    # a learner from ever trying what it has newly learned.
+    gate_min_support: float = 0.5
+    gate_min_ess: float = 30.0
     # A replica swaps in a new snapshot when the learner announces it (Redis pub/sub), and checks this often
     # in case an announcement was missed.
     reload_poll_s: float = 5.0
@@ -123,6 +131,8 @@ class PolicyConfig:
         require(self.gate_min_events >= 1, "policy.gate_min_events", "must be >= 1", self.gate_min_events)
         finite_nonneg("policy.gate_tolerance", self.gate_tolerance)
         positive("policy.gate_z", self.gate_z)
+        require(0 <= self.gate_min_support <= 1, "policy.gate_min_support", "must be in [0, 1]", self.gate_min_support)
+        finite_nonneg("policy.gate_min_ess", self.gate_min_ess)
         positive("policy.reload_poll_s", self.reload_poll_s)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -396,6 +397,9 @@ class RolloutConfig:
     promote_min_rewards: int = 200
     # The number of apprentice rewards at which the confidence sequence is tightest (it is valid at every one).
     promote_horizon: int = 5000
+    # Nor while the policy's importance weights on that traffic have an effective sample size below this: most of
+    # its evidence then rests on the few explored decisions, and the estimate is "not estimable (ESS n)".
+    promote_min_ess: float = 30.0
 
     def __post_init__(self) -> None:
         require(self.mode in ROLLOUT_MODES, "rollout.mode", f"must be one of {', '.join(ROLLOUT_MODES)}", self.mode)
@@ -416,6 +420,12 @@ class RolloutConfig:
         )
         require(self.promote_min_rewards >= 2, "rollout.promote_min_rewards", "must be >= 2", self.promote_min_rewards)
         require(self.promote_horizon >= 1, "rollout.promote_horizon", "must be >= 1", self.promote_horizon)
+        require(
+            math.isfinite(self.promote_min_ess) and self.promote_min_ess >= 0,
+            "rollout.promote_min_ess",
+            "must be a finite number >= 0",
+            self.promote_min_ess,
+        )
 
     def mode_of(self, tenant: str) -> str:
         for entry in self.tenant_modes:

@@ -133,6 +133,9 @@ class Learner:
         self._progress = asyncio.Condition()
         # Events learned into the last persisted snapshot, served or not.
         self.published = policy.learned
+        # Events learned into the policy with their reads' bookkeeping done (set on the event loop, after each read).
+        self._learned_through = policy.learned
+        self._snapshotting = asyncio.Lock()
         self.skipped = 0
         # Events that could not be learned, and steps (read, learn, snapshot) that failed and were retried.
         self.failures = 0
@@ -215,6 +218,14 @@ class Learner:
         """Waits until the published policy has learned ``count`` events in all (tests and replays use it)."""
         async with self._progress:
             await asyncio.wait_for(self._progress.wait_for(lambda: self.published >= count), timeout)
+
+    async def publish_through(self, count: int, timeout: float) -> None:
+        """Snapshots and judges once the policy has learned ``count`` events in all. A replay in virtual time calls it
+        wherever the live learner's cadence would snapshot, with this learner's own cadence set out of reach."""
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(lambda: self._learned_through >= count), timeout)
+        if self._unacked_count or self.policy.learned > self.published:
+            await self._snapshot()
 
     async def _run(self) -> None:
         # First the events delivered to this consumer before a crash, then new ones.
@@ -332,7 +343,7 @@ class Learner:
         self._recent_ids.clear()
         self._unacked.clear()
         self._log_buffer.clear()
-        self.published = self.policy.learned
+        self.published = self._learned_through = self.policy.learned
         self._stale = False
 
     async def _step(self) -> bool:
@@ -420,6 +431,10 @@ class Learner:
         unacked = self._unacked.setdefault(shard, {})
         for event_id, _ in entries:
             unacked[event_id] = None
+        if fresh:
+            async with self._progress:
+                self._learned_through = self.policy.learned
+                self._progress.notify_all()
 
     def _learn_sync(self, entries: list[tuple[str, str]]) -> list[str]:
         """Learns each event; their decision log lines. One that cannot be learned (malformed) is logged and skipped,
@@ -452,7 +467,11 @@ class Learner:
         # energy or cost (a reward clipped at -1e6) can neither hold nor promote the policy others are served.
         self.gate.observe(
             Logged(
-                Choice.of(event.shared, event.actions, event.penalties), event.index, event.probability, event.quality
+                Choice.of(event.shared, event.actions, event.penalties),
+                event.index,
+                event.probability,
+                event.quality,
+                tuple(p for _, p in event.pmf) if len(event.pmf) == len(event.actions) else None,
             )
         )
         return event
@@ -506,6 +525,12 @@ class Learner:
     async def _snapshot(self, judge: bool = True) -> None:
         """Checkpoints what has been learned (Redis, then disk), judges it by the gate where ``judge`` (serving it
         if promoted), then acknowledges and trims its events."""
+        # One at a time: a replay's publish_through and the loop's own (draining at a stop) would otherwise share
+        # one version number and one list of events to acknowledge.
+        async with self._snapshotting:
+            await self._snapshot_now(judge)
+
+    async def _snapshot_now(self, judge: bool) -> None:
         loop = asyncio.get_running_loop()
         if self._log_buffer and self.decision_log is not None:
             lines = list(self._log_buffer)

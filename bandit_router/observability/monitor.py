@@ -40,6 +40,8 @@ class Monitor:
         # decision id -> (Route time, tenant), until rewarded or expired
         self.outstanding: dict[str, tuple[float, str]] = {}
         self.policy_probability: dict[str, float] = {}
+        # The policy's predicted qualities of each routed decision's candidates, until its reward (bounded as above).
+        self.predicted: dict[str, tuple[float, ...]] = {}
         self.expired = 0
         self.metrics = Metrics()
         self._first: Policy | None = None
@@ -56,7 +58,9 @@ class Monitor:
         choice: Choice,
         tenant: str = "",
         policy_probability: float | None = None,
+        predicted: Sequence[float] | None = None,
     ) -> None:
+        """One decision: ``predicted`` is the policy's predicted quality of each candidate (in ``pmf``'s order)."""
         now = self.clock()
         self.routes.append(RouteSample(now, model, task, probability, entropy([p for _, p in pmf]), tenant))
         self.probes.append((choice, tuple(m for m, _ in pmf)))
@@ -67,12 +71,17 @@ class Monitor:
             if len(self.policy_probability) > self.config.history:
                 # Rewarded by another replica, or never: the oldest go first (a dict keeps insertion order).
                 del self.policy_probability[next(iter(self.policy_probability))]
+        if predicted is not None:
+            self.predicted[decision_id] = tuple(predicted)
+            if len(self.predicted) > self.config.history:
+                del self.predicted[next(iter(self.predicted))]
         self.metrics.decisions.labels(model).inc()
 
     def on_reward(self, decision_id: str, event: LearningEvent, tenant: str = "") -> None:
         now = self.clock()
         self.outstanding.pop(decision_id, None)
         own = self.policy_probability.pop(decision_id, None)
+        predicted = self.predicted.pop(decision_id, ())
         sample = RewardSample(
             now,
             event.model,
@@ -89,6 +98,8 @@ class Monitor:
             tenant,
             event.probability if own is None else own,
             tuple(p for _, p in event.pmf),
+            predicted if len(predicted) == len(event.pmf) else (),
+            tuple(event.penalties) if len(event.penalties) == len(event.pmf) else (),
         )
         self.rewards.append(sample)
         m = self.metrics

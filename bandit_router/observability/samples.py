@@ -39,6 +39,11 @@ class RewardSample:
     policy_probability: float = 0.0
     # The logging pmf over ``models`` (what an off-policy estimate's support is read from).
     pmf: tuple[float, ...] = ()
+    # The logging policy's predicted quality of each of ``models`` when it decided, and each one's penalty (expected
+    # energy and cost at the request's weights): the doubly robust estimates' reward model. Empty where this router
+    # did not route the decision (another replica did).
+    predicted: tuple[float, ...] = ()
+    penalties: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

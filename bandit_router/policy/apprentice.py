@@ -8,6 +8,12 @@ checking it on every reward does not inflate the false-promotion rate the way re
 the asymptotic confidence sequence of Waudby-Smith et al. (2021, "Time-uniform central limit theory and
 asymptotic confidence sequences"), in its one-sided form.
 
+Every action the policy may take keeps at least ``exploration`` times its probability in the logging pmf, so the
+policy's support on apprentice traffic is whole by construction; what can be thin is its evidence: the policy's
+importance weights (its probability over the logged one) are large on the few explored decisions, and below
+``rollout.promote_min_ess`` effective samples the estimate is shown as "not estimable (support 100%, ESS n)" and
+promotes nothing.
+
 The estimate pools every policy version that served the tenant's apprentice traffic, so it is the average of
 the policies so far; a policy that improves as it learns is better than that, which makes the test conservative.
 """
@@ -51,11 +57,17 @@ class Ledger:
     difference_squares: float = 0.0
     # Apprentice rewards at promotion; 0 while not promoted. Promotion is kept: a tenant never falls back by itself.
     promoted_at: int = 0
+    # The policy's importance weights' sum and sum of squares: their effective sample size.
+    weight_sum: float = 0.0
+    weight_squares: float = 0.0
 
     def observe(self, reward: float, probability: float, policy_probability: float, served_baseline: bool) -> None:
         """One rewarded decision, served with ``probability``, that the policy alone would have taken with
         ``policy_probability``; ``served_baseline`` says whether the model served was the baseline."""
-        policy_term = policy_probability / probability * reward
+        weight = policy_probability / probability
+        self.weight_sum += weight
+        self.weight_squares += weight * weight
+        policy_term = weight * reward
         baseline_term = reward / probability if served_baseline else 0.0
         difference = policy_term - baseline_term
         self.n += 1
@@ -63,6 +75,14 @@ class Ledger:
         self.baseline_sum += baseline_term
         self.difference_sum += difference
         self.difference_squares += difference * difference
+
+    @property
+    def ess(self) -> float:
+        """The effective sample size of the policy's importance weights: (sum)^2 / sum of squares."""
+        return self.weight_sum**2 / self.weight_squares if self.weight_squares > 0 else 0.0
+
+    def estimable(self, rollout: RolloutConfig) -> bool:
+        return self.n >= 2 and self.ess >= rollout.promote_min_ess
 
     @property
     def difference(self) -> float:
@@ -80,16 +100,34 @@ class Ledger:
 
     def review(self, rollout: RolloutConfig) -> bool:
         """Promotes the tenant if the policy is now better with confidence; True when this call promoted it."""
-        if self.promoted_at or self.n < rollout.promote_min_rewards or self.lower(rollout) <= 0:
+        if (
+            self.promoted_at
+            or self.n < rollout.promote_min_rewards
+            or not self.estimable(rollout)
+            or self.lower(rollout) <= 0
+        ):
             return False
         self.promoted_at = self.n
         return True
 
     def view(self, rollout: RolloutConfig) -> dict[str, Any]:
-        """What the dashboard shows: both estimates, their difference and its confidence sequence."""
+        """What the dashboard shows: both estimates, their difference and its confidence sequence, with the
+        policy's support and ESS; below ``rollout.promote_min_ess`` no figure, only why."""
         spread = margin(self.n, self.sd(), 1.0 - rollout.promote_confidence, rollout.promote_horizon)
+        backing = {"n": self.n, "support": 1.0 if self.n else None, "ess": self.ess}
+        if self.n and not self.estimable(rollout):
+            return {
+                **backing,
+                "not_estimable": f"not estimable (support 100%, ESS {self.ess:.0f})",
+                "policy": None,
+                "baseline": None,
+                "difference": None,
+                "lower": None,
+                "upper": None,
+                "promoted_at": self.promoted_at,
+            }
         return {
-            "n": self.n,
+            **backing,
             "policy": self.policy_sum / self.n if self.n else None,
             "baseline": self.baseline_sum / self.n if self.n else None,
             "difference": self.difference if self.n else None,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import PolicyConfig
-from bandit_router.policy.ope import Estimate, snips
+from bandit_router.policy.ope import Estimate, Support, logged_only, snips, support
 from bandit_router.policy.vw import Policy
 from bandit_router.policy.vwlines import Choice
 
@@ -40,6 +40,8 @@ class Logged:
     index: int
     probability: float
     value: float
+    # The logging pmf over the choice's actions (None: only the logged action's probability is known).
+    logging: tuple[float, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Verdict:
     window: int
     candidate: Estimate | None = None
     serving: Estimate | None = None
+    # How much of the window can speak for the candidate, where it was measured.
+    support: Support | None = None
     at: float = dataclasses.field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +70,9 @@ class Verdict:
             estimate = getattr(self, name)
             if estimate is not None:
                 body[name] = {"snips": estimate.value, "low": estimate.low, "high": estimate.high}
+        if self.support is not None:
+            body["support"] = self.support.share
+            body["ess"] = self.support.ess
         return body
 
 
@@ -92,10 +99,6 @@ class Gate:
         if self.enabled:
             self.window.append((self._observed, logged))
             self._observed += 1
-
-    def _probabilities(self, policy: Policy, events: list[Logged]) -> list[list[float]]:
-        # One column per decision: the policy's probability of the logged action (action 0 below).
-        return [[policy.pmf(e.choice)[e.index]] for e in events]
 
     def _serving_probabilities(self, serving: Policy, window: list[tuple[int, Logged]]) -> list[list[float]]:
         if serving is not self._serving_policy:
@@ -127,8 +130,23 @@ class Gate:
         actions = [0] * len(events)
         propensities = [e.probability for e in events]
         rewards = [e.value for e in events]
+        pmfs = [candidate.pmf(e.choice) for e in events]
+        backing = support(
+            pmfs,
+            [
+                list(e.logging) if e.logging else logged_only(e.index, e.probability, len(pmf))
+                for e, pmf in zip(events, pmfs, strict=True)
+            ],
+            [e.index for e in events],
+            propensities,
+        )
+        if not backing.estimable(self.config.gate_min_support, self.config.gate_min_ess):
+            reason = f"not estimable ({backing.describe()} of {len(events)} events): served unjudged"
+            return Verdict(version, True, reason, len(events), support=backing)
+        # One column per decision: the policy's probability of the logged action (action 0 below).
+        p_new = [[pmf[e.index]] for pmf, e in zip(pmfs, events, strict=True)]
         try:
-            p_new, p_old = self._probabilities(candidate, events), self._serving_probabilities(serving, window)
+            p_old = self._serving_probabilities(serving, window)
             new = snips(p_new, actions, propensities, rewards, z=self.config.gate_z)
             old = snips(p_old, actions, propensities, rewards, z=self.config.gate_z)
         except ValueError as exc:  # a policy gives the logged actions no probability at all
@@ -140,9 +158,10 @@ class Gate:
         reason = (
             f"SNIPS {new.value:.4f} vs {old.value:.4f} serving, {'higher' if difference >= 0 else 'lower'} by "
             f"{abs(difference):.4f} ± {max(upper - difference, 0.0):.4f} ({self.config.gate_z:g} s.e., "
-            f"{len(events)} events): {'within' if promoted else 'beyond'} tolerance {self.config.gate_tolerance:g}"
+            f"{len(events)} events, {backing.describe()}): {'within' if promoted else 'beyond'} tolerance "
+            f"{self.config.gate_tolerance:g}"
         )
-        return Verdict(version, promoted, reason, len(events), new, old)
+        return Verdict(version, promoted, reason, len(events), new, old, backing)
 
 
 def _paired_upper(

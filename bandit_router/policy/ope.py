@@ -79,6 +79,12 @@ def support(
     return Support(covered / n if n else 0.0, ess, n)
 
 
+def logged_only(index: int, probability: float, k: int) -> list[float]:
+    """A logging pmf where only the logged action's probability is known: the rest spread evenly over the others."""
+    rest = (1.0 - probability) / (k - 1) if k > 1 else 0.0
+    return [probability if i == index else rest for i in range(k)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimate:
     value: float

@@ -321,7 +321,7 @@ class RouterService:
             now = self._clock()
             ids = [m.id for m in candidates]
             baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
-            pick = self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+            pick, predicted = self.served.run(self._choose, policy, choice, decision_id, now, baseline)
         pmf, index = pick.pmf, pick.index
         policy_probability = pick.own_probability
         model = candidates[index]
@@ -364,15 +364,27 @@ class RouterService:
             # A concurrent Route with the same request_id won the race; answer its decision.
             return self._replayed(request, existing)
         self.monitor.on_route(
-            decision_id, model.id, context.task, decision.pmf, pmf[index], choice, request.tenant, policy_probability
+            decision_id,
+            model.id,
+            context.task,
+            decision.pmf,
+            pmf[index],
+            choice,
+            request.tenant,
+            policy_probability,
+            predicted,
         )
         return decision
 
-    def _choose(self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None) -> Pick:
+    def _choose(
+        self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None
+    ) -> tuple[Pick, list[float]]:
         """The rule (:func:`bandit_router.policy.rule.decide`) over the policy's qualities and widths, narrowed by
-        this router's trials not learned yet; the trial is counted in flight. Runs under the workspace lock."""
+        this router's trials not learned yet; the trial is counted in flight. Runs under the workspace lock. Also
+        returns the qualities it predicted (the reward model of the decision's doubly robust estimates)."""
+        qualities = policy.qualities(choice)
         pick = decide(
-            policy.qualities(choice),
+            qualities,
             policy.widths(choice, self.in_flight.evidence),
             choice.penalties,
             epsilon=self.config.policy.epsilon,
@@ -382,7 +394,7 @@ class RouterService:
             exploration=self.config.rollout.exploration,
         )
         self.in_flight.add(policy.model_of(choice.actions[pick.index]), policy.cells(choice.shared), now)
-        return pick
+        return pick, qualities
 
     async def flush_unsaved(self) -> int:
         """Writes the decisions kept during a Redis outage, oldest first; stops at the first failure."""

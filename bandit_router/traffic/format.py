@@ -2,12 +2,13 @@
 
 One record per line::
 
-    {"id": str, "query": str, "task": str (optional),
+    {"id": str, "query": str, "task": str (optional), "timestamp": float (optional, seconds),
      "outcomes": {MODEL_ID: {"quality": float in [0, 1], "cost_usd": float, "input_tokens": int,
                              "output_tokens": int, "latency_ms": float, "energy_joules": float}}}
 
-Every outcome field but ``quality`` is optional. The arm set is the models present in the outcomes;
-the serving catalog, then the reference profiles shipped in ``known_models.toml``, supply prices and
+Every outcome field but ``quality`` is optional. A replay follows the records' timestamps (when the query came,
+e.g. Unix time) where every record has one, else a stated traffic rate. The arm set is the models present in the
+outcomes; the serving catalog, then the reference profiles shipped in ``known_models.toml``, supply prices and
 energy profiles for what a record lacks. A model in neither needs a ``cost_usd`` in each of its outcomes;
 its energy is then whatever the traffic reports, else unknown.
 """
@@ -15,6 +16,7 @@ its energy is then whatever the traffic reports, else unknown.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -56,6 +58,7 @@ class Record:
     query: str
     task: str
     outcomes: dict[str, Outcome]
+    timestamp: float | None = None
 
     def to_json(self) -> str:
         outcomes = {
@@ -64,6 +67,8 @@ class Record:
         body: dict[str, Any] = {"id": self.id, "query": self.query}
         if self.task:
             body["task"] = self.task
+        if self.timestamp is not None:
+            body["timestamp"] = self.timestamp
         body["outcomes"] = outcomes
         return json.dumps(body, ensure_ascii=False)
 
@@ -93,6 +98,9 @@ def parse_record(line: str, where: str) -> Record:
     task = raw.get("task", "")
     if not isinstance(task, str):
         raise TrafficError(f"{where}: task must be a string, got {task!r}")
+    timestamp = raw.get("timestamp")
+    if timestamp is not None:
+        timestamp = _number(where, "timestamp", timestamp, float)
     outcomes_raw = raw.get("outcomes")
     if not isinstance(outcomes_raw, dict) or not outcomes_raw:
         raise TrafficError(f"{where}: outcomes must be a non-empty object, got {outcomes_raw!r}")
@@ -106,7 +114,17 @@ def parse_record(line: str, where: str) -> Record:
             raise TrafficError(f"{at} has unknown fields {unknown}")
         values = {k: _number(at, k, v, OPTIONAL_FIELDS[k]) for k, v in fields.items() if k != "quality"}
         outcomes[model] = Outcome(quality=_number(at, "quality", fields["quality"], float, 0.0, 1.0), **values)
-    return Record(raw["id"], raw["query"], re.sub(r"[^A-Za-z0-9_.-]", "_", task)[:64], outcomes)
+    return Record(raw["id"], raw["query"], re.sub(r"[^A-Za-z0-9_.-]", "_", task)[:64], outcomes, timestamp)
+
+
+def timestamps_of(records: Sequence[Record]) -> list[float] | None:
+    """The records' timestamps where every record has one and they never go back (a shuffled or reordered stream's
+    do), else None."""
+    stamps = [r.timestamp for r in records]
+    if any(t is None for t in stamps):
+        return None
+    times = [float(t) for t in stamps if t is not None]
+    return times if all(b >= a for a, b in itertools.pairwise(times)) else None
 
 
 def read_traffic(path: str | Path, limit: int | None = None) -> list[Record]:

@@ -117,3 +117,24 @@ def test_the_ledgers_round_trip_and_say_who_is_promoted() -> None:
     again = Apprentices.from_json(apprentices.to_json())
     assert again.promoted() == {"acme"}
     assert again.tenant_to_ledger == apprentices.tenant_to_ledger
+
+
+def test_a_policy_whose_evidence_rests_on_a_few_explored_decisions_is_not_estimable_and_not_promoted() -> None:
+    # Exploration 2%: the policy's weight is 50 on each explored decision and 0 elsewhere, so its estimate rests on
+    # about n / 50 decisions. After 400 rewards (about 8 explored) the difference can look decisive, yet the ESS says
+    # it rests on a handful; the dashboard shows why instead of a figure.
+    thin = dataclasses.replace(ROLLOUT, exploration=0.02, promote_min_ess=30)
+    ledger = Ledger()
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        if rng.random() < 0.02:
+            ledger.observe(1.0, 0.02, 1.0, served_baseline=False)
+        else:
+            ledger.observe(0.2, 0.98, 0.0, served_baseline=True)
+    assert ledger.ess < 30
+    assert not ledger.review(thin) and not ledger.promoted_at
+    view = ledger.view(thin)
+    assert view["not_estimable"] == f"not estimable (support 100%, ESS {ledger.ess:.0f})"
+    assert view["policy"] is None and view["lower"] is None and view["support"] == 1.0
+    # With enough explored decisions the same evidence is a figure.
+    assert "not_estimable" not in ledger.view(dataclasses.replace(thin, promote_min_ess=ledger.ess))

@@ -45,8 +45,8 @@ def window(good: int, events: int = 200) -> list[Logged]:
             {},
             200,
             False,
-            r"SNIPS 0\.0\d+ vs (0\.9\d+|1\.0+) serving, lower by (0\.9\d+|1\.0+) ± 0\.\d+ \(1.96 s.e., 200 events\): "
-            r"beyond tolerance 0.01$",
+            r"SNIPS 0\.0\d+ vs (0\.9\d+|1\.0+) serving, lower by (0\.9\d+|1\.0+) ± 0\.\d+ \(1.96 s.e., 200 events, "
+            r"support 100%, ESS \d+\): beyond tolerance 0.01$",
         ),
         ({"gate_tolerance": 1.0}, 200, True, "within tolerance 1"),
     ],
@@ -62,6 +62,27 @@ def test_gate_verdicts(settings: dict[str, float], events: int, promoted: bool, 
     assert re.search(reason, verdict.reason), verdict.reason
     if verdict.candidate is not None:
         assert verdict.to_json()["candidate"]["snips"] == verdict.candidate.value
+
+
+def test_a_candidate_the_window_cannot_speak_for_is_served_unjudged_and_says_so() -> None:
+    # The logger ruled b out (probability 0) on every decision: nothing logged says how b answers, so the
+    # candidate that now takes b cannot be judged by this window, however its SNIPS on a would read.
+    gate = Gate(PolicyConfig())
+    for _ in range(200):
+        gate.observe(Logged(Choice.of(SHARED, ACTIONS), 0, 1.0, 1.0, logging=(1.0, 0.0)))
+    verdict = gate.judge(3, trained(good=1), trained(good=0))
+    assert verdict.promoted
+    assert re.fullmatch(r"not estimable \(support 0%, ESS \d+ of 200 events\): served unjudged", verdict.reason)
+    assert verdict.support is not None and verdict.support.share == 0.0
+    assert verdict.to_json()["support"] == 0.0 and verdict.candidate is None
+    # Where the logger gave b a quarter of its mass, the same window judges, and holds the candidate back.
+    logged = Gate(PolicyConfig())
+    for i in range(200):
+        explored = i % 4 == 0
+        logged.observe(Logged(Choice.of(SHARED, ACTIONS), int(explored), 0.25 if explored else 0.75,
+                              float(not explored), logging=(0.75, 0.25)))  # fmt: skip
+    judged = logged.judge(3, trained(good=1), trained(good=0))
+    assert not judged.promoted and "support 100%" in judged.reason
 
 
 def test_gate_promotes_the_better_candidate() -> None:

@@ -14,6 +14,7 @@ from bandit_router.observability import estimates
 from bandit_router.observability.monitor import Monitor
 from bandit_router.offline.evaluate import LoggedDecision, estimable, evaluate, table
 from bandit_router.policy.ope import support
+from bandit_router.policy.vwlines import Choice
 
 MODELS = ["math-7b", "prose-7b"]
 # Each specialist answers its own kind well and the other badly: always one of them earns about 0.55; the router,
@@ -100,3 +101,37 @@ def test_support_counts_every_action_the_target_may_take() -> None:
     # Uniform random needs both models possible; the second decision logged one model with probability 1.
     backing = support([[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [1.0, 0.0]], [0, 0], [0.5, 1.0])
     assert backing.share == 0.5 and backing.ess == pytest.approx((1 + 0.5) ** 2 / (1 + 0.25))
+
+
+@pytest.mark.parametrize("accurate", [True, False])
+def test_the_dashboard_headline_is_doubly_robust_where_the_router_kept_its_predictions(accurate: bool) -> None:
+    # The router predicted each candidate's quality when it decided: the reward model of the doubly robust
+    # estimate. Right or wrong (a flat 0.5), the live policy's estimate stays on its mean logged quality, since
+    # the importance-weighted residuals correct the model where the policy acts.
+    monitor = Monitor(DashboardConfig(history=2000), clock=lambda: 1.0)
+    rows = logged()
+    for i, (task, pmf, index, quality) in enumerate(rows):
+        predicted = [QUALITY[(task, m)] if accurate else 0.5 for m in MODELS]
+        event = _event(i, task, pmf, index, quality)
+        choice = Choice.of(event.shared, event.actions, event.penalties)
+        monitor.on_route(
+            f"d{i}", MODELS[index], task, list(zip(MODELS, pmf, strict=True)), pmf[index], choice, "", None, predicted
+        )
+        monitor.on_reward(f"d{i}", event)
+    view = estimates.ope(monitor, 0)
+    assert view["headline"] == "dr"
+    live = view["policies"]["live policy"]
+    truth = sum(q for *_, q in rows) / len(rows)
+    assert live["dr"]["low"] <= truth <= live["dr"]["high"]
+    assert live["dr"]["value"] == pytest.approx(truth, abs=0.02)
+    # No reward model makes a specialist estimable where the logger could not have chosen it.
+    for model in MODELS:
+        assert "dr" not in view["policies"][f"always {model}"]
+
+
+def test_without_predictions_the_headline_is_snips() -> None:
+    monitor = Monitor(DashboardConfig(history=2000), clock=lambda: 1.0)
+    for i, (task, pmf, index, quality) in enumerate(logged(100)):
+        monitor.on_reward(f"d{i}", _event(i, task, pmf, index, quality))
+    view = estimates.ope(monitor, 0)
+    assert view["headline"] == "snips" and "dr" not in view["policies"]["live policy"]

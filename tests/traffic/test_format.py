@@ -16,6 +16,7 @@ from bandit_router.traffic.format import (
     arm_catalog,
     parse_record,
     read_traffic,
+    timestamps_of,
     write_traffic,
 )
 
@@ -40,6 +41,8 @@ def with_(**changes: object) -> str:
         (with_(outcomes={"a": {"quality": 1, "output_tokens": 2.5}}), r"output_tokens must be a int, got 2.5"),
         (with_(outcomes={"a": {"quality": 1, "energy_joules": -1}}), r"energy_joules must be in \[0, inf\], got -1"),
         (with_(outcomes={"a": {"quality": 1, "tokens": 5}}), r"outcomes\['a'\] has unknown fields \['tokens'\]"),
+        (with_(timestamp="noon"), r"f:3: timestamp must be a float, got 'noon'"),
+        (with_(timestamp=-1), r"f:3: timestamp must be in \[0, inf\], got -1"),
     ],
 )
 def test_bad_lines_are_named(line: str, match: str) -> None:
@@ -53,6 +56,15 @@ def test_round_trip(tmp_path: Path) -> None:
     write_traffic([record, record], tmp_path / "t.jsonl")
     assert read_traffic(tmp_path / "t.jsonl") == [record, record]
     assert read_traffic(tmp_path / "t.jsonl", limit=1) == [record]
+
+
+def test_timestamps_are_kept_and_used_only_where_every_record_has_one_in_order(tmp_path: Path) -> None:
+    stamped = [parse_record(with_(id=f"q{i}", timestamp=1_700_000_000 + t), "f:1") for i, t in enumerate([0, 2.5, 2.5])]
+    write_traffic(stamped, tmp_path / "t.jsonl")
+    assert read_traffic(tmp_path / "t.jsonl") == stamped
+    assert timestamps_of(stamped) == [1_700_000_000.0, 1_700_000_002.5, 1_700_000_002.5]
+    assert timestamps_of([*stamped, parse_record(with_(), "f:2")]) is None
+    assert timestamps_of(stamped[::-1]) is None
 
 
 def test_arm_catalog_takes_serving_then_reference_profiles() -> None:

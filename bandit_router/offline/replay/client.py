@@ -1,16 +1,18 @@
-"""The replayed application: sends every record's Route, then its Reward as the scenario allows, over gRPC."""
+"""The replayed application: sends every record's Route, then its Reward as the scenario allows, over gRPC, on the
+replay's schedule in virtual time."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections import Counter, deque
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import grpc
 
+from bandit_router.offline.replay.cadence import REWARD, ROUTE, Op
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.traffic.format import Record, batched
+from bandit_router.traffic.format import Record
 from bandit_router.traffic.table import OutcomeTable, Trace
 from bandit_router.v1 import router_pb2 as pb
 from bandit_router.v1 import router_pb2_grpc
@@ -25,16 +27,26 @@ async def route_all(
     records: list[Record],
     table: OutcomeTable,
     settings: ReplaySettings,
-    dropped: list[bool],
+    schedule: Sequence[Op],
+    driver: Driver,
     show_progress: bool,
 ) -> tuple[Trace, Counter[str], Counter[str]]:
-    """Every record through the router at ``address`` (Route, then Reward as the scenario allows)."""
+    """Every record through the router at ``address`` on the schedule: Route, Reward and the learner's snapshot,
+    one at a time in virtual time."""
     from tqdm import tqdm
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         with tqdm(total=len(records), desc="replay", unit="query", disable=not show_progress) as progress:
-            return await _replay_bandit(stub, records, table, settings, dropped, progress)
+            return await _replay_bandit(stub, records, table, settings, schedule, driver, progress)
+
+
+class Driver(Protocol):
+    """What the schedule drives besides the calls: the router's clock and its learner's snapshots."""
+
+    def set(self, at: float) -> None: ...
+
+    async def publish(self, rewards: int) -> None: ...
 
 
 def _reward_request(
@@ -64,7 +76,8 @@ async def _replay_bandit(
     records: list[Record],
     table: OutcomeTable,
     settings: ReplaySettings,
-    dropped: list[bool],
+    schedule: Sequence[Op],
+    driver: Driver,
     progress: Any,
 ) -> tuple[Trace, Counter[str], Counter[str]]:
     trace = Trace()
@@ -77,40 +90,31 @@ async def _replay_bandit(
         preferences.energy_weight = settings.energy_weight
     if settings.cost_weight is not None:
         preferences.cost_weight = settings.cost_weight
-    # Decisions whose reward is still to be sent: (step, decision id, model index).
-    owed: deque[tuple[int, str, int]] = deque()
-
-    async def pay(step: int, decision_id: str, j: int) -> None:
-        reply = await stub.Reward(_reward_request(records[step], table, scenario, step, decision_id, j))
-        energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
-        cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
-
-    steps = list(enumerate(records))
-    for window in batched(steps, settings.concurrency):
-        decisions = await asyncio.gather(
-            *(
-                stub.Route(
-                    pb.RouteRequest(
-                        query=r.query,
-                        request_id=_request_id(r, i),
-                        candidates=[m for m in r.outcomes if scenario.available(i, m)],
-                        task=r.task if settings.task_hint else "",
-                        preferences=preferences,
-                    )
+    # Each routed step's decision id and model index, until its reward is sent.
+    decided: dict[int, tuple[str, int]] = {}
+    for op in schedule:
+        driver.set(op.at)
+        if op.kind == ROUTE:
+            i, record = op.step, records[op.step]
+            decision = await stub.Route(
+                pb.RouteRequest(
+                    query=record.query,
+                    request_id=_request_id(record, i),
+                    candidates=[m for m in record.outcomes if scenario.available(i, m)],
+                    task=record.task if settings.task_hint else "",
+                    preferences=preferences,
                 )
-                for i, r in window
             )
-        )
-        for (i, _), decision in zip(window, decisions, strict=True):
             j = arm_index[decision.model]
             # What the application got, whatever reward it then sends.
             table.step(trace, i, j)
-            if not dropped[i]:
-                owed.append((i, decision.decision_id, j))
+            decided[i] = (decision.decision_id, j)
             progress.update(1)
-        last = window[-1][0]
-        while owed and owed[0][0] <= last - scenario.reward_delay:
-            await pay(*owed.popleft())
-    while owed:
-        await pay(*owed.popleft())
+        elif op.kind == REWARD:
+            decision_id, j = decided.pop(op.step)
+            reply = await stub.Reward(_reward_request(records[op.step], table, scenario, op.step, decision_id, j))
+            energy_sources[pb.Source.Name(reply.energy_source).removeprefix("SOURCE_").lower()] += 1
+            cost_sources[pb.Source.Name(reply.cost_source).removeprefix("SOURCE_").lower()] += 1
+        else:
+            await driver.publish(op.step)
     return trace, energy_sources, cost_sources

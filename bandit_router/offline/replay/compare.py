@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from bandit_router.config import FeaturesConfig, ModelSpec, RewardConfig
 from bandit_router.domain.pricing import Pricing, penalty
 from bandit_router.embedding.types import Embedded
 from bandit_router.offline.replay.baselines import Baseline, EpsilonGreedy, FullInformation, LinUCB, RandomRouter
+from bandit_router.offline.replay.cadence import PUBLISH, REWARD, Op
 from bandit_router.policy.clusters import Clusterer
 from bandit_router.policy.features import Complexity, Projector
 from bandit_router.policy.vwlines import NS_CLUSTER, NS_COMPLEXITY, NS_EMBEDDING, NS_TASK
@@ -90,12 +90,14 @@ def replay_baselines(
     models: Sequence[ModelSpec],
     weights: RewardConfig,
     seed: int,
-    delay: int = 0,
-    dropped: Sequence[bool] | None = None,
+    schedule: Sequence[Op],
     warm: tuple[OutcomeTable, Sequence[Vector], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Trace], dict[str, float]]:
     """Every baseline's trace on the stream, the single models', the best single model in hindsight and the
-    per-query oracle; and the mean reward of each full-information ridge tried (the best one is reported)."""
+    per-query oracle; and the mean reward of each full-information ridge tried (the best one is reported).
+
+    The baselines follow the bandit's ``schedule``: a query's feedback comes back with its reward, and is learned
+    when the router's learner next serves a snapshot, so every policy learns with the same delay."""
     arms = len(table.arms)
     dimension = len(features[0])
     learners: list[Baseline] = [
@@ -112,31 +114,36 @@ def replay_baselines(
     always = [j for j in range(arms) if np.isfinite(table.reward[:, j]).all()]
     fixed = {f"always {table.arms[j]}": (j, Trace()) for j in always}
     oracle = Trace()
-    # Feedback the baselines get ``delay`` queries late, as the bandit does: (due step, learn).
-    owed: deque[tuple[int, Callable[[], None]]] = deque()
-    for i in range(len(features)):
-        while owed and owed[0][0] <= i:
-            owed.popleft()[1]()
+    # Each routed step's feedback for every learner, until its reward comes back; then until the next snapshot.
+    owed: dict[int, list[Callable[[], None]]] = {}
+    received: list[Callable[[], None]] = []
+    for op in schedule:
+        if op.kind == REWARD:
+            received.extend(owed.pop(op.step))
+            continue
+        if op.kind == PUBLISH:
+            for learn in received:
+                learn()
+            received.clear()
+            continue
+        i = op.step
         x, task = features[i], tasks[i]
         available = table.available(i)
         # Corrupted feedback reaches the learners as reward; the quality it implies is what they learn
         # (feedback - reward is the corruption: the penalty cancels).
         told = np.full(arms, np.nan)
         told[available] = table.quality[i, available] + table.feedback[i, available] - table.reward[i, available]
+        owed[i] = []
         for p in priced:
             learner = p.learner
             arm = learner.choose(x, task, available, p.penalties(task, tokens[i]))
             table.step(traces[learner.name], i, arm)
-            if dropped is not None and dropped[i]:
-                continue
             seen = available if learner.full_information else [arm]
             qualities = [float(told[j]) if j in seen else math.nan for j in range(arms)]
-            owed.append((i + delay, functools.partial(_learn, p, table, i, x, task, seen, qualities)))
+            owed[i].append(functools.partial(_learn, p, table, i, x, task, seen, qualities))
         for j, trace in fixed.values():
             table.step(trace, i, j)
         table.step(oracle, i, int(np.argmax(table.reward[i])))
-    while owed:
-        owed.popleft()[1]()
     return _named(traces, {name: trace for name, (_, trace) in fixed.items()}, oracle)
 
 

@@ -62,6 +62,16 @@ def scenario_lines(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def cadence_line(cadence: dict[str, Any]) -> str:
+    """The schedule a replay assumed, in words."""
+    return (
+        f"queries at {cadence['time']}, each reward {cadence['answer_s']:g} s after its query, the learner's snapshot "
+        f"served every {cadence['snapshot_every_events']} rewards or {cadence['snapshot_interval_s']:g} s "
+        f"({cadence['snapshots']} snapshots over {cadence['virtual_seconds']:.0f} s), the baselines learning on the "
+        "same schedule"
+    )
+
+
 def markdown(report: dict[str, Any], title: str) -> str:
     r = report["reward"]
     energy = report["energy_source"]
@@ -82,7 +92,7 @@ def markdown(report: dict[str, Any], title: str) -> str:
                 if report.get("energy_unknown_models")
                 else []
             ),
-            f"Replay: {report['replay_queries_per_second']:.1f} queries/s through gRPC; the bandit ended at policy "
+            f"Replay: through gRPC in virtual time, {cadence_line(report['cadence'])}; the bandit ended at policy "
             f"{report['bandit_policy_version']}. Regret is to the per-query oracle. Churn: the mean total variation "
             "between the action shares of consecutive 200-query windows after the first fifth of the stream (a "
             "settled policy shows sampling noise only).",

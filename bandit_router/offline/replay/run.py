@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import tempfile
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from bandit_router.embedding.backends import load_embedder
 from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.embedding.types import TextEmbedder
 from bandit_router.learning.warm_start import publish, warm
+from bandit_router.offline.replay.cadence import Cadence, Op, VirtualClock
 from bandit_router.offline.replay.client import route_all
 from bandit_router.offline.replay.compare import baseline_features, replay_baselines
 from bandit_router.offline.replay.settings import ReplaySettings
@@ -24,9 +26,12 @@ from bandit_router.policy.features import Featurizer
 from bandit_router.policy.vw import Policy
 from bandit_router.runtime.process import RouterProcess
 from bandit_router.runtime.root import open_router
+from bandit_router.serving.router import RouterService
 from bandit_router.store.snapshots import SnapshotFiles
-from bandit_router.traffic.format import Record, arm_catalog, batched
+from bandit_router.traffic.format import Record, arm_catalog, batched, timestamps_of
 from bandit_router.traffic.table import OutcomeTable, Trace, build_table, churn
+
+log = logging.getLogger(__name__)
 
 BANDIT = "bandit-router"
 # Energy weight = cost weight at each point of a --sweep.
@@ -67,10 +72,11 @@ async def replay(
     if embedder is None:
         embedder = await asyncio.to_thread(load_embedder, base.embedding)
     cache = embedder if isinstance(embedder, CachingEmbedder) else CachingEmbedder(embedder)
+    clock = VirtualClock()
     with tempfile.TemporaryDirectory(prefix="br-replay-") as data_dir:
         config = _replay_config(base, records, settings, data_dir)
         prepared = await _prepare(config, settings, cache, records, warm_records)
-        service = await open_router(config, embedder=cache)
+        service = await open_router(_learner_driven(config), embedder=cache, clock=clock)
         try:
             server = RouterProcess(service, "127.0.0.1:0")
         except BaseException:
@@ -80,7 +86,10 @@ async def replay(
             await server.start()
             if on_start is not None:
                 on_start(server)
-            result = await _route_and_compare(server, config, settings, records, warm_records, prepared, show_progress)
+            result = await _route_and_compare(
+                server, config, settings, (records, warm_records), prepared, clock, show_progress
+            )
+            clock.release()
             if hold is not None:
                 await hold(result)
         finally:
@@ -99,33 +108,53 @@ async def _prepare(
     return _Prepared(embedded[len(warm_records) :], embedded[: len(warm_records)], featurizer, warm_result)
 
 
+class _Driver:
+    """Sets the router's clock to the schedule's time, and has its learner serve a snapshot where the live one would."""
+
+    def __init__(self, service: RouterService, clock: VirtualClock) -> None:
+        assert service.learner is not None
+        self.learner = service.learner
+        self.clock = clock
+        # Events learned before the first reward (a warm start's).
+        self.base = self.learner.policy.learned
+
+    def set(self, at: float) -> None:
+        self.clock.set(at)
+
+    async def publish(self, rewards: int) -> None:
+        await self.learner.publish_through(self.base + rewards, timeout=300)
+
+
 async def _route_and_compare(
     server: RouterProcess,
     config: Config,
     settings: ReplaySettings,
-    records: list[Record],
-    warm_records: list[Record],
+    streams: tuple[list[Record], list[Record]],
     prepared: _Prepared,
+    clock: VirtualClock,
     show_progress: bool,
 ) -> dict[str, Any]:
-    """Routes the stream through the running router, waits until it has learned it, runs the baselines on the
-    same stream and returns the report."""
+    """Routes the stream through the running router on the schedule, then runs the baselines on the same stream and
+    schedule, and returns the report."""
+    records, warm_records = streams
     service = server.service
     dropped = settings.scenario.dropped(len(records), settings.seed)
     table = build_table(records, config, [e.token_count for e in prepared.embedded], settings.scenario)
+    cadence = Cadence(settings.rate, settings.answer_s, config.policy.snapshot_every_events,
+                      config.policy.snapshot_interval_s)  # fmt: skip
+    timestamps = timestamps_of(records)
+    schedule = cadence.schedule(len(records), dropped, settings.scenario.reward_delay, timestamps)
     started = time.perf_counter()
     bandit, energy_sources, cost_sources = await route_all(
-        server.address, records, table, settings, dropped, show_progress
+        server.address, records, table, settings, schedule, _Driver(service, clock), show_progress
     )
-    elapsed = time.perf_counter() - started
-    if service.learner is not None:
-        await service.learner.wait_learned(len(records) - sum(dropped), timeout=300)
+    log.info("replayed %d queries in %.1f s of wall time", len(records), time.perf_counter() - started)
     baselines, grid = _baselines(
         config,
         settings,
         prepared.featurizer,
         table,
-        dropped,
+        schedule,
         (records, prepared.embedded),
         (warm_records, prepared.warm_embedded),
     )
@@ -134,7 +163,7 @@ async def _route_and_compare(
         table,
         config,
         settings,
-        elapsed,
+        cadence.to_json(schedule, timestamps is not None),
         energy_sources,
         cost_sources,
         service.policy_version,
@@ -197,12 +226,18 @@ def _replay_config(base: Config, records: list[Record], settings: ReplaySettings
     )
 
 
+def _learner_driven(config: Config) -> Config:
+    """The replayed router's configuration, its learner's own cadence out of reach: the replay has it snapshot on
+    the schedule instead (:meth:`_Driver.publish`)."""
+    return config.replace(policy={"snapshot_every_events": 2**31 - 1, "snapshot_interval_s": 1e9})
+
+
 def _baselines(
     config: Config,
     settings: ReplaySettings,
     featurizer: Featurizer,
     table: OutcomeTable,
-    dropped: list[bool],
+    schedule: list[Op],
     routed: tuple[list[Record], list[Any]],
     warmed: tuple[list[Record], list[Any]],
 ) -> tuple[dict[str, Trace], Any]:
@@ -234,8 +269,7 @@ def _baselines(
         list(config.models),
         config.reward,
         settings.seed,
-        settings.scenario.reward_delay,
-        dropped,
+        schedule,
         warm_table,
     )
 
@@ -245,7 +279,7 @@ def make_report(
     table: OutcomeTable,
     config: Config,
     settings: ReplaySettings,
-    elapsed: float,
+    cadence: dict[str, Any],
     energy_sources: Counter[str],
     cost_sources: Counter[str],
     policy_version: str,
@@ -291,7 +325,7 @@ def make_report(
         "scenario": settings.scenario.to_json(),
         # Every sent reward is priced once, so the sources count the rewards the service received.
         "rewards_never_sent": len(table.quality) - sum(energy_sources.values()),
-        "replay_seconds": elapsed,
-        "replay_queries_per_second": len(table.quality) / elapsed,
+        # In virtual time: the rate and learner's cadence the replay assumed (offline.replay.cadence).
+        "cadence": cadence,
         "policies": policies,
     }

@@ -1,10 +1,11 @@
-"""What a replay is asked to do: the trade-off, seed, concurrency, task hints, scenario and warm start."""
+"""What a replay is asked to do: the trade-off, seed, traffic rate, task hints, scenario and warm start."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from bandit_router.learning.warm_start import Source
+from bandit_router.offline.replay.cadence import DEFAULT_ANSWER_S, DEFAULT_RATE
 from bandit_router.traffic.scenario import Scenario
 
 
@@ -13,7 +14,10 @@ class ReplaySettings:
     energy_weight: float | None = None
     cost_weight: float | None = None
     seed: int = 0
-    concurrency: int = 8
+    # Virtual time (offline.replay.cadence): queries per second where the records carry no timestamps, and how
+    # long after its query a reward comes back.
+    rate: float = DEFAULT_RATE
+    answer_s: float = DEFAULT_ANSWER_S
     # Give the router each record's task as a hint; without it the router infers the task.
     task_hint: bool = True
     scenario: Scenario = dataclasses.field(default_factory=Scenario)

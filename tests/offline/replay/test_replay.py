@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +134,26 @@ def test_the_demo_replays_cold_then_warm_on_disjoint_halves(tmp_path: Path, caps
     assert cold["records"] == 300 and "warm_start" not in cold
     assert warm["records"] == 150 and warm["warm_start"]["rows"] == 150
     assert not set(warm["warm_start"]["record_ids"]) & set(warm["records_routed"])
+    # It closes with each run's position against every single model, wins and losses alike, then the sweep's.
     for how, result in (("cold-started", cold), ("warm-started", warm)):
-        bandit = result["policies"][BANDIT]["mean_reward"]
-        assert f"{how} bandit-router: mean reward {bandit:.4f} on {result['records']} routed queries" in printed
+        policies = result["policies"]
+        bandit = policies[BANDIT]
+        singles = {n: p for n, p in policies.items() if n.startswith("always ")}
+        best = max(singles, key=lambda n: singles[n]["mean_reward"])
+        verdict = "beats" if bandit["mean_reward"] > singles[best]["mean_reward"] else "loses to"
+        assert (
+            f"{how}, {result['records']} routed queries, energy weight 0.1, cost weight 0.1: bandit-router {verdict} "
+            f"the best single model, {best.removeprefix('always ')} (reward {bandit['mean_reward']:.4f}"
+        ) in printed
+        for name, single in singles.items():
+            quality = f"{bandit['mean_quality'] / single['mean_quality']:.0%}"
+            assert f"  against {name}" in printed and f"{quality} of its quality" in printed
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["weights"] == list(SWEEP_WEIGHTS)
+    assert (tmp_path / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    assert re.search(r"  the router's path \(pareto.png\): w 0: quality 0\.\d+", printed)
+    assert re.search(r"  wins at \d of 5 trade-offs", printed)
+    assert "so a replay needs no control group" in printed
 
 
 @pytest.mark.usefixtures("free_dashboard")

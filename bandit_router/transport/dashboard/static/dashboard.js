@@ -224,22 +224,28 @@ async function exploration() {
 
 async function ope() {
   const d = await get("/api/ope");
-  const names = Object.keys(d.policies).filter((n) => d.policies[n].snips);
+  // The headline estimate: doubly robust where the router knows what it predicted for every decision, else SNIPS.
+  const best = (n) => d.policies[n][d.headline] || d.policies[n].snips;
+  const method = (n) => (d.policies[n][d.headline] ? d.headline : "snips").toUpperCase();
+  const names = Object.keys(d.policies).filter((n) => best(n));
   const colour = (n, i) => (n.startsWith("always ") ? colourOf(n.slice(7), i) : series[0]);
   draw("ope-chart", "bar", {
     labels: names,
     datasets: [
       {
         label: "95% interval", backgroundColor: names.map((n, i) => colour(n, i) + "66"), minBarLength: 3, order: 2,
-        data: names.map((n) => [d.policies[n].snips.low, d.policies[n].snips.high]),
+        data: names.map((n) => [best(n).low, best(n).high]),
       },
       {
-        type: "line", label: "SNIPS estimate", showLine: false, pointRadius: 5, order: 1,
+        type: "line", label: `${d.headline.toUpperCase()} estimate`, showLine: false, pointRadius: 5, order: 1,
         borderColor: names.map((n, i) => colour(n, i)), backgroundColor: names.map((n, i) => colour(n, i)),
-        data: names.map((n) => d.policies[n].snips.value),
+        data: names.map((n) => best(n).value),
       },
     ],
-  }, { indexAxis: "x", plugins: { legend: { display: true } } });
+  }, {
+    indexAxis: "x",
+    plugins: { legend: { display: true }, tooltip: { callbacks: { footer: (items) => method(names[items[0].dataIndex]) } } },
+  });
   // Policies too few decisions can speak for get no bar, only why (support, effective sample size).
   const refused = Object.keys(d.policies).filter((n) => d.policies[n].not_estimable);
   document.getElementById("ope-not-estimable").textContent = refused
@@ -276,14 +282,15 @@ async function backends() {
 async function rollout() {
   const { tenants: rows } = await get("/api/rollout");
   const shown = rows.filter((r) => r.configured === "apprentice" || r.n > 0);
-  const interval = (r) => (r.lower === null ? "-" : `[${figure(r.lower, 3)}, ${figure(r.upper, 3)}]`);
+  // Too few effective samples: no figures, only why.
+  const interval = (r) => (r.not_estimable || (r.lower === null ? "-" : `[${figure(r.lower, 3)}, ${figure(r.upper, 3)}]`));
   const promotion = (r) => (r.promoted_at ? `promoted after ${r.promoted_at} rewards`
     : r.auto_promote ? `when the interval is above 0 (${Math.round(r.confidence * 100)}%)` : "by config change");
   table("rollout-table",
-    ["tenant", "mode (configured / served)", "apprentice rewards", "policy", "baseline", "difference",
+    ["tenant", "mode (configured / served)", "apprentice rewards", "ESS", "policy", "baseline", "difference",
       "confidence sequence", "online"],
-    shown.map((r) => [r.tenant || "(default)", `${r.configured} / ${r.served}`, r.n, figure(r.policy, 3),
-      figure(r.baseline, 3), figure(r.difference, 3), interval(r), promotion(r)]));
+    shown.map((r) => [r.tenant || "(default)", `${r.configured} / ${r.served}`, r.n, figure(r.ess, 0),
+      figure(r.policy, 3), figure(r.baseline, 3), figure(r.difference, 3), interval(r), promotion(r)]));
   ready("rollout", shown.length > 0);
 }
 
