@@ -97,12 +97,12 @@ class PolicyConfig:
     # Held back only when worse with confidence: the paired bootstrap interval of the SNIPS difference,
     # this many standard errors wide, lies wholly below -gate_tolerance.
     gate_z: float = 1.96
-    # The window must be able to speak for the candidate: at least this share of its decisions had a positive
+    # The window speaks for the candidate as a whole where at least this share of its decisions had a positive
     # logging probability for every action the candidate may take there, and its importance weights an effective
-    # sample size of gate_min_ess. Below either the candidate is "not estimable" and served unjudged: a rule that
-    # rules models out (probability 0) logs nothing of them, so a candidate that now gives them a chance can only
-    # be judged on the decisions it shares with the logger, and a gate that held every such candidate would stop
-    # a learner from ever trying what it has newly learned.
+    # sample size of gate_min_ess. Below either the verdict says "not estimable (support, ESS)": the rule gives
+    # ruled-out models probability 0, so nothing logged says how a candidate that now tries them would do there;
+    # it is judged on the decisions that do support it (a burst of corrupted rewards makes exactly such a
+    # candidate, and must still be held back).
     gate_min_support: float = 0.5
     gate_min_ess: float = 30.0
     # A replica swaps in a new snapshot when the learner announces it (Redis pub/sub), and checks this often

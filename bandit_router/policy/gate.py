@@ -73,6 +73,7 @@ class Verdict:
         if self.support is not None:
             body["support"] = self.support.share
             body["ess"] = self.support.ess
+            body["estimable"] = not self.reason.startswith("not estimable")
         return body
 
 
@@ -140,9 +141,6 @@ class Gate:
             [e.index for e in events],
             propensities,
         )
-        if not backing.estimable(self.config.gate_min_support, self.config.gate_min_ess):
-            reason = f"not estimable ({backing.describe()} of {len(events)} events): served unjudged"
-            return Verdict(version, True, reason, len(events), support=backing)
         # One column per decision: the policy's probability of the logged action (action 0 below).
         p_new = [[pmf[e.index]] for pmf, e in zip(pmfs, events, strict=True)]
         try:
@@ -155,7 +153,15 @@ class Gate:
         upper = _paired_upper(p_new, p_old, propensities, rewards, self.config.gate_z)
         promoted = upper >= -self.config.gate_tolerance
         difference = new.value - old.value
-        reason = (
+        # A candidate the window cannot speak for as a whole is still judged on the decisions that can (a burst of
+        # corrupted rewards makes exactly such a candidate: it turns to models the serving policy ruled out), but
+        # its estimate is not shown as the candidate's value.
+        caveat = (
+            ""
+            if backing.estimable(self.config.gate_min_support, self.config.gate_min_ess)
+            else f"not estimable ({backing.describe()}), judged on the decisions that support it: "
+        )
+        reason = caveat + (
             f"SNIPS {new.value:.4f} vs {old.value:.4f} serving, {'higher' if difference >= 0 else 'lower'} by "
             f"{abs(difference):.4f} ± {max(upper - difference, 0.0):.4f} ({self.config.gate_z:g} s.e., "
             f"{len(events)} events, {backing.describe()}): {'within' if promoted else 'beyond'} tolerance "

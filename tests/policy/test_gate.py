@@ -64,25 +64,31 @@ def test_gate_verdicts(settings: dict[str, float], events: int, promoted: bool, 
         assert verdict.to_json()["candidate"]["snips"] == verdict.candidate.value
 
 
-def test_a_candidate_the_window_cannot_speak_for_is_served_unjudged_and_says_so() -> None:
-    # The logger ruled b out (probability 0) on every decision: nothing logged says how b answers, so the
-    # candidate that now takes b cannot be judged by this window, however its SNIPS on a would read.
+def test_a_candidate_the_window_cannot_speak_for_as_a_whole_says_so_and_is_judged_where_it_can() -> None:
+    # The logger ruled b out (probability 0) on nine decisions in ten: nothing logged there says how b answers. The
+    # candidate that now takes b is "not estimable" on the window, and judged on the tenth that gave b a chance,
+    # where b answered 0: held back, as a candidate that learned a burst of corrupted rewards must be.
     gate = Gate(PolicyConfig())
-    for _ in range(200):
-        gate.observe(Logged(Choice.of(SHARED, ACTIONS), 0, 1.0, 1.0, logging=(1.0, 0.0)))
+    for i in range(200):
+        explored = i % 10 == 0
+        logging = (0.5, 0.5) if explored else (1.0, 0.0)
+        index = int(explored and i % 20 == 0)
+        gate.observe(Logged(Choice.of(SHARED, ACTIONS), index, logging[index], float(index == 0), logging=logging))
     verdict = gate.judge(3, trained(good=1), trained(good=0))
-    assert verdict.promoted
-    assert re.fullmatch(r"not estimable \(support 0%, ESS \d+ of 200 events\): served unjudged", verdict.reason)
-    assert verdict.support is not None and verdict.support.share == 0.0
-    assert verdict.to_json()["support"] == 0.0 and verdict.candidate is None
-    # Where the logger gave b a quarter of its mass, the same window judges, and holds the candidate back.
+    assert re.match(r"not estimable \(support 10%, ESS \d+\), judged on the decisions that support it: SNIPS ",
+                    verdict.reason)  # fmt: skip
+    assert not verdict.promoted
+    assert verdict.support is not None and verdict.support.share == pytest.approx(0.1)
+    assert verdict.to_json()["estimable"] is False and verdict.to_json()["support"] == pytest.approx(0.1)
+    # Where the logger gave b a quarter of its mass throughout, the window speaks for the candidate as a whole.
     logged = Gate(PolicyConfig())
     for i in range(200):
         explored = i % 4 == 0
         logged.observe(Logged(Choice.of(SHARED, ACTIONS), int(explored), 0.25 if explored else 0.75,
                               float(not explored), logging=(0.75, 0.25)))  # fmt: skip
     judged = logged.judge(3, trained(good=1), trained(good=0))
-    assert not judged.promoted and "support 100%" in judged.reason
+    assert not judged.promoted and judged.reason.startswith("SNIPS") and "support 100%" in judged.reason
+    assert judged.to_json()["estimable"] is True
 
 
 def test_gate_promotes_the_better_candidate() -> None:

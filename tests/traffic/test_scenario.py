@@ -231,7 +231,11 @@ async def test_quality_gate_holds_back_a_policy_that_learned_corrupted_rewards(
     share = sum(a == "gemma-2-9b-it" for a in arms[325:400]) / 75
     # Each hold is one INFO line with its plain reason.
     held_back = [
-        r for r in caplog.records if re.match(r"candidate v\d+ held: SNIPS .* serving, lower by ", r.getMessage())
+        r
+        for r in caplog.records
+        if re.match(
+            r"candidate v\d+ held: (not estimable \(.*\), judged on .*: )?SNIPS .* serving, lower by ", r.getMessage()
+        )
     ]
     if gated:
         assert share >= 0.75, arms[325:400]
