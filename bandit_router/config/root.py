@@ -47,6 +47,13 @@ class Config:
         require(not duplicated, "models.id", "must be unique", duplicated)
         baseline = self.rollout.baseline
         require(baseline == "" or baseline in ids, "rollout.baseline", "must be a catalog model id or empty", baseline)
+        control = self.rollout.control
+        require(
+            control in ("uniform", "app") or control in ids,
+            "rollout.control",
+            'must be "uniform", "app" or a catalog model id',
+            control,
+        )
 
     @property
     def model_by_id(self) -> dict[str, ModelSpec]:

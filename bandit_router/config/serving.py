@@ -400,6 +400,12 @@ class RolloutConfig:
     # Nor while the policy's importance weights on that traffic have an effective sample size below this: most of
     # its evidence then rests on the few explored decisions, and the estimate is "not estimable (ESS n)".
     promote_min_ess: float = 30.0
+    # A measured control group: this share of the requests of every online tenant, drawn at random (from the decision
+    # id and policy.seed) and logged as such (mode "control"), is served by ``control``: "uniform" (uniform random
+    # over the candidates), "app" (the model the request names as its baseline, else uniform) or a catalog model
+    # id (where it is a candidate, else uniform). The dashboard's headline compares the two arms. 0: none.
+    control_share: float = 0.0
+    control: str = "uniform"
 
     def __post_init__(self) -> None:
         require(self.mode in ROLLOUT_MODES, "rollout.mode", f"must be one of {', '.join(ROLLOUT_MODES)}", self.mode)
@@ -420,6 +426,7 @@ class RolloutConfig:
         )
         require(self.promote_min_rewards >= 2, "rollout.promote_min_rewards", "must be >= 2", self.promote_min_rewards)
         require(self.promote_horizon >= 1, "rollout.promote_horizon", "must be >= 1", self.promote_horizon)
+        require(0 <= self.control_share <= 0.5, "rollout.control_share", "must be in [0, 0.5]", self.control_share)
         require(
             math.isfinite(self.promote_min_ess) and self.promote_min_ess >= 0,
             "rollout.promote_min_ess",

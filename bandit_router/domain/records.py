@@ -64,7 +64,8 @@ class Decision:
     cost_weight: float
     expires_at: float
     excluded: list[str] = dataclasses.field(default_factory=list)
-    # "apprentice" when the tenant's rollout served its baseline on all but an exploration share; else "online".
+    # "apprentice" when the tenant's rollout served its baseline on all but an exploration share; "control" when
+    # drawn into the control group (rollout.control_share); else "online".
     mode: str = "online"
     replayed: bool = False
 
@@ -136,6 +137,9 @@ class PendingDecision:
     # the chosen action (the logged one is the apprentice's); both None for a decision the policy served.
     baseline: int | None = None
     policy_probability: float | None = None
+    # The control share the decision was drawn under (rollout.control_share; None at 0): whether it was drawn into
+    # the control group is the decision's mode ("control").
+    control_share: float | None = None
 
     @property
     def decision_id(self) -> str:
@@ -163,6 +167,7 @@ class PendingDecision:
                 "created_at": self.created_at,
                 "baseline": self.baseline,
                 "policy_probability": self.policy_probability,
+                "control_share": self.control_share,
             }
         )
 
@@ -189,6 +194,7 @@ class PendingDecision:
                 created_at=float(raw["created_at"]),
                 baseline=_optional(raw.get("baseline"), int),
                 policy_probability=_optional(raw.get("policy_probability"), float),
+                control_share=_optional(raw.get("control_share"), float),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"pending decision is malformed: {exc!r}") from exc
@@ -239,6 +245,9 @@ class LearningEvent:
     # As the pending decision had them: apprentice mode's baseline and the policy's own probability (else None).
     baseline: int | None = None
     policy_probability: float | None = None
+    # The control share the decision was drawn under (None: none), and whether it was drawn into the control group.
+    control_share: float | None = None
+    control: bool = False
 
     @classmethod
     def of(
@@ -290,6 +299,8 @@ class LearningEvent:
             failure=failure,
             baseline=pending.baseline,
             policy_probability=pending.policy_probability,
+            control_share=pending.control_share,
+            control=d.mode == "control",
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -344,6 +355,8 @@ class LearningEvent:
                 failure=str(raw.get("failure", "")),
                 baseline=_optional(raw.get("baseline"), int),
                 policy_probability=_optional(raw.get("policy_probability"), float),
+                control_share=_optional(raw.get("control_share"), float),
+                control=bool(raw.get("control", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"learning event is malformed: {exc!r}") from exc

@@ -28,6 +28,18 @@ class Metrics:
         self.drift = Gauge("bandit_router_policy_drift_tv", "TV distance of the last swap on the probes", registry=r)
         self.promotions = Gauge("bandit_router_gate_promotions", "Snapshots the quality gate served", registry=r)
         self.rejections = Gauge("bandit_router_gate_rejections", "Snapshots the quality gate held back", registry=r)
+        self.control_mean = Gauge(
+            "bandit_router_control_mean",
+            "Mean reward, quality, cost and energy of the rewarded decisions kept, routed and in the control group",
+            ["arm", "figure"],
+            registry=r,
+        )
+        self.control_difference = Gauge(
+            "bandit_router_control_difference",
+            "Routing's mean reward less the control group's, with its anytime-valid 95% interval",
+            ["bound"],
+            registry=r,
+        )
         # The gateway's calls to each model's backend.
         self.backend_calls = Counter(
             "bandit_router_backend_calls", "Backend calls by model and outcome", ["model", "outcome"], registry=r

@@ -100,6 +100,8 @@ class Monitor:
             tuple(p for _, p in event.pmf),
             predicted if len(predicted) == len(event.pmf) else (),
             tuple(event.penalties) if len(event.penalties) == len(event.pmf) else (),
+            event.control_share,
+            event.control,
         )
         self.rewards.append(sample)
         m = self.metrics

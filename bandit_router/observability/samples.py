@@ -44,6 +44,9 @@ class RewardSample:
     # did not route the decision (another replica did).
     predicted: tuple[float, ...] = ()
     penalties: tuple[float, ...] = ()
+    # The control share the decision was drawn under (None: none), and whether it was drawn into the control group.
+    control_share: float | None = None
+    control: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

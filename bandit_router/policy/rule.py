@@ -93,11 +93,16 @@ def apprentice_pmf(policy_pmf: Sequence[float], baseline: int, exploration: floa
     return pmf
 
 
+def uniform(key: str, seed: int) -> float:
+    """A number in [0, 1) derived from ``key`` and the seed: the same key always draws the same number."""
+    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 def sample_index(pmf: Sequence[float], decision_id: str, seed: int) -> int:
     """Draws an action from the pmf with a uniform number derived from the decision id and the seed,
     so the same decision under the same policy always takes the same action."""
-    digest = hashlib.blake2b(f"{seed}:{decision_id}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2.0**64
+    u = uniform(decision_id, seed)
     total = 0.0
     for index, p in enumerate(pmf):
         total += p

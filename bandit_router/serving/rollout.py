@@ -1,4 +1,5 @@
-"""Apprentice mode: the baseline serves most requests, the policy an exploration share, with the true probabilities."""
+"""Safe rollout: apprentice mode (the baseline serves most requests, the policy an exploration share) and the
+control group (a random share served by a baseline, measured against routing), both with the true probabilities."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from bandit_router.config import RolloutConfig
 from bandit_router.domain.requests import RouteInput
 from bandit_router.policy.apprentice import Apprentices, Ledger
+from bandit_router.policy.rule import uniform
 
 
 def mode_of(rollout: RolloutConfig, tenant: str, promoted: Container[str]) -> str:
@@ -29,6 +31,21 @@ def baseline_of(
         return None
     baseline = rollout.baseline or request.baseline
     return candidates.index(baseline) if baseline in candidates else None
+
+
+def control_pmf(
+    rollout: RolloutConfig, request: RouteInput, candidates: Sequence[str], decision_id: str, seed: int
+) -> list[float] | None:
+    """The pmf the control group serves ``request`` with where its decision is drawn into the group (with
+    probability ``rollout.control_share``, by a number derived from the decision id, apart from the one that draws
+    the action); None where it is routed. The control is a named model (``rollout.control``, or the request's own
+    baseline for "app") where it is a candidate, else uniform random over the candidates."""
+    if rollout.control_share <= 0 or not candidates or uniform(f"control:{decision_id}", seed) >= rollout.control_share:
+        return None
+    named = request.baseline if rollout.control == "app" else rollout.control
+    if named in candidates:
+        return [float(m == named) for m in candidates]
+    return [1.0 / len(candidates)] * len(candidates)
 
 
 def rollout_view(rollout: RolloutConfig, apprentices: Apprentices, tenant: str | None) -> list[dict[str, Any]]:

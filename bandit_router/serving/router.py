@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -23,12 +24,13 @@ from bandit_router.embedding.recent import RecentEmbeddings
 from bandit_router.embedding.types import Embedded, TextEmbedder
 from bandit_router.energy.attribution import DecisionEnergy
 from bandit_router.energy.samples import EnergyAgent
+from bandit_router.observability.control import FIGURES, control_view
 from bandit_router.observability.monitor import Monitor
 from bandit_router.observability.timing import phase
 from bandit_router.policy.budgets import within_budget
 from bandit_router.policy.exploration import InFlight
 from bandit_router.policy.features import Context, Featurizer
-from bandit_router.policy.rule import Pick, decide
+from bandit_router.policy.rule import Pick, decide, sample_index
 from bandit_router.policy.vw import Policy, Snapshot
 from bandit_router.policy.vwlines import Choice, action_line
 from bandit_router.serving.affinity import Affinity
@@ -39,7 +41,7 @@ from bandit_router.serving.follower import follow
 from bandit_router.serving.outage import OutageBuffer
 from bandit_router.serving.own_energy import OwnEnergy
 from bandit_router.serving.rewards import Rewarder
-from bandit_router.serving.rollout import baseline_of
+from bandit_router.serving.rollout import baseline_of, control_pmf
 from bandit_router.serving.served import ServedPolicy, version_name
 from bandit_router.serving.status import AttachedLearner, LearnerState, RewardOutcome, Stats
 from bandit_router.serving.supervisor import RedisSupervisor
@@ -190,6 +192,20 @@ class RouterService:
         if self.learner is not None:
             m.promotions.set(self.learner.promotions)
             m.rejections.set(self.learner.rejections)
+        ab = self.control_view()
+        for arm in ("routed", "control"):
+            for figure in FIGURES:
+                value = ab[arm][figure]
+                m.control_mean.labels(arm, figure).set(math.nan if value is None else value)
+        for bound in ("difference", "lower", "upper"):
+            value = ab[bound]
+            m.control_difference.labels("estimate" if bound == "difference" else bound).set(
+                math.nan if value is None else value
+            )
+
+    def control_view(self, tenant: str | None = None) -> dict[str, Any]:
+        """Routing against its control group on every rewarded decision the monitor kept (dashboard, stats)."""
+        return control_view(self.monitor, 0, tenant, horizon=self.config.rollout.promote_horizon)
 
     def learner_state(self) -> LearnerState | None:
         """The attached learner's state; None on a replica, whose learner runs elsewhere."""
@@ -320,8 +336,12 @@ class RouterService:
             )
             now = self._clock()
             ids = [m.id for m in candidates]
-            baseline = baseline_of(self.config.rollout, request, ids, policy.apprentices.promoted())
-            pick, predicted = self.served.run(self._choose, policy, choice, decision_id, now, baseline)
+            rollout = self.config.rollout
+            baseline = baseline_of(rollout, request, ids, policy.apprentices.promoted())
+            # Apprentice traffic has its baseline already: the control group is drawn from online traffic.
+            seed = self.config.policy.seed
+            control = None if baseline is not None else control_pmf(rollout, request, ids, decision_id, seed)
+            pick, predicted = self.served.run(self._choose, policy, choice, decision_id, now, baseline, control)
         pmf, index = pick.pmf, pick.index
         policy_probability = pick.own_probability
         model = candidates[index]
@@ -340,7 +360,7 @@ class RouterService:
             cost_weight=cost_weight,
             expires_at=now + self.config.reward.wait_time_s,
             excluded=excluded,
-            mode="online" if baseline is None else "apprentice",
+            mode="apprentice" if baseline is not None else "control" if control is not None else "online",
         )
         pending = PendingDecision(
             decision=decision,
@@ -357,6 +377,7 @@ class RouterService:
             created_at=now,
             baseline=baseline,
             policy_probability=None if baseline is None else policy_probability,
+            control_share=rollout.control_share if baseline is None and rollout.control_share > 0 else None,
         )
         with phase("store"):
             existing = await self.writer.save(pending, now)
@@ -377,12 +398,24 @@ class RouterService:
         return decision
 
     def _choose(
-        self, policy: Policy, choice: Choice, decision_id: str, now: float, baseline: int | None
+        self,
+        policy: Policy,
+        choice: Choice,
+        decision_id: str,
+        now: float,
+        baseline: int | None,
+        control: list[float] | None = None,
     ) -> tuple[Pick, list[float]]:
         """The rule (:func:`bandit_router.policy.rule.decide`) over the policy's qualities and widths, narrowed by
-        this router's trials not learned yet; the trial is counted in flight. Runs under the workspace lock. Also
-        returns the qualities it predicted (the reward model of the decision's doubly robust estimates)."""
+        this router's trials not learned yet, or the ``control`` group's pmf; the trial is counted in flight. Runs
+        under the workspace lock. Also returns the qualities it predicted (the reward model of the decision's doubly
+        robust estimates)."""
         qualities = policy.qualities(choice)
+        if control is not None:
+            index = sample_index(control, decision_id, self.config.policy.seed)
+            pick = Pick(control, index, control[index])
+            self.in_flight.add(policy.model_of(choice.actions[index]), policy.cells(choice.shared), now)
+            return pick, qualities
         pick = decide(
             qualities,
             policy.widths(choice, self.in_flight.evidence),

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandit_router import errors
-from bandit_router.config import ServerConfig
+from bandit_router.config import RolloutConfig, ServerConfig
 from bandit_router.domain.requests import BUDGETS, RewardInput, RouteInput
 from bandit_router.domain.reward import Source
 from bandit_router.serving.router import Decision, RouterService
@@ -239,7 +239,24 @@ class RouterServicer:
             embedding_energy_joules=energy.value,
             embedding_energy_source=_SOURCE[energy.source],
             embedding_energy_basis=energy.basis,
+            control=_control_pb(self.service.control_view(), self.service.config.rollout),
         )
+
+
+def _control_pb(view: dict[str, Any], rollout: RolloutConfig) -> router_pb2.ControlGroup:
+    def arm(figures: dict[str, Any]) -> router_pb2.ControlArm:
+        means = {f"mean_{k}": v for k, v in figures.items() if k != "n" and v is not None}
+        return router_pb2.ControlArm(decisions=figures["n"], **means)
+
+    bounds = {k: view[k] for k in ("difference", "lower", "upper") if view[k] is not None}
+    return router_pb2.ControlGroup(
+        share=rollout.control_share,
+        baseline=rollout.control,
+        routed=arm(view["routed"]),
+        control=arm(view["control"]),
+        value=view["value"],
+        **bounds,
+    )
 
 
 def _connection_age(server: ServerConfig) -> list[tuple[str, int]]:

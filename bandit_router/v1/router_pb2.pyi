@@ -202,7 +202,7 @@ class ModelEstimate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., cost_usd: _Optional[float] = ..., energy_joules: _Optional[float] = ..., latency_ms: _Optional[float] = ..., observations: _Optional[int] = ..., latency_observations: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("policy_version", "events_learned", "estimates", "embedding_device", "queries_embedded", "embedding_energy_joules", "embedding_energy_source", "embedding_energy_basis")
+    __slots__ = ("policy_version", "events_learned", "estimates", "embedding_device", "queries_embedded", "embedding_energy_joules", "embedding_energy_source", "embedding_energy_basis", "control")
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENTS_LEARNED_FIELD_NUMBER: _ClassVar[int]
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class StatsResponse(_message.Message):
     EMBEDDING_ENERGY_JOULES_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_ENERGY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_ENERGY_BASIS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     policy_version: str
     events_learned: int
     estimates: _containers.RepeatedCompositeFieldContainer[ModelEstimate]
@@ -219,4 +220,39 @@ class StatsResponse(_message.Message):
     embedding_energy_joules: float
     embedding_energy_source: Source
     embedding_energy_basis: str
-    def __init__(self, policy_version: _Optional[str] = ..., events_learned: _Optional[int] = ..., estimates: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., embedding_device: _Optional[str] = ..., queries_embedded: _Optional[int] = ..., embedding_energy_joules: _Optional[float] = ..., embedding_energy_source: _Optional[_Union[Source, str]] = ..., embedding_energy_basis: _Optional[str] = ...) -> None: ...
+    control: ControlGroup
+    def __init__(self, policy_version: _Optional[str] = ..., events_learned: _Optional[int] = ..., estimates: _Optional[_Iterable[_Union[ModelEstimate, _Mapping]]] = ..., embedding_device: _Optional[str] = ..., queries_embedded: _Optional[int] = ..., embedding_energy_joules: _Optional[float] = ..., embedding_energy_source: _Optional[_Union[Source, str]] = ..., embedding_energy_basis: _Optional[str] = ..., control: _Optional[_Union[ControlGroup, _Mapping]] = ...) -> None: ...
+
+class ControlArm(_message.Message):
+    __slots__ = ("decisions", "mean_reward", "mean_quality", "mean_cost_usd", "mean_energy_joules")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_REWARD_FIELD_NUMBER: _ClassVar[int]
+    MEAN_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    MEAN_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ENERGY_JOULES_FIELD_NUMBER: _ClassVar[int]
+    decisions: int
+    mean_reward: float
+    mean_quality: float
+    mean_cost_usd: float
+    mean_energy_joules: float
+    def __init__(self, decisions: _Optional[int] = ..., mean_reward: _Optional[float] = ..., mean_quality: _Optional[float] = ..., mean_cost_usd: _Optional[float] = ..., mean_energy_joules: _Optional[float] = ...) -> None: ...
+
+class ControlGroup(_message.Message):
+    __slots__ = ("share", "baseline", "routed", "control", "difference", "lower", "upper", "value")
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    share: float
+    baseline: str
+    routed: ControlArm
+    control: ControlArm
+    difference: float
+    lower: float
+    upper: float
+    value: str
+    def __init__(self, share: _Optional[float] = ..., baseline: _Optional[str] = ..., routed: _Optional[_Union[ControlArm, _Mapping]] = ..., control: _Optional[_Union[ControlArm, _Mapping]] = ..., difference: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., value: _Optional[str] = ...) -> None: ...

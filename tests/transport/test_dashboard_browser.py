@@ -23,7 +23,9 @@ from bandit_router.runtime.root import open_router
 from bandit_router.traffic.scenario import parse_scenario
 
 ARTIFACTS = Path(os.environ.get("BANDIT_ROUTER_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
-PANELS = ("summary", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope")
+PANELS = (
+    "summary", "control", "shares", "rewards", "model-reward", "cost", "energy", "drift", "mass", "exploration", "ope"
+)  # fmt: skip
 # What the machine's closed network needs: no background connections, no sandbox as root.
 CHROMIUM_ARGS = [
     "--headless",
@@ -63,7 +65,8 @@ async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
         replay(
             records,
             # Drift alerts from the 50th learned event on (the degradation comes at the 120th).
-            config.replace(policy={"gate_window": 0}, dashboard={"shift_window": 50}),
+            # A fifth of the requests served uniformly at random: the control group the headline measures against.
+            config.replace(policy={"gate_window": 0}, dashboard={"shift_window": 50}, rollout={"control_share": 0.2}),
             ReplaySettings(energy_weight=0.0, cost_weight=0.0, seed=3, scenario=scenario),
             embedder,
             show_progress=False,
@@ -95,6 +98,9 @@ async def test_dashboard_shows_every_panel_and_the_drift_after_a_model_degrades(
             assert states == dict.fromkeys(PANELS, "data"), states
             tiles = await page.inner_text("#tiles")
             assert "served policy" in tiles and "learner lag" in tiles
+            measured = await page.inner_text("#control-measured")
+            assert re.match(r"Mean reward: routing 0\.\d+ .* against the control group \(20%, uniform\) ", measured)
+            assert "anytime-valid 95%" in measured, measured
             # The drift panel moved: gemma's share of the probes' probability fell after it degraded.
             mass = await page.evaluate(
                 """() => { const c = Chart.getChart('mass-chart');

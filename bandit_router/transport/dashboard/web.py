@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bandit_router.observability import alerts, estimates, views
 from bandit_router.observability.colours import model_colours
+from bandit_router.observability.control import against_best_single, control_view
 from bandit_router.serving.rollout import rollout_view
 from bandit_router.transport.guard import EdgeLimits, start_site, track_requests
 
@@ -44,7 +45,10 @@ ENDPOINTS = {
     "/api/drift": "TV and KL of each served policy from the previous and the first on the probe set; "
     "each model's mean probability on the probes; the quality gate's verdicts",
     "/api/exploration": "mean pmf entropy and chosen-action probability per bucket",
-    "/api/ope": "IPS and SNIPS, with intervals, of the live policy, uniform random and each single model",
+    "/api/ope": "doubly robust (the headline), IPS and SNIPS, with intervals and support, of the live policy, "
+    "uniform random and each single model",
+    "/api/control": "routing against its control group (rollout.control_share): each arm's mean reward, quality, "
+    "cost and energy, and the difference's anytime-valid 95% interval; and against the best single model off-policy",
     "/api/rollout": "each tenant's mode, configured and served, and on its apprentice traffic the policy's and "
     "the baseline's IPS estimates, their difference's confidence sequence, and when it promoted the tenant",
     "/api/health": "pending and expired decisions, reward delay, learner lag",
@@ -162,6 +166,18 @@ class _Views:
         )
         return _json(_nulls(view))
 
+    async def control(self, request: web.Request) -> web.Response:
+        """Routing against its control group (measured), and against the best single model (estimated off-policy)."""
+        dashboard, rollout = self.service.config.dashboard, self.service.config.rollout
+        window, tenant = _window(request), _tenant(request)
+        view = control_view(self.monitor, window, tenant, horizon=rollout.promote_horizon)
+        view["share"], view["baseline"] = rollout.control_share, rollout.control
+        view["best_single"] = against_best_single(
+            estimates.ope(self.monitor, window, tenant=tenant, min_support=dashboard.ope_min_support,
+                          min_ess=dashboard.ope_min_ess)
+        )  # fmt: skip
+        return _json(_nulls(view))
+
     async def health(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
         if tenant is not None:
@@ -203,6 +219,7 @@ def build_app(service: RouterService, on_serving: OnServing | None = None) -> we
             web.get("/api/drift", handlers.drift),
             web.get("/api/exploration", handlers.exploration),
             web.get("/api/ope", handlers.ope),
+            web.get("/api/control", handlers.control),
             web.get("/api/health", handlers.health),
             web.get("/api/backends", handlers.backends),
             web.get("/api/rollout", handlers.rollout),

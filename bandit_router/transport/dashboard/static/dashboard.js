@@ -294,10 +294,36 @@ async function rollout() {
   ready("rollout", shown.length > 0);
 }
 
+async function control() {
+  const c = await get("/api/control");
+  const arm = (a) => `${figure(a[c.value], 3)} (quality ${figure(a.quality, 3)}, $${figure(a.cost_usd, 6)}, `
+    + `${figure(a.energy_joules, 1)} J; ${a.n} decisions)`;
+  const measured = document.getElementById("control-measured");
+  if (!c.share) {
+    measured.textContent = "No control group: set rollout.control_share (e.g. 0.02) to measure routing against a "
+      + "baseline on a random share of requests.";
+  } else if (c.difference === null) {
+    measured.textContent = `Control group: ${Math.round(c.share * 100)}% of requests, served by ${c.baseline}; `
+      + `not enough rewarded decisions in both arms yet (${c.routed.n} routed, ${c.control.n} control).`;
+  } else {
+    const interval = c.lower === null ? "" : ` [${figure(c.lower, 3)}, ${figure(c.upper, 3)}] (anytime-valid 95%)`;
+    measured.textContent = `Mean ${c.value}: routing ${arm(c.routed)} against the control group `
+      + `(${Math.round(c.share * 100)}%, ${c.baseline}) ${arm(c.control)}; difference `
+      + `${c.difference >= 0 ? "+" : ""}${figure(c.difference, 3)}${interval}.`;
+  }
+  const b = c.best_single;
+  document.getElementById("control-estimated").textContent = b.not_estimable
+    ? `Against the best single model (${b.method.toUpperCase()}): ${b.not_estimable}`
+    : `Against the best single model, ${b.model} (${b.method.toUpperCase()}, off-policy): live policy `
+      + `${figure(b.live.value, 3)} [${figure(b.live.low, 3)}, ${figure(b.live.high, 3)}] vs `
+      + `${figure(b.single.value, 3)} [${figure(b.single.low, 3)}, ${figure(b.single.high, 3)}].`;
+  ready("control", c.n > 0 || !b.not_estimable);
+}
+
 async function refresh() {
   // The summary first: it carries the models' colours every chart uses.
   const first = await Promise.allSettled([summary()]);
-  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope(), rollout(), backends()]))];
+  const results = [...first, ...(await Promise.allSettled([shares(), rewards(), drift(), exploration(), ope(), control(), rollout(), backends()]))];
   for (const r of results) if (r.status === "rejected") console.error(r.reason);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);

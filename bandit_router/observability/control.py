@@ -1,0 +1,74 @@
+"""The control group's A/B figure: routing against the baseline a random share of requests was served, measured.
+
+With ``rollout.control_share`` s, each decision is drawn into the control group with probability s (by a number
+derived from its id and the seed, and logged as such), where the baseline serves it, a named model, the app's
+own, or uniform random over the candidates; the rest are routed. The two arms are a randomised experiment on the
+same traffic, so their mean reward, quality, cost and energy compare directly. The difference of the means is
+estimated from one term per rewarded decision, ``r / (1 - s)`` for a routed one and ``-r / s`` for a control one
+(its mean is the routed mean less the control mean), with the same anytime-valid confidence sequence that apprentice
+promotion uses (:func:`bandit_router.policy.apprentice.margin`): valid however often the dashboard looks.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from bandit_router.observability.monitor import Monitor, rewards_in
+from bandit_router.observability.samples import RewardSample
+from bandit_router.policy.apprentice import margin
+
+FIGURES = ("reward", "quality", "cost_usd", "energy_joules")
+
+
+def _means(samples: list[RewardSample]) -> dict[str, Any]:
+    if not samples:
+        return {"n": 0, **{figure: None for figure in FIGURES}}
+    return {"n": len(samples), **{f: statistics.fmean(getattr(r, f) for r in samples) for f in FIGURES}}
+
+
+def _drawn(samples: list[RewardSample]) -> list[tuple[RewardSample, float]]:
+    return [(r, r.control_share) for r in samples if r.control_share is not None]
+
+
+def control_view(
+    monitor: Monitor, window_s: float, tenant: str | None, confidence: float = 0.95, horizon: int = 5000
+) -> dict[str, Any]:
+    """Routing's and the control group's means on the window's rewarded decisions drawn under a control share, and
+    the difference of the headline value (a tenant's reward; quality, pooled over tenants) with its ``confidence``
+    sequence (tightest near ``horizon`` decisions)."""
+    _, samples = rewards_in(monitor, window_s, tenant)
+    drawn = [r for r in samples if r.control_share is not None]
+    routed = [r for r in drawn if not r.control]
+    control = [r for r in drawn if r.control]
+    value = "quality" if len({r.tenant for r in drawn}) > 1 else "reward"
+    body: dict[str, Any] = {"value": value, "routed": _means(routed), "control": _means(control), "n": len(drawn)}
+    terms = [getattr(r, value) * (-1.0 / share if r.control else 1.0 / (1.0 - share)) for r, share in _drawn(drawn)]
+    if len(terms) < 2 or not control:
+        body.update(difference=None, lower=None, upper=None)
+        return body
+    mean = statistics.fmean(terms)
+    # Two-sided: each end holds with 1 - (1 - confidence) / 2.
+    spread = margin(len(terms), statistics.stdev(terms), (1.0 - confidence) / 2, horizon)
+    body.update(
+        difference=mean,
+        lower=mean - spread if math.isfinite(spread) else None,
+        upper=mean + spread if math.isfinite(spread) else None,
+        confidence=confidence,
+    )
+    return body
+
+
+def against_best_single(ope: dict[str, Any]) -> dict[str, Any]:
+    """From an off-policy view (:func:`bandit_router.observability.estimates.ope`): the live policy against the single
+    model with the highest headline estimate among those estimable, or why none is."""
+    key = ope.get("headline", "snips")
+    policies = ope.get("policies", {})
+    live = policies.get("live policy", {})
+    singles = {n: p for n, p in policies.items() if n.startswith("always ") and key in p}
+    if key not in live or not singles:
+        refused = "; ".join(f"{n}: {p['not_estimable']}" for n, p in policies.items() if "not_estimable" in p)
+        return {"method": key, "not_estimable": refused or "no rewarded decisions in the window"}
+    best = max(singles, key=lambda n: singles[n][key]["value"])
+    return {"method": key, "model": best.removeprefix("always "), "single": singles[best][key], "live": live[key]}
