@@ -30,7 +30,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +42,9 @@ from bandit_router.embedding.cache import CachingEmbedder
 from bandit_router.learning.warm_start import Source
 from bandit_router.offline.replay.run import BANDIT, replay
 from bandit_router.offline.replay.settings import ReplaySettings
-from bandit_router.traffic.convert import from_llmrouter, from_routeprofile
-from bandit_router.traffic.format import Record
+from bandit_router.traffic.convert import shared_sets
 
-SETS: dict[str, Callable[[Path], Iterator[Record]]] = {
-    "routeprofile": lambda data: from_routeprofile(data / "routeprofile"),
-    "llmrouter-test": lambda data: from_llmrouter(data / "llmrouter", "test"),
-    "llmrouter-train": lambda data: from_llmrouter(data / "llmrouter", "train"),
-}
+SETS = shared_sets()
 # Energy and cost weights: quality only, the server defaults, frugal.
 WEIGHTS = ((0.0, 0.0), (0.1, 0.1), (1.0, 1.0))
 WARM_FRACTION = 0.5

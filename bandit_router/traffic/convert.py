@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bandit_router.errors import InputError
@@ -76,3 +76,12 @@ def from_routeprofile(data_dir: str | Path) -> Iterator[Record]:
                 output_tokens=tokens_out,
             )
         yield Record(f"routeprofile-{row['task_name']}-{number}", row["query"], row["task_name"], outcomes)
+
+
+def shared_sets() -> dict[str, Callable[[Path], Iterator[Record]]]:
+    """The shared data folder's sets by name (each reads its records from the folder), as the simulations use them."""
+    return {
+        "routeprofile": lambda data: from_routeprofile(data / "routeprofile"),
+        "llmrouter-test": lambda data: from_llmrouter(data / "llmrouter", "test"),
+        "llmrouter-train": lambda data: from_llmrouter(data / "llmrouter", "train"),
+    }
