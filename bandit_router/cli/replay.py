@@ -34,8 +34,13 @@ def _split(records: list[Any], fraction: float | None) -> tuple[list[Any], list[
 Run = tuple[str, str, list[Any], Any]  # (folder under --out, title, records routed, ReplaySettings)
 
 
+# The demo's control group: this share of its third run's queries is served uniformly at random.
+DEMO_CONTROL_SHARE = 0.1
+
+
 def _demo_runs() -> list[Run]:
-    """The demo's two runs on the vendored sample: cold on all of it, and warm on half, routing the other."""
+    """The demo's runs on the vendored sample: cold on all of it; warm on half, routing the other; and cold again
+    with a control group, which measures routing as a live deployment would."""
     import dataclasses
     from importlib import resources
 
@@ -62,6 +67,12 @@ def _demo_runs() -> list[Run]:
             routed,
             dataclasses.replace(settings, warm_start=warm_start),
         ),
+        (
+            "control",
+            f"{title}, cold start with {DEMO_CONTROL_SHARE:.0%} of the queries served uniformly at random",
+            records,
+            dataclasses.replace(settings, control_share=DEMO_CONTROL_SHARE),
+        ),
     ]
 
 
@@ -75,6 +86,8 @@ def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
 
     if args.split is not None and not 0 < args.split < 1:
         raise InputError(f"--split must be in (0, 1), got {args.split}")
+    if args.control_share is not None and not 0 <= args.control_share <= 0.5:
+        raise InputError(f"--control-share must be in [0, 0.5], got {args.control_share}")
     try:
         records = read_traffic(args.traffic, args.limit)
         if args.shuffle:
@@ -104,6 +117,7 @@ def _replay_runs(args: argparse.Namespace, config: Any) -> list[Run]:
         not args.no_task_hint,
         scenario,
         warm_start,
+        args.control_share,
     )
     return [("", f"Replay of {args.traffic}", records, settings)]
 
@@ -175,11 +189,14 @@ def _closing(results: list[dict[str, Any]], swept: dict[float, dict[str, Any]]) 
     print()
     for result in results:
         how = "warm-started" if "warm_start" in result else "cold-started"
+        how += ", with a control group" if "control" in result else ""
         weights = result["reward"]
         print(
             f"{how}, {result['records']} routed queries, energy weight {weights['energy_weight']:g}, cost weight "
             f"{weights['cost_weight']:g}: {position.headline(result)}"
         )
+        if "control" in result:
+            print(f"  {position.control_line(result['control'])}")
         for line in position.against_each(result["policies"]):
             print(f"  {line}")
     if swept:
@@ -189,7 +206,8 @@ def _closing(results: list[dict[str, Any]], swept: dict[float, dict[str, Any]]) 
             print(f"  {line}")
     print(
         "\nEvery single model's figures above are measured, not estimated: the traffic holds every query's outcome "
-        "under every model, so a replay needs no control group."
+        "under every model. A live deployment has only its control group (rollout.control_share) to say the same, "
+        "and on a stream this short its interval is wide."
     )
 
 
@@ -279,6 +297,14 @@ def add_parsers(commands: Any) -> None:
         type=float,
         metavar="FRACTION",
         help="warm-start from the first FRACTION of the (shuffled) traffic and route the rest",
+    )
+    replay.add_argument(
+        "--control-share",
+        type=float,
+        metavar="SHARE",
+        help="serve this share of the queries by rollout.control (uniform random unless configured) and report "
+        "routing against it as the dashboard's control group would (default: the configuration's "
+        "rollout.control_share)",
     )
     replay.add_argument("--config", help="TOML configuration (catalog, VW arguments, reward scales)")
 

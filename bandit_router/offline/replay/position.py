@@ -94,3 +94,34 @@ def _wins(report: dict[str, Any], name: str) -> bool:
     models = singles(report["policies"])
     best = max((p["mean_reward"] for p in models.values()), default=float("-inf"))
     return bool(report["policies"][name]["mean_reward"] > best)
+
+
+def control_line(control: dict[str, Any]) -> str:
+    r"""What a replay's control group measured (``report["control"]``): each arm's mean reward and the difference
+    with its anytime-valid interval, or why there is none.
+
+    >>> line = control_line({"share": 0.1, "baseline": "uniform", "value": "reward", "n": 60,
+    ...     "routed": {"n": 54, "reward": 0.61}, "control": {"n": 6, "reward": 0.40},
+    ...     "difference": 0.21, "lower": -0.35, "upper": 0.77, "confidence": 0.95})
+    >>> print(line.replace("; ", ";\n  "))
+    control group (10% of queries, served uniform): routed 0.610 mean reward on 54, control 0.400 on 6;
+      difference +0.210, 95% anytime-valid interval [-0.350, +0.770]: too few to tell
+    """
+    routed, held = control["routed"], control["control"]
+    value = control["value"]
+    head = (
+        f"control group ({control['share']:.0%} of queries, served {control['baseline']}): routed "
+        + (f"{routed[value]:.3f} mean {value} on {routed['n']}" if routed["n"] else "nothing rewarded")
+        + ", control "
+        + (f"{held[value]:.3f} on {held['n']}" if held["n"] else "nothing rewarded")
+    )
+    if control.get("difference") is None:
+        return f"{head}; too few control decisions for an interval"
+    lower, upper = control.get("lower"), control.get("upper")
+    if lower is None or upper is None:
+        return f"{head}; difference {control['difference']:+.3f}, no finite interval yet"
+    verdict = "routing earns more" if lower > 0 else "the control earns more" if upper < 0 else "too few to tell"
+    return (
+        f"{head}; difference {control['difference']:+.3f}, {control['confidence']:.0%} anytime-valid interval "
+        f"[{lower:+.3f}, {upper:+.3f}]: {verdict}"
+    )

@@ -169,6 +169,13 @@ async def _route_and_compare(
         service.policy_version,
     )
     result.update(_provenance(grid, records, prepared.warm_result, warm_records))
+    if config.rollout.control_share > 0:
+        # What the dashboard's headline tile measured live: the routed arm against the randomised control.
+        result["control"] = {
+            "share": config.rollout.control_share,
+            "baseline": config.rollout.control,
+            **service.control_view(),
+        }
     return result
 
 
@@ -223,6 +230,7 @@ def _replay_config(base: Config, records: list[Record], settings: ReplaySettings
         policy={"seed": settings.seed},
         reward=reward,
         energy={"measure": False},
+        **({"rollout": {"control_share": settings.control_share}} if settings.control_share is not None else {}),
     )
 
 

@@ -24,3 +24,6 @@ class ReplaySettings:
     # Fitted before the first query is routed (bandit-router warm-start's path, through its gate); evaluation
     # records warm-start the baselines too.
     warm_start: Source | None = None
+    # rollout.control_share for the replayed router (None: the configuration's): that share of the queries goes
+    # to the control baseline (rollout.control), and the report carries the A/B figure the dashboard would show.
+    control_share: float | None = None

@@ -15,7 +15,7 @@ from streams import synthetic
 from bandit_router.cli import main
 from bandit_router.config import Config
 from bandit_router.embedding.model import Embedder
-from bandit_router.offline.replay import report
+from bandit_router.offline.replay import position, report
 from bandit_router.offline.replay.run import BANDIT, SWEEP_WEIGHTS, replay
 from bandit_router.offline.replay.settings import ReplaySettings
 from bandit_router.traffic.format import Outcome, Record, write_traffic
@@ -113,6 +113,8 @@ def test_replay_warm_starts_on_a_split_and_scores_the_routed_part_only(
     assert re.search(r"warm-started, 60 routed queries, .*: bandit-router beats the best single model", printed)
     assert main(["replay", str(traffic), "--split", "1.5", "--out", str(out)]) == 2
     assert "--split must be in (0, 1), got 1.5" in capsys.readouterr().err
+    assert main(["replay", str(traffic), "--control-share", "0.7", "--out", str(out)]) == 2
+    assert "--control-share must be in [0, 0.5], got 0.7" in capsys.readouterr().err
 
 
 def test_churn_is_the_movement_of_the_action_share_between_windows() -> None:
@@ -153,7 +155,15 @@ def test_the_demo_replays_cold_then_warm_on_disjoint_halves(tmp_path: Path, caps
     assert (tmp_path / "pareto.png").read_bytes().startswith(b"\x89PNG")
     assert re.search(r"  the router's path \(pareto.png\): w 0: quality 0\.\d+", printed)
     assert re.search(r"  wins at \d of 5 trade-offs", printed)
-    assert "so a replay needs no control group" in printed
+    # Its third run measures routing against a control group, as the dashboard's headline tile would live.
+    control = json.loads((tmp_path / "control" / "report.json").read_text())
+    group = control["control"]
+    assert control["records"] == 300 and group["share"] == 0.1 and group["baseline"] == "uniform"
+    # Every reward reached the monitor, each in one arm; the draw is 10% (30 of 300, sd 5.2: 10-60 is +-4 sd).
+    assert group["routed"]["n"] + group["control"]["n"] == 300
+    assert 10 <= group["control"]["n"] <= 60
+    assert f"  {position.control_line(group)}" in printed
+    assert "A live deployment has only its control group (rollout.control_share)" in printed
 
 
 @pytest.mark.usefixtures("free_dashboard")
