@@ -85,6 +85,13 @@ def test_the_difference_and_its_interval_compare_the_arms() -> None:
     assert view["control"]["reward"] == pytest.approx(0.5, abs=0.01)
     assert view["lower"] < 0.3 < view["upper"] and view["lower"] > 0
     assert view["difference"] == pytest.approx(0.3, abs=0.02)
+    # Where the control group drew more than its share, the difference still reads the arms' means.
+    lucky = Monitor(DashboardConfig(), clock=lambda: 1e6)
+    draws = [i % 10 == 0 or i % 30 == 7 for i in range(300)]  # 40 of 300 at a share of 0.1
+    lucky.rewards.extend(_sample(i, 0.4 if c else 0.55, c, share=0.1) for i, c in enumerate(draws))
+    skewed = control_view(lucky, 0, None)
+    assert skewed["control"]["n"] == 40
+    assert skewed["difference"] == pytest.approx(0.15, abs=0.02)
     # Decisions not drawn under a share (share 0 then) count in neither arm; one arm alone gives no difference.
     lone = Monitor(DashboardConfig(), clock=lambda: 1e6)
     lone.rewards.append(_sample(0, 0.9, control=False, share=None))  # type: ignore[arg-type]
