@@ -67,6 +67,7 @@ energy_j_per_input_token = 0.004
         ("", {"BANDIT_ROUTER_NOPE_X": "1"}, r"BANDIT_ROUTER_NOPE_X must name a section"),
         ("[policy]\nvw_args = ['--cb_adf']\n", {}, r"policy.vw_args must not choose a reduction .*got \['--cb_adf'\]"),
         ("[policy]\nepsilon = 1.0\n", {}, r"policy.epsilon must be in \[0, 1\), got 1.0"),
+        ("[policy]\nprior_strength = -2\n", {}, r"policy.prior_strength must be a finite number >= 0, got -2.0"),
         (
             '[[models]]\nid = "gemma-2-9b-it"\nbase_url = "gpu-node:8000"\n',
             {},

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from bandit_router.config import ConfigError, load_config
@@ -40,25 +41,42 @@ def test_a_run_is_deterministic_and_learns_to_beat_the_best_single_model(
     one (each draw depends only on the seed, the index and what came before), so the fourth pass's mean is
     4 x (mean of four passes) - 3 x (mean of three)."""
     config = load_config()
-    first = rules.route_all(sample, config, seed=3)
-    assert first == rules.route_all(sample, config, seed=3)
-    best_single, per_task = rules.hindsight(sample)
+    _, rewards = rules.rewards_of(sample, config, (0.0, 0.0))
+    first = rules.route_all(sample, config, 3, rewards)
+    assert first == rules.route_all(sample, config, 3, rewards)
+    best_single, per_task = rules.hindsight(sample, rewards)
     assert best_single <= per_task
     fourth = []
     for seed in range(5):
-        three, four = (rules.route_all(sample * k, config, seed=seed) for k in (3, 4))
+        three, four = (rules.route_all(sample * k, config, seed, np.tile(rewards, (k, 1))) for k in (3, 4))
         fourth.append(4 * four - 3 * three)
-        assert fourth[-1] > rules.route_all(sample, config, seed=seed), (seed, fourth[-1])
+        assert fourth[-1] > rules.route_all(sample, config, seed, rewards), (seed, fourth[-1])
     assert best_single <= sum(fourth) / len(fourth) <= per_task, (fourth, best_single, per_task)
 
 
 def test_hindsight_takes_the_best_model_overall_and_in_each_task(rules: ModuleType) -> None:
     def record(task: str, a: float, b: float) -> Record:
-        return Record(id=f"{task}-{a}-{b}", query="q", task=task, outcomes={"a": Outcome(a), "b": Outcome(b)})
+        outcomes = {"a": Outcome(a, cost_usd=0.001), "b": Outcome(b, cost_usd=0.001)}
+        return Record(id=f"{task}-{a}-{b}", query="q", task=task, outcomes=outcomes)
 
     rows = [record("x", 1.0, 0.0), record("x", 1.0, 0.0), record("y", 0.0, 1.0)]
-    # a earns 2/3 overall; a in x and b in y earn 1.
-    assert rules.hindsight(rows) == pytest.approx((2 / 3, 1.0))
+    models, rewards = rules.rewards_of(rows, load_config(), (0.0, 0.0))
+    # At quality only the reward is the quality: a earns 2/3 overall; a in x and b in y earn 1.
+    assert models == ["a", "b"] and rewards.tolist() == [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+    assert rules.hindsight(rows, rewards) == pytest.approx((2 / 3, 1.0))
+
+
+def test_at_a_trade_off_the_reward_is_quality_less_each_answers_own_price(
+    rules: ModuleType, sample: list[Record]
+) -> None:
+    """Every model of the sample has a price or an energy profile, so at 1/1 each answer earns less than its
+    quality; the rule is charged what its picks cost."""
+    config = load_config()
+    models, quality_only = rules.rewards_of(sample, config, (0.0, 0.0))
+    _, priced = rules.rewards_of(sample, config, (1.0, 1.0))
+    assert quality_only.tolist() == [[r.outcomes[m].quality for m in models] for r in sample]
+    assert (priced < quality_only).all()
+    assert rules.route_all(sample, config, 0, priced) < rules.route_all(sample, config, 0, quality_only)
 
 
 def test_a_variant_is_validated_like_a_configuration_file(rules: ModuleType) -> None:

@@ -67,6 +67,12 @@ class PolicyConfig:
     # known penalty at the request's weights, is the leader.
     explore_model: float = 0.5
     explore_context: float = 0.3
+    # VW's quality estimate of a model in a context is read against a hierarchical prior (the model's mean in
+    # the query's cells shrunk toward its mean overall moved by the cells' own, each level by this many
+    # pseudo-rewards): weighted n : prior_strength, n the model's rewards in the query's least-seen cell. So a
+    # model VW extrapolates low into a cell it was never tried in keeps what it earns elsewhere until tried
+    # there. 0 serves VW's estimate alone. See bandit_router.policy.hierarchy.
+    prior_strength: float = 5.0
     # The leader gets 1 - epsilon; epsilon is shared by every model whose optimistic score reaches the best
     # expected score (a model that cannot be best even at its optimistic quality gets nothing). It keeps
     # every plausible model's logged probability above zero, which off-policy evaluation and the gate need.
@@ -120,6 +126,7 @@ class PolicyConfig:
         )
         finite_nonneg("policy.explore_model", self.explore_model)
         finite_nonneg("policy.explore_context", self.explore_context)
+        finite_nonneg("policy.prior_strength", self.prior_strength)
         require(0 <= self.epsilon < 1, "policy.epsilon", "must be in [0, 1)", self.epsilon)
         require(
             self.snapshot_every_events >= 1, "policy.snapshot_every_events", "must be >= 1", self.snapshot_every_events

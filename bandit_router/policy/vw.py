@@ -26,6 +26,7 @@ from bandit_router.domain.reward import RunningEstimate
 from bandit_router.policy.apprentice import Apprentices
 from bandit_router.policy.clusters import Clusterer
 from bandit_router.policy.exploration import Evidence
+from bandit_router.policy.hierarchy import Means
 from bandit_router.policy.rule import optimistic_pmf
 from bandit_router.policy.vwlines import CATEGORICAL, NS_ACTION, Choice, namespaces, vw_number
 
@@ -189,6 +190,7 @@ class Policy:
         self.estimates: dict[str, RunningEstimate] = {}
         self.tenant_estimates: dict[str, dict[str, RunningEstimate]] = {}
         self.evidence = Evidence()
+        self.means = Means()
         self.pricing = Pricing()
         self.warm_starts: list[str] = []
         self.apprentices = Apprentices()
@@ -213,6 +215,7 @@ class Policy:
                 for t, by_model in snapshot.tenant_estimates.items()
             }
             self.evidence = Evidence.from_json(snapshot.evidence)
+            self.means = Means.from_json(snapshot.evidence.get("means", []))
             self.pricing = Pricing.from_json(snapshot.pricing)
             self.warm_starts = list(snapshot.warm_starts)
             self.apprentices = Apprentices.from_json(snapshot.apprentices)
@@ -230,11 +233,20 @@ class Policy:
         return next(iter(namespaces(action).get(NS_ACTION, {"": 1.0})))
 
     def qualities(self, choice: Choice) -> list[float]:
-        """The estimated quality of each action in the context, in [0, 1]."""
+        """The estimated quality of each action in the context, in [0, 1]: VW's, read against the hierarchy's
+        prior where the model has few rewards in the query's cells (:mod:`bandit_router.policy.hierarchy`)."""
+        strength = self.config.prior_strength
+        # A snapshot from before the hierarchy has evidence but no means: VW alone serves it.
+        if self.evidence.model_to_count and not self.means.key_to_total:
+            strength = 0.0
+        cells = self.cells(choice.shared) if strength > 0 else []
         found = []
         for action in choice.actions:
             predicted = cast(float, self.workspace.predict_one(self._parser.parse_line(f"{action} {choice.shared}")))
-            found.append(min(1.0, max(0.0, float(predicted))))
+            quality = min(1.0, max(0.0, float(predicted)))
+            if strength > 0:
+                quality = self.means.blend(self.model_of(action), cells, quality, strength)
+            found.append(quality)
         return found
 
     def widths(self, choice: Choice, pending: Evidence | None = None) -> list[float]:
@@ -251,7 +263,9 @@ class Policy:
         """Learns that ``action``'s answer in context ``shared`` had ``quality``, and counts it as evidence."""
         line = f"{vw_number(quality)} {vw_number(weight)} {action} {shared}"
         self.workspace.learn_one(self._parser.parse_line(line))
-        self.evidence.add(self.model_of(action), self.cells(shared))
+        model, cells = self.model_of(action), self.cells(shared)
+        self.evidence.add(model, cells)
+        self.means.add(model, cells, quality)
 
     def estimates_of(self, tenant: str) -> dict[str, RunningEstimate]:
         """The running estimates ``tenant``'s budgets use: its own (none yet: empty), or, without tenants, the
@@ -271,7 +285,7 @@ class Policy:
                 t: {m: dataclasses.asdict(e) for m, e in by_model.items()}
                 for t, by_model in self.tenant_estimates.items()
             },
-            evidence=self.evidence.to_json(),
+            evidence={**self.evidence.to_json(), "means": self.means.to_json()},
             pricing=self.pricing.to_json(),
             warm_starts=list(self.warm_starts),
             apprentices=self.apprentices.to_json(),
