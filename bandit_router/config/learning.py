@@ -71,8 +71,10 @@ class PolicyConfig:
     # the query's cells shrunk toward its mean overall moved by the cells' own, each level by this many
     # pseudo-rewards): weighted n : prior_strength, n the model's rewards in the query's least-seen cell. So a
     # model VW extrapolates low into a cell it was never tried in keeps what it earns elsewhere until tried
-    # there. 0 serves VW's estimate alone. See bandit_router.policy.hierarchy.
-    prior_strength: float = 5.0
+    # there. 0 serves VW's estimate alone: the default, since measured on every shared set (docs/decision-quality.md)
+    # 5 removed the long stream's lock-outs but lost on LLMRouter test at quality only, cold (-0.014, 5 of 5 seeds),
+    # and gained nothing on the other short streams. See bandit_router.policy.hierarchy.
+    prior_strength: float = 0.0
     # The leader gets 1 - epsilon; epsilon is shared by every model whose optimistic score reaches the best
     # expected score (a model that cannot be best even at its optimistic quality gets nothing). It keeps
     # every plausible model's logged probability above zero, which off-policy evaluation and the gate need.
