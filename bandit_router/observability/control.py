@@ -33,6 +33,7 @@ def _means(samples: list[RewardSample]) -> dict[str, Any]:
 
 
 def _drawn(samples: list[RewardSample]) -> list[tuple[RewardSample, float]]:
+    """The decisions drawn under a control share, each with its share."""
     return [(r, r.control_share) for r in samples if r.control_share is not None]
 
 
@@ -55,16 +56,16 @@ def control_view(
     the difference of the headline value (a tenant's reward; quality, pooled over tenants) with its ``confidence``
     sequence (tightest near ``horizon`` decisions)."""
     _, samples = rewards_in(monitor, window_s, tenant)
-    drawn = [r for r in samples if r.control_share is not None]
-    routed = [r for r in drawn if not r.control]
-    control = [r for r in drawn if r.control]
-    value = "quality" if len({r.tenant for r in drawn}) > 1 else "reward"
+    drawn = _drawn(samples)
+    routed = [r for r, _ in drawn if not r.control]
+    control = [r for r, _ in drawn if r.control]
+    value = "quality" if len({r.tenant for r, _ in drawn}) > 1 else "reward"
     body: dict[str, Any] = {"value": value, "routed": _means(routed), "control": _means(control), "n": len(drawn)}
     terms = []
     # Per arm: [count, sum] of the decisions before; the baseline is built from them alone, so it cannot depend on
     # this decision's draw.
     arms = {False: [0, 0.0], True: [0, 0.0]}
-    for r, share in _drawn(drawn):
+    for r, share in drawn:
         observed = getattr(r, value)
         terms.append((observed - _baseline(arms, share)) * (-1.0 / share if r.control else 1.0 / (1.0 - share)))
         arms[r.control][0] += 1

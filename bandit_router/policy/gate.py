@@ -54,8 +54,9 @@ class Verdict:
     window: int
     candidate: Estimate | None = None
     serving: Estimate | None = None
-    # How much of the window can speak for the candidate, where it was measured.
+    # How much of the window can speak for the candidate, where it was measured, and whether that was enough.
     support: Support | None = None
+    estimable: bool = True
     at: float = dataclasses.field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class Verdict:
         if self.support is not None:
             body["support"] = self.support.share
             body["ess"] = self.support.ess
-            body["estimable"] = not self.reason.startswith("not estimable")
+            body["estimable"] = self.estimable
         return body
 
 
@@ -156,18 +157,15 @@ class Gate:
         # A candidate the window cannot speak for as a whole is still judged on the decisions that can (a burst of
         # corrupted rewards makes exactly such a candidate: it turns to models the serving policy ruled out), but
         # its estimate is not shown as the candidate's value.
-        caveat = (
-            ""
-            if backing.estimable(self.config.gate_min_support, self.config.gate_min_ess)
-            else f"not estimable ({backing.describe()}), judged on the decisions that support it: "
-        )
+        estimable = backing.estimable(self.config.gate_min_support, self.config.gate_min_ess)
+        caveat = "" if estimable else f"not estimable ({backing.describe()}), judged on the decisions that support it: "
         reason = caveat + (
             f"SNIPS {new.value:.4f} vs {old.value:.4f} serving, {'higher' if difference >= 0 else 'lower'} by "
             f"{abs(difference):.4f} ± {max(upper - difference, 0.0):.4f} ({self.config.gate_z:g} s.e., "
             f"{len(events)} events, {backing.describe()}): {'within' if promoted else 'beyond'} tolerance "
             f"{self.config.gate_tolerance:g}"
         )
-        return Verdict(version, promoted, reason, len(events), new, old, backing)
+        return Verdict(version, promoted, reason, len(events), new, old, backing, estimable)
 
 
 def _paired_upper(

@@ -59,10 +59,6 @@ def decide(
     return Pick(pmf, index, own[index])
 
 
-# Scores closer than this count as a tie (VW computes in float32).
-TIE = 1e-6
-
-
 def optimistic_pmf(
     qualities: Sequence[float], widths: Sequence[float], penalties: Sequence[float], epsilon: float
 ) -> list[float]:
